@@ -1,0 +1,203 @@
+// Package boardcfg loads board profiles: strict YAML with `extends:` merging,
+// validated, with every error naming the file, line and field.
+package boardcfg
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Resolve turns a --board argument into a profile path: a path to a file
+// (anything with a slash or a .yaml suffix), or a name in boardsDir.
+func Resolve(arg, boardsDir string) (string, error) {
+	if arg == "" {
+		return "", errors.New("boardcfg: no board given (use --board NAME or --board path/to/profile.yaml)")
+	}
+	if strings.ContainsRune(arg, os.PathSeparator) || strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
+		if _, err := os.Stat(arg); err != nil {
+			return "", fmt.Errorf("boardcfg: board profile %s: %w", arg, err)
+		}
+		return arg, nil
+	}
+	p := filepath.Join(boardsDir, arg+".yaml")
+	if _, err := os.Stat(p); err != nil {
+		names, _ := List(boardsDir)
+		return "", fmt.Errorf("boardcfg: no board %q in %s (known: %s)", arg, boardsDir, strings.Join(names, ", "))
+	}
+	return p, nil
+}
+
+// List returns the board names in boardsDir.
+func List(boardsDir string) ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(boardsDir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range m {
+		names = append(names, strings.TrimSuffix(filepath.Base(p), ".yaml"))
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Load reads the profile at path, merges what it extends (names resolve in
+// boardsDir), decodes strictly and validates.
+func Load(path, boardsDir string) (*Board, error) {
+	l := &loader{boardsDir: boardsDir, origin: map[*yaml.Node]string{}}
+	root, files, err := l.load(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	b := &Board{File: path, Files: files}
+	d := &decoder{origin: l.originOf, locs: map[string]Loc{}}
+	if err := d.decode(root, "", reflect.ValueOf(b).Elem()); err != nil {
+		return nil, err
+	}
+	b.locs = d.locs
+	b.locs[""] = Loc{File: path, Line: 1, Col: 1}
+	b.Extends = ""
+	if err := b.validate(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+type loader struct {
+	boardsDir string
+	origin    map[*yaml.Node]string
+}
+
+func (l *loader) originOf(n *yaml.Node) string { return l.origin[n] }
+
+func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error) {
+	abs, _ := filepath.Abs(path)
+	for _, c := range chain {
+		if c == abs {
+			return nil, nil, fmt.Errorf("boardcfg: %s: extends cycle: %s -> %s", path, strings.Join(chain, " -> "), abs)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("boardcfg: read profile: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, nil, fmt.Errorf("boardcfg: %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, nil, &Error{Loc: Loc{File: path, Line: doc.Line, Col: doc.Column}, Msg: "a board profile is a YAML mapping (name:, components:, ...)"}
+	}
+	root := doc.Content[0]
+	l.mark(root, path)
+
+	ext := mapValue(root, "extends")
+	if ext == nil {
+		return root, []string{path}, nil
+	}
+	if ext.Kind != yaml.ScalarNode || ext.Value == "" {
+		return nil, nil, &Error{Loc: Loc{path, ext.Line, ext.Column}, Field: "extends", Msg: "want a board name or a profile path"}
+	}
+	basePath := filepath.Join(l.boardsDir, ext.Value+".yaml")
+	if strings.ContainsRune(ext.Value, '/') || strings.HasSuffix(ext.Value, ".yaml") || strings.HasSuffix(ext.Value, ".yml") {
+		basePath = filepath.Join(filepath.Dir(path), ext.Value)
+	}
+	if _, err := os.Stat(basePath); err != nil {
+		return nil, nil, &Error{Loc: Loc{path, ext.Line, ext.Column}, Field: "extends", Msg: fmt.Sprintf("base profile %s not found (a name from %s, or a path relative to this profile)", basePath, l.boardsDir)}
+	}
+	base, files, err := l.load(basePath, append(chain, abs))
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.merge(base, root, ""), append([]string{path}, files...), nil
+}
+
+func (l *loader) mark(n *yaml.Node, file string) {
+	l.origin[n] = file
+	for _, c := range n.Content {
+		l.mark(c, file)
+	}
+}
+
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// mergedByName are the lists whose items a derived board changes one at a
+// time; any other list (regions, commands) is replaced whole, because a
+// layout half-inherited from the base is never what was meant.
+var mergedByName = map[string]bool{"components": true, "guests": true}
+
+// merge overlays child on base: mappings merge key by key, the lists in
+// mergedByName merge by item name, other values are replaced. The extends
+// key of the child is dropped.
+func (l *loader) merge(base, child *yaml.Node, key string) *yaml.Node {
+	if base.Kind == yaml.MappingNode && child.Kind == yaml.MappingNode {
+		out := *base
+		l.origin[&out] = l.origin[base]
+		out.Content = append([]*yaml.Node(nil), base.Content...)
+		for i := 0; i+1 < len(child.Content); i += 2 {
+			k, v := child.Content[i], child.Content[i+1]
+			if k.Value == "extends" {
+				continue
+			}
+			replaced := false
+			for j := 0; j+1 < len(out.Content); j += 2 {
+				if out.Content[j].Value == k.Value {
+					out.Content[j+1] = l.merge(out.Content[j+1], v, k.Value)
+					replaced = true
+					break
+				}
+			}
+			if !replaced {
+				out.Content = append(out.Content, k, v)
+			}
+		}
+		return &out
+	}
+	if mergedByName[key] && base.Kind == yaml.SequenceNode && child.Kind == yaml.SequenceNode && named(base) && named(child) {
+		out := *base
+		l.origin[&out] = l.origin[base]
+		out.Content = append([]*yaml.Node(nil), base.Content...)
+		for _, c := range child.Content {
+			name := mapValue(c, "name").Value
+			replaced := false
+			for j, b := range out.Content {
+				if mapValue(b, "name").Value == name {
+					out.Content[j] = l.merge(b, c, "")
+					replaced = true
+					break
+				}
+			}
+			if !replaced {
+				out.Content = append(out.Content, c)
+			}
+		}
+		return &out
+	}
+	return child
+}
+
+func named(seq *yaml.Node) bool {
+	for _, c := range seq.Content {
+		if c.Kind != yaml.MappingNode {
+			return false
+		}
+		if n := mapValue(c, "name"); n == nil || n.Kind != yaml.ScalarNode {
+			return false
+		}
+	}
+	return true
+}

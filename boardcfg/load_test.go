@@ -1,0 +1,224 @@
+package boardcfg
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// valid is a small complete profile; cases below edit single lines of it, so
+// their expected line numbers are easy to read off.
+const valid = `name: t1
+description: test board
+arch: amd64
+components:
+  - name: xen
+    package: xen-hypervisor-4.17-amd64
+    version: "4.17"
+    sha256: fc074298a677325306662eea382cc4503339b8e1f4db54b24702b0b07cf6741d
+    files: {efi: boot/xen.efi, gz: boot/xen.gz}
+  - name: ovmf
+    package: ovmf
+    version: "2022"
+    sha256: e73d3d1a8799f7f6fc16b73501d913edcdd86237556fbff30693e747e6dc262e
+    files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}
+hypervisor:
+  xen: xen
+  options: console=com1
+  dom0:
+    memory: 512MiB
+    cmdline: console=hvc0
+    kernel:
+      path: /boot/vmlinuz
+control_domain:
+  compression: xz
+  commands: [github.com/u-root/u-root/cmds/core/init]
+outputs:
+  usb:
+    size: 64MiB
+  spi:
+    firmware: ovmf:code
+    chip_size: 16MiB
+    payload_file: 7C04A583-9E3E-4F1C-AD65-E05268D0B4D1
+    regions:
+      - {name: vpd, start: 0, size: 64KiB, preserve: true}
+      - {name: bios, start: 0x10000, size: 0xFF0000, firmware: true}
+qemu:
+  machine: q35
+  cpu: qemu64,+svm
+  memory: 2GiB
+`
+
+func writeProfile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadValid(t *testing.T) {
+	dir := t.TempDir()
+	p := writeProfile(t, dir, "t1.yaml", valid)
+	b, err := Load(p, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Outputs.SPI.ChipSize != 16<<20 || b.Outputs.SPI.Regions[1].Start != 0x10000 || b.Hypervisor.Dom0.Memory != 512<<20 {
+		t.Errorf("sizes decoded wrong: %+v", b.Outputs.SPI)
+	}
+	if r, _ := b.Outputs.SPI.FirmwareRegion(); r.Name != "bios" {
+		t.Errorf("firmware region = %q", r.Name)
+	}
+}
+
+func TestShippedBoards(t *testing.T) {
+	names, err := List("../boards")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("List(../boards) = %v, %v", names, err)
+	}
+	for _, n := range names {
+		p, err := Resolve(n, "../boards")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(p, "../boards"); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+}
+
+func TestBadProfiles(t *testing.T) {
+	cases := []struct {
+		name    string
+		old     string // line of valid to replace
+		new     string
+		wantErr string // must appear in the error, file:line included
+	}{
+		{"unknown key", "arch: amd64", "arch: amd64\ncolour: red", "t1.yaml:4:1: colour: unknown field"},
+		{"unknown nested key", "    cmdline: console=hvc0", "    cmdline: console=hvc0\n    vcpu: 2", "t1.yaml:21:5: hypervisor.dom0.vcpu: unknown field"},
+		{"wrong type", "  commands: [github.com/u-root/u-root/cmds/core/init]", "  commands: init", "t1.yaml:25:13: control_domain.commands: want a list"},
+		{"wrong type bool", "preserve: true}", "preserve: yes-please}", "t1.yaml:34:54: outputs.spi.regions[0].preserve: want true or false"},
+		{"wrong type int", "  memory: 2GiB", "  memory: 2GiB\n  smp: two", "t1.yaml:40:8: qemu.smp: want a whole number"},
+		{"bad size", "    chip_size: 16MiB", "    chip_size: 16MB", `t1.yaml:31:16: outputs.spi.chip_size: "16MB" is not a size`},
+		{"bad hex size", "start: 0x10000,", "start: 0x1G000,", `t1.yaml:35:29: outputs.spi.regions[1].start: "0x1G000" is not a size`},
+		{"bad guid", "    payload_file: 7C04A583-9E3E-4F1C-AD65-E05268D0B4D1", "    payload_file: 7C04A583-9E3E-4F1C-AD65", `t1.yaml:32:19: outputs.spi.payload_file: "7C04A583-9E3E-4F1C-AD65" is not a GUID`},
+		{"bad sha", "    sha256: e73d3d1a8799f7f6fc16b73501d913edcdd86237556fbff30693e747e6dc262e", "    sha256: e73d", `t1.yaml:13:13: components[1].sha256: "e73d" is not a SHA-256`},
+		{"overlap", "start: 0x10000, size: 0xFF0000", "start: 0x8000, size: 0xFF8000", `t1.yaml:35:9: outputs.spi.regions[1]: region "bios" (0x8000-0xffffff) overlaps region "vpd" (0x0-0xffff)`},
+		{"region past chip", "size: 0xFF0000", "size: 0x1000000", `t1.yaml:35:44: outputs.spi.regions[1].size: region "bios" ends at 0x1010000, past the 16MiB chip`},
+		{"missing required", "  cpu: qemu64,+svm\n", "", "t1.yaml:37:3: qemu.cpu: required field is missing"},
+		{"missing top-level", "description: test board\n", "", "t1.yaml:1:1: description: required field is missing"},
+		{"missing in list item", "    package: ovmf\n", "", "t1.yaml:10:5: components[1].package: required field is missing"},
+		{"dangling reference", "  xen: xen", "  xen: xen-hv", `t1.yaml:16:8: hypervisor.xen: no component named "xen-hv"`},
+		{"bad firmware ref", "    firmware: ovmf:code", "    firmware: ovmf:vars", `t1.yaml:30:15: outputs.spi.firmware: component "ovmf" has no file with role "vars"`},
+		{"two kernels", "      path: /boot/vmlinuz", "      path: /boot/vmlinuz\n      component: xen", "t1.yaml:22:7: hypervisor.dom0.kernel: give exactly one of"},
+		{"duplicate key", "arch: amd64", "arch: amd64\narch: amd64", "t1.yaml:4:1: arch: key appears twice"},
+		{"bad compression", "  compression: xz", "  compression: lz4", `t1.yaml:24:16: control_domain.compression: "lz4": want xz or zstd`},
+		{"yaml syntax", "arch: amd64", "arch: [amd64", "t1.yaml: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !strings.Contains(valid, c.old) {
+				t.Fatalf("test bug: %q not in the valid profile", c.old)
+			}
+			dir := t.TempDir()
+			p := writeProfile(t, dir, "t1.yaml", strings.Replace(valid, c.old, c.new, 1))
+			_, err := Load(p, dir)
+			if err == nil {
+				t.Fatalf("Load succeeded, want error containing %q", c.wantErr)
+			}
+			if !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("error\n  %v\nwant it to contain\n  %s", err, c.wantErr)
+			}
+		})
+	}
+}
+
+func TestExtends(t *testing.T) {
+	dir := t.TempDir()
+	writeProfile(t, dir, "t1.yaml", valid)
+	child := `extends: t1
+name: t1-small
+description: t1 with an 8 MiB chip
+components:
+  - name: ovmf
+    files: {code: usr/share/OVMF/OVMF_CODE_4M.fd, vars: usr/share/OVMF/OVMF_VARS_4M.fd}
+outputs:
+  spi:
+    chip_size: 8MiB
+    regions:
+      - {name: vars, start: 0, size: 0x84000, preserve: true, fill: ovmf:vars}
+      - {name: bios, start: 0x84000, size: 0x77C000, firmware: true}
+`
+	p := writeProfile(t, dir, "t1-small.yaml", child)
+	b, err := Load(p, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Name != "t1-small" || b.Arch != "amd64" || b.Hypervisor.Options != "console=com1" {
+		t.Errorf("merge lost fields: %+v", b)
+	}
+	if b.Outputs.SPI.ChipSize != 8<<20 || len(b.Outputs.SPI.Regions) != 2 || b.Outputs.SPI.Regions[0].Name != "vpd" && b.Outputs.SPI.Regions[0].Name != "vars" {
+		t.Errorf("spi not merged: %+v", b.Outputs.SPI)
+	}
+	ovmf, _ := b.Component("ovmf")
+	if ovmf.Package != "ovmf" || ovmf.Files["vars"] == "" || len(b.Components) != 2 {
+		t.Errorf("component merge by name failed: %+v (%d components)", ovmf, len(b.Components))
+	}
+	if l := b.Loc("outputs.spi.chip_size"); !strings.HasSuffix(l.File, "t1-small.yaml") || l.Line != 9 {
+		t.Errorf("chip_size location = %v, want t1-small.yaml:9", l)
+	}
+	if l := b.Loc("hypervisor.options"); !strings.HasSuffix(l.File, "t1.yaml") || l.Line != 17 {
+		t.Errorf("options location = %v, want t1.yaml:17", l)
+	}
+
+	// An error in the child names the child file, one in the base the base file.
+	writeProfile(t, dir, "bad-child.yaml", "extends: t1.yaml\nname: bad\noutputs:\n  usb:\n    size: 1GB\n")
+	if _, err := Load(filepath.Join(dir, "bad-child.yaml"), dir); err == nil || !strings.Contains(err.Error(), "bad-child.yaml:5:11: outputs.usb.size") {
+		t.Errorf("child error = %v", err)
+	}
+	writeProfile(t, dir, "bad-ref.yaml", "extends: t1\nname: bad\nhypervisor:\n  dom0:\n    memory: 4GiB\n")
+	if _, err := Load(filepath.Join(dir, "bad-ref.yaml"), dir); err == nil || !strings.Contains(err.Error(), "t1.yaml:39:11: qemu.memory: 2GiB leaves nothing for Xen") {
+		t.Errorf("cross-file error = %v", err)
+	}
+	writeProfile(t, dir, "cycle-a.yaml", "extends: cycle-b\n")
+	writeProfile(t, dir, "cycle-b.yaml", "extends: cycle-a\n")
+	if _, err := Load(filepath.Join(dir, "cycle-a.yaml"), dir); err == nil || !strings.Contains(err.Error(), "extends cycle") {
+		t.Errorf("cycle error = %v", err)
+	}
+	writeProfile(t, dir, "nobase.yaml", "name: x\nextends: nope\n")
+	if _, err := Load(filepath.Join(dir, "nobase.yaml"), dir); err == nil || !strings.Contains(err.Error(), "nobase.yaml:2:10: extends: base profile") {
+		t.Errorf("missing base error = %v", err)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	dir := t.TempDir()
+	writeProfile(t, dir, "t1.yaml", valid)
+	if p, err := Resolve("t1", dir); err != nil || p != filepath.Join(dir, "t1.yaml") {
+		t.Errorf("Resolve(t1) = %q, %v", p, err)
+	}
+	if p, err := Resolve(filepath.Join(dir, "t1.yaml"), "/nonexistent"); err != nil || !strings.HasSuffix(p, "t1.yaml") {
+		t.Errorf("Resolve(path) = %q, %v", p, err)
+	}
+	if _, err := Resolve("nope", dir); err == nil || !strings.Contains(err.Error(), "known: t1") {
+		t.Errorf("Resolve(nope) = %v", err)
+	}
+}
+
+func TestSize(t *testing.T) {
+	for in, want := range map[string]uint64{"8MiB": 8 << 20, "0x800000": 0x800000, "8388608": 8388608, "64KiB": 65536, "2G": 2 << 30, "16 MiB": 16 << 20} {
+		var s Size
+		if err := s.decodeScalar(in); err != nil || uint64(s) != want {
+			t.Errorf("Size(%q) = %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, in := range []string{"8MB", "-1", "0x", "1.5MiB", "99999999999999999999GiB", "MiB"} {
+		var s Size
+		if err := s.decodeScalar(in); err == nil {
+			t.Errorf("Size(%q) accepted as %d", in, s)
+		}
+	}
+}

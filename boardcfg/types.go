@@ -1,0 +1,211 @@
+package boardcfg
+
+import (
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Board is a merged, validated board profile.
+type Board struct {
+	Name          string        `yaml:"name"`
+	Description   string        `yaml:"description"`
+	Arch          string        `yaml:"arch"`
+	Extends       string        `yaml:"extends"`
+	Components    []Component   `yaml:"components"`
+	Hypervisor    Hypervisor    `yaml:"hypervisor"`
+	ControlDomain ControlDomain `yaml:"control_domain"`
+	Outputs       Outputs       `yaml:"outputs"`
+	QEMU          QEMU          `yaml:"qemu"`
+
+	// File is the profile the board was loaded from; Files lists it and every profile it extends.
+	File  string   `yaml:"-" json:"-"`
+	Files []string `yaml:"-" json:"-"`
+	locs  map[string]Loc
+}
+
+// Component is one pinned Debian package.
+type Component struct {
+	Name    string `yaml:"name"`
+	Package string `yaml:"package"`
+	Version string `yaml:"version"`
+	SHA256  Hash   `yaml:"sha256"`
+	// Files maps a role ("efi", "bzimage", ...) to a path inside the package.
+	Files map[string]string `yaml:"files"`
+}
+
+type Hypervisor struct {
+	Xen     string `yaml:"xen"`
+	Options string `yaml:"options"`
+	Dom0    Dom0   `yaml:"dom0"`
+}
+
+type Dom0 struct {
+	Memory  Size   `yaml:"memory"`
+	VCPUs   int    `yaml:"vcpus"`
+	Cmdline string `yaml:"cmdline"`
+	Kernel  Kernel `yaml:"kernel"`
+}
+
+// Kernel selects the dom0 kernel: exactly one of Component (a Debian kernel
+// package), Source (a linux-source component built with Fragment) or Path.
+type Kernel struct {
+	Component string `yaml:"component"`
+	Source    string `yaml:"source"`
+	Base      string `yaml:"base"`
+	// Fragment is a Kconfig fragment, relative to the boards directory.
+	Fragment string `yaml:"fragment"`
+	Path     string `yaml:"path"`
+}
+
+type ControlDomain struct {
+	Compression string    `yaml:"compression"`
+	Commands    []string  `yaml:"commands"`
+	Toolstack   Toolstack `yaml:"toolstack"`
+}
+
+type Toolstack struct {
+	// Packages are component names searched for Files and their shared libraries.
+	Packages []string `yaml:"packages"`
+	Files    []string `yaml:"files"`
+}
+
+type Outputs struct {
+	USB USB  `yaml:"usb"`
+	SPI *SPI `yaml:"spi"`
+}
+
+type USB struct {
+	Size Size `yaml:"size"`
+}
+
+type SPI struct {
+	// Firmware is "component:role", e.g. "ovmf:code".
+	Firmware    string   `yaml:"firmware"`
+	ChipSize    Size     `yaml:"chip_size"`
+	PayloadFile GUID     `yaml:"payload_file"`
+	GrowVolume  GUID     `yaml:"grow_volume"`
+	Regions     []Region `yaml:"regions"`
+}
+
+// Region is a flashrom layout region of the chip.
+type Region struct {
+	Name  string `yaml:"name"`
+	Start Size   `yaml:"start"`
+	Size  Size   `yaml:"size"`
+	// Preserve marks a region fwbuild never fills or writes (factory data, variables).
+	Preserve bool `yaml:"preserve"`
+	// Firmware marks the region that holds the base firmware and the payload.
+	Firmware bool `yaml:"firmware"`
+	// Fill is optional "component:role" content placed at the start of the region.
+	Fill string `yaml:"fill"`
+}
+
+type QEMU struct {
+	Machine string `yaml:"machine"`
+	CPU     string `yaml:"cpu"`
+	Memory  Size   `yaml:"memory"`
+	SMP     int    `yaml:"smp"`
+	SPIMode string `yaml:"spi_mode"`
+	OVMF    string `yaml:"ovmf"`
+}
+
+// Component returns the component with the given name.
+func (b *Board) Component(name string) (Component, bool) {
+	for _, c := range b.Components {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Component{}, false
+}
+
+// Loc returns where a field (e.g. "outputs.spi.chip_size") was set.
+func (b *Board) Loc(field string) Loc {
+	if l, ok := b.locs[field]; ok {
+		return l
+	}
+	return Loc{File: b.File}
+}
+
+// FirmwareRegion returns the SPI region that holds the firmware.
+func (s *SPI) FirmwareRegion() (Region, bool) {
+	for _, r := range s.Regions {
+		if r.Firmware {
+			return r, true
+		}
+	}
+	return Region{}, false
+}
+
+// Size is a byte count written as plain bytes, hex ("0x800000") or with a binary unit ("8MiB").
+type Size uint64
+
+var sizeRE = regexp.MustCompile(`^(\d+)\s*(B|KiB|MiB|GiB|K|M|G)?$`)
+
+func (s *Size) decodeScalar(v string) error {
+	v = strings.TrimSpace(v)
+	if strings.HasPrefix(v, "0x") || strings.HasPrefix(v, "0X") {
+		n, err := strconv.ParseUint(v[2:], 16, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a size (use bytes, 0x hex, or KiB/MiB/GiB)", v)
+		}
+		*s = Size(n)
+		return nil
+	}
+	m := sizeRE.FindStringSubmatch(v)
+	if m == nil {
+		return fmt.Errorf("%q is not a size (use bytes, 0x hex, or KiB/MiB/GiB)", v)
+	}
+	n, err := strconv.ParseUint(m[1], 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a size: %v", v, err)
+	}
+	shift := map[string]uint{"": 0, "B": 0, "K": 10, "KiB": 10, "M": 20, "MiB": 20, "G": 30, "GiB": 30}[m[2]]
+	if n > (^uint64(0))>>shift {
+		return fmt.Errorf("%q is too large", v)
+	}
+	*s = Size(n << shift)
+	return nil
+}
+
+func (s Size) String() string {
+	switch {
+	case s != 0 && s%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", s>>30)
+	case s != 0 && s%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", s>>20)
+	case s != 0 && s%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", s>>10)
+	}
+	return fmt.Sprintf("%d", uint64(s))
+}
+
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// GUID is an EFI GUID in its canonical text form, upper case.
+type GUID string
+
+var guidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+
+func (g *GUID) decodeScalar(v string) error {
+	if !guidRE.MatchString(v) {
+		return fmt.Errorf("%q is not a GUID (want XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)", v)
+	}
+	*g = GUID(strings.ToUpper(v))
+	return nil
+}
+
+// Hash is a hex SHA-256 digest.
+type Hash string
+
+func (h *Hash) decodeScalar(v string) error {
+	b, err := hex.DecodeString(v)
+	if err != nil || len(b) != 32 {
+		return fmt.Errorf("%q is not a SHA-256 (want 64 hex digits)", v)
+	}
+	*h = Hash(strings.ToLower(v))
+	return nil
+}

@@ -1,0 +1,276 @@
+package boardcfg
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// errAt builds an error for field, located at the field itself or, for a
+// missing field, at the nearest enclosing value that exists.
+func (b *Board) errAt(field, format string, args ...any) error {
+	p := field
+	for {
+		if l, ok := b.locs[p]; ok {
+			return &Error{Loc: l, Field: field, Msg: fmt.Sprintf(format, args...)}
+		}
+		if p == "" {
+			return &Error{Loc: Loc{File: b.File}, Field: field, Msg: fmt.Sprintf(format, args...)}
+		}
+		if i := strings.LastIndexAny(p, ".["); i >= 0 {
+			p = p[:i]
+		} else {
+			p = ""
+		}
+	}
+}
+
+func (b *Board) missing(field string) error {
+	return b.errAt(field, "required field is missing")
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]*$`)
+	regionRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+)
+
+// validate checks what decoding cannot: required fields, references between
+// sections, and the SPI layout. All problems are reported, not just the first.
+func (b *Board) validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	req := func(field, v string) {
+		if strings.TrimSpace(v) == "" {
+			add(b.missing(field))
+		}
+	}
+	req("name", b.Name)
+	if b.Name != "" && !nameRE.MatchString(b.Name) {
+		add(b.errAt("name", "%q: use lower-case letters, digits and - . _ +", b.Name))
+	}
+	req("description", b.Description)
+	req("arch", b.Arch)
+	if b.Arch != "" && b.Arch != "amd64" {
+		add(b.errAt("arch", "%q is not supported (only amd64)", b.Arch))
+	}
+
+	comps := map[string]Component{}
+	if len(b.Components) == 0 {
+		add(b.missing("components"))
+	}
+	for i, c := range b.Components {
+		f := fmt.Sprintf("components[%d]", i)
+		req(f+".name", c.Name)
+		req(f+".package", c.Package)
+		req(f+".version", c.Version)
+		req(f+".sha256", string(c.SHA256))
+		if _, dup := comps[c.Name]; dup && c.Name != "" {
+			add(b.errAt(f+".name", "component %q is defined twice", c.Name))
+		}
+		for role, p := range c.Files {
+			if strings.HasPrefix(p, "/") || strings.Contains(p, "..") || p == "" {
+				add(b.errAt(f+".files."+role, "%q: give a relative path inside the package, without ..", p))
+			}
+		}
+		comps[c.Name] = c
+	}
+	ref := func(field, name string) {
+		if name == "" {
+			add(b.missing(field))
+		} else if _, ok := comps[name]; !ok {
+			add(b.errAt(field, "no component named %q (components: %s)", name, strings.Join(sortedKeys(comps), ", ")))
+		}
+	}
+	refFile := func(field, v string) {
+		if v == "" {
+			add(b.missing(field))
+			return
+		}
+		name, role, ok := strings.Cut(v, ":")
+		if !ok {
+			add(b.errAt(field, "%q: want component:role, e.g. ovmf:code", v))
+			return
+		}
+		c, ok := comps[name]
+		if !ok {
+			add(b.errAt(field, "no component named %q", name))
+			return
+		}
+		if _, ok := c.Files[role]; !ok {
+			add(b.errAt(field, "component %q has no file with role %q (add it under its files:)", name, role))
+		}
+	}
+
+	h := b.Hypervisor
+	ref("hypervisor.xen", h.Xen)
+	if c, ok := comps[h.Xen]; ok {
+		for _, role := range []string{"efi", "gz"} {
+			if _, ok := c.Files[role]; !ok {
+				add(b.errAt("hypervisor.xen", "component %q needs files.%s (the Xen %s image)", h.Xen, role, role))
+			}
+		}
+	}
+	req("hypervisor.options", h.Options)
+	if h.Dom0.Memory == 0 {
+		add(b.missing("hypervisor.dom0.memory"))
+	} else if h.Dom0.Memory%(1<<20) != 0 {
+		add(b.errAt("hypervisor.dom0.memory", "must be whole MiB"))
+	}
+	if h.Dom0.VCPUs < 0 {
+		add(b.errAt("hypervisor.dom0.vcpus", "must not be negative"))
+	}
+	k := h.Dom0.Kernel
+	kinds := 0
+	for _, s := range []string{k.Component, k.Source, k.Path} {
+		if s != "" {
+			kinds++
+		}
+	}
+	switch {
+	case kinds != 1:
+		add(b.errAt("hypervisor.dom0.kernel", "give exactly one of component (a Debian kernel package), source (a linux-source component + fragment) or path"))
+	case k.Component != "":
+		ref("hypervisor.dom0.kernel.component", k.Component)
+		if c, ok := comps[k.Component]; ok {
+			if _, ok := c.Files["bzimage"]; !ok {
+				add(b.errAt("hypervisor.dom0.kernel.component", "component %q needs files.bzimage (and files.config to check Xen dom0 support)", k.Component))
+			}
+		}
+	case k.Source != "":
+		ref("hypervisor.dom0.kernel.source", k.Source)
+		if c, ok := comps[k.Source]; ok {
+			if _, ok := c.Files["tarball"]; !ok {
+				add(b.errAt("hypervisor.dom0.kernel.source", "component %q needs files.tarball (the kernel source tarball)", k.Source))
+			}
+		}
+		req("hypervisor.dom0.kernel.fragment", k.Fragment)
+		if k.Base != "" && k.Base != "tinyconfig" && k.Base != "allnoconfig" {
+			add(b.errAt("hypervisor.dom0.kernel.base", "%q: want tinyconfig or allnoconfig", k.Base))
+		}
+	}
+
+	cd := b.ControlDomain
+	switch cd.Compression {
+	case "":
+		add(b.missing("control_domain.compression"))
+	case "xz", "zstd":
+	default:
+		add(b.errAt("control_domain.compression", "%q: want xz or zstd", cd.Compression))
+	}
+	if len(cd.Commands) == 0 {
+		add(b.missing("control_domain.commands"))
+	}
+	for i, p := range cd.Toolstack.Packages {
+		ref(fmt.Sprintf("control_domain.toolstack.packages[%d]", i), p)
+	}
+	if len(cd.Toolstack.Files) > 0 && len(cd.Toolstack.Packages) == 0 {
+		add(b.missing("control_domain.toolstack.packages"))
+	}
+
+	if b.Outputs.USB.Size == 0 {
+		add(b.missing("outputs.usb.size"))
+	} else if b.Outputs.USB.Size < 40<<20 {
+		add(b.errAt("outputs.usb.size", "%v is too small: the FAT32 ESP needs at least 34 MiB plus GPT (use 64MiB)", b.Outputs.USB.Size))
+	}
+	if s := b.Outputs.SPI; s != nil {
+		refFile("outputs.spi.firmware", s.Firmware)
+		if s.ChipSize == 0 {
+			add(b.missing("outputs.spi.chip_size"))
+		}
+		if s.PayloadFile == "" {
+			add(b.missing("outputs.spi.payload_file"))
+		}
+		errs = append(errs, b.validateRegions(s)...)
+	}
+
+	q := b.QEMU
+	req("qemu.machine", q.Machine)
+	req("qemu.cpu", q.CPU)
+	if q.Memory == 0 {
+		add(b.missing("qemu.memory"))
+	} else if h.Dom0.Memory != 0 && q.Memory <= h.Dom0.Memory {
+		add(b.errAt("qemu.memory", "%v leaves nothing for Xen beside dom0's %v", q.Memory, h.Dom0.Memory))
+	}
+	switch q.SPIMode {
+	case "", "bios", "pflash":
+	default:
+		add(b.errAt("qemu.spi_mode", "%q: want bios or pflash", q.SPIMode))
+	}
+	if q.OVMF != "" {
+		ref("qemu.ovmf", q.OVMF)
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Board) validateRegions(s *SPI) []error {
+	var errs []error
+	if len(s.Regions) == 0 {
+		return []error{b.missing("outputs.spi.regions")}
+	}
+	firmware := 0
+	names := map[string]bool{}
+	type span struct {
+		i          int
+		start, end uint64
+	}
+	var spans []span
+	for i, r := range s.Regions {
+		f := fmt.Sprintf("outputs.spi.regions[%d]", i)
+		switch {
+		case r.Name == "":
+			errs = append(errs, b.missing(f+".name"))
+		case !regionRE.MatchString(r.Name):
+			errs = append(errs, b.errAt(f+".name", "%q: flashrom region names are letters, digits, . _ -", r.Name))
+		case names[r.Name]:
+			errs = append(errs, b.errAt(f+".name", "region %q is defined twice", r.Name))
+		}
+		names[r.Name] = true
+		if r.Size == 0 {
+			errs = append(errs, b.missing(f+".size"))
+			continue
+		}
+		if r.Start%4096 != 0 || r.Size%4096 != 0 {
+			errs = append(errs, b.errAt(f, "region %q start and size must be multiples of 4KiB (the erase block)", r.Name))
+		}
+		end := uint64(r.Start) + uint64(r.Size)
+		if s.ChipSize != 0 && end > uint64(s.ChipSize) {
+			errs = append(errs, b.errAt(f+".size", "region %q ends at %#x, past the %v chip", r.Name, end, s.ChipSize))
+		}
+		if r.Firmware {
+			firmware++
+			if r.Preserve {
+				errs = append(errs, b.errAt(f+".preserve", "the firmware region %q cannot be preserved", r.Name))
+			}
+		}
+		if r.Fill != "" {
+			name, role, _ := strings.Cut(r.Fill, ":")
+			if c, ok := b.Component(name); !ok || c.Files[role] == "" {
+				errs = append(errs, b.errAt(f+".fill", "%q: want component:role of a component file", r.Fill))
+			}
+		}
+		spans = append(spans, span{i, uint64(r.Start), end})
+	}
+	sort.Slice(spans, func(a, c int) bool { return spans[a].start < spans[c].start })
+	for j := 1; j < len(spans); j++ {
+		if spans[j].start < spans[j-1].end {
+			a, c := s.Regions[spans[j-1].i], s.Regions[spans[j].i]
+			errs = append(errs, b.errAt(fmt.Sprintf("outputs.spi.regions[%d]", spans[j].i),
+				"region %q (%#x-%#x) overlaps region %q (%#x-%#x)", c.Name, spans[j].start, spans[j].end-1, a.Name, spans[j-1].start, spans[j-1].end-1))
+		}
+	}
+	if firmware != 1 {
+		errs = append(errs, b.errAt("outputs.spi.regions", "exactly one region must be marked firmware: true (found %d)", firmware))
+	}
+	return errs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
