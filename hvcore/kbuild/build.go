@@ -1,0 +1,504 @@
+// Package kbuild builds a Linux bzImage (the Xen dom0 kernel) from a kernel source tarball
+// and a Kconfig fragment, cached by content hash.
+//
+// A build is: `make <Base>` (tinyconfig or allnoconfig) in an out-of-tree directory, the
+// fragment merged in with merge_config.sh semantics, `make olddefconfig`, a check that every
+// requested option survived, then `make -jN bzImage`. Results live in
+// <cache>/kernel/<key>/ where key is the SHA-256 of every input that reaches the output
+// bytes (source hash, merged fragment, base target, compiler and linker versions, make
+// variables, timestamp). The extracted source tree is cached once per tarball hash in
+// <cache>/src/<sha256>/ and never written to (builds use make O=).
+//
+// Builds are reproducible: the timestamp, user, host and build number embedded in the
+// kernel are fixed, and make runs with a clean environment.
+package kbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Fixed identity embedded in the kernel's version string (uname -v, /proc/version).
+const (
+	BuildUser = "fwbuild"
+	BuildHost = "fwbuild"
+)
+
+// keyVersion changes whenever the build procedure changes what ends up in the output.
+const keyVersion = 1
+
+// progressEvery is how often a running `make bzImage` reports progress.
+const progressEvery = 15 * time.Second
+
+// Spec describes one kernel build.
+type Spec struct {
+	// SourceTarball is the kernel source, e.g. usr/src/linux-source-6.1.tar.xz from Debian's
+	// linux-source-6.1 package; it must hold one top-level directory.
+	SourceTarball string
+	// SourceSHA256 is the tarball's SHA-256 (hex). If empty it is computed (~0.5 s); if set it
+	// is trusted for the cache key and verified whenever the tarball is extracted.
+	SourceSHA256 string
+	// Base is the make target the fragment applies to: "tinyconfig" (default) or "allnoconfig".
+	Base string
+	// Fragment is the path of the top Kconfig fragment (see ParseFragment).
+	Fragment string
+	// MakeVars are extra make variables (CC, KCFLAGS, ...), passed on every make command line.
+	MakeVars map[string]string
+	// Epoch is the build timestamp embedded in the kernel (SOURCE_DATE_EPOCH); zero means
+	// 1970-01-01 00:00:00 UTC.
+	Epoch time.Time
+	// Jobs is make's -j; 0 means the number of usable CPUs. It is not part of the key.
+	Jobs int
+}
+
+// Result describes a built (or cached) kernel. All paths are inside the cache.
+type Result struct {
+	BzImage  string
+	Config   string // the final .config
+	Key      string // cache key (hex SHA-256); the directory name under <cache>/kernel
+	Cached   bool   // true if no make ran
+	Duration time.Duration
+	Log      string  // full build log (of the build that produced the cached kernel)
+	Stages   []Stage // per-stage timings of a cold build
+}
+
+// Stage is the duration of one step of a cold build.
+type Stage struct {
+	Name     string // "source", "config", "bzImage", "install"
+	Duration time.Duration
+}
+
+// keyInput is everything that reaches the output bytes. It is hashed as JSON (map keys
+// sorted by encoding/json) and stored next to the result as inputs.json.
+type keyInput struct {
+	Version      int               `json:"version"`
+	SourceSHA256 string            `json:"source_sha256"`
+	Base         string            `json:"base"`
+	Fragment     string            `json:"fragment"`
+	Compiler     string            `json:"compiler"`
+	Linker       string            `json:"linker"`
+	MakeVars     map[string]string `json:"make_vars"`
+	Epoch        int64             `json:"epoch"`
+}
+
+func (k keyInput) hash() (string, []byte) {
+	data, err := json.MarshalIndent(k, "", "  ")
+	if err != nil {
+		panic(err) // strings and ints only: cannot fail
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), append(data, '\n')
+}
+
+var (
+	reVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	reSHA256  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// reservedVars are set by Build itself; letting a caller override them would break
+// reproducibility or the cache layout.
+var reservedVars = map[string]bool{
+	"O": true, "KBUILD_OUTPUT": true, "KCONFIG_CONFIG": true, "KCONFIG_ALLCONFIG": true,
+	"KBUILD_BUILD_TIMESTAMP": true, "KBUILD_BUILD_USER": true, "KBUILD_BUILD_HOST": true,
+	"KBUILD_BUILD_VERSION": true,
+}
+
+func (s Spec) validate() error {
+	if s.SourceTarball == "" {
+		return errors.New("kbuild: Spec.SourceTarball is empty: give the path of the kernel source .tar.xz")
+	}
+	if s.Fragment == "" {
+		return errors.New("kbuild: Spec.Fragment is empty: give the path of the board's kernel config fragment")
+	}
+	switch s.Base {
+	case "", "tinyconfig", "allnoconfig":
+	default:
+		return fmt.Errorf("kbuild: Spec.Base %q: want tinyconfig or allnoconfig", s.Base)
+	}
+	if s.SourceSHA256 != "" && !reSHA256.MatchString(s.SourceSHA256) {
+		return fmt.Errorf("kbuild: Spec.SourceSHA256 %q: want 64 lowercase hex digits", s.SourceSHA256)
+	}
+	for k := range s.MakeVars {
+		if !reVarName.MatchString(k) {
+			return fmt.Errorf("kbuild: make variable %q: not a variable name", k)
+		}
+		if reservedVars[k] {
+			return fmt.Errorf("kbuild: make variable %s is set by kbuild itself and cannot be overridden", k)
+		}
+	}
+	return nil
+}
+
+func (s Spec) base() string {
+	if s.Base == "" {
+		return "tinyconfig"
+	}
+	return s.Base
+}
+
+func (s Spec) epoch() time.Time {
+	if s.Epoch.IsZero() {
+		return time.Unix(0, 0).UTC()
+	}
+	return s.Epoch.UTC()
+}
+
+// Build returns the kernel for s from cacheDir, building it on a miss. progress receives
+// human-readable status lines during a cold build (nil: log them with slog). Builds of the
+// same key, in this or another process, serialise on a lock file; the second one finds the
+// first one's result.
+func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) (Result, error) {
+	start := time.Now()
+	if progress == nil {
+		progress = func(msg string) { slog.Info(msg) }
+	}
+	if err := s.validate(); err != nil {
+		return Result{}, err
+	}
+	frag, err := ParseFragment(s.Fragment)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, o := range frag.Overrides {
+		progress("kbuild: fragment override: " + o)
+	}
+	srcSum := s.SourceSHA256
+	if srcSum == "" {
+		if srcSum, err = hashFile(s.SourceTarball); err != nil {
+			return Result{}, fmt.Errorf("kbuild: hash kernel source: %w", err)
+		}
+	}
+	tc, err := toolchain(ctx, s.MakeVars)
+	if err != nil {
+		return Result{}, err
+	}
+	in := keyInput{
+		Version:      keyVersion,
+		SourceSHA256: srcSum,
+		Base:         s.base(),
+		Fragment:     string(frag.Text()),
+		Compiler:     tc.compiler,
+		Linker:       tc.linker,
+		MakeVars:     s.MakeVars,
+		Epoch:        s.epoch().Unix(),
+	}
+	if in.MakeVars == nil {
+		in.MakeVars = map[string]string{}
+	}
+	key, inputs := in.hash()
+
+	kernDir := filepath.Join(cacheDir, "kernel")
+	outDir := filepath.Join(kernDir, key)
+	res := Result{
+		BzImage: filepath.Join(outDir, "bzImage"),
+		Config:  filepath.Join(outDir, "config"),
+		Log:     filepath.Join(outDir, "build.log"),
+		Key:     key,
+	}
+	// The output directory appears by rename only when complete, so its presence is a hit.
+	if exists(res.BzImage) {
+		res.Cached = true
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+	if err := os.MkdirAll(kernDir, 0o755); err != nil {
+		return Result{}, fmt.Errorf("kbuild: cache: %w", err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(kernDir, key+".lock"), func() {
+		progress(fmt.Sprintf("kbuild: %s: waiting for another build of the same kernel", short(key)))
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("kbuild: lock cache entry %s: %w", short(key), err)
+	}
+	defer unlock()
+	if exists(res.BzImage) {
+		res.Cached = true
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+	if err := checkTools(ctx, tc.cc); err != nil {
+		return Result{}, err
+	}
+
+	b := &builder{
+		spec: s, frag: frag, key: key, progress: progress, tc: tc,
+		tmp: filepath.Join(kernDir, key+".tmp"),
+	}
+	t := time.Now()
+	progress(fmt.Sprintf("kbuild: %s: preparing kernel source %s", short(key), filepath.Base(s.SourceTarball)))
+	if b.src, err = ensureSource(ctx, cacheDir, s.SourceTarball, srcSum); err != nil {
+		return Result{}, err
+	}
+	res.Stages = append(res.Stages, Stage{"source", time.Since(t)})
+	if err := b.run(ctx, &res); err != nil {
+		return Result{}, err
+	}
+
+	t = time.Now()
+	if err := b.install(inputs, outDir); err != nil {
+		return Result{}, err
+	}
+	res.Stages = append(res.Stages, Stage{"install", time.Since(t)})
+	res.Duration = time.Since(start)
+	progress(fmt.Sprintf("kbuild: %s: built %s in %s", short(key), res.BzImage, res.Duration.Round(time.Second)))
+	return res, nil
+}
+
+type builder struct {
+	spec     Spec
+	frag     Fragment
+	key      string
+	progress func(string)
+	tc       toolchainInfo
+	src      string // pristine source tree
+	tmp      string // <key>.tmp: obj/ and build.log while building
+	log      *logWriter
+}
+
+func (b *builder) obj() string { return filepath.Join(b.tmp, "obj") }
+
+// run configures and builds in b.tmp; on failure b.tmp stays for inspection (the next
+// build of the key removes it).
+func (b *builder) run(ctx context.Context, res *Result) error {
+	if err := os.RemoveAll(b.tmp); err != nil {
+		return fmt.Errorf("kbuild: remove stale build dir: %w", err)
+	}
+	if err := os.MkdirAll(b.obj(), 0o755); err != nil {
+		return fmt.Errorf("kbuild: %w", err)
+	}
+	lf, err := os.Create(filepath.Join(b.tmp, "build.log"))
+	if err != nil {
+		return fmt.Errorf("kbuild: %w", err)
+	}
+	defer lf.Close()
+	b.log = &logWriter{f: lf}
+
+	t := time.Now()
+	base := b.spec.base()
+	b.progress(fmt.Sprintf("kbuild: %s: make %s + fragment %s + olddefconfig", short(b.key), base, b.spec.Fragment))
+	if err := b.make(ctx, base); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(b.obj(), ".config")
+	baseCfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return fmt.Errorf("kbuild: read %s output: %w", base, err)
+	}
+	if err := os.WriteFile(cfgPath, b.frag.Merge(baseCfg), 0o644); err != nil {
+		return fmt.Errorf("kbuild: write merged .config: %w", err)
+	}
+	if err := b.make(ctx, "olddefconfig"); err != nil {
+		return err
+	}
+	// Check before the long build: a dropped option fails in seconds, not minutes.
+	if err := b.checkConfig(); err != nil {
+		return err
+	}
+	res.Stages = append(res.Stages, Stage{"config", time.Since(t)})
+
+	t = time.Now()
+	b.progress(fmt.Sprintf("kbuild: %s: make -j%d bzImage (a cold build takes minutes; log %s)", short(b.key), b.jobs(), b.log.f.Name()))
+	stop := b.reportProgress(t)
+	err = b.make(ctx, fmt.Sprintf("-j%d", b.jobs()), "bzImage")
+	stop()
+	if err != nil {
+		return err
+	}
+	// make re-runs syncconfig; the final .config is what the kernel was built with.
+	if err := b.checkConfig(); err != nil {
+		return err
+	}
+	res.Stages = append(res.Stages, Stage{"bzImage", time.Since(t)})
+	return nil
+}
+
+func (b *builder) checkConfig() error {
+	cfg, err := os.ReadFile(filepath.Join(b.obj(), ".config"))
+	if err != nil {
+		return fmt.Errorf("kbuild: read final .config: %w", err)
+	}
+	return b.frag.Check(cfg)
+}
+
+func (b *builder) jobs() int {
+	if b.spec.Jobs > 0 {
+		return b.spec.Jobs
+	}
+	return runtime.NumCPU()
+}
+
+func (b *builder) reportProgress(start time.Time) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(progressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				b.progress(fmt.Sprintf("kbuild: %s: %d objects compiled, %s", short(b.key), b.log.objects(), time.Since(start).Round(time.Second)))
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// install copies the results out of the build tree and renames them into place.
+func (b *builder) install(inputs []byte, outDir string) error {
+	stage := filepath.Join(b.tmp, "out")
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		return fmt.Errorf("kbuild: %w", err)
+	}
+	for _, f := range []struct{ from, to string }{
+		{"arch/x86/boot/bzImage", "bzImage"},
+		{".config", "config"},
+		{"System.map", "System.map"},
+	} {
+		if err := copyFile(filepath.Join(b.obj(), f.from), filepath.Join(stage, f.to)); err != nil {
+			return fmt.Errorf("kbuild: install %s: %w", f.to, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(stage, "inputs.json"), inputs, 0o644); err != nil {
+		return fmt.Errorf("kbuild: %w", err)
+	}
+	if err := b.log.f.Sync(); err != nil {
+		return fmt.Errorf("kbuild: %w", err)
+	}
+	if err := copyFile(b.log.f.Name(), filepath.Join(stage, "build.log")); err != nil {
+		return fmt.Errorf("kbuild: install build.log: %w", err)
+	}
+	if err := os.Rename(stage, outDir); err != nil {
+		return fmt.Errorf("kbuild: install: %w", err)
+	}
+	// The object tree (hundreds of MB) is not reused: any input change is a new key.
+	if err := os.RemoveAll(b.tmp); err != nil {
+		return fmt.Errorf("kbuild: remove build dir: %w", err)
+	}
+	return nil
+}
+
+// make runs one make command in the source tree with O= pointing at the object tree,
+// appending its output to the build log.
+func (b *builder) make(ctx context.Context, args ...string) error {
+	full := []string{"O=" + b.obj()}
+	full = append(full, makeVarArgs(b.spec.MakeVars)...)
+	full = append(full, args...)
+	cmd := exec.CommandContext(ctx, "make", full...)
+	cmd.Dir = b.src
+	cmd.Env = buildEnv(b.spec.epoch())
+	cmd.Stdout = b.log
+	cmd.Stderr = b.log
+	// make forks gcc and sub-makes: cancel the whole process group, not just make.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	fmt.Fprintf(b.log, "+ make %s\n", strings.Join(full, " "))
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	target := args[len(args)-1]
+	if ctx.Err() != nil {
+		return fmt.Errorf("kbuild: make %s: %w", target, ctx.Err())
+	}
+	return fmt.Errorf("kbuild: make %s: %w\n--- last %d lines of %s ---\n%s", target, err, tailLines, b.log.f.Name(), tail(b.log.f.Name(), tailLines))
+}
+
+const tailLines = 30
+
+func makeVarArgs(vars map[string]string) []string {
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := make([]string, 0, len(keys))
+	for _, k := range keys {
+		args = append(args, k+"="+vars[k])
+	}
+	return args
+}
+
+// kbuildTimestamp formats t for KBUILD_BUILD_TIMESTAMP: the kernel's usr/gen_initramfs.sh
+// feeds it to `date -d`, which reads this (date(1)'s default) format.
+func kbuildTimestamp(t time.Time) string {
+	return t.UTC().Format("Mon Jan _2 15:04:05 UTC 2006")
+}
+
+// buildEnv is make's whole environment: only PATH survives from the caller, so host
+// settings (ARCH, CROSS_COMPILE, KCFLAGS, LANG, TZ...) cannot change the output unseen.
+func buildEnv(epoch time.Time) []string {
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"LC_ALL=C",
+		"TZ=UTC",
+		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch.Unix()),
+		"KBUILD_BUILD_TIMESTAMP=" + kbuildTimestamp(epoch),
+		"KBUILD_BUILD_USER=" + BuildUser,
+		"KBUILD_BUILD_HOST=" + BuildHost,
+		"KBUILD_BUILD_VERSION=1",
+	}
+	for _, k := range []string{"HOME", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+func short(key string) string { return key[:12] }
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func hashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

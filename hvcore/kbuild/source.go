@@ -1,0 +1,104 @@
+package kbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// ensureSource returns the kernel tree extracted from tarball, extracting it into
+// <cache>/src/<sum>/ on first use. The tree is shared by all builds of that source and is
+// never written to: builds use make O=.
+func ensureSource(ctx context.Context, cacheDir, tarball, sum string) (string, error) {
+	srcDir := filepath.Join(cacheDir, "src")
+	dir := filepath.Join(srcDir, sum)
+	if top, err := topDir(dir); err == nil {
+		return top, nil
+	}
+	if err := os.MkdirAll(srcDir, 0o755); err != nil {
+		return "", fmt.Errorf("kbuild: source cache: %w", err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(srcDir, sum+".lock"), nil)
+	if err != nil {
+		return "", fmt.Errorf("kbuild: lock source cache: %w", err)
+	}
+	defer unlock()
+	if top, err := topDir(dir); err == nil {
+		return top, nil
+	}
+	tmp := dir + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", fmt.Errorf("kbuild: source cache: %w", err)
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return "", fmt.Errorf("kbuild: source cache: %w", err)
+	}
+	if err := extract(ctx, tarball, sum, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	if _, err := topDir(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("kbuild: %s: %w", tarball, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", fmt.Errorf("kbuild: source cache: %w", err)
+	}
+	return topDir(dir)
+}
+
+// extract unpacks tarball into dir with tar(1) (xz decompression in Go is several times
+// slower) while hashing the bytes tar reads, and checks them against sum. tar keeps the
+// archive's mtimes, so the tree is the same on every machine.
+func extract(ctx context.Context, tarball, sum, dir string) error {
+	f, err := os.Open(tarball)
+	if err != nil {
+		return fmt.Errorf("kbuild: kernel source: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	cmd := exec.CommandContext(ctx, "tar", "-xJf", "-", "--no-same-owner", "-C", dir)
+	cmd.Stdin = io.TeeReader(f, h)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("kbuild: extract %s: %w", tarball, ctx.Err())
+		}
+		return fmt.Errorf("kbuild: extract %s: %w: %s", tarball, err, out)
+	}
+	// tar may stop before trailing padding: hash what it did not read too.
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("kbuild: kernel source: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sum {
+		return fmt.Errorf("kbuild: kernel source %s has sha256 %s, want %s (Spec.SourceSHA256): wrong or corrupt file", tarball, got, sum)
+	}
+	return nil
+}
+
+// topDir returns the single directory a kernel tarball unpacks to.
+func topDir(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	if len(ents) != 1 || !ents[0].IsDir() {
+		return "", fmt.Errorf("want exactly one top-level directory in the kernel source archive, found %d entries", len(ents))
+	}
+	top := filepath.Join(dir, ents[0].Name())
+	if !exists(filepath.Join(top, "Makefile")) {
+		return "", fmt.Errorf("%s has no Makefile: not a kernel source tree", top)
+	}
+	return top, nil
+}
