@@ -13,7 +13,7 @@ type Board struct {
 	Name          string        `yaml:"name"`
 	Description   string        `yaml:"description"`
 	Arch          string        `yaml:"arch"`
-	Extends       string        `yaml:"extends"`
+	Extends       string        `yaml:"extends,omitempty"`
 	Components    []Component   `yaml:"components"`
 	Hypervisor    Hypervisor    `yaml:"hypervisor"`
 	ControlDomain ControlDomain `yaml:"control_domain"`
@@ -33,7 +33,7 @@ type Component struct {
 	Version string `yaml:"version"`
 	SHA256  Hash   `yaml:"sha256"`
 	// Files maps a role ("efi", "bzimage", ...) to a path inside the package.
-	Files map[string]string `yaml:"files"`
+	Files map[string]string `yaml:"files,omitempty"`
 }
 
 type Hypervisor struct {
@@ -44,7 +44,7 @@ type Hypervisor struct {
 
 type Dom0 struct {
 	Memory  Size   `yaml:"memory"`
-	VCPUs   int    `yaml:"vcpus"`
+	VCPUs   int    `yaml:"vcpus,omitempty"`
 	Cmdline string `yaml:"cmdline"`
 	Kernel  Kernel `yaml:"kernel"`
 }
@@ -52,12 +52,12 @@ type Dom0 struct {
 // Kernel selects the dom0 kernel: exactly one of Component (a Debian kernel
 // package), Source (a linux-source component built with Fragment) or Path.
 type Kernel struct {
-	Component string `yaml:"component"`
-	Source    string `yaml:"source"`
-	Base      string `yaml:"base"`
+	Component string `yaml:"component,omitempty"`
+	Source    string `yaml:"source,omitempty"`
+	Base      string `yaml:"base,omitempty"`
 	// Fragment is a Kconfig fragment, relative to the boards directory.
-	Fragment string `yaml:"fragment"`
-	Path     string `yaml:"path"`
+	Fragment string `yaml:"fragment,omitempty"`
+	Path     string `yaml:"path,omitempty"`
 }
 
 type ControlDomain struct {
@@ -69,7 +69,7 @@ type ControlDomain struct {
 type Toolstack struct {
 	// Packages are component names searched for Files and their shared libraries.
 	Packages []string `yaml:"packages"`
-	Files    []string `yaml:"files"`
+	Files    []string `yaml:"files,omitempty"`
 }
 
 type Outputs struct {
@@ -83,10 +83,10 @@ type USB struct {
 
 type SPI struct {
 	// Firmware is "component:role", e.g. "ovmf:code".
-	Firmware    string   `yaml:"firmware"`
+	Firmware    string   `yaml:"firmware,omitempty"`
 	ChipSize    Size     `yaml:"chip_size"`
 	PayloadFile GUID     `yaml:"payload_file"`
-	GrowVolume  GUID     `yaml:"grow_volume"`
+	GrowVolume  GUID     `yaml:"grow_volume,omitempty"`
 	Regions     []Region `yaml:"regions"`
 }
 
@@ -96,20 +96,20 @@ type Region struct {
 	Start Size   `yaml:"start"`
 	Size  Size   `yaml:"size"`
 	// Preserve marks a region fwbuild never fills or writes (factory data, variables).
-	Preserve bool `yaml:"preserve"`
+	Preserve bool `yaml:"preserve,omitempty"`
 	// Firmware marks the region that holds the base firmware and the payload.
-	Firmware bool `yaml:"firmware"`
+	Firmware bool `yaml:"firmware,omitempty"`
 	// Fill is optional "component:role" content placed at the start of the region.
-	Fill string `yaml:"fill"`
+	Fill string `yaml:"fill,omitempty"`
 }
 
 type QEMU struct {
 	Machine string `yaml:"machine"`
 	CPU     string `yaml:"cpu"`
 	Memory  Size   `yaml:"memory"`
-	SMP     int    `yaml:"smp"`
-	SPIMode string `yaml:"spi_mode"`
-	OVMF    string `yaml:"ovmf"`
+	SMP     int    `yaml:"smp,omitempty"`
+	SPIMode string `yaml:"spi_mode,omitempty"`
+	OVMF    string `yaml:"ovmf,omitempty"`
 }
 
 // Component returns the component with the given name.

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"--boards", "../../boards"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string // in stdout+stderr
+	}{
+		{[]string{"boards"}, 0, "qemu-q35"},
+		{[]string{"check", "--board", "qemu-q35"}, 0, "chip_size: 16MiB"},
+		{[]string{"check"}, 2, "--board is required"},
+		{[]string{"check", "--board", "qemu-q35", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"check", "--board", "no-such-board"}, 1, `no board "no-such-board"`},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{}, 2, "usage: fwbuild"},
+		{[]string{"check", "-h"}, 0, "usage: fwbuild check"},
+		{[]string{"fetch", "-h"}, 0, "usage: fwbuild fetch"},
+		{[]string{"doctor", "-h"}, 0, "usage: fwbuild doctor"},
+	}
+	for _, c := range cases {
+		code, out, errs := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(out+errs, c.want) {
+			t.Errorf("fwbuild %v: exit %d, want %d; output lacks %q?\n%s%s", c.args, code, c.code, c.want, out, errs)
+		}
+	}
+}
+
+func TestCheckBadProfileNamesFileAndLine(t *testing.T) {
+	dir := t.TempDir()
+	data, _ := os.ReadFile("../../boards/qemu-q35.yaml")
+	bad := strings.Replace(string(data), "chip_size: 16MiB", "chip_size: 16 megs", 1)
+	p := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(p, []byte(bad), 0o644)
+	code, _, errs := runCLI(t, "check", "--board", p)
+	if code != 1 || !strings.Contains(errs, "bad.yaml:") || !strings.Contains(errs, "outputs.spi.chip_size") {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+}
+
+func TestBoardsJSON(t *testing.T) {
+	code, out, errs := runCLI(t, "--json", "boards")
+	var rows []struct{ Name, Description, Error string }
+	if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) == 0 {
+		t.Fatalf("exit %d: %s %s", code, out, errs)
+	}
+	for _, r := range rows {
+		if r.Error != "" {
+			t.Errorf("board %s invalid: %s", r.Name, r.Error)
+		}
+	}
+}
+
+// The built-in boards let an installed binary work outside the repository.
+func TestBuiltinBoards(t *testing.T) {
+	var out, errb bytes.Buffer
+	t.Chdir(t.TempDir())
+	code := run(context.Background(), []string{"--cache", t.TempDir(), "boards"}, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "qemu-q35") {
+		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
+	}
+}
