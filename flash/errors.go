@@ -1,0 +1,58 @@
+package flash
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Chip states reported in Error.Chip after a failed SPI write.
+const (
+	ChipUnchanged = "unchanged" // read back after the failure: equals the backup
+	ChipModified  = "modified"  // differs from the backup: restore it with Error.Restore
+	ChipUnknown   = "unknown"   // could not be read back
+)
+
+// Error is returned for every refusal or failure of FlashSPI and FlashUSB. Its message is
+// multi-line and meant to be printed as is; the fields let a CLI render it differently
+// (e.g. --json) or offer to run Restore.
+type Error struct {
+	Op       string   // "spi check", "spi probe", "spi backup", "spi write", "spi verify", "usb check", "usb write", "usb verify"
+	Msg      string   // what went wrong
+	Flashrom []string // flashrom's own relevant output lines
+	Hint     string   // what to do
+	Chip     string   // ChipUnchanged, ChipModified, ChipUnknown or "" (not applicable)
+	Backup   string   // full-chip backup taken before the write, if any
+	Restore  string   // shell command that writes Backup back to the whole chip
+	Err      error    // underlying error, if any
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "flash: %s: %s", e.Op, e.Msg)
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	for _, l := range e.Flashrom {
+		fmt.Fprintf(&b, "\n  flashrom: %s", l)
+	}
+	switch e.Chip {
+	case ChipUnchanged:
+		b.WriteString("\n  chip: read back after the failure, it still equals the backup (unchanged)")
+	case ChipModified:
+		b.WriteString("\n  chip: MODIFIED, it no longer equals the backup")
+	case ChipUnknown:
+		b.WriteString("\n  chip: state unknown (could not read it back)")
+	}
+	if e.Backup != "" {
+		fmt.Fprintf(&b, "\n  backup: %s", e.Backup)
+	}
+	if e.Restore != "" {
+		fmt.Fprintf(&b, "\n  restore: %s", e.Restore)
+	}
+	if e.Hint != "" {
+		fmt.Fprintf(&b, "\n  what to do: %s", e.Hint)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }

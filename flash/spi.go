@@ -1,0 +1,492 @@
+package flash
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// SPIOptions describes one SPI flash through flashrom.
+type SPIOptions struct {
+	// Flashrom is the flashrom binary (name on PATH or path); "" means "flashrom".
+	Flashrom string
+	// Programmer is flashrom's -p argument, e.g. "ch341a_spi", "internal",
+	// "dummy:emulate=W25Q128FV,image=chip.bin".
+	Programmer string
+	// Chip is flashrom's -c argument; needed when several chip definitions match.
+	Chip string
+	// Image is the whole-chip image (e.g. spi.bin); its size must equal the chip's.
+	Image []byte
+	// Regions is the flash layout. Every region to write must be in it.
+	Regions []Region
+	// Write names the regions to write. Empty means every region not marked Preserve.
+	// A preserved region is written only when named here.
+	Write []string
+	// BackupDir receives the full-chip backup (spi-backup-<UTC time>.bin + .sha256). Created if missing.
+	BackupDir string
+	// DryRun reads the chip (and keeps the backup) and reports what would change and the
+	// commands that would run, without writing.
+	DryRun bool
+	// EraseBlock is the granularity of the change report; 0 means 4096.
+	EraseBlock uint64
+	// Timeout bounds each flashrom run; 0 means 30 minutes (slow programmers take minutes per read).
+	Timeout time.Duration
+	// Progress, if set, receives phase reports (see Progress).
+	Progress func(Progress)
+	// Logger receives debug logs including flashrom's full output; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// SPIResult describes what FlashSPI did (or, on a dry run, would do).
+type SPIResult struct {
+	Chip         string // chip name reported by flashrom
+	ChipSize     uint64
+	Backup       string // full-chip backup taken before writing
+	BackupSHA256 string
+	Restore      string // shell command that writes Backup back to the whole chip
+	Layout       string // the layout file given to flashrom
+	// Commands are the flashrom commands run, in order; on a dry run, including those that
+	// would run. The layout and image paths in them are temporary files removed on return.
+	Commands []string
+	Changed  []RegionChange // per requested region, the erase blocks that differ (chip before vs image)
+	Written  []string       // regions written and verified; empty on a dry run or when UpToDate
+	UpToDate bool           // the requested regions already held the image: nothing was written
+	// Verified maps each written region to the SHA-256 of its bytes, read back from the chip.
+	Verified map[string]string
+	DryRun   bool
+}
+
+// RegionChange counts the erase blocks of one region that differ between chip and image.
+type RegionChange struct {
+	Region        string
+	Start, Size   uint64
+	Blocks        int          // erase blocks the region touches
+	ChangedBlocks int          // of those, how many differ
+	Ranges        []BlockRange // the differing blocks, merged, clipped to the region
+}
+
+// BlockRange is a byte range of the chip, End inclusive.
+type BlockRange struct{ Start, End uint64 }
+
+func (r BlockRange) String() string { return fmt.Sprintf("0x%x-0x%x", r.Start, r.End) }
+
+// FlashSPI writes the requested regions of o.Image to an SPI chip through flashrom:
+// probe (chip size must equal the image size), full-chip backup read twice (-r then -v),
+// write of the requested regions only (-l layout -i region...), then a full read-back
+// comparing the written regions with the image (SHA-256) and everything else with the backup.
+// Every failure is an *Error; once a backup exists it carries the backup path and the
+// command that restores it.
+func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
+	res := SPIResult{DryRun: o.DryRun}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	check := func(format string, a ...any) error {
+		return &Error{Op: "spi check", Msg: fmt.Sprintf(format, a...),
+			Hint: "nothing was read or written; fix the options and run again"}
+	}
+	if o.Programmer == "" {
+		return res, check("no programmer given (e.g. ch341a_spi, internal, dummy:emulate=W25Q128FV,image=chip.bin)")
+	}
+	if len(o.Image) == 0 {
+		return res, check("empty image")
+	}
+	if o.BackupDir == "" {
+		return res, check("no backup directory given: FlashSPI always backs the chip up first")
+	}
+	blk := o.EraseBlock
+	if blk == 0 {
+		blk = 4096
+	}
+	if blk&(blk-1) != 0 {
+		return res, check("erase block size %d is not a power of two", blk)
+	}
+	size := uint64(len(o.Image))
+	regions, err := validateRegions(o.Regions, size)
+	if err != nil {
+		return res, check("layout: %v", err)
+	}
+	write, err := selectRegions(regions, o.Write)
+	if err != nil {
+		return res, check("%v", err)
+	}
+	res.Layout = FormatLayout(regions)
+
+	rep := &reporter{fn: o.Progress}
+	fr, err := newFlashrom(o.Flashrom, o.Programmer, o.Chip, o.Timeout, log, rep)
+	if err != nil {
+		return res, err
+	}
+	work, err := os.MkdirTemp("", "fwbuild-flash-")
+	if err != nil {
+		return res, &Error{Op: "spi check", Msg: "temp dir", Err: err}
+	}
+	defer os.RemoveAll(work)
+
+	// Probe first: it is quick, and a wrong chip or image size is refused before a long read.
+	probe := fr.args("--flash-size")
+	res.Commands = append(res.Commands, fr.command(probe))
+	_, d, err := fr.run(ctx, "spi probe", "probe", 0, probe)
+	if err != nil {
+		return res, err
+	}
+	if len(d.Found) > 0 {
+		res.Chip = d.Found[len(d.Found)-1]
+	}
+	if d.Size <= 0 {
+		return res, &Error{Op: "spi probe", Msg: "flashrom did not report the chip size", Flashrom: d.Lines,
+			Hint: "check the programmer string and flashrom version (needs --flash-size, flashrom >= 1.2)"}
+	}
+	res.ChipSize = uint64(d.Size)
+	if res.ChipSize != size {
+		return res, &Error{Op: "spi check", Chip: ChipUnchanged,
+			Msg: fmt.Sprintf("image is %d bytes (%s) but chip %q is %d bytes (%s)",
+				size, humanSize(size), res.Chip, res.ChipSize, humanSize(res.ChipSize)),
+			Hint: "build the image for this board's chip, or check --chip / the programmer; nothing was written"}
+	}
+
+	// Backup: read, then have flashrom verify the chip against it, so a flaky clip cannot
+	// give a bad backup (and --flash-contents below can trust it).
+	backupPath, err := reserveBackup(o.BackupDir)
+	if err != nil {
+		return res, &Error{Op: "spi backup", Msg: "create backup file in " + o.BackupDir, Err: err}
+	}
+	partial := backupPath + ".partial"
+	read := fr.args("-r", partial)
+	res.Commands = append(res.Commands, fr.command(read))
+	if _, _, err := fr.run(ctx, "spi backup", "backup", int64(size), read); err != nil {
+		os.Remove(partial)
+		os.Remove(backupPath)
+		return res, err
+	}
+	if err := os.Rename(partial, backupPath); err != nil {
+		return res, &Error{Op: "spi backup", Msg: "rename backup", Err: err}
+	}
+	old, err := os.ReadFile(backupPath)
+	if err != nil {
+		return res, &Error{Op: "spi backup", Msg: "read backup", Err: err}
+	}
+	if uint64(len(old)) != size {
+		return res, &Error{Op: "spi backup", Chip: ChipUnchanged, Backup: backupPath,
+			Msg:  fmt.Sprintf("backup %s is %d bytes, expected the chip size %d", backupPath, len(old), size),
+			Hint: "flashrom read a different size than it reported: check the programmer and --chip"}
+	}
+	res.Backup = backupPath
+	res.BackupSHA256 = sum(old)
+	res.Restore = fr.command(fr.args("-w", backupPath))
+	if err := persistBackup(backupPath, res.BackupSHA256); err != nil {
+		return res, &Error{Op: "spi backup", Msg: "sync backup", Err: err, Backup: backupPath}
+	}
+	check2 := fr.args("-v", backupPath)
+	res.Commands = append(res.Commands, fr.command(check2))
+	if _, _, err := fr.run(ctx, "spi backup", "backup-verify", int64(size), check2); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.Backup = backupPath
+			e.Msg = "the chip does not read the same twice, the backup is not trustworthy: " + e.Msg
+			e.Hint = "check the clip/cable (contact, short wires) and try a lower spispeed=; nothing was written"
+		}
+		return res, err
+	}
+
+	res.Changed = changedBlocks(old, o.Image, write, blk)
+
+	layoutPath := filepath.Join(work, "layout")
+	imagePath := filepath.Join(work, "image.bin")
+	readbackPath := filepath.Join(work, "readback.bin")
+	if err := os.WriteFile(layoutPath, []byte(res.Layout), 0o600); err != nil {
+		return res, &Error{Op: "spi write", Msg: "write layout", Err: err}
+	}
+	// flashrom writes this private copy: what is verified is exactly what was written.
+	if err := os.WriteFile(imagePath, o.Image, 0o600); err != nil {
+		return res, &Error{Op: "spi write", Msg: "write image copy", Err: err}
+	}
+	wargs := fr.args("-l", layoutPath)
+	var names []string
+	var writeBytes int64
+	for _, r := range write {
+		wargs = append(wargs, "-i", r.Name)
+		names = append(names, r.Name)
+		writeBytes += int64(r.Size)
+	}
+	// The backup was just verified against the chip, so flashrom need not read it a third time.
+	wargs = append(wargs, "--flash-contents", backupPath, "-w", imagePath)
+	rargs := fr.args("-r", readbackPath)
+
+	anyChange := false
+	for _, c := range res.Changed {
+		anyChange = anyChange || c.ChangedBlocks > 0
+	}
+	if o.DryRun {
+		res.Commands = append(res.Commands, fr.command(wargs), fr.command(rargs))
+		return res, nil
+	}
+	if !anyChange {
+		res.UpToDate = true
+		return res, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return res, &Error{Op: "spi write", Msg: "cancelled before writing", Err: err, Chip: ChipUnchanged, Backup: backupPath}
+	}
+
+	res.Commands = append(res.Commands, fr.command(wargs))
+	_, wd, werr := fr.run(ctx, "spi write", "write", writeBytes, wargs)
+	if werr != nil {
+		var e *Error
+		if !errors.As(werr, &e) {
+			return res, werr
+		}
+		e.Backup, e.Restore = backupPath, res.Restore
+		e.Chip = chipState(ctx, fr, readbackPath, old, wd)
+		if e.Chip == ChipModified && e.Hint != "" {
+			e.Hint += "; restore the backup with the command above"
+		}
+		return res, e
+	}
+
+	res.Commands = append(res.Commands, fr.command(rargs))
+	if _, _, err := fr.run(ctx, "spi verify", "verify", int64(size), rargs); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.Msg = "read-back after a successful write failed: " + e.Msg
+			e.Backup, e.Restore, e.Chip = backupPath, res.Restore, ChipUnknown
+		}
+		return res, err
+	}
+	rb, err := os.ReadFile(readbackPath)
+	if err != nil {
+		return res, &Error{Op: "spi verify", Msg: "read read-back file", Err: err, Backup: backupPath, Restore: res.Restore}
+	}
+	verified, problems := compareReadback(rb, o.Image, old, regions, write)
+	if len(problems) > 0 {
+		st := ChipModified
+		if bytes.Equal(rb, old) {
+			st = ChipUnchanged
+		}
+		return res, &Error{Op: "spi verify", Chip: st, Backup: backupPath, Restore: res.Restore,
+			Msg:  "read-back does not match although flashrom reported success:\n    " + strings.Join(problems, "\n    "),
+			Hint: "check the connection and write protection, restore the backup with the command above, and try again"}
+	}
+	res.Written = names
+	res.Verified = verified
+	return res, nil
+}
+
+// selectRegions resolves the names to write; empty means every non-preserved region.
+func selectRegions(regions []Region, names []string) ([]Region, error) {
+	byName := map[string]Region{}
+	var all []string
+	for _, r := range regions {
+		byName[r.Name] = r
+		all = append(all, r.Name)
+	}
+	var out []Region
+	if len(names) == 0 {
+		for _, r := range regions {
+			if !r.Preserve {
+				out = append(out, r)
+			}
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("every layout region is marked preserve (%s): name the regions to write explicitly",
+				strings.Join(all, ", "))
+		}
+		return out, nil
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		r, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("region %q is not in the layout (regions: %s)", n, strings.Join(all, ", "))
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	return out, nil
+}
+
+// changedBlocks compares old and img inside each region, erase block by erase block.
+func changedBlocks(old, img []byte, regions []Region, blk uint64) []RegionChange {
+	var out []RegionChange
+	for _, r := range regions {
+		c := RegionChange{Region: r.Name, Start: r.Start, Size: r.Size}
+		for b := r.Start &^ (blk - 1); b <= r.End(); b += blk {
+			lo, hi := max(b, r.Start), min(b+blk, r.End()+1)
+			c.Blocks++
+			if bytes.Equal(old[lo:hi], img[lo:hi]) {
+				continue
+			}
+			c.ChangedBlocks++
+			if n := len(c.Ranges); n > 0 && c.Ranges[n-1].End+1 == lo {
+				c.Ranges[n-1].End = hi - 1
+			} else {
+				c.Ranges = append(c.Ranges, BlockRange{lo, hi - 1})
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// compareReadback checks the written regions against the image and every other byte
+// against the backup; it returns the written regions' hashes and any mismatches.
+func compareReadback(rb, img, old []byte, all, written []Region) (map[string]string, []string) {
+	var problems []string
+	if len(rb) != len(img) {
+		return nil, []string{fmt.Sprintf("read back %d bytes, chip size is %d", len(rb), len(img))}
+	}
+	hashes := map[string]string{}
+	for _, r := range written {
+		got, want := sum(rb[r.Start:r.End()+1]), sum(img[r.Start:r.End()+1])
+		if got != want {
+			off, n := firstDiff(rb, img, r.Start, r.End()+1)
+			problems = append(problems, fmt.Sprintf("region %q: sha256 %s, image has %s (%d bytes differ, first at 0x%x)",
+				r.Name, got[:16], want[:16], n, off))
+			continue
+		}
+		hashes[r.Name] = got
+	}
+	// Everything not written must still equal the backup: proof nothing else was touched.
+	var pos uint64
+	check := func(lo, hi uint64) {
+		if lo >= hi || bytes.Equal(rb[lo:hi], old[lo:hi]) {
+			return
+		}
+		off, n := firstDiff(rb, old, lo, hi)
+		problems = append(problems, fmt.Sprintf("0x%x-0x%x (%s) was not to be written but %d bytes differ from the backup, first at 0x%x",
+			lo, hi-1, regionAt(all, off), n, off))
+	}
+	for _, r := range written {
+		check(pos, r.Start)
+		pos = r.End() + 1
+	}
+	check(pos, uint64(len(rb)))
+	return hashes, problems
+}
+
+func firstDiff(a, b []byte, lo, hi uint64) (first uint64, n int) {
+	first = hi
+	for i := lo; i < hi; i++ {
+		if a[i] != b[i] {
+			if n == 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	return first, n
+}
+
+func regionAt(all []Region, off uint64) string {
+	for _, r := range all {
+		if off >= r.Start && off <= r.End() {
+			if r.Preserve {
+				return "region " + r.Name + ", preserved"
+			}
+			return "region " + r.Name
+		}
+	}
+	return "outside any region"
+}
+
+// chipState reads the chip back after a failed write and compares it with the backup; if
+// that read fails too, it falls back on what flashrom itself said.
+func chipState(ctx context.Context, fr *flashrom, path string, old []byte, d diagnosis) string {
+	fallback := ChipUnknown
+	switch d.Changed {
+	case 1:
+		fallback = ChipModified
+	case -1:
+		fallback = ChipUnchanged
+	}
+	if ctx.Err() != nil {
+		return fallback
+	}
+	if _, _, err := fr.run(ctx, "spi write", "verify", int64(len(old)), fr.args("-r", path)); err != nil {
+		return fallback
+	}
+	rb, err := os.ReadFile(path)
+	if err != nil {
+		return fallback
+	}
+	if bytes.Equal(rb, old) {
+		return ChipUnchanged
+	}
+	return ChipModified
+}
+
+// reserveBackup creates an empty, uniquely named backup file so concurrent runs never share one.
+func reserveBackup(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	stamp := time.Now().UTC().Format("20060102T150405Z")
+	for i := 0; i < 1000; i++ {
+		name := "spi-backup-" + stamp + ".bin"
+		if i > 0 {
+			name = fmt.Sprintf("spi-backup-%s-%d.bin", stamp, i)
+		}
+		p := filepath.Join(dir, name)
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if err := f.Close(); err != nil {
+			return "", err
+		}
+		return filepath.Abs(p)
+	}
+	return "", fmt.Errorf("too many backups named spi-backup-%s*", stamp)
+}
+
+// persistBackup writes the .sha256 sidecar and syncs backup and directory: the backup must
+// survive a power cut during the write that follows.
+func persistBackup(path, hash string) error {
+	if err := os.WriteFile(path+".sha256", []byte(hash+"  "+filepath.Base(path)+"\n"), 0o644); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + ".sha256", filepath.Dir(path)} {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func humanSize(n uint64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
