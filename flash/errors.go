@@ -37,7 +37,7 @@ func (e *Error) Error() string {
 	}
 	switch e.Chip {
 	case ChipUnchanged:
-		b.WriteString("\n  chip: read back after the failure, it still equals the backup (unchanged)")
+		b.WriteString("\n  chip: unchanged (read back, it equals the backup)")
 	case ChipModified:
 		b.WriteString("\n  chip: MODIFIED, it no longer equals the backup")
 	case ChipUnknown:

@@ -37,7 +37,7 @@ const (
 // diagnosis is what parseFlashrom extracts from flashrom's output.
 type diagnosis struct {
 	Kind       problem
-	Lines      []string // relevant lines, in order, consecutive duplicates dropped
+	Lines      []string // relevant lines, in order, repeats dropped
 	Candidates []string // chip definitions when several match
 	Found      []string // chip names from "Found ... flash chip" lines
 	// Changed: +1 flashrom says the chip changed after a failed write, -1 it says nothing
@@ -100,7 +100,7 @@ const maxDiagLines = 16
 // parseFlashrom extracts the relevant lines and the kind of problem from flashrom output.
 func parseFlashrom(out string) diagnosis {
 	d := diagnosis{Size: -1}
-	last := ""
+	seen := map[string]bool{}
 	for _, raw := range strings.Split(out, "\n") {
 		line := strings.TrimSpace(strings.TrimRight(raw, "\r"))
 		if line == "" {
@@ -139,9 +139,9 @@ func parseFlashrom(out string) diagnosis {
 				}
 			}
 		}
-		if relevant && line != last && len(d.Lines) < maxDiagLines {
+		if relevant && !seen[line] && len(d.Lines) < maxDiagLines {
 			d.Lines = append(d.Lines, line)
-			last = line
+			seen[line] = true
 		}
 	}
 	return d
@@ -174,8 +174,7 @@ func (d diagnosis) hint(programmer string) string {
 		return "the chip does not hold what was written: check the connection (short wires, clip contact, " +
 			"lower spispeed=), then restore the backup"
 	case probEraseWrite:
-		return "flashrom could not erase or write the chip: check the connection and write protection, then " +
-			"restore the backup if the chip was modified"
+		return "flashrom could not erase or write the chip: check the connection and write protection"
 	case probSize:
 		return "the image size does not match the chip: build the image for this chip size"
 	case probRegion:

@@ -150,7 +150,7 @@ func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 	}
 	res.ChipSize = uint64(d.Size)
 	if res.ChipSize != size {
-		return res, &Error{Op: "spi check", Chip: ChipUnchanged,
+		return res, &Error{Op: "spi check",
 			Msg: fmt.Sprintf("image is %d bytes (%s) but chip %q is %d bytes (%s)",
 				size, humanSize(size), res.Chip, res.ChipSize, humanSize(res.ChipSize)),
 			Hint: "build the image for this board's chip, or check --chip / the programmer; nothing was written"}
@@ -249,8 +249,8 @@ func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 		}
 		e.Backup, e.Restore = backupPath, res.Restore
 		e.Chip = chipState(ctx, fr, readbackPath, old, wd)
-		if e.Chip == ChipModified && e.Hint != "" {
-			e.Hint += "; restore the backup with the command above"
+		if e.Chip != ChipUnchanged {
+			e.Hint += "; then restore the backup with the command above"
 		}
 		return res, e
 	}
