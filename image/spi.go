@@ -1,0 +1,300 @@
+package image
+
+import (
+	"bytes"
+	"debug/pe"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/linuxboot/fiano/pkg/guid"
+	"github.com/linuxboot/fiano/pkg/uefi"
+	"github.com/linuxboot/fiano/pkg/visitors"
+)
+
+// SPISpec describes a flash chip image for a UEFI board.
+type SPISpec struct {
+	ChipSize uint64
+	Regions  []Region
+	// BaseFirmware is the UEFI firmware (e.g. OVMF_CODE_4M.fd). It is
+	// placed at the top of the firmware region.
+	BaseFirmware []byte
+	// GrowFV names (by GUID) the top-level volume that is enlarged
+	// downwards to fill the firmware region; it must start the base
+	// firmware. Empty: the base firmware is placed as it is.
+	GrowFV string
+	// SlotFile names (by GUID) the file whose PE32 section receives Payload.
+	SlotFile string
+	// Payload is a PE32(+) EFI application.
+	Payload []byte
+}
+
+// BudgetError reports a payload that does not fit the slot, with the
+// numbers a size report needs.
+type BudgetError struct {
+	Slot    string // GUID of the slot file
+	Payload int64  // size of the payload PE
+	Budget  int64  // largest payload PE that fits
+	// Limit says what bounds the budget.
+	Limit string
+	// Exact is false when Budget comes from a compressed volume: then it is
+	// an estimate for incompressible payloads (what a GRUB memdisk with
+	// compressed kernels is), and the build itself checks the real bytes.
+	Exact bool
+}
+
+// Overflow is how many bytes the payload must lose to fit.
+func (e *BudgetError) Overflow() int64 { return e.Payload - e.Budget }
+
+func (e *BudgetError) Error() string {
+	approx := ""
+	if !e.Exact {
+		approx = "about "
+	}
+	return fmt.Sprintf("image: flash payload of %d bytes does not fit slot %s: budget %s%d bytes, %s%d bytes over; limit: %s",
+		e.Payload, e.Slot, approx, e.Budget, approx, e.Overflow(), e.Limit)
+}
+
+var guidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+
+func parseGUID(field, s string) (guid.GUID, error) {
+	if !guidRE.MatchString(s) {
+		return guid.GUID{}, fmt.Errorf("image: %s %q is not a GUID like 7C04A583-9E3E-4F1C-AD65-E05268D0B4D1", field, s)
+	}
+	g, err := guid.Parse(s)
+	if err != nil {
+		return guid.GUID{}, fmt.Errorf("image: %s %q: %w", field, s, err)
+	}
+	return *g, nil
+}
+
+// checkPE rejects payloads firmware would not start, before any work.
+func checkPE(what string, b []byte) error {
+	if len(b) == 0 {
+		return fmt.Errorf("image: %s is empty", what)
+	}
+	f, err := pe.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("image: %s (%d bytes) is not a PE32 EFI image: %v", what, len(b), err)
+	}
+	defer f.Close()
+	if f.OptionalHeader == nil {
+		return fmt.Errorf("image: %s is a PE file without an optional header, not an EFI application", what)
+	}
+	return nil
+}
+
+// spiPlan is a validated SPISpec with the firmware region laid out before
+// fiano sees it.
+type spiPlan struct {
+	regions []Region
+	fw      int
+	region  []byte // firmware region: base at the top, GrowFV enlarged
+	baseOff uint64 // where the base firmware starts in region
+	growLen uint64 // planned length of GrowFV, 0 if none
+	grow    *guid.GUID
+	slot    guid.GUID
+}
+
+func planSPI(s SPISpec) (*spiPlan, error) {
+	rs, fw, err := checkLayout(s.ChipSize, s.Regions)
+	if err != nil {
+		return nil, err
+	}
+	p := &spiPlan{regions: rs, fw: fw}
+	if p.slot, err = parseGUID("slot file", s.SlotFile); err != nil {
+		return nil, err
+	}
+	r := rs[fw]
+	base := s.BaseFirmware
+	if len(base) == 0 {
+		return nil, errors.New("image: base firmware is empty")
+	}
+	if uint64(len(base)) > r.Size {
+		return nil, fmt.Errorf("image: base firmware (%#x bytes) is larger than firmware region %q (%#x bytes)", len(base), r.Name, r.Size)
+	}
+	fvs := topLevelFVs(base)
+	if len(fvs) == 0 {
+		return nil, fmt.Errorf("image: base firmware (%d bytes) is not a UEFI image: no firmware volume header found", len(base))
+	}
+	p.region = bytes.Repeat([]byte{0xFF}, int(r.Size))
+	p.baseOff = r.Size - uint64(len(base))
+	if s.GrowFV == "" {
+		copy(p.region[p.baseOff:], base)
+		return p, nil
+	}
+	g, err := parseGUID("volume to grow", s.GrowFV)
+	if err != nil {
+		return nil, err
+	}
+	p.grow = &g
+	var h *fvHeader
+	var names []string
+	for i := range fvs {
+		names = append(names, fmt.Sprintf("%v at %#x", fvs[i].Name, fvs[i].Offset))
+		if fvs[i].Name == g && h == nil {
+			h = &fvs[i]
+		}
+	}
+	if h == nil {
+		return nil, fmt.Errorf("image: base firmware has no top-level volume %v to grow (found: %s)", g, strings.Join(names, ", "))
+	}
+	if h.Offset != 0 {
+		return nil, fmt.Errorf("image: volume %v starts at %#x of the base firmware; only a volume at offset 0 can grow downwards", g, h.Offset)
+	}
+	// The volume keeps its header and files at the bottom of the region;
+	// everything above it in the base (SECFV) stays byte for byte at the top.
+	p.growLen = r.Size - uint64(len(base)) + h.Length
+	p.baseOff = 0
+	copy(p.region, base[:h.Length])
+	copy(p.region[p.growLen:], base[h.Length:])
+	if err := growFV(p.region, *h, p.growLen); err != nil {
+		return nil, fmt.Errorf("image: grow volume to fill region %q: %w", r.Name, err)
+	}
+	return p, nil
+}
+
+// chip places the firmware region and the fills into an erased chip.
+func (p *spiPlan) chip(size uint64, region []byte) []byte {
+	out := bytes.Repeat([]byte{0xFF}, int(size))
+	for i, r := range p.regions {
+		if i == p.fw {
+			copy(out[r.Start:r.Start+r.Size], region)
+		} else if !r.Preserve {
+			copy(out[r.Start:], r.Fill)
+		}
+	}
+	return out
+}
+
+// BuildSPI returns the chip image: base firmware with the payload in the
+// slot file, laid out per s.Regions. Nothing but the slot's PE32 section
+// and the enlargement of GrowFV changes; every volume keeps its size.
+func BuildSPI(s SPISpec) ([]byte, error) {
+	return buildSPI(s, pinnedXZ)
+}
+
+func buildSPI(s SPISpec, xzPath string) ([]byte, error) {
+	p, err := planSPI(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPE("flash payload", s.Payload); err != nil {
+		return nil, err
+	}
+	var region []byte
+	err = withFiano(xzPath, func(l *fianoLogger) error {
+		t, err := openSlot(p, l)
+		if err != nil {
+			return err
+		}
+		bound, err := t.slotBound()
+		if err != nil {
+			return err
+		}
+		if n := int64(len(s.Payload)); n > bound {
+			return &BudgetError{Slot: s.SlotFile, Payload: n, Budget: bound, Exact: true, Limit: t.slotLimit()}
+		}
+		if err := t.setPayload(s.Payload); err != nil {
+			return err
+		}
+		used, err := t.assemble()
+		if err != nil {
+			return err
+		}
+		if used > t.planned {
+			n := int64(len(s.Payload))
+			return &BudgetError{Slot: s.SlotFile, Payload: n, Budget: n - int64(used-t.planned), Exact: false,
+				Limit: fmt.Sprintf("volume %v holds %#x bytes; its compressed content needs %#x", t.container, t.planned, used)}
+		}
+		region = t.region()
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errFiano) {
+			return nil, fmt.Errorf("image: base firmware: %w", err)
+		}
+		return nil, err
+	}
+	out := p.chip(s.ChipSize, region)
+	if uint64(len(out)) != s.ChipSize {
+		return nil, fmt.Errorf("image: internal: chip image is %#x bytes, want %#x", len(out), s.ChipSize)
+	}
+	return out, nil
+}
+
+// WriteSPI builds the chip image and writes it to path through a temporary
+// file in the same directory; on any error path is left untouched.
+func WriteSPI(path string, s SPISpec) error {
+	b, err := BuildSPI(s)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// SlotBudget returns the largest payload PE (in bytes) that fits the slot
+// file of s; s.Payload is ignored. The bound is exact when it comes from the
+// volume that holds the slot (DXEFV must keep its size). When compression
+// of an enclosing volume binds instead, it is estimated for incompressible
+// data by compressing probe payloads (several seconds per probe).
+func SlotBudget(s SPISpec) (int64, error) {
+	b, _, _, err := slotBudget(s, pinnedXZ)
+	return b, err
+}
+
+func slotBudget(s SPISpec, xzPath string) (budget int64, exact bool, limit string, err error) {
+	p, err := planSPI(s)
+	if err != nil {
+		return 0, false, "", err
+	}
+	err = withFiano(xzPath, func(l *fianoLogger) error {
+		t, err := openSlot(p, l)
+		if err != nil {
+			return err
+		}
+		budget, exact, limit, err = t.budget()
+		return err
+	})
+	if err != nil && errors.Is(err, errFiano) {
+		err = fmt.Errorf("image: base firmware: %w", err)
+	}
+	return budget, exact, limit, err
+}
+
+// assembleFV runs fiano's Assemble on one volume; split out so the budget
+// probes and the build share it.
+func assembleFV(fv *uefi.FirmwareVolume) error {
+	return (&visitors.Assemble{}).Run(fv)
+}
