@@ -386,8 +386,8 @@ func TestFlashSPIMultipleChipDefinitions(t *testing.T) {
 	img := randBytes(17, size)
 	opts := SPIOptions{
 		Flashrom: fr, Programmer: "dummy:emulate=MX25L6436,image=" + chip,
-		Image:   img,
-		Regions: []Region{{Name: "vars", Start: 0, Size: 0x84000, Preserve: true}, {Name: "code", Start: 0x84000, Size: size - 0x84000}},
+		Image:     img,
+		Regions:   []Region{{Name: "vars", Start: 0, Size: 0x84000, Preserve: true}, {Name: "code", Start: 0x84000, Size: size - 0x84000}},
 		BackupDir: t.TempDir(),
 	}
 	_, err := FlashSPI(context.Background(), opts)
