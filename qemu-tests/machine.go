@@ -123,7 +123,7 @@ const pflashMax = 8 << 20
 
 // resolveAccel picks the accelerator, and says why when it is not the one
 // asked for.
-func resolveAccel(asked string, getenv func(string) string, kvmCheck func() error) (string, error) {
+func resolveAccel(asked string, getenv func(string) string, kvmCheck func() error, log *slog.Logger) (string, error) {
 	switch asked {
 	case "":
 		if getenv(EnvKVM) != "1" {
@@ -136,7 +136,7 @@ func resolveAccel(asked string, getenv func(string) string, kvmCheck func() erro
 		return "", fmt.Errorf("machine: accel %q is not supported; use \"tcg\", \"kvm\" or leave it empty", asked)
 	}
 	if err := kvmCheck(); err != nil {
-		slog.Warn("qemu-tests: KVM asked for but not usable; using TCG", "err", err)
+		log.Warn("qemu-tests: KVM asked for but not usable; using TCG", "err", err)
 		return "tcg", nil
 	}
 	return "kvm", nil

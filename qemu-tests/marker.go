@@ -64,14 +64,14 @@ func (mk Marker) validate(i int) error {
 	return nil
 }
 
-// literal reports whether a match of mk in an unfinished line can be trusted
-// at once: more bytes cannot change what a fixed string matches.
-func (mk Marker) literal() bool {
+// literal returns the fixed text a match of mk always is, if any: such a
+// match in an unfinished line can be trusted at once, as more bytes cannot
+// change it.
+func (mk Marker) literal() (string, bool) {
 	if mk.Pattern == nil {
-		return true
+		return mk.Text, true
 	}
-	_, complete := mk.Pattern.LiteralPrefix()
-	return complete
+	return mk.Pattern.LiteralPrefix()
 }
 
 // find returns where the match of mk in s ends, plus the regexp's groups.
@@ -110,25 +110,74 @@ type Match struct {
 	Values []string
 }
 
-// escapes matches what a terminal interprets rather than prints: CSI
+// cleaner removes what a terminal interprets rather than prints: CSI
 // sequences (colours, cursor moves, OVMF's "\x1b[=3h"), two-byte ESC
-// sequences and C0 control characters other than tab.
-var escapes = regexp.MustCompile(`\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-~]|[\x00-\x08\x0a-\x1f\x7f]`)
+// sequences, and C0 control characters other than tab. It keeps its state
+// between chunks, so a sequence split across reads is still removed and the
+// cleaned text of a line only ever grows.
+type cleaner int
+
+const (
+	plain cleaner = iota
+	afterESC
+	inCSI
+)
+
+func (c *cleaner) append(dst, p []byte) []byte {
+	for i := 0; i < len(p); i++ {
+		b := p[i]
+		switch *c {
+		case afterESC:
+			*c = plain
+			if b == '[' {
+				*c = inCSI
+				continue
+			}
+			if b >= 0x40 && b <= 0x7e {
+				continue
+			}
+			// Not a sequence we know: drop the ESC, keep b.
+		case inCSI:
+			if b >= 0x20 && b <= 0x3f { // parameters, intermediates
+				continue
+			}
+			*c = plain
+			if b >= 0x40 && b <= 0x7e { // final byte
+				continue
+			}
+			// A broken sequence: keep b.
+		}
+		switch {
+		case b == 0x1b:
+			*c = afterESC
+		case b < 0x20 && b != '\t', b == 0x7f:
+		default:
+			dst = append(dst, b)
+		}
+	}
+	return dst
+}
 
 // cleanLine returns the printable text of a raw console line.
 func cleanLine(raw []byte) string {
-	return escapes.ReplaceAllString(string(raw), "")
+	var c cleaner
+	return string(c.append(nil, raw))
 }
 
 // matcher assembles console bytes into lines and matches markers in order.
 // It does no I/O and keeps no clock, so it can be fed from tests.
 type matcher struct {
 	markers []Marker
-	next    int    // index of the marker being waited for
-	line    []byte // raw bytes of the unfinished line
-	from    int    // offset in the cleaned current line where the search resumes
-	tail    []string
-	tailMax int
+	next    int     // index of the marker being waited for
+	cur     []byte  // cleaned text of the unfinished line
+	raw     int     // raw bytes in the unfinished line
+	esc     cleaner // escape state within the unfinished line
+	from    int     // offset in cur where the search resumes
+	// searched is how far cur has been searched for the current literal
+	// marker, so an endless line is not searched again from the start.
+	searched int
+	tail     []string
+	tailMax  int
 }
 
 func newMatcher(markers []Marker, tailLines int) *matcher {
@@ -143,31 +192,43 @@ func (m *matcher) done() bool { return m.next >= len(m.markers) }
 func (m *matcher) feed(p []byte, at time.Duration) []Match {
 	var out []Match
 	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			room := maxLine - len(m.line)
-			if len(p) < room {
-				m.line = append(m.line, p...)
-				break
-			}
-			m.line = append(m.line, p[:room]...)
-			p = p[room:]
-			out = m.endLine(out, at)
-			continue
+		n := bytes.IndexByte(p, '\n')
+		eol := n >= 0
+		if !eol {
+			n = len(p)
 		}
-		if len(m.line)+i > maxLine {
-			room := maxLine - len(m.line)
-			m.line = append(m.line, p[:room]...)
-			p = p[room:]
-			out = m.endLine(out, at)
-			continue
+		if room := maxLine - m.raw; n > room {
+			n, eol = room, true // split an overlong line
 		}
-		m.line = append(m.line, p[:i]...)
-		p = p[i+1:]
-		out = m.endLine(out, at)
+		m.cur = m.esc.append(m.cur, p[:n])
+		m.raw += n
+		if n < len(p) && p[n] == '\n' {
+			n++
+		}
+		p = p[n:]
+		if eol {
+			out = m.endLine(out, at)
+		}
 	}
-	if len(m.line) > 0 && !m.done() && m.markers[m.next].literal() {
-		out = m.scan(out, cleanLine(m.line), at, true)
+	return m.scanLiterals(out, at)
+}
+
+// scanLiterals matches literal markers in the unfinished line.
+func (m *matcher) scanLiterals(out []Match, at time.Duration) []Match {
+	for !m.done() && len(m.cur) > m.from {
+		lit, ok := m.markers[m.next].literal()
+		if !ok {
+			break
+		}
+		start := max(m.from, m.searched-len(lit)+1)
+		i := bytes.Index(m.cur[start:], []byte(lit))
+		if i < 0 {
+			m.searched = len(m.cur)
+			break
+		}
+		m.from = start + i + len(lit)
+		m.searched = m.from
+		out = append(out, m.match(string(m.cur), nil, at))
 	}
 	return out
 }
@@ -175,21 +236,25 @@ func (m *matcher) feed(p []byte, at time.Duration) []Match {
 // flush matches every marker, literal or not, against the unfinished line:
 // the console has gone quiet or ended, so the line is as complete as it gets.
 func (m *matcher) flush(at time.Duration) []Match {
-	if len(m.line) == 0 || m.done() {
+	if len(m.cur) == 0 {
 		return nil
 	}
-	return m.scan(nil, cleanLine(m.line), at, false)
+	return m.scan(nil, string(m.cur), at)
 }
 
 // pending reports whether the unfinished line could still match the current
 // marker once flushed: only then is a quiet timer worth arming.
 func (m *matcher) pending() bool {
-	return len(m.line) > 0 && !m.done() && !m.markers[m.next].literal()
+	if len(m.cur) <= m.from || m.done() {
+		return false
+	}
+	_, lit := m.markers[m.next].literal()
+	return !lit
 }
 
 func (m *matcher) endLine(out []Match, at time.Duration) []Match {
-	s := cleanLine(m.line)
-	out = m.scan(out, s, at, false)
+	s := string(m.cur)
+	out = m.scan(out, s, at)
 	if strings.TrimSpace(s) != "" && m.tailMax > 0 {
 		if len(m.tail) == m.tailMax {
 			copy(m.tail, m.tail[1:])
@@ -197,38 +262,35 @@ func (m *matcher) endLine(out []Match, at time.Duration) []Match {
 		}
 		m.tail = append(m.tail, s)
 	}
-	m.line = m.line[:0]
-	m.from = 0
+	m.cur, m.raw, m.esc, m.from, m.searched = m.cur[:0], 0, plain, 0, 0
 	return out
 }
 
-// scan matches markers in order against line s from m.from on. With
-// literalOnly it stops at the first marker that is not literal.
-func (m *matcher) scan(out []Match, s string, at time.Duration, literalOnly bool) []Match {
+// scan matches markers in order against line s from m.from on.
+func (m *matcher) scan(out []Match, s string, at time.Duration) []Match {
 	for !m.done() {
-		mk := m.markers[m.next]
-		if literalOnly && !mk.literal() {
-			break
-		}
-		if m.from > len(s) {
-			m.from = len(s)
-		}
-		end, values, ok := mk.find(s[m.from:])
+		end, values, ok := m.markers[m.next].find(s[m.from:])
 		if !ok {
 			break
 		}
 		m.from += end
-		out = append(out, Match{Marker: mk, Index: m.next, At: at, Line: s, Values: values})
-		m.next++
+		m.searched = m.from
+		out = append(out, m.match(s, values, at))
 	}
 	return out
+}
+
+func (m *matcher) match(line string, values []string, at time.Duration) Match {
+	mm := Match{Marker: m.markers[m.next], Index: m.next, At: at, Line: line, Values: values}
+	m.next++
+	return mm
 }
 
 // lastLines returns the last tailMax non-empty cleaned lines, the unfinished
 // one included.
 func (m *matcher) lastLines() []string {
 	lines := append([]string(nil), m.tail...)
-	if s := cleanLine(m.line); strings.TrimSpace(s) != "" {
+	if s := string(m.cur); strings.TrimSpace(s) != "" {
 		lines = append(lines, s)
 	}
 	if len(lines) > m.tailMax {

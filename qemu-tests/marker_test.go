@@ -209,8 +209,8 @@ func TestMatcherLongLine(t *testing.T) {
 	junk := strings.Repeat("x", 1000)
 	for i := 0; i < 1000; i++ {
 		m.feed([]byte(junk), 0)
-		if len(m.line) > maxLine {
-			t.Fatalf("unfinished line grew to %d bytes", len(m.line))
+		if m.raw > maxLine || len(m.cur) > maxLine {
+			t.Fatalf("unfinished line grew to %d bytes", len(m.cur))
 		}
 	}
 	if ms := m.feed([]byte("THE END"), time.Second); len(ms) != 1 {

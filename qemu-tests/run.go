@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -41,6 +42,8 @@ type Options struct {
 	Quiet time.Duration
 	// Getenv reads the environment; nil: os.Getenv. Tests replace it.
 	Getenv func(string) string
+	// Logger receives warnings (e.g. KVM unusable); nil: slog.Default().
+	Logger *slog.Logger
 }
 
 // Result is a successful run.
@@ -129,7 +132,11 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 	if quiet <= 0 {
 		quiet = 500 * time.Millisecond
 	}
-	accel, err := resolveAccel(m.Accel, getenv, KVMUsable)
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	accel, err := resolveAccel(m.Accel, getenv, KVMUsable, logger)
 	if err != nil {
 		return res, fmt.Errorf("qemu-tests: %w", err)
 	}
