@@ -1,0 +1,159 @@
+package image
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/linuxboot/fiano/pkg/guid"
+)
+
+// Synthetic firmware for tests that need no OVMF and for fuzz seeds: a
+// volume built by hand per the PI spec, so fiano is checked against the
+// spec and not against itself.
+
+const ffs2 = "8C8CE578-8A3D-4F1C-9935-896185C32DD3"
+
+func guidBytes(t testing.TB, s string) []byte {
+	t.Helper()
+	g, err := guid.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g[:]
+}
+
+// minimalPE returns a PE32+ EFI application header that debug/pe accepts,
+// padded to size bytes with deterministic noise (an overlay).
+func minimalPE(size int) []byte {
+	const peOff = 0x40
+	hdr := make([]byte, peOff+4+20+240)
+	copy(hdr, "MZ")
+	binary.LittleEndian.PutUint32(hdr[0x3C:], peOff)
+	copy(hdr[peOff:], "PE\x00\x00")
+	fh := hdr[peOff+4:]
+	binary.LittleEndian.PutUint16(fh[0:], 0x8664) // AMD64
+	binary.LittleEndian.PutUint16(fh[16:], 240)   // SizeOfOptionalHeader
+	binary.LittleEndian.PutUint16(fh[18:], 0x22)  // executable, large address aware
+	oh := fh[20:]
+	binary.LittleEndian.PutUint16(oh[0:], 0x20B)   // PE32+
+	binary.LittleEndian.PutUint32(oh[32:], 0x1000) // SectionAlignment
+	binary.LittleEndian.PutUint32(oh[36:], 0x200)  // FileAlignment
+	binary.LittleEndian.PutUint16(oh[68:], 10)     // Subsystem: EFI application
+	binary.LittleEndian.PutUint32(oh[108:], 16)    // NumberOfRvaAndSizes
+	if size < len(hdr) {
+		size = len(hdr)
+	}
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(1, uint64(size)))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	copy(b, hdr)
+	return b
+}
+
+type synthFile struct {
+	guid     string
+	ftype    byte
+	sections [][]byte // complete sections, header included
+}
+
+func section(typ byte, data []byte) []byte {
+	n := len(data) + 4
+	return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), typ}, data...)
+}
+
+func uiSection(name string) []byte {
+	var d []byte
+	for _, c := range name + "\x00" {
+		d = append(d, byte(c), 0)
+	}
+	return section(0x15, d)
+}
+
+// ffsFile builds an FFS file with valid header checksum, erase polarity 1.
+func ffsFile(t testing.TB, f synthFile) []byte {
+	var data []byte
+	for _, s := range f.sections {
+		for len(data)%4 != 0 {
+			data = append(data, 0)
+		}
+		data = append(data, s...)
+	}
+	n := 24 + len(data)
+	h := make([]byte, 24)
+	copy(h, guidBytes(t, f.guid))
+	h[18] = f.ftype
+	h[19] = 0 // attributes: no checksum, alignment 1
+	h[20], h[21], h[22] = byte(n), byte(n>>8), byte(n>>16)
+	var sum byte
+	for i, c := range h {
+		if i != 17 && i != 23 { // file checksum and state are not summed
+			sum += c
+		}
+	}
+	h[16] = -sum
+	h[17] = 0xAA
+	h[23] = 0xF8 // header construction, header valid, data valid (inverted)
+	return append(h, data...)
+}
+
+// synthFV builds a firmware volume of size bytes (4 KiB blocks) named name
+// holding files, free space 0xFF.
+func synthFV(t testing.TB, name string, size int, files ...synthFile) []byte {
+	t.Helper()
+	fv := bytes.Repeat([]byte{0xFF}, size)
+	h := fv[:0x5C]
+	clear(h)
+	copy(h[0x10:], guidBytes(t, ffs2))
+	binary.LittleEndian.PutUint64(h[0x20:], uint64(size))
+	copy(h[0x28:], "_FVH")
+	binary.LittleEndian.PutUint32(h[0x2C:], 0x0004FEFF) // erase polarity 1 and the usual caps
+	binary.LittleEndian.PutUint16(h[0x30:], 0x48)
+	binary.LittleEndian.PutUint16(h[0x34:], 0x48) // extended header right after
+	h[0x37] = 2
+	binary.LittleEndian.PutUint32(h[0x38:], uint32(size/0x1000))
+	binary.LittleEndian.PutUint32(h[0x3C:], 0x1000)
+	copy(h[0x48:], guidBytes(t, name))
+	binary.LittleEndian.PutUint32(h[0x58:], 20)
+	binary.LittleEndian.PutUint16(h[0x32:], -checksum16(h[:0x48]))
+	off := 0x60
+	for _, f := range files {
+		b := ffsFile(t, f)
+		if off+len(b) > size {
+			t.Fatalf("synthetic volume %s: files exceed %d bytes", name, size)
+		}
+		copy(fv[off:], b)
+		off = (off + len(b) + 7) &^ 7
+	}
+	return fv
+}
+
+const (
+	synthGrow = "11111111-2222-3333-4444-555555555555"
+	synthSec  = "99999999-8888-7777-6666-555555555555"
+)
+
+// synthBase is a 64 KiB "firmware": a 48 KiB volume with a Shell-like
+// application (PE32 + UI) and another file, then a 16 KiB top volume.
+func synthBase(t testing.TB) []byte {
+	shell := synthFile{guid: shellGUID, ftype: 0x09, sections: [][]byte{section(0x10, minimalPE(3000)), uiSection("Shell")}}
+	other := synthFile{guid: "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE", ftype: 0x02, sections: [][]byte{section(0x19, bytes.Repeat([]byte{1}, 100))}}
+	base := synthFV(t, synthGrow, 0xC000, shell, other)
+	return append(base, synthFV(t, synthSec, 0x4000)...)
+}
+
+// synthSpec lays synthBase out on a 256 KiB chip: 64 KiB data + 192 KiB
+// firmware region, the first volume grown to fill it.
+func synthSpec(t testing.TB, payload []byte) SPISpec {
+	return SPISpec{
+		ChipSize: 0x40000,
+		Regions: []Region{
+			{Name: "data", Start: 0, Size: 0x10000, Fill: []byte("factory")},
+			{Name: "bios", Start: 0x10000, Size: 0x30000, Firmware: true},
+		},
+		BaseFirmware: synthBase(t), GrowFV: synthGrow, SlotFile: shellGUID, Payload: payload,
+	}
+}

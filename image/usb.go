@@ -1,0 +1,160 @@
+package image
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/disk"
+	"github.com/diskfs/go-diskfs/filesystem"
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/google/uuid"
+)
+
+// USBSpec describes a bootable USB/disk image: GPT with one EFI System
+// Partition holding \EFI\BOOT\BOOTX64.EFI.
+type USBSpec struct {
+	Size    int64  // bytes, a multiple of 512
+	Payload []byte // the EFI application started by removable-media boot
+	Name    string // seeds the disk and partition GUIDs and the FAT serial (board name)
+	Epoch   time.Time
+}
+
+const (
+	sector      = 512
+	firstLBA    = 2048 // 1 MiB, the usual alignment
+	gptReserved = 33   // backup partition array (32 sectors) + backup header
+	minESP      = 34 << 20
+	espLabel    = "FWBUILD"
+	bootPath    = "/EFI/BOOT/BOOTX64.EFI"
+)
+
+// fwbuildNS is the UUIDv5 namespace for GUIDs derived from names.
+var fwbuildNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/fwbuild/fwbuild"))
+
+// nameGUID derives a stable GUID from the image name and a purpose.
+func nameGUID(name, purpose string) string {
+	return uuid.NewSHA1(fwbuildNS, []byte(purpose+"\x00"+name)).String()
+}
+
+// espRange is the ESP's first and last LBA on a disk of size bytes. The
+// partition ends on a 2048-sector boundary: go-diskfs v1.9.4 miscomputes
+// the FAT size for some partition sizes, never for these.
+func espRange(size int64) (start, end uint64, err error) {
+	if size <= 0 || size%sector != 0 {
+		return 0, 0, fmt.Errorf("image: USB image size %d must be a positive multiple of %d", size, sector)
+	}
+	lastUsable := uint64(size/sector) - gptReserved - 1
+	end = (lastUsable+1)/firstLBA*firstLBA - 1
+	if end < firstLBA || (end+1-firstLBA)*sector < minESP {
+		return 0, 0, fmt.Errorf("image: USB image size %d too small: the ESP needs at least %d MiB (FAT32 minimum), so the image at least %d MiB", size, minESP>>20, minESP>>20+2)
+	}
+	return firstLBA, end, nil
+}
+
+// WriteUSB writes the image to path through a temporary file in the same
+// directory. Same spec, same bytes.
+func WriteUSB(path string, u USBSpec) error {
+	if u.Name == "" {
+		return errors.New("image: USB image needs a name (the board name) to derive its GUIDs")
+	}
+	if err := checkPE("ESP payload", u.Payload); err != nil {
+		return err
+	}
+	if y := u.Epoch.UTC().Year(); y < 1980 || y > 2107 {
+		return fmt.Errorf("image: epoch %v is outside what FAT can store (1980-2107); set SOURCE_DATE_EPOCH to a later time", u.Epoch)
+	}
+	start, end, err := espRange(u.Size)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := writeESPDisk(f, u, start, end, true); err != nil {
+		f.Close()
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("image: write %s: %w", path, err)
+	}
+	return nil
+}
+
+func writeESPDisk(f *os.File, u USBSpec, start, end uint64, fix bool) error {
+	if err := f.Truncate(u.Size); err != nil {
+		return err
+	}
+	d, err := diskfs.OpenBackend(file.New(f, false), diskfs.WithOpenMode(diskfs.ReadWrite))
+	if err != nil {
+		return fmt.Errorf("open disk: %w", err)
+	}
+	table := &gpt.Table{
+		LogicalSectorSize:  sector,
+		PhysicalSectorSize: sector,
+		ProtectiveMBR:      true,
+		GUID:               nameGUID(u.Name, "disk"),
+		Partitions: []*gpt.Partition{{
+			Index: 1,
+			Start: start,
+			End:   end,
+			Type:  gpt.EFISystemPartition,
+			Name:  "EFI System Partition",
+			GUID:  nameGUID(u.Name, "esp"),
+		}},
+	}
+	if err := d.Partition(table); err != nil {
+		return fmt.Errorf("write GPT: %w", err)
+	}
+	fs, err := d.CreateFilesystem(disk.FilesystemSpec{
+		Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: espLabel, Reproducible: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create FAT32 ESP: %w", err)
+	}
+	if err := fs.Mkdir(filepath.Dir(bootPath)); err != nil {
+		return fmt.Errorf("ESP: mkdir %s: %w", filepath.Dir(bootPath), err)
+	}
+	w, err := fs.OpenFile(bootPath, os.O_CREATE|os.O_RDWR)
+	if err != nil {
+		return fmt.Errorf("ESP: create %s: %w", bootPath, err)
+	}
+	if n, err := w.Write(u.Payload); err != nil || n != len(u.Payload) {
+		w.Close()
+		return fmt.Errorf("ESP: write %s (%d bytes; ESP is %d bytes): %d written, %v", bootPath, len(u.Payload), (end+1-start)*sector, n, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("ESP: close %s: %w", bootPath, err)
+	}
+	if !fix {
+		return nil
+	}
+	// go-diskfs stamps entries with SOURCE_DATE_EPOCH from the environment
+	// (a process global) and writes ".." wrong; fix both in place.
+	h := sha256.Sum256([]byte("fat-serial\x00" + u.Name))
+	serial := binary.LittleEndian.Uint32(h[:4])
+	if err := fixFAT(f, int64(start)*sector, u.Epoch, serial); err != nil {
+		return fmt.Errorf("ESP: fix up FAT: %w", err)
+	}
+	return nil
+}
