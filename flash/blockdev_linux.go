@@ -243,6 +243,11 @@ func writeBlock(ctx context.Context, o USBOptions, img *os.File, size int64, pat
 		return res, &Error{Op: "usb verify", Msg: fmt.Sprintf("%s reads back sha256 %s, wrote %s", path, sumR, sumW),
 			Hint: "the device does not keep what is written: it may be failing or fake-capacity; use another one"}
 	}
+	// Let the kernel (and lsblk) see the new partition table; not possible on every device
+	// (loop devices without partscan), and not needed for the write itself.
+	if err := unix.IoctlSetInt(int(w.Fd()), unix.BLKRRPART, 0); err != nil {
+		log.Debug("flash: re-reading partition table failed", "device", path, "err", err)
+	}
 	res.SHA256 = sumW
 	res.Elapsed = time.Since(start)
 	log.Debug("flash: usb device written", "device", path, "bytes", size, "elapsed", res.Elapsed)

@@ -20,9 +20,12 @@
 //	       Regions: the board profile's flash regions (name, start, size, preserve),
 //	       Write: the --region values (empty = fwbuild's regions), BackupDir: DIR,
 //	       DryRun, Timeout, Progress: print phase + elapsed})
-//	  Print res.Backup and res.Restore always, res.Changed on --dry-run (ChangedBlocks of
-//	  Blocks plus Ranges), res.Commands with -v. On error print err (multi-line, *Error);
-//	  with --json marshal the *Error fields. Exit non-zero.
+//	  Print res.Backup and res.Restore always, each res.Changed[i].String() (on --dry-run:
+//	  "would change"), res.Commands on --dry-run or -v. On error print err as is (multi-line
+//	  *Error: flashrom's lines, chip state, backup, restore command, what to do); with --json
+//	  marshal the *Error fields (errors.As). Exit non-zero. The result returned with an error
+//	  holds what was done so far (e.g. Backup).
+//	  Naming a preserved region with --region writes it: a CLI may want a confirmation.
 //
 //	fwbuild flash usb --board B [--image out/B/usb.img] --device /dev/sdX [--force]
 //	  -> FlashUSB(ctx, USBOptions{Device, Image, Force, Progress: bytes/total + Rate()})

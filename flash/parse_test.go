@@ -168,7 +168,7 @@ func TestChangedBlocks(t *testing.T) {
 	img[0x37ff] = 1 // last byte of the region, partial last block
 	img[0x3800] = 1 // after the region
 	got := changedBlocks(old, img, []Region{{Name: "r", Start: 0x1800, Size: 0x2000}}, 0x1000)
-	want := []RegionChange{{Region: "r", Start: 0x1800, Size: 0x2000, Blocks: 3, ChangedBlocks: 3,
+	want := []RegionChange{{Region: "r", Start: 0x1800, Size: 0x2000, BlockSize: 0x1000, Blocks: 3, ChangedBlocks: 3,
 		Ranges: []BlockRange{{0x1800, 0x37ff}}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v", got)

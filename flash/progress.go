@@ -7,8 +7,9 @@ import (
 
 // Progress reports one step of a flash operation.
 //
-// SPI phases: "probe", "backup" (reading the chip and checking the read), "write", "verify"
-// (reading back). flashrom prints no usable progress, so during a phase Done stays 0 and a
+// SPI phases, in order: "probe", "backup" (reading the chip), "backup-verify" (flashrom
+// compares the chip with the backup), "write" (Total = bytes of the requested regions),
+// "verify" (reading back). flashrom prints no usable progress, so during a phase Done stays 0 and a
 // report arrives about once a second with the elapsed time; Done becomes Total when the phase ends.
 // USB phases: "write" and "verify" count bytes as they go; "sync" reports the fsync.
 type Progress struct {

@@ -70,9 +70,29 @@ type SPIResult struct {
 type RegionChange struct {
 	Region        string
 	Start, Size   uint64
+	BlockSize     uint64       // erase block size used for the count
 	Blocks        int          // erase blocks the region touches
 	ChangedBlocks int          // of those, how many differ
 	Ranges        []BlockRange // the differing blocks, merged, clipped to the region
+}
+
+// String renders the change for people, e.g.
+// "bios 0x10000-0xffffff: 3 of 4080 4 KiB blocks differ: 0x20000-0x21fff, 0x80000-0x80fff".
+func (c RegionChange) String() string {
+	s := fmt.Sprintf("%s 0x%x-0x%x: %d of %d %s blocks differ", c.Region, c.Start, c.Start+c.Size-1,
+		c.ChangedBlocks, c.Blocks, humanSize(c.BlockSize))
+	const maxRanges = 8
+	for i, r := range c.Ranges {
+		switch {
+		case i == maxRanges:
+			return s + fmt.Sprintf(", ... (%d more ranges)", len(c.Ranges)-maxRanges)
+		case i == 0:
+			s += ": " + r.String()
+		default:
+			s += ", " + r.String()
+		}
+	}
+	return s
 }
 
 // BlockRange is a byte range of the chip, End inclusive.
@@ -85,7 +105,7 @@ func (r BlockRange) String() string { return fmt.Sprintf("0x%x-0x%x", r.Start, r
 // write of the requested regions only (-l layout -i region...), then a full read-back
 // comparing the written regions with the image (SHA-256) and everything else with the backup.
 // Every failure is an *Error; once a backup exists it carries the backup path and the
-// command that restores it.
+// command that restores it. The result returned with an error holds what was done so far.
 func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 	res := SPIResult{DryRun: o.DryRun}
 	log := o.Logger
@@ -323,7 +343,7 @@ func selectRegions(regions []Region, names []string) ([]Region, error) {
 func changedBlocks(old, img []byte, regions []Region, blk uint64) []RegionChange {
 	var out []RegionChange
 	for _, r := range regions {
-		c := RegionChange{Region: r.Name, Start: r.Start, Size: r.Size}
+		c := RegionChange{Region: r.Name, Start: r.Start, Size: r.Size, BlockSize: blk}
 		for b := r.Start &^ (blk - 1); b <= r.End(); b += blk {
 			lo, hi := max(b, r.Start), min(b+blk, r.End()+1)
 			c.Blocks++

@@ -102,6 +102,7 @@ func TestFlashSPIWritesOnlyRequestedRegion(t *testing.T) {
 		Progress: func(p Progress) {
 			if p.Final {
 				phases = append(phases, fmt.Sprintf("%s %d/%d", p.Phase, p.Done, p.Total))
+				t.Logf("phase %-13s %8d bytes in %v", p.Phase, p.Total, p.Elapsed.Round(time.Millisecond))
 			}
 		},
 	})
@@ -172,10 +173,13 @@ func TestFlashSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 	if !bytes.Equal(readFile(t, chip), old) {
 		t.Fatal("dry run modified the chip")
 	}
-	want := []RegionChange{{Region: "bios", Start: 0x10000, Size: chipSize - 0x10000, Blocks: 4080, ChangedBlocks: 3,
-		Ranges: []BlockRange{{0x20000, 0x21fff}, {0x80000, 0x80fff}}}}
+	want := []RegionChange{{Region: "bios", Start: 0x10000, Size: chipSize - 0x10000, BlockSize: 4096, Blocks: 4080,
+		ChangedBlocks: 3, Ranges: []BlockRange{{0x20000, 0x21fff}, {0x80000, 0x80fff}}}}
 	if !reflect.DeepEqual(res.Changed, want) {
 		t.Errorf("Changed = %+v\nwant %+v", res.Changed, want)
+	}
+	if s := res.Changed[0].String(); s != "bios 0x10000-0xffffff: 3 of 4080 4 KiB blocks differ: 0x20000-0x21fff, 0x80000-0x80fff" {
+		t.Errorf("String() = %q", s)
 	}
 	if len(res.Written) != 0 || !res.DryRun {
 		t.Errorf("dry run reports written %v", res.Written)
