@@ -51,8 +51,9 @@ type Spec struct {
 	// SourceTarball is the kernel source, e.g. usr/src/linux-source-6.1.tar.xz from Debian's
 	// linux-source-6.1 package; it must hold one top-level directory.
 	SourceTarball string
-	// SourceSHA256 is the tarball's SHA-256 (hex). If empty it is computed (~0.5 s); if set it
-	// is trusted for the cache key and verified whenever the tarball is extracted.
+	// SourceSHA256 is the tarball's SHA-256 (hex). If empty it is computed once (~0.5 s) and
+	// remembered in the cache by the file's path, size, mtime and inode; if set it is trusted
+	// for the cache key. Either way it is verified whenever the tarball is extracted.
 	SourceSHA256 string
 	// Base is the make target the fragment applies to: "tinyconfig" (default) or "allnoconfig".
 	Base string
@@ -180,7 +181,7 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	}
 	srcSum := s.SourceSHA256
 	if srcSum == "" {
-		if srcSum, err = hashFile(s.SourceTarball); err != nil {
+		if srcSum, err = sourceSum(cacheDir, s.SourceTarball); err != nil {
 			return Result{}, fmt.Errorf("kbuild: hash kernel source: %w", err)
 		}
 	}
@@ -246,7 +247,11 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 		return Result{}, err
 	}
 	res.Stages = append(res.Stages, Stage{"source", time.Since(t)})
-	if err := b.run(ctx, &res); err != nil {
+	err = b.run(ctx, &res)
+	if b.log != nil {
+		defer b.log.f.Close()
+	}
+	if err != nil {
 		return Result{}, err
 	}
 
@@ -286,8 +291,7 @@ func (b *builder) run(ctx context.Context, res *Result) error {
 	if err != nil {
 		return fmt.Errorf("kbuild: %w", err)
 	}
-	defer lf.Close()
-	b.log = &logWriter{f: lf}
+	b.log = &logWriter{f: lf} // closed by Build
 
 	t := time.Now()
 	base := b.spec.base()
@@ -408,8 +412,10 @@ func (b *builder) make(ctx context.Context, args ...string) error {
 	cmd.Env = buildEnv(b.spec.epoch())
 	cmd.Stdout = b.log
 	cmd.Stderr = b.log
-	// make forks gcc and sub-makes: cancel the whole process group, not just make.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// make forks gcc and sub-makes: cancel the whole process group, not just make. (Callers
+	// should cancel ctx on SIGINT: make is not in the terminal's process group.) If this
+	// process dies without cancelling, the kernel kills the top make.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	fmt.Fprintf(b.log, "+ make %s\n", strings.Join(full, " "))

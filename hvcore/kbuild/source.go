@@ -102,3 +102,37 @@ func topDir(dir string) (string, error) {
 	}
 	return top, nil
 }
+
+// sourceSum returns the tarball's SHA-256, remembering it in the cache under the file's
+// identity (path, size, mtime, inode) so that a cache hit does not re-read 140 MB.
+func sourceSum(cacheDir, tarball string) (string, error) {
+	abs, err := filepath.Abs(tarball)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", err
+	}
+	var ino uint64
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		ino = sys.Ino
+	}
+	id := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%d\x00%d\x00%d", abs, st.Size(), st.ModTime().UnixNano(), ino)))
+	memo := filepath.Join(cacheDir, "src", "sums", hex.EncodeToString(id[:]))
+	if b, err := os.ReadFile(memo); err == nil && reSHA256.Match(b) {
+		return string(b), nil
+	}
+	sum, err := hashFile(abs)
+	if err != nil {
+		return "", err
+	}
+	// The memo is an optimisation: failing to write it is not an error.
+	if os.MkdirAll(filepath.Dir(memo), 0o755) == nil {
+		tmp := fmt.Sprintf("%s.%d.tmp", memo, os.Getpid())
+		if os.WriteFile(tmp, []byte(sum), 0o644) == nil {
+			os.Rename(tmp, memo)
+		}
+	}
+	return sum, nil
+}
