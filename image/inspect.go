@@ -2,8 +2,8 @@ package image
 
 import (
 	"errors"
-	iofs "io/fs"
 	"fmt"
+	iofs "io/fs"
 	"path"
 	"sort"
 
