@@ -43,10 +43,13 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"boards": {"list the board profiles", cmdBoards},
-		"check":  {"validate a board profile and print it merged", cmdCheck},
-		"fetch":  {"download, verify and unpack a board's pinned components", cmdFetch},
-		"doctor": {"check the host tools fwbuild needs (--fix installs them)", cmdDoctor},
+		"boards":  {"list the board profiles", cmdBoards},
+		"build":   {"run the pipeline and write every artefact (or --only a stage)", cmdBuild},
+		"check":   {"validate a board profile and print it merged", cmdCheck},
+		"fetch":   {"download, verify and unpack a board's pinned components", cmdFetch},
+		"doctor":  {"check the host tools fwbuild needs (--fix installs them)", cmdDoctor},
+		"inspect": {"show the volumes/files of a chip image, partitions of a disk image, sections of a payload", cmdInspect},
+		"flash":   {"write images: flash spi (flashrom) or flash usb (block device or file)", cmdFlash},
 	}
 }
 

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fwbuild/fwbuild/internal/pipeline"
+)
+
+// epoch honours SOURCE_DATE_EPOCH, the reproducible-builds convention.
+func epoch() (time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return pipeline.DefaultEpoch, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 315532800 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970, at least 315532800 (1980: FAT timestamps start there)", v)
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+func (e *env) build(board, out, only string) (*pipeline.Result, error) {
+	b, err := e.loadBoard(board)
+	if err != nil {
+		return nil, err
+	}
+	cacheDir, err := e.cache()
+	if err != nil {
+		return nil, err
+	}
+	boardsDir, err := e.boards()
+	if err != nil {
+		return nil, err
+	}
+	ep, err := epoch()
+	if err != nil {
+		return nil, err
+	}
+	if out == "" {
+		out = defaultOut(b.Name)
+	}
+	start := time.Now()
+	res, err := pipeline.Build(e.ctx, pipeline.Options{
+		Board: b, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out, Only: only, Epoch: ep, Log: e.log,
+		Progress: func(stage string, took time.Duration, cached bool) {
+			if e.json {
+				return
+			}
+			switch {
+			case took < 0:
+				fmt.Fprintf(e.stderr, "[%s] %s ...\n", b.Name, stage)
+			case cached:
+				fmt.Fprintf(e.stderr, "[%s] %s: cached (%v)\n", b.Name, stage, took.Round(time.Millisecond))
+			default:
+				fmt.Fprintf(e.stderr, "[%s] %s: done in %v\n", b.Name, stage, took.Round(time.Millisecond))
+			}
+		},
+	})
+	var be *pipeline.BudgetError
+	if errors.As(err, &be) && !e.json {
+		fmt.Fprintln(e.stderr, "the flash payload does not fit its slot:")
+		be.Table.Write(e.stderr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !e.json {
+		if res.Sizes != nil {
+			fmt.Fprintln(e.stdout, "flash payload size budget:")
+			res.Sizes.Write(e.stdout)
+		}
+		fmt.Fprintf(e.stdout, "artefacts in %s (%d rewritten) after %v:\n", res.OutDir, len(res.Written), time.Since(start).Round(time.Millisecond))
+		for _, a := range res.Artefacts {
+			fmt.Fprintf(e.stdout, "  %-22s %10d  %s\n", a.Name, a.Size, a.SHA256)
+		}
+	}
+	return res, nil
+}
+
+func cmdBuild(e *env, args []string) error {
+	fs := e.flags("build", "--board B [--out DIR] [--only STAGE]")
+	board := fs.String("board", "", "board name or profile path")
+	out := fs.String("out", "", "output directory (default: out/<board>)")
+	only := fs.String("only", "", "stop after a stage and write its outputs: kernel, initramfs, payload")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if *only != "" && *only != "kernel" && *only != "initramfs" && *only != "payload" {
+		return usagef("--only %q: want kernel, initramfs or payload (%s)", *only, strings.Join(pipeline.Stages, ", "))
+	}
+	res, err := e.build(*board, *out, *only)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return e.printJSON(res)
+	}
+	return nil
+}

@@ -1,0 +1,559 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/hvcore"
+	"github.com/fwbuild/fwbuild/hvcore/kbuild"
+	"github.com/fwbuild/fwbuild/image"
+	"github.com/fwbuild/fwbuild/initramfs"
+	"github.com/fwbuild/fwbuild/internal/cache"
+)
+
+// DefaultEpoch is the timestamp written into outputs when SOURCE_DATE_EPOCH
+// is not set: a constant, so that builds are reproducible by default.
+var DefaultEpoch = time.Unix(1704067200, 0).UTC() // 2024-01-01
+
+// Options select what Build does.
+type Options struct {
+	Board     *boardcfg.Board
+	BoardsDir string // resolves the kernel fragment
+	CacheDir  string
+	OutDir    string
+	// Only stops after a stage and publishes its outputs: "initramfs",
+	// "kernel", "payload"; empty runs everything.
+	Only  string
+	Epoch time.Time
+	Log   *slog.Logger
+	// Progress is told when a stage starts (took < 0) and ends.
+	Progress func(stage string, took time.Duration, cached bool)
+	// Executable identifies this fwbuild in cache keys; empty: os.Executable().
+	Executable string
+}
+
+// StageTiming is how long a stage took and whether its result came from the cache.
+type StageTiming struct {
+	Name   string        `json:"name"`
+	Took   time.Duration `json:"took_ns"`
+	Cached bool          `json:"cached"`
+}
+
+// Result is what a build produced.
+type Result struct {
+	OutDir    string        `json:"out_dir"`
+	Artefacts []Artefact    `json:"artefacts"`
+	Written   []string      `json:"written"`
+	Stages    []StageTiming `json:"stages"`
+	Sizes     *SizeTable    `json:"sizes,omitempty"`
+	Manifest  *Manifest     `json:"-"`
+}
+
+// Stages in pipeline order, for --only.
+var Stages = []string{"fetch", "kernel", "initramfs", "payload", "usb", "spi", "manifest"}
+
+type run struct {
+	Options
+	tool   string
+	comps  Components
+	result Result
+}
+
+func (r *run) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (r *run) timed(name string, f func() (bool, error)) error {
+	if r.Progress != nil {
+		r.Progress(name, -1, false)
+	}
+	start := time.Now()
+	cached, err := f()
+	took := time.Since(start)
+	if err != nil {
+		return err
+	}
+	r.result.Stages = append(r.result.Stages, StageTiming{Name: name, Took: took, Cached: cached})
+	if r.Progress != nil {
+		r.Progress(name, took, cached)
+	}
+	return nil
+}
+
+// toolID hashes the running binary: a new fwbuild may build differently,
+// so its outputs never come from an older one's cache.
+func toolID(exe string) (string, error) {
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return "", err
+		}
+	}
+	sum, _, err := hashFile(exe)
+	return sum, err
+}
+
+// Build runs the pipeline for a board and publishes its artefacts.
+func Build(ctx context.Context, o Options) (*Result, error) {
+	if o.Epoch.IsZero() {
+		o.Epoch = DefaultEpoch
+	}
+	if o.Only != "" && !contains(Stages, o.Only) {
+		return nil, fmt.Errorf("build: unknown stage %q (stages: %s)", o.Only, strings.Join(Stages, ", "))
+	}
+	tool, err := toolID(o.Executable)
+	if err != nil {
+		return nil, fmt.Errorf("build: identify fwbuild binary: %w", err)
+	}
+	r := &run{Options: o, tool: tool}
+	r.result.OutDir = o.OutDir
+	b := o.Board
+
+	var arts []Artefact
+	if err := r.timed("fetch", func() (bool, error) {
+		var err error
+		r.comps, err = Fetch(ctx, b, o.CacheDir, r.log())
+		return false, err
+	}); err != nil {
+		return nil, err
+	}
+
+	var k kernelOut
+	if err := r.timed("kernel", func() (bool, error) {
+		var err error
+		k, err = r.kernel(ctx)
+		return k.cached, err
+	}); err != nil {
+		return nil, err
+	}
+	if o.Only == "kernel" {
+		arts = append(arts, artefact("bzImage", k.path))
+		return r.finish(arts)
+	}
+
+	var ird stageResult
+	if err := r.timed("initramfs", func() (bool, error) {
+		var err error
+		ird, err = r.initramfs(ctx)
+		return ird.Cached, err
+	}); err != nil {
+		return nil, err
+	}
+	initrdName := "initramfs.cpio." + b.ControlDomain.Compression
+	arts = append(arts, artefact(initrdName, ird.path("initramfs")), artefact("initramfs.list", ird.path("listing")))
+	if o.Only == "initramfs" {
+		return r.finish(arts)
+	}
+
+	var pay stageResult
+	if err := r.timed("payload", func() (bool, error) {
+		var err error
+		pay, err = r.payload(ctx, k, ird)
+		return pay.Cached, err
+	}); err != nil {
+		return nil, err
+	}
+	arts = append(arts, artefact("payload-esp.efi", pay.path("payload-esp.efi")), artefact("payload-flash.efi", pay.path("payload-flash.efi")))
+	if o.Only == "payload" {
+		return r.finish(arts)
+	}
+
+	var usb stageResult
+	if err := r.timed("usb", func() (bool, error) {
+		var err error
+		usb, err = r.usb(pay)
+		return usb.Cached, err
+	}); err != nil {
+		return nil, err
+	}
+	arts = append(arts, artefact("usb.img", usb.path("usb.img")))
+
+	if b.Outputs.SPI != nil {
+		var spi stageResult
+		if err := r.timed("spi", func() (bool, error) {
+			var err error
+			spi, err = r.spi(pay, k, ird)
+			return spi.Cached, err
+		}); err != nil {
+			return nil, err
+		}
+		arts = append(arts, artefact("spi.bin", spi.path("spi.bin")), artefact("spi.layout", spi.path("spi.layout")))
+		t, err := readSizeTable(spi.path("sizes.json"))
+		if err != nil {
+			return nil, err
+		}
+		r.result.Sizes = &t
+	}
+	return r.finish(arts)
+}
+
+func artefact(name, src string) Artefact { return Artefact{Name: name, src: src} }
+
+// finish hashes the artefacts, adds manifest.json and SHA256SUMS, and publishes.
+func (r *run) finish(arts []Artefact) (*Result, error) {
+	if err := r.timed("manifest", func() (bool, error) {
+		for i := range arts {
+			sum, n, err := r.hashArtefact(arts[i].src)
+			if err != nil {
+				return false, fmt.Errorf("manifest: %s: %w", arts[i].Name, err)
+			}
+			arts[i].SHA256, arts[i].Size = sum, n
+		}
+		m := r.manifest(arts)
+		dir := filepath.Join(r.CacheDir, "tmp")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return false, err
+		}
+		extra := map[string][]byte{"manifest.json": m.JSON(), "SHA256SUMS": []byte(sha256sums(arts))}
+		names := make([]string, 0, len(extra))
+		for n := range extra {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			sum := sha256.Sum256(extra[n])
+			p := filepath.Join(dir, hex.EncodeToString(sum[:]))
+			if err := cache.WriteFile(p, extra[n], 0o644); err != nil {
+				return false, err
+			}
+			arts = append(arts, Artefact{Name: n, Size: int64(len(extra[n])), SHA256: hex.EncodeToString(sum[:]), src: p})
+		}
+		r.result.Manifest = m
+		written, err := publish(r.OutDir, arts)
+		r.result.Written = written
+		return len(written) == 0, err
+	}); err != nil {
+		return nil, err
+	}
+	r.result.Artefacts = arts
+	return &r.result, nil
+}
+
+// hashArtefact hashes a stage output once: stage directories are immutable,
+// so the hash is kept next to the file.
+func (r *run) hashArtefact(p string) (string, int64, error) {
+	side := p + ".sha256"
+	if b, err := os.ReadFile(side); err == nil {
+		var sum string
+		var n int64
+		if _, err := fmt.Sscanf(string(b), "%s %d", &sum, &n); err == nil && len(sum) == 64 {
+			return sum, n, nil
+		}
+	}
+	sum, n, err := hashFile(p)
+	if err != nil {
+		return "", 0, err
+	}
+	os.WriteFile(side, []byte(fmt.Sprintf("%s %d\n", sum, n)), 0o644) // a cache of a cache: failure is harmless
+	return sum, n, nil
+}
+
+type kernelOut struct {
+	path   string
+	id     string // identifies the kernel's bytes for downstream keys
+	cached bool
+	from   string
+}
+
+func (r *run) kernel(ctx context.Context) (kernelOut, error) {
+	b := r.Board
+	kc := b.Hypervisor.Dom0.Kernel
+	switch {
+	case kc.Source != "":
+		tarball, err := r.comps.File(kc.Source, "tarball", b)
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %w", err)
+		}
+		frag := filepath.Join(r.BoardsDir, filepath.FromSlash(kc.Fragment))
+		if _, err := os.Stat(frag); err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", frag, b.Loc("hypervisor.dom0.kernel.fragment"), err)
+		}
+		src, _ := b.Component(kc.Source)
+		res, err := kbuild.Build(ctx, r.CacheDir, kbuild.Spec{
+			SourceTarball: tarball,
+			Base:          kc.Base,
+			Fragment:      frag,
+			Epoch:         r.Epoch,
+		}, func(line string) { r.log().Info("kernel build", "progress", line) })
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %w", err)
+		}
+		_ = src
+		return kernelOut{path: res.BzImage, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version}, nil
+	case kc.Component != "":
+		bz, err := r.comps.File(kc.Component, "bzimage", b)
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %w", err)
+		}
+		c, _ := b.Component(kc.Component)
+		if cfgPath, err := r.comps.File(kc.Component, "config", b); err == nil {
+			bzData, err := os.ReadFile(bz)
+			if err != nil {
+				return kernelOut{}, fmt.Errorf("kernel: %w", err)
+			}
+			cfg, err := os.ReadFile(cfgPath)
+			if err != nil {
+				return kernelOut{}, fmt.Errorf("kernel: %w", err)
+			}
+			if err := hvcore.CheckDom0Kernel(bzData, cfg, c.Package); err != nil {
+				return kernelOut{}, fmt.Errorf("kernel: component %s (%s): %w", c.Name, b.Loc("hypervisor.dom0.kernel.component"), err)
+			}
+		}
+		return kernelOut{path: bz, id: "deb:" + string(c.SHA256) + ":" + c.Files["bzimage"], cached: true, from: c.Package + "=" + c.Version}, nil
+	default:
+		data, err := os.ReadFile(kc.Path)
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %s: %w", b.Loc("hypervisor.dom0.kernel.path"), err)
+		}
+		if err := hvcore.CheckDom0Kernel(data, nil, kc.Path); err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %s (%s): %w", kc.Path, b.Loc("hypervisor.dom0.kernel.path"), err)
+		}
+		sum := sha256.Sum256(data)
+		return kernelOut{path: kc.Path, id: "file:" + hex.EncodeToString(sum[:]), cached: true, from: kc.Path}, nil
+	}
+}
+
+func (r *run) initramfs(ctx context.Context) (stageResult, error) {
+	b := r.Board
+	cd := b.ControlDomain
+	var roots, pkgIDs []string
+	for _, name := range cd.Toolstack.Packages {
+		f := r.comps[name]
+		roots = append(roots, f.Root)
+		pkgIDs = append(pkgIDs, name+"="+f.SHA256)
+	}
+	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack.Files), jsonKey(pkgIDs), cd.Compression, r.Epoch.UTC().Format(time.RFC3339))
+	return stage(r.CacheDir, "initramfs", k, func(dir string) error {
+		arch, err := initramfs.Build(ctx, initramfs.Spec{
+			Commands:    cd.Commands,
+			Toolstack:   cd.Toolstack.Files,
+			Roots:       roots,
+			Compression: cd.Compression,
+			Epoch:       r.Epoch,
+			TempDir:     dir,
+			Log:         r.log(),
+		})
+		if err != nil {
+			return fmt.Errorf("initramfs: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "initramfs"), arch.Data, 0o644); err != nil {
+			return err
+		}
+		var list strings.Builder
+		for _, e := range arch.Listing {
+			fmt.Fprintf(&list, "%10d %s\n", e.Size, e.Path)
+		}
+		return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
+	})
+}
+
+// xenOptions is the board's Xen command line plus what fwbuild derives from
+// the dom0 settings, so the two can never disagree.
+func xenOptions(b *boardcfg.Board) string {
+	d := b.Hypervisor.Dom0
+	mib := uint64(d.Memory) >> 20
+	opts := strings.TrimSpace(b.Hypervisor.Options) + fmt.Sprintf(" dom0_mem=%dM,max:%dM", mib, mib)
+	if d.VCPUs > 0 {
+		opts += fmt.Sprintf(" dom0_max_vcpus=%d", d.VCPUs)
+	}
+	return opts
+}
+
+func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageResult, error) {
+	b := r.Board
+	xen, _ := b.Component(b.Hypervisor.Xen)
+	grub, hasGrub := b.Component("grub")
+	grubID := ""
+	if hasGrub {
+		grubID = string(grub.SHA256)
+	}
+	opts := xenOptions(b)
+	pk := key("payload/1", r.tool, string(xen.SHA256), k.id, ird.Key, opts, b.Hypervisor.Dom0.Cmdline, grubID, r.Epoch.UTC().Format(time.RFC3339))
+	return stage(r.CacheDir, "payload", pk, func(dir string) error {
+		efiPath, err := r.comps.File(xen.Name, "efi", b)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		xenEFI, err := os.ReadFile(efiPath)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		kernel, err := os.ReadFile(k.path)
+		if err != nil {
+			return fmt.Errorf("payload: kernel: %w", err)
+		}
+		initrd, err := ird.read("initramfs")
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		cfg, err := hvcore.XenConfig(hvcore.XenCfg{XenOptions: opts, Dom0Cmdline: b.Hypervisor.Dom0.Cmdline})
+		if err != nil {
+			return fmt.Errorf("payload: xen.cfg (%s): %w", b.Loc("hypervisor"), err)
+		}
+		esp, err := hvcore.UnifiedEFI(xenEFI, hvcore.Sections{Config: cfg, Kernel: kernel, Ramdisk: initrd})
+		if err != nil {
+			return fmt.Errorf("payload: unified xen.efi: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "payload-esp.efi"), esp, 0o644); err != nil {
+			return err
+		}
+		if !hasGrub {
+			return errors.New("payload: the board has no \"grub\" component (grub-efi-amd64-bin with files.modules) for the flash payload")
+		}
+		modules, err := r.comps.File("grub", "modules", b)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		gzPath, err := r.comps.File(xen.Name, "gz", b)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		xenGz, err := os.ReadFile(gzPath)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		flash, err := hvcore.GrubPayload(ctx, hvcore.GrubSpec{
+			ModuleDir:   modules,
+			XenGz:       xenGz,
+			Kernel:      kernel,
+			Initrd:      initrd,
+			XenOptions:  opts,
+			Dom0Cmdline: b.Hypervisor.Dom0.Cmdline,
+			Mtime:       r.Epoch,
+			TempDir:     dir,
+		})
+		if err != nil {
+			return fmt.Errorf("payload: GRUB flash payload: %w", err)
+		}
+		return os.WriteFile(filepath.Join(dir, "payload-flash.efi"), flash, 0o644)
+	})
+}
+
+func (r *run) usb(pay stageResult) (stageResult, error) {
+	b := r.Board
+	k := key("usb/1", r.tool, pay.Key, b.Name, fmt.Sprint(uint64(b.Outputs.USB.Size)), r.Epoch.UTC().Format(time.RFC3339))
+	return stage(r.CacheDir, "usb", k, func(dir string) error {
+		esp, err := pay.read("payload-esp.efi")
+		if err != nil {
+			return err
+		}
+		if err := image.WriteUSB(filepath.Join(dir, "usb.img"), image.USBSpec{Size: int64(b.Outputs.USB.Size), Payload: esp, Name: b.Name, Epoch: r.Epoch}); err != nil {
+			return fmt.Errorf("usb image (%s): %w", b.Loc("outputs.usb"), err)
+		}
+		return nil
+	})
+}
+
+func (r *run) spiSpec(pay stageResult) (image.SPISpec, error) {
+	b := r.Board
+	s := b.Outputs.SPI
+	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile)}
+	comp, role, _ := strings.Cut(s.Firmware, ":")
+	fwPath, err := r.comps.File(comp, role, b)
+	if err != nil {
+		return spec, fmt.Errorf("spi: base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
+	}
+	if spec.BaseFirmware, err = os.ReadFile(fwPath); err != nil {
+		return spec, fmt.Errorf("spi: base firmware: %w", err)
+	}
+	for i, reg := range s.Regions {
+		ir := image.Region{Name: reg.Name, Start: uint64(reg.Start), Size: uint64(reg.Size), Preserve: reg.Preserve, Firmware: reg.Firmware}
+		if reg.Fill != "" {
+			c, role, _ := strings.Cut(reg.Fill, ":")
+			p, err := r.comps.File(c, role, b)
+			if err != nil {
+				return spec, fmt.Errorf("spi: region %s fill (%s): %w", reg.Name, b.Loc(fmt.Sprintf("outputs.spi.regions[%d].fill", i)), err)
+			}
+			if ir.Fill, err = os.ReadFile(p); err != nil {
+				return spec, fmt.Errorf("spi: %w", err)
+			}
+		}
+		spec.Regions = append(spec.Regions, ir)
+	}
+	if spec.Payload, err = pay.read("payload-flash.efi"); err != nil {
+		return spec, err
+	}
+	return spec, nil
+}
+
+func (r *run) spi(pay stageResult, k kernelOut, ird stageResult) (stageResult, error) {
+	b := r.Board
+	s := b.Outputs.SPI
+	comp, _, _ := strings.Cut(s.Firmware, ":")
+	fw, _ := b.Component(comp)
+	var fills []string
+	for _, reg := range s.Regions {
+		if reg.Fill != "" {
+			c, _, _ := strings.Cut(reg.Fill, ":")
+			fc, _ := b.Component(c)
+			fills = append(fills, string(fc.SHA256))
+		}
+	}
+	sk := key("spi/1", r.tool, pay.Key, string(fw.SHA256), s.Firmware, jsonKey(s), jsonKey(fills))
+	return stage(r.CacheDir, "spi", sk, func(dir string) error {
+		spec, err := r.spiSpec(pay)
+		if err != nil {
+			return err
+		}
+		table, berr := r.sizeTable(spec, k, ird)
+		if berr != nil {
+			return berr
+		}
+		if table.Headroom < 0 {
+			return &BudgetError{Table: table, Err: fmt.Errorf("slot %s (%s)", s.PayloadFile, b.Loc("outputs.spi.payload_file"))}
+		}
+		chip, err := image.BuildSPI(spec)
+		if err != nil {
+			var be *image.BudgetError
+			if errors.As(err, &be) {
+				table.Budget, table.Headroom = be.Budget, be.Budget-table.Payload
+				return &BudgetError{Table: table, Err: err}
+			}
+			return fmt.Errorf("spi: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "spi.bin"), chip, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "spi.layout"), []byte(image.FlashromLayout(spec.Regions)), 0o644); err != nil {
+			return err
+		}
+		return writeSizeTable(filepath.Join(dir, "sizes.json"), table)
+	})
+}
+
+func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird stageResult) (SizeTable, error) {
+	budget, err := image.SlotBudget(spec)
+	limit := ""
+	var be *image.BudgetError
+	if errors.As(err, &be) {
+		budget, limit = be.Budget, be.Limit
+	} else if err != nil {
+		return SizeTable{}, fmt.Errorf("spi: size budget: %w", err)
+	}
+	st, err := os.Stat(k.path)
+	if err != nil {
+		return SizeTable{}, fmt.Errorf("spi: %w", err)
+	}
+	ist, err := os.Stat(ird.path("initramfs"))
+	if err != nil {
+		return SizeTable{}, fmt.Errorf("spi: %w", err)
+	}
+	parts := []SizeRow{
+		{Component: "dom0 kernel (" + k.from + ")", Bytes: st.Size()},
+		{Component: "control domain (initramfs)", Bytes: ist.Size()},
+	}
+	return newSizeTable(parts, int64(len(spec.Payload)), budget, limit), nil
+}
