@@ -1,0 +1,477 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Paths used at run time. They match what Debian's xen-utils-4.17 is compiled
+// with (libxenstore connects to /var/run/xenstored/socket; xenconsoled logs
+// under /var/log/xen/console).
+const (
+	xenstoredSocket = "/var/run/xenstored/socket"
+	xenstoredPid    = "/var/run/xen/xenstored.pid"
+	xenconsoledPid  = "/var/run/xen/xenconsoled.pid"
+	logDir          = "/var/log/xen"
+)
+
+// runtimeDirs are what xencommons creates before starting the daemons; xl
+// also needs /var/lib/xen and /var/run/xen.
+var runtimeDirs = []string{
+	"/var/run/xenstored",
+	"/var/lib/xenstored",
+	"/var/run/xen",
+	"/var/lib/xen",
+	logDir,
+	logDir + "/console",
+}
+
+type config struct {
+	// XenBin holds xenstored, xenconsoled, xen-init-dom0 and xl. Empty means
+	// /usr/lib/xen-<major>.<minor>/bin for the running hypervisor.
+	XenBin string
+	// XenstoreBin holds the xenstore-* clients.
+	XenstoreBin string
+	// ModulesList names kernel modules to load, one path a line,
+	// dependencies first. A missing file means none (a kernel with the Xen
+	// drivers built in).
+	ModulesList string
+	// Timeout bounds the wait for each daemon to answer.
+	Timeout time.Duration
+	// Poll is the interval between readiness probes.
+	Poll time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		XenstoreBin: "/usr/bin",
+		ModulesList: "/etc/fwbuild/modules",
+		Timeout:     60 * time.Second,
+		Poll:        200 * time.Millisecond,
+	}
+}
+
+// runner is the exec boundary: the only place ctld starts other programs.
+type runner interface {
+	// output runs name to completion and returns its standard output.
+	output(ctx context.Context, name string, args ...string) ([]byte, error)
+	// startDaemon starts name in its own session with its output appended to
+	// logPath, and returns without waiting for it.
+	startDaemon(name, logPath string, args ...string) (daemon, error)
+}
+
+// daemon is a started long-running process.
+type daemon interface {
+	// done is closed when the process exits.
+	done() <-chan struct{}
+	// err is why it exited; valid after done is closed.
+	err() error
+}
+
+// system is the kernel boundary: mounts, files, modules, sockets.
+type system interface {
+	mounts() ([]mountPoint, error)
+	mount(source, target, fstype string) error
+	mkdirAll(path string) error
+	readFile(path string) ([]byte, error)
+	exists(path string) bool
+	loadModule(path string) error
+	glob(pattern string) ([]string, error)
+	dialUnix(path string) error
+}
+
+type mountPoint struct {
+	Target string
+	FSType string
+}
+
+type agent struct {
+	cfg config
+	run runner
+	sys system
+	out io.Writer
+}
+
+// stepError names the step that failed; its text is the FAILED line.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string {
+	return fmt.Sprintf("fwbuild-ctld: FAILED %s: %v", e.step, oneLine(e.err.Error()))
+}
+
+func (e *stepError) Unwrap() error { return e.err }
+
+// start brings the control domain up and prints exactly one status line, the
+// ready line or a FAILED line. Daemons keep running after it returns.
+func (a *agent) start(ctx context.Context) error {
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"mount", a.mountBase},
+		{"modules", a.loadModules},
+		{"xenfs", a.mountXenfs},
+		{"toolstack", a.findToolstack},
+		{"dirs", a.makeDirs},
+		{"xenstored", a.startXenstored},
+		{"xen-init-dom0", a.initDom0},
+		{"xenconsoled", a.startXenconsoled},
+		{"loopback", a.loopback},
+	}
+	for _, s := range steps {
+		if err := s.fn(ctx); err != nil {
+			return a.fail(s.name, err)
+		}
+	}
+	st, err := a.status(ctx)
+	if err != nil {
+		return a.fail("status", err)
+	}
+	fmt.Fprintf(a.out, "fwbuild-ctld: ready xen=%s dom0_mem=%d guests=%d\n", st.Version, st.Dom0MemMiB, st.Guests)
+	return nil
+}
+
+func (a *agent) fail(step string, err error) error {
+	se := &stepError{step: step, err: err}
+	fmt.Fprintln(a.out, se.Error())
+	return se
+}
+
+// mountBase mounts what u-root's init normally mounts already, so ctld also
+// works under another init.
+func (a *agent) mountBase(context.Context) error {
+	have := map[string]string{}
+	if ms, err := a.sys.mounts(); err == nil {
+		for _, m := range ms {
+			have[m.Target] = m.FSType
+		}
+	}
+	for _, m := range []mountPoint{{"/proc", "proc"}, {"/sys", "sysfs"}, {"/dev", "devtmpfs"}} {
+		if _, ok := have[m.Target]; ok {
+			continue
+		}
+		if err := a.sys.mkdirAll(m.Target); err != nil {
+			return err
+		}
+		if err := a.sys.mount(m.FSType, m.Target, m.FSType); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", m.FSType, m.Target, err)
+		}
+	}
+	return nil
+}
+
+func (a *agent) loadModules(context.Context) error {
+	if !a.sys.exists(a.cfg.ModulesList) {
+		return nil
+	}
+	b, err := a.sys.readFile(a.cfg.ModulesList)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		p := strings.TrimSpace(line)
+		if p == "" || strings.HasPrefix(p, "#") {
+			continue
+		}
+		if err := a.sys.loadModule(p); err != nil {
+			return fmt.Errorf("load %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (a *agent) mountXenfs(context.Context) error {
+	const caps = "/proc/xen/capabilities"
+	if !a.sys.exists(caps) {
+		if err := a.sys.mkdirAll("/proc/xen"); err != nil {
+			return err
+		}
+		if err := a.sys.mount("xenfs", "/proc/xen", "xenfs"); err != nil {
+			return fmt.Errorf("mount xenfs on /proc/xen (is the kernel a Xen dom0 with CONFIG_XENFS?): %w", err)
+		}
+	}
+	b, err := a.sys.readFile(caps)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(b), "control_d") {
+		return fmt.Errorf("%s says %q: this domain is not the control domain", caps, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// findToolstack picks the toolstack directory the way Debian's
+// xen-utils-wrapper does: by the running hypervisor's major.minor.
+func (a *agent) findToolstack(context.Context) error {
+	if a.cfg.XenBin != "" {
+		return a.checkToolstack()
+	}
+	maj, err1 := a.sys.readFile("/sys/hypervisor/version/major")
+	min, err2 := a.sys.readFile("/sys/hypervisor/version/minor")
+	if err1 == nil && err2 == nil {
+		a.cfg.XenBin = fmt.Sprintf("/usr/lib/xen-%s.%s/bin", strings.TrimSpace(string(maj)), strings.TrimSpace(string(min)))
+		return a.checkToolstack()
+	}
+	// No /sys/hypervisor (CONFIG_XEN_SYS_HYPERVISOR=n): accept a single
+	// installed toolstack.
+	dirs, err := a.sys.glob("/usr/lib/xen-*/bin/xenstored")
+	if err != nil {
+		return err
+	}
+	if len(dirs) != 1 {
+		return fmt.Errorf("cannot tell which toolstack to use: /sys/hypervisor/version unreadable and %d of /usr/lib/xen-*/bin/xenstored", len(dirs))
+	}
+	a.cfg.XenBin = path.Dir(dirs[0])
+	return a.checkToolstack()
+}
+
+func (a *agent) checkToolstack() error {
+	var missing []string
+	for _, p := range []string{a.bin("xenstored"), a.bin("xenconsoled"), a.bin("xen-init-dom0"), a.bin("xl"), a.xenstore("xenstore-list")} {
+		if !a.sys.exists(p) {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing from the initramfs: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (a *agent) bin(name string) string      { return path.Join(a.cfg.XenBin, name) }
+func (a *agent) xenstore(name string) string { return path.Join(a.cfg.XenstoreBin, name) }
+
+func (a *agent) makeDirs(context.Context) error {
+	for _, d := range runtimeDirs {
+		if err := a.sys.mkdirAll(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *agent) startXenstored(ctx context.Context) error {
+	logPath := logDir + "/xenstored.log"
+	d, err := a.run.startDaemon(a.bin("xenstored"), logPath, "--no-fork", "--pid-file", xenstoredPid)
+	if err != nil {
+		return err
+	}
+	return a.waitReady(ctx, d, logPath, func(ctx context.Context) error {
+		if err := a.sys.dialUnix(xenstoredSocket); err != nil {
+			return err
+		}
+		_, err := a.run.output(ctx, a.xenstore("xenstore-list"), "/")
+		return err
+	})
+}
+
+func (a *agent) initDom0(ctx context.Context) error {
+	_, err := a.run.output(ctx, a.bin("xen-init-dom0"))
+	return err
+}
+
+func (a *agent) startXenconsoled(ctx context.Context) error {
+	logPath := logDir + "/xenconsoled.log"
+	d, err := a.run.startDaemon(a.bin("xenconsoled"), logPath, "-i", "--pid-file="+xenconsoledPid)
+	if err != nil {
+		return err
+	}
+	// xenconsoled writes its pid file once it has connected to xenstore and
+	// the hypervisor.
+	return a.waitReady(ctx, d, logPath, func(context.Context) error {
+		if !a.sys.exists(xenconsoledPid) {
+			return errors.New(xenconsoledPid + " not written yet")
+		}
+		return nil
+	})
+}
+
+// waitReady polls probe until it succeeds, the daemon exits, or the timeout.
+func (a *agent) waitReady(ctx context.Context, d daemon, logPath string, probe func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+	defer cancel()
+	var last error
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		last = probe(pctx)
+		pcancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-d.done():
+			return fmt.Errorf("exited: %v%s", d.err(), a.logTail(logPath))
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after %v: %v%s", a.cfg.Timeout, last, a.logTail(logPath))
+		case <-time.After(a.cfg.Poll):
+		}
+	}
+}
+
+func (a *agent) logTail(logPath string) string {
+	b, err := a.sys.readFile(logPath)
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 3 {
+		lines = lines[len(lines)-3:]
+	}
+	return " (" + logPath + ": " + strings.Join(lines, " | ") + ")"
+}
+
+// loopback brings lo up unless u-root's init already did (flags has IFF_UP).
+func (a *agent) loopback(ctx context.Context) error {
+	if b, err := a.sys.readFile("/sys/class/net/lo/flags"); err == nil {
+		var flags uint64
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "0x%x", &flags); err == nil && flags&1 != 0 {
+			return nil
+		}
+	}
+	_, err := a.run.output(ctx, "ip", "link", "set", "dev", "lo", "up")
+	return err
+}
+
+type status struct {
+	Version    string
+	Dom0MemMiB int
+	Guests     int
+}
+
+func (a *agent) status(ctx context.Context) (status, error) {
+	info, err := a.run.output(ctx, a.bin("xl"), "info")
+	if err != nil {
+		return status{}, err
+	}
+	ver, err := xenVersion(parseXLInfo(info))
+	if err != nil {
+		return status{}, fmt.Errorf("xl info: %w", err)
+	}
+	list, err := a.run.output(ctx, a.bin("xl"), "list")
+	if err != nil {
+		return status{}, err
+	}
+	doms, err := parseXLList(list)
+	if err != nil {
+		return status{}, fmt.Errorf("xl list: %w", err)
+	}
+	st := status{Version: ver, Dom0MemMiB: -1}
+	for _, d := range doms {
+		if d.ID == 0 {
+			st.Dom0MemMiB = d.MemMiB
+		} else {
+			st.Guests++
+		}
+	}
+	if st.Dom0MemMiB < 0 {
+		return status{}, errors.New("xl list: no domain with ID 0")
+	}
+	return st, nil
+}
+
+// parseXLInfo parses `xl info`: one "key : value" per line.
+func parseXLInfo(b []byte) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		if k == "" || strings.ContainsAny(k, " \t") {
+			continue
+		}
+		if _, dup := m[k]; !dup {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// xenVersion joins xen_major, xen_minor and xen_extra as Xen prints its own
+// version ("4.17" + ".7" or "4.17" + "-rc").
+func xenVersion(info map[string]string) (string, error) {
+	maj, min := info["xen_major"], info["xen_minor"]
+	if !isDigits(maj) || !isDigits(min) {
+		return "", fmt.Errorf("no numeric xen_major/xen_minor (got %q, %q)", maj, min)
+	}
+	extra := info["xen_extra"]
+	if strings.ContainsAny(extra, " \t") {
+		return "", fmt.Errorf("xen_extra %q has spaces", extra)
+	}
+	return maj + "." + min + extra, nil
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+type domain struct {
+	Name   string
+	ID     int
+	MemMiB int
+}
+
+// parseXLList parses `xl list`: a header naming the columns, then one domain
+// a line. Columns are found by name, and Name is the first column, so a
+// domain name never shifts the numbers.
+func parseXLList(b []byte) ([]domain, error) {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) == 0 {
+		return nil, errors.New("empty output")
+	}
+	hdr := strings.Fields(lines[0])
+	col := map[string]int{}
+	for i, h := range hdr {
+		col[h] = i
+	}
+	idCol, ok1 := col["ID"]
+	memCol, ok2 := col["Mem"]
+	if len(hdr) == 0 || hdr[0] != "Name" || !ok1 || !ok2 {
+		return nil, fmt.Errorf("unexpected header %q", lines[0])
+	}
+	var doms []domain
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != len(hdr) {
+			return nil, fmt.Errorf("line %q: %d columns, header has %d", line, len(f), len(hdr))
+		}
+		var d domain
+		d.Name = f[0]
+		if _, err := fmt.Sscan(f[idCol], &d.ID); err != nil || !isDigits(f[idCol]) {
+			return nil, fmt.Errorf("line %q: bad ID %q", line, f[idCol])
+		}
+		if _, err := fmt.Sscan(f[memCol], &d.MemMiB); err != nil || !isDigits(f[memCol]) {
+			return nil, fmt.Errorf("line %q: bad Mem %q", line, f[memCol])
+		}
+		doms = append(doms, d)
+	}
+	sort.SliceStable(doms, func(i, j int) bool { return doms[i].ID < doms[j].ID })
+	return doms, nil
+}
+
+// oneLine keeps the status line a single line whatever a tool printed.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

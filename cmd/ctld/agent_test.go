@@ -1,0 +1,393 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeRunner stands in for the real binaries at the exec boundary. Results
+// are looked up by the command line; unknown commands fail.
+type fakeRunner struct {
+	calls   []string
+	results map[string]fakeResult
+	// daemons maps a daemon's binary to what starting it does.
+	daemons map[string]func(*fakeSystem) *fakeDaemon
+	sys     *fakeSystem
+}
+
+type fakeResult struct {
+	out string
+	err error
+	// then changes the fake system when the command runs (e.g. a daemon
+	// becoming ready after some probes).
+	then func(*fakeSystem)
+}
+
+func (r *fakeRunner) output(_ context.Context, name string, args ...string) ([]byte, error) {
+	line := strings.TrimSpace(name + " " + strings.Join(args, " "))
+	r.calls = append(r.calls, line)
+	res, ok := r.results[line]
+	if !ok {
+		return nil, fmt.Errorf("%s: no such command in fake", line)
+	}
+	if res.then != nil {
+		res.then(r.sys)
+	}
+	return []byte(res.out), res.err
+}
+
+func (r *fakeRunner) startDaemon(name, logPath string, args ...string) (daemon, error) {
+	r.calls = append(r.calls, "start "+strings.TrimSpace(name+" "+strings.Join(args, " "))+" >"+logPath)
+	f, ok := r.daemons[name]
+	if !ok {
+		return nil, fmt.Errorf("start %s: no such file or directory", name)
+	}
+	return f(r.sys), nil
+}
+
+type fakeDaemon struct {
+	ch   chan struct{}
+	werr error
+}
+
+func (d *fakeDaemon) done() <-chan struct{} { return d.ch }
+func (d *fakeDaemon) err() error            { return d.werr }
+
+func running() *fakeDaemon { return &fakeDaemon{ch: make(chan struct{})} }
+
+func exited(err error) *fakeDaemon {
+	d := &fakeDaemon{ch: make(chan struct{}), werr: err}
+	close(d.ch)
+	return d
+}
+
+type fakeSystem struct {
+	files   map[string]string
+	mounted []mountPoint
+	sockets map[string]bool
+	modules []string
+	calls   []string
+	failMod string
+}
+
+func (s *fakeSystem) mounts() ([]mountPoint, error) { return s.mounted, nil }
+func (s *fakeSystem) mount(source, target, fstype string) error {
+	s.calls = append(s.calls, "mount "+fstype+" "+target)
+	s.mounted = append(s.mounted, mountPoint{target, fstype})
+	if fstype == "xenfs" {
+		s.files["/proc/xen/capabilities"] = "control_d\n"
+	}
+	return nil
+}
+func (s *fakeSystem) mkdirAll(p string) error { s.calls = append(s.calls, "mkdir "+p); return nil }
+func (s *fakeSystem) readFile(p string) ([]byte, error) {
+	if c, ok := s.files[p]; ok {
+		return []byte(c), nil
+	}
+	return nil, &os.PathError{Op: "open", Path: p, Err: os.ErrNotExist}
+}
+func (s *fakeSystem) exists(p string) bool { _, ok := s.files[p]; return ok }
+func (s *fakeSystem) loadModule(p string) error {
+	if p == s.failMod {
+		return errors.New("finit_module: exec format error")
+	}
+	s.modules = append(s.modules, p)
+	return nil
+}
+func (s *fakeSystem) glob(pattern string) ([]string, error) {
+	var out []string
+	for p := range s.files {
+		if ok, _ := path.Match(pattern, p); ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+func (s *fakeSystem) dialUnix(p string) error {
+	if s.sockets[p] {
+		return nil
+	}
+	return errors.New("connect: no such file or directory")
+}
+
+const (
+	xenBin = "/usr/lib/xen-4.17/bin"
+	// Captured from `xl list` in dom0 booted by the acceptance run.
+	xlListDom0 = `Name                                        ID   Mem VCPUs	State	Time(s)
+Domain-0                                     0   512     2     r-----       6.4
+`
+)
+
+// world is a healthy dom0 as u-root's init leaves it: proc, sys and dev
+// mounted, lo up, the toolstack installed, modules listed.
+func world(t *testing.T) (*agent, *fakeRunner, *fakeSystem, *bytes.Buffer) {
+	t.Helper()
+	info, err := os.ReadFile("testdata/xl-info.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := &fakeSystem{
+		files: map[string]string{
+			"/etc/fwbuild/modules":          "/lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-privcmd.ko\n/lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko\n",
+			"/sys/hypervisor/version/major": "4\n",
+			"/sys/hypervisor/version/minor": "17\n",
+			xenBin + "/xenstored":           "",
+			xenBin + "/xenconsoled":         "",
+			xenBin + "/xen-init-dom0":       "",
+			xenBin + "/xl":                  "",
+			"/usr/bin/xenstore-list":        "",
+			"/sys/class/net/lo/flags":       "0x9\n",
+		},
+		mounted: []mountPoint{{"/", "rootfs"}, {"/proc", "proc"}, {"/sys", "sysfs"}, {"/dev", "devtmpfs"}},
+		sockets: map[string]bool{},
+	}
+	probes := 0
+	r := &fakeRunner{
+		sys: sys,
+		results: map[string]fakeResult{
+			"/usr/bin/xenstore-list /": {out: "tool\nlocal\n", then: func(*fakeSystem) { probes++ }},
+			xenBin + "/xen-init-dom0":  {out: "Done setting up Dom0\n"},
+			xenBin + "/xl info":        {out: string(info)},
+			xenBin + "/xl list":        {out: xlListDom0},
+		},
+		daemons: map[string]func(*fakeSystem) *fakeDaemon{
+			xenBin + "/xenstored": func(s *fakeSystem) *fakeDaemon {
+				s.sockets[xenstoredSocket] = true
+				return running()
+			},
+			xenBin + "/xenconsoled": func(s *fakeSystem) *fakeDaemon {
+				s.files[xenconsoledPid] = "42\n"
+				return running()
+			},
+		},
+	}
+	var out bytes.Buffer
+	cfg := defaultConfig()
+	cfg.Timeout = 2 * time.Second
+	cfg.Poll = time.Millisecond
+	return &agent{cfg: cfg, run: r, sys: sys, out: &out}, r, sys, &out
+}
+
+func TestStartReady(t *testing.T) {
+	a, r, sys, out := world(t)
+	if err := a.start(context.Background()); err != nil {
+		t.Fatalf("start: %v\noutput: %s", err, out)
+	}
+	if got, want := out.String(), "fwbuild-ctld: ready xen=4.17.7 dom0_mem=512 guests=0\n"; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+	wantCalls := []string{
+		"start " + xenBin + "/xenstored --no-fork --pid-file /var/run/xen/xenstored.pid >/var/log/xen/xenstored.log",
+		"/usr/bin/xenstore-list /",
+		xenBin + "/xen-init-dom0",
+		"start " + xenBin + "/xenconsoled -i --pid-file=/var/run/xen/xenconsoled.pid >/var/log/xen/xenconsoled.log",
+		xenBin + "/xl info",
+		xenBin + "/xl list",
+	}
+	if strings.Join(r.calls, "\n") != strings.Join(wantCalls, "\n") {
+		t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(r.calls, "\n"), strings.Join(wantCalls, "\n"))
+	}
+	wantMods := []string{
+		"/lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-privcmd.ko",
+		"/lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko",
+	}
+	if strings.Join(sys.modules, " ") != strings.Join(wantMods, " ") {
+		t.Errorf("modules loaded %v, want %v", sys.modules, wantMods)
+	}
+	// proc, sys and dev were mounted already: only xenfs is mounted, after
+	// the modules that provide it.
+	var mounts []string
+	for _, c := range sys.calls {
+		if strings.HasPrefix(c, "mount ") {
+			mounts = append(mounts, c)
+		}
+	}
+	if strings.Join(mounts, ",") != "mount xenfs /proc/xen" {
+		t.Errorf("mounts %v, want only xenfs", mounts)
+	}
+	for _, d := range runtimeDirs {
+		if !contains(sys.calls, "mkdir "+d) {
+			t.Errorf("runtime dir %s not created", d)
+		}
+	}
+}
+
+func TestStartMountsMissingAndBringsUpLoopback(t *testing.T) {
+	a, r, sys, out := world(t)
+	sys.mounted = []mountPoint{{"/", "rootfs"}, {"/proc", "proc"}}
+	sys.files["/sys/class/net/lo/flags"] = "0x8\n"
+	r.results["ip link set dev lo up"] = fakeResult{}
+	if err := a.start(context.Background()); err != nil {
+		t.Fatalf("start: %v\noutput: %s", err, out)
+	}
+	for _, want := range []string{"mount sysfs /sys", "mount devtmpfs /dev"} {
+		if !contains(sys.calls, want) {
+			t.Errorf("%q not done; calls %v", want, sys.calls)
+		}
+	}
+	if contains(sys.calls, "mount proc /proc") {
+		t.Error("mounted /proc again")
+	}
+	if !contains(r.calls, "ip link set dev lo up") {
+		t.Errorf("loopback not brought up; calls %v", r.calls)
+	}
+}
+
+func TestStartCountsGuests(t *testing.T) {
+	a, r, _, out := world(t)
+	r.results[xenBin+"/xl list"] = fakeResult{out: xlListDom0 + "guest-one 3 128 1 -b---- 0.5\nweb 7 256 1 r----- 1.0\n"}
+	if err := a.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), "fwbuild-ctld: ready xen=4.17.7 dom0_mem=512 guests=2\n"; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+}
+
+func TestStartWithoutModulesList(t *testing.T) {
+	a, _, sys, out := world(t)
+	delete(sys.files, "/etc/fwbuild/modules")
+	if err := a.start(context.Background()); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(sys.modules) != 0 {
+		t.Errorf("loaded %v", sys.modules)
+	}
+}
+
+func TestStartFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(a *agent, r *fakeRunner, s *fakeSystem)
+		want   string // prefix of the single output line
+	}{
+		{"module", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			s.failMod = "/lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko"
+		}, "fwbuild-ctld: FAILED modules: load /lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko: finit_module: exec format error"},
+		{"not dom0", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			s.files["/proc/xen/capabilities"] = "\n"
+		}, `fwbuild-ctld: FAILED xenfs: /proc/xen/capabilities says "": this domain is not the control domain`},
+		{"toolstack missing", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			delete(s.files, xenBin+"/xl")
+		}, "fwbuild-ctld: FAILED toolstack: missing from the initramfs: /usr/lib/xen-4.17/bin/xl"},
+		{"other hypervisor version", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			s.files["/sys/hypervisor/version/minor"] = "18\n"
+		}, "fwbuild-ctld: FAILED toolstack: missing from the initramfs: /usr/lib/xen-4.18/bin/xenstored"},
+		{"xenstored dies", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			s.files["/var/log/xen/xenstored.log"] = "xenstored: error while loading shared libraries: libxenctrl.so.4.17\n"
+			r.daemons[xenBin+"/xenstored"] = func(*fakeSystem) *fakeDaemon { return exited(errors.New("exit status 127")) }
+		}, "fwbuild-ctld: FAILED xenstored: exited: exit status 127 (/var/log/xen/xenstored.log: xenstored: error while loading shared libraries: libxenctrl.so.4.17)"},
+		{"xenstored never answers", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			a.cfg.Timeout = 50 * time.Millisecond
+			r.results["/usr/bin/xenstore-list /"] = fakeResult{err: errors.New("exit status 1")}
+		}, "fwbuild-ctld: FAILED xenstored: not ready after 50ms: exit status 1"},
+		{"xen-init-dom0", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			r.results[xenBin+"/xen-init-dom0"] = fakeResult{err: errors.New("exit status 1: xenstore_write failed\nmore")}
+		}, "fwbuild-ctld: FAILED xen-init-dom0: exit status 1: xenstore_write failed more"},
+		{"xenconsoled", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			delete(r.daemons, xenBin+"/xenconsoled")
+		}, "fwbuild-ctld: FAILED xenconsoled: start /usr/lib/xen-4.17/bin/xenconsoled: no such file or directory"},
+		{"xl info garbage", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			r.results[xenBin+"/xl info"] = fakeResult{out: "host : x\n"}
+		}, `fwbuild-ctld: FAILED status: xl info: no numeric xen_major/xen_minor (got "", "")`},
+		{"no dom0 in xl list", func(a *agent, r *fakeRunner, s *fakeSystem) {
+			r.results[xenBin+"/xl list"] = fakeResult{out: "Name ID Mem VCPUs State Time(s)\n"}
+		}, "fwbuild-ctld: FAILED status: xl list: no domain with ID 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, r, sys, out := world(t)
+			tc.break_(a, r, sys)
+			err := a.start(context.Background())
+			if err == nil {
+				t.Fatalf("start succeeded: %s", out)
+			}
+			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], tc.want) {
+				t.Errorf("output %q, want one line starting %q", out.String(), tc.want)
+			}
+			if err.Error() != lines[0] {
+				t.Errorf("error %q differs from printed line %q", err, lines[0])
+			}
+		})
+	}
+}
+
+func TestParseXLInfoReal(t *testing.T) {
+	b, err := os.ReadFile("testdata/xl-info.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := parseXLInfo(b)
+	if m["xen_major"] != "4" || m["xen_minor"] != "17" || m["xen_extra"] != ".7" {
+		t.Errorf("parsed %q %q %q", m["xen_major"], m["xen_minor"], m["xen_extra"])
+	}
+	// Values may hold colons (xen_caps, virt_caps): only the first splits.
+	if !strings.Contains(m["xen_commandline"], "dom0_mem=512M,max:512M") {
+		t.Errorf("xen_commandline = %q", m["xen_commandline"])
+	}
+	v, err := xenVersion(m)
+	if err != nil || v != "4.17.7" {
+		t.Errorf("xenVersion = %q, %v", v, err)
+	}
+}
+
+func TestParseXLList(t *testing.T) {
+	doms, err := parseXLList([]byte(xlListDom0 + "a b c 9 64 1 -b---- 0.1\n"))
+	if err == nil {
+		t.Errorf("name with spaces accepted: %v", doms)
+	}
+	doms, err = parseXLList([]byte(xlListDom0 + "web 7 256 1 r----- 1.0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(doms) != 2 || doms[0] != (domain{"Domain-0", 0, 512}) || doms[1] != (domain{"web", 7, 256}) {
+		t.Errorf("parsed %+v", doms)
+	}
+	for _, bad := range []string{"", "ID Name\n", "Name ID Mem\nx y 3\n", "Name ID Mem\nx 1 -3\n"} {
+		if d, err := parseXLList([]byte(bad)); err == nil {
+			t.Errorf("parseXLList(%q) = %v, want error", bad, d)
+		}
+	}
+}
+
+func FuzzParseXL(f *testing.F) {
+	if b, err := os.ReadFile("testdata/xl-info.txt"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(xlListDom0))
+	f.Add([]byte("Name ID Mem\n x 99999999999999999999999 1\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m := parseXLInfo(b)
+		if v, err := xenVersion(m); err == nil && strings.ContainsAny(v, " \t\n") {
+			t.Errorf("version %q has spaces", v)
+		}
+		doms, err := parseXLList(b)
+		if err == nil {
+			for _, d := range doms {
+				if d.ID < 0 || d.MemMiB < 0 || d.Name == "" {
+					t.Errorf("bad domain %+v", d)
+				}
+			}
+		}
+		line := (&stepError{step: "x", err: errors.New(string(b))}).Error()
+		if strings.Contains(line, "\n") {
+			t.Errorf("FAILED line has a newline: %q", line)
+		}
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

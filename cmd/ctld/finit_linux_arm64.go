@@ -1,0 +1,4 @@
+package main
+
+// The standard library's syscall package predates finit_module(2).
+const sysFinitModule = 273

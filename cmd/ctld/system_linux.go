@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// execRunner runs real programs.
+type execRunner struct{}
+
+func (execRunner) output(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = strings.TrimSpace(string(out))
+		}
+		if msg != "" {
+			return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
+		}
+		return out, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return out, nil
+}
+
+type process struct {
+	ch   chan struct{}
+	werr error
+}
+
+func (p *process) done() <-chan struct{} { return p.ch }
+func (p *process) err() error            { return p.werr }
+
+func (execRunner) startDaemon(name, logPath string, args ...string) (daemon, error) {
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer null.Close()
+	cmd := exec.Command(name, args...)
+	// Files, not pipes: the daemon must not depend on ctld, which exits.
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = null, logf, logf
+	// Its own session: when ctld (the console's session leader) exits, the
+	// kernel hangs up ctld's session, not the daemon's.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &process{ch: make(chan struct{})}
+	go func() {
+		p.werr = cmd.Wait()
+		if p.werr == nil {
+			p.werr = errors.New("exit status 0")
+		}
+		close(p.ch)
+	}()
+	return p, nil
+}
+
+// linuxSystem talks to the running kernel.
+type linuxSystem struct{}
+
+func (linuxSystem) mounts() ([]mountPoint, error) {
+	f, err := os.Open("/proc/self/mounts")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var ms []mountPoint
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) >= 3 {
+			ms = append(ms, mountPoint{Target: fields[1], FSType: fields[2]})
+		}
+	}
+	return ms, s.Err()
+}
+
+func (linuxSystem) mount(source, target, fstype string) error {
+	return syscall.Mount(source, target, fstype, 0, "")
+}
+
+func (linuxSystem) mkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
+
+func (linuxSystem) readFile(p string) ([]byte, error) { return os.ReadFile(p) }
+
+func (linuxSystem) exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (linuxSystem) glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
+
+// loadModule loads a kernel module with finit_module(2); one that is already
+// loaded is not an error.
+func (linuxSystem) loadModule(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	params := []byte{0}
+	_, _, errno := syscall.Syscall(sysFinitModule, f.Fd(), uintptr(unsafe.Pointer(&params[0])), 0)
+	if errno != 0 && errno != syscall.EEXIST {
+		return fmt.Errorf("finit_module: %w", errno)
+	}
+	return nil
+}
+
+func (linuxSystem) dialUnix(p string) error {
+	c, err := net.DialTimeout("unix", p, time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}

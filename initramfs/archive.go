@@ -1,0 +1,158 @@
+package initramfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/u-root/mkuimage/cpio"
+)
+
+// addParents gives every node its parent directories.
+func addParents(nodes map[string]*node) {
+	for p := range nodes {
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			if _, ok := nodes[d]; ok {
+				break
+			}
+			nodes[d] = &node{Path: d, Kind: kindDir, Perm: 0o755}
+		}
+	}
+}
+
+// merge adds src into dst. Directories merge; anything else must be the same
+// on both sides.
+func merge(dst, src map[string]*node, what string) error {
+	for p, n := range src {
+		old, ok := dst[p]
+		if !ok {
+			dst[p] = n
+			continue
+		}
+		if old.Kind == kindDir && n.Kind == kindDir {
+			continue
+		}
+		if old.Kind == n.Kind && old.Link == n.Link && old.Major == n.Major && old.Minor == n.Minor &&
+			(n.Kind != kindFile || (old.Src != "" && old.Src == n.Src)) {
+			continue
+		}
+		return fmt.Errorf("%s from %s conflicts with an entry already in the archive", p, what)
+	}
+	return nil
+}
+
+// writeCPIO writes nodes as a newc archive: sorted by path (a parent sorts
+// before its children), inode numbers in that order, owner root, one mtime.
+func writeCPIO(w io.Writer, nodes map[string]*node, mtime int64) ([]Entry, error) {
+	paths := make([]string, 0, len(nodes))
+	for p := range nodes {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	cw := cpio.Newc.Writer(w)
+	listing := make([]Entry, 0, len(paths))
+	for i, p := range paths {
+		n := nodes[p]
+		info := cpio.Info{
+			Ino:   uint64(i + 1),
+			Mode:  uint64(n.Perm & 0o7777),
+			NLink: 1,
+			MTime: uint64(mtime),
+			Name:  strings.TrimPrefix(p, "/"),
+		}
+		var data []byte
+		var r io.ReaderAt
+		mode := n.Perm & fs.ModePerm
+		switch n.Kind {
+		case kindDir:
+			info.Mode |= cpio.S_IFDIR
+			info.NLink = 2
+			mode |= fs.ModeDir
+		case kindSymlink:
+			info.Mode |= cpio.S_IFLNK
+			data = []byte(n.Link)
+			mode |= fs.ModeSymlink
+		case kindCharDev:
+			info.Mode |= cpio.S_IFCHR
+			info.Rmajor, info.Rminor = uint64(n.Major), uint64(n.Minor)
+			mode |= fs.ModeDevice | fs.ModeCharDevice
+		case kindFile:
+			info.Mode |= cpio.S_IFREG
+			data = n.Data
+			if n.Src != "" {
+				b, err := os.ReadFile(n.Src)
+				if err != nil {
+					return nil, err
+				}
+				data = b
+			}
+		}
+		if data != nil {
+			r = bytes.NewReader(data)
+		}
+		info.FileSize = uint64(len(data))
+		if err := cw.WriteRecord(cpio.Record{ReaderAt: r, Info: info}); err != nil {
+			return nil, fmt.Errorf("write %s: %w", p, err)
+		}
+		listing = append(listing, Entry{Path: p, Size: int64(len(data)), Mode: mode, Link: n.Link})
+	}
+	if err := cpio.WriteTrailer(cw); err != nil {
+		return nil, err
+	}
+	return listing, nil
+}
+
+// compress applies the archive's compression. xz uses the xz tool because it
+// compresses better than the pure-Go encoder (see BenchmarkCompress);
+// single-threaded so the output does not depend on the machine. The kernel
+// accepts only CRC32 (or no) integrity checks in an xz initramfs.
+func compress(ctx context.Context, method string, raw []byte) ([]byte, error) {
+	switch method {
+	case "none":
+		return raw, nil
+	case "xz":
+		return xzTool(ctx, raw, "-9e")
+	case "xz-x86":
+		// The BCJ filter makes x86 code compress better; the kernel must
+		// have CONFIG_XZ_DEC_X86 (the default on x86).
+		return xzTool(ctx, raw, "--x86", "--lzma2=preset=9e")
+	case "zstd":
+		enc, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+			zstd.WithEncoderConcurrency(1),
+			// The kernel's decoder allocates the window up front.
+			zstd.WithWindowSize(8<<20),
+			zstd.WithEncoderCRC(true))
+		if err != nil {
+			return nil, err
+		}
+		defer enc.Close()
+		return enc.EncodeAll(raw, nil), nil
+	default:
+		return nil, fmt.Errorf("compression %q: want xz, xz-x86, zstd or none", method)
+	}
+}
+
+func xzTool(ctx context.Context, raw []byte, args ...string) ([]byte, error) {
+	bin, err := exec.LookPath("xz")
+	if err != nil {
+		return nil, fmt.Errorf("xz compression needs the xz tool (apt-get install xz-utils): %w", err)
+	}
+	args = append([]string{"--format=xz", "--check=crc32", "--threads=1", "--stdout"}, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = bytes.NewReader(raw)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("xz %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out.Bytes(), nil
+}
