@@ -106,7 +106,10 @@ func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error)
 		return nil, nil, &Error{Loc: Loc{path, ext.Line, ext.Column}, Field: "extends", Msg: "want a board name or a profile path"}
 	}
 	basePath := filepath.Join(l.boardsDir, ext.Value+".yaml")
-	if strings.ContainsRune(ext.Value, '/') || strings.HasSuffix(ext.Value, ".yaml") || strings.HasSuffix(ext.Value, ".yml") {
+	switch {
+	case filepath.IsAbs(ext.Value):
+		basePath = ext.Value
+	case strings.ContainsRune(ext.Value, '/') || strings.HasSuffix(ext.Value, ".yaml") || strings.HasSuffix(ext.Value, ".yml"):
 		basePath = filepath.Join(filepath.Dir(path), ext.Value)
 	}
 	if _, err := os.Stat(basePath); err != nil {
@@ -140,11 +143,15 @@ func mapValue(m *yaml.Node, key string) *yaml.Node {
 // layout half-inherited from the base is never what was meant.
 var mergedByName = map[string]bool{"components": true, "guests": true}
 
+// replacedWhole are mappings that state one choice: a derived board that
+// picks another kernel source must not inherit the base's fragment.
+var replacedWhole = map[string]bool{"kernel": true}
+
 // merge overlays child on base: mappings merge key by key, the lists in
 // mergedByName merge by item name, other values are replaced. The extends
 // key of the child is dropped.
 func (l *loader) merge(base, child *yaml.Node, key string) *yaml.Node {
-	if base.Kind == yaml.MappingNode && child.Kind == yaml.MappingNode {
+	if base.Kind == yaml.MappingNode && child.Kind == yaml.MappingNode && !replacedWhole[key] {
 		out := *base
 		l.origin[&out] = l.origin[base]
 		out.Content = append([]*yaml.Node(nil), base.Content...)

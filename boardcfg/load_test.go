@@ -222,3 +222,16 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+func TestExtendsReplacesKernelChoice(t *testing.T) {
+	dir := t.TempDir()
+	base := writeProfile(t, dir, "t1.yaml", strings.Replace(valid, "      path: /boot/vmlinuz", "      source: xen\n      fragment: x.config", 1))
+	child := writeProfile(t, t.TempDir(), "child.yaml", "extends: "+base+"\nname: child\nhypervisor:\n  dom0:\n    kernel:\n      path: /boot/other\n")
+	b, err := Load(child, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := b.Hypervisor.Dom0.Kernel; k.Path != "/boot/other" || k.Source != "" || k.Fragment != "" {
+		t.Errorf("kernel = %+v, want only the child's path", k)
+	}
+}

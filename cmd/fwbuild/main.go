@@ -48,6 +48,7 @@ func commands() map[string]command {
 		"check":   {"validate a board profile and print it merged", cmdCheck},
 		"fetch":   {"download, verify and unpack a board's pinned components", cmdFetch},
 		"doctor":  {"check the host tools fwbuild needs (--fix installs them)", cmdDoctor},
+		"test":    {"build if needed and boot the artefacts in QEMU, checking the boot chain", cmdTest},
 		"inspect": {"show the volumes/files of a chip image, partitions of a disk image, sections of a payload", cmdInspect},
 		"flash":   {"write images: flash spi (flashrom) or flash usb (block device or file)", cmdFlash},
 	}

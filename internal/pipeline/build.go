@@ -457,12 +457,16 @@ func (r *run) usb(pay stageResult) (stageResult, error) {
 	})
 }
 
-func (r *run) spiSpec(pay stageResult) (image.SPISpec, error) {
-	b := r.Board
+// SPISpec maps a board's SPI output to the image stage's inputs, with
+// payload as the flash payload.
+func SPISpec(b *boardcfg.Board, comps Components, payload []byte) (image.SPISpec, error) {
 	s := b.Outputs.SPI
-	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile)}
+	if s == nil {
+		return image.SPISpec{}, fmt.Errorf("spi: board %s has no outputs.spi", b.Name)
+	}
+	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile), Payload: payload}
 	comp, role, _ := strings.Cut(s.Firmware, ":")
-	fwPath, err := r.comps.File(comp, role, b)
+	fwPath, err := comps.File(comp, role, b)
 	if err != nil {
 		return spec, fmt.Errorf("spi: base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
 	}
@@ -473,7 +477,7 @@ func (r *run) spiSpec(pay stageResult) (image.SPISpec, error) {
 		ir := image.Region{Name: reg.Name, Start: uint64(reg.Start), Size: uint64(reg.Size), Preserve: reg.Preserve, Firmware: reg.Firmware}
 		if reg.Fill != "" {
 			c, role, _ := strings.Cut(reg.Fill, ":")
-			p, err := r.comps.File(c, role, b)
+			p, err := comps.File(c, role, b)
 			if err != nil {
 				return spec, fmt.Errorf("spi: region %s fill (%s): %w", reg.Name, b.Loc(fmt.Sprintf("outputs.spi.regions[%d].fill", i)), err)
 			}
@@ -483,10 +487,15 @@ func (r *run) spiSpec(pay stageResult) (image.SPISpec, error) {
 		}
 		spec.Regions = append(spec.Regions, ir)
 	}
-	if spec.Payload, err = pay.read("payload-flash.efi"); err != nil {
-		return spec, err
-	}
 	return spec, nil
+}
+
+func (r *run) spiSpec(pay stageResult) (image.SPISpec, error) {
+	payload, err := pay.read("payload-flash.efi")
+	if err != nil {
+		return image.SPISpec{}, err
+	}
+	return SPISpec(r.Board, r.comps, payload)
 }
 
 func (r *run) spi(pay stageResult, k kernelOut, ird stageResult) (stageResult, error) {

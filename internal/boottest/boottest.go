@@ -1,0 +1,133 @@
+// Package boottest boots a board's built artefacts in QEMU and checks the
+// boot chain: the glue between a board profile, a build's outputs and the
+// qemu-tests harness, shared by `fwbuild test` and the Go test suite.
+package boottest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/internal/pipeline"
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
+)
+
+// Paths are the boot paths a board can be tested on.
+var Paths = []string{qemutests.ChainUSB, qemutests.ChainSPI}
+
+// Spec is one boot to run.
+type Spec struct {
+	Board   *boardcfg.Board
+	Comps   pipeline.Components
+	OutDir  string // holds usb.img / spi.bin
+	Path    string // qemutests.ChainUSB or ChainSPI
+	WorkDir string // scratch (the VARS copy); the console log goes here too
+	// Chip, when set, replaces OutDir/spi.bin (e.g. a chip file written by flashrom).
+	Chip string
+}
+
+// Machine returns the QEMU machine and the markers for a boot.
+func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
+	b := s.Board
+	q := b.QEMU
+	m := qemutests.Machine{Machine: q.Machine, CPU: q.CPU, MemoryMiB: int(uint64(q.Memory) >> 20), SMP: q.SMP, Args: []string{"-nic", "none"}}
+	markers, err := qemutests.BootChain(s.Path)
+	if err != nil {
+		return m, nil, err
+	}
+	switch s.Path {
+	case qemutests.ChainUSB:
+		ovmf := q.OVMF
+		if ovmf == "" {
+			return m, nil, fmt.Errorf("boottest: board %s: qemu.ovmf names no component with code/vars files (%s)", b.Name, b.Loc("qemu"))
+		}
+		code, err := s.Comps.File(ovmf, "code", b)
+		if err != nil {
+			return m, nil, fmt.Errorf("boottest: %w", err)
+		}
+		vars, err := s.Comps.File(ovmf, "vars", b)
+		if err != nil {
+			return m, nil, fmt.Errorf("boottest: %w", err)
+		}
+		m.Firmware = qemutests.PflashOVMF(code, vars)
+		m.Disks = []qemutests.Disk{qemutests.USBKey(filepath.Join(s.OutDir, "usb.img"))}
+	case qemutests.ChainSPI:
+		if b.Outputs.SPI == nil {
+			return m, nil, fmt.Errorf("boottest: board %s has no SPI output", b.Name)
+		}
+		chip := s.Chip
+		if chip == "" {
+			chip = filepath.Join(s.OutDir, "spi.bin")
+		}
+		switch q.SPIMode {
+		case "", "bios":
+			m.Firmware = qemutests.BIOS(chip)
+		case "pflash":
+			fw, ok := b.Outputs.SPI.FirmwareRegion()
+			if !ok {
+				return m, nil, fmt.Errorf("boottest: board %s has no firmware region", b.Name)
+			}
+			m.Firmware = qemutests.SplitPflash(chip, int64(fw.Start))
+		}
+	}
+	return m, markers, nil
+}
+
+// Report is a finished boot.
+type Report struct {
+	Path    string            `json:"path"`
+	Result  qemutests.Result  `json:"result"`
+	Ready   map[string]string `json:"ready,omitempty"` // parsed ctld ready line
+	LogPath string            `json:"log"`
+}
+
+// Run boots one path and checks the chain, including that ctld's ready
+// line reports the Xen the board pins and the dom0 memory it asks for.
+func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
+	m, markers, err := Machine(s)
+	if err != nil {
+		return Report{}, err
+	}
+	if opts.LogPath == "" {
+		if err := os.MkdirAll(s.WorkDir, 0o755); err != nil {
+			return Report{}, err
+		}
+		opts.LogPath = filepath.Join(s.WorkDir, "console-"+s.Path+".log")
+	}
+	res, err := qemutests.Run(ctx, m, markers, opts)
+	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}
+	if err != nil {
+		return rep, err
+	}
+	for _, mt := range res.Matches {
+		if mt.Marker.Name == "ctld-ready" && len(mt.Values) == 3 {
+			rep.Ready = map[string]string{"xen": mt.Values[0], "dom0_mem": mt.Values[1], "guests": mt.Values[2]}
+		}
+	}
+	if err := checkReady(s.Board, rep.Ready); err != nil {
+		return rep, fmt.Errorf("boottest: %s path: %w (log %s)", s.Path, err, rep.LogPath)
+	}
+	return rep, nil
+}
+
+// checkReady compares what ctld measured inside dom0 with what the board asked for.
+func checkReady(b *boardcfg.Board, ready map[string]string) error {
+	if ready == nil {
+		return fmt.Errorf("no ctld ready line values")
+	}
+	xen, _ := b.Component(b.Hypervisor.Xen)
+	if !strings.HasPrefix(xen.Version, ready["xen"]) {
+		return fmt.Errorf("ctld reports xen=%s, the board pins %s", ready["xen"], xen.Version)
+	}
+	want := uint64(b.Hypervisor.Dom0.Memory) >> 20
+	got, _ := strconv.ParseUint(ready["dom0_mem"], 10, 64)
+	// dom0 sees its allocation minus what Xen keeps for itself; allow 5%.
+	if got == 0 || got > want || got < want*95/100 {
+		return fmt.Errorf("ctld reports dom0_mem=%s MiB, the board asks for %d", ready["dom0_mem"], want)
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/internal/testdeps"
+)
+
+func q35Options(t testing.TB, out string) Options {
+	root := testdeps.RepoRoot(t)
+	return Options{
+		Board:     testdeps.Board(t, "qemu-q35"),
+		BoardsDir: filepath.Join(root, "boards"),
+		CacheDir:  testdeps.CacheDir(t),
+		OutDir:    out,
+	}
+}
+
+type fileState struct {
+	mtime time.Time
+	sum   string
+}
+
+func snapshot(t *testing.T, dir string) map[string]fileState {
+	t.Helper()
+	m := map[string]fileState{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		st, _ := os.Stat(p)
+		sum, _, err := hashFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[e.Name()] = fileState{st.ModTime(), sum}
+	}
+	return m
+}
+
+func TestBuildQemuQ35(t *testing.T) {
+	out := t.TempDir()
+	res, err := Build(context.Background(), q35Options(t, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"usb.img", "spi.bin", "spi.layout", "payload-esp.efi", "payload-flash.efi", "initramfs.cpio.xz", "initramfs.list", "manifest.json", "SHA256SUMS"}
+	for _, n := range want {
+		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
+			t.Errorf("artefact %s: %v", n, err)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(out, "spi.bin")); st == nil || st.Size() != 16<<20 {
+		t.Errorf("spi.bin is not 16 MiB: %v", st)
+	}
+	// Every artefact is listed with the hash of what is on disk.
+	cmd := exec.Command("sha256sum", "--strict", "-c", "SHA256SUMS")
+	cmd.Dir = out
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c: %v\n%s", err, b)
+	}
+	var m Manifest
+	data, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Board != "qemu-q35" || len(m.Components) != len(testdeps.Board(t, "qemu-q35").Components) || m.Sizes == nil || m.Sizes.Headroom <= 0 {
+		t.Errorf("manifest incomplete: board %q, %d components, sizes %+v", m.Board, len(m.Components), m.Sizes)
+	}
+	for _, a := range m.Outputs {
+		sum, n, _ := hashFile(filepath.Join(out, a.Name))
+		if sum != a.SHA256 || n != a.Size {
+			t.Errorf("manifest: %s: %s/%d, file has %s/%d", a.Name, a.SHA256, a.Size, sum, n)
+		}
+	}
+	t.Logf("payload %d bytes of a %d-byte slot (headroom %d)", res.Sizes.Payload, res.Sizes.Budget, res.Sizes.Headroom)
+
+	// A rebuild with no change redoes nothing and rewrites nothing.
+	before := snapshot(t, out)
+	res2, err := Build(context.Background(), q35Options(t, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res2.Written) != 0 {
+		t.Errorf("no-op rebuild rewrote %v", res2.Written)
+	}
+	for _, s := range res2.Stages {
+		if !s.Cached && s.Name != "fetch" {
+			t.Errorf("no-op rebuild redid stage %s (%v)", s.Name, s.Took)
+		}
+	}
+	after := snapshot(t, out)
+	for n, s := range before {
+		if after[n] != s {
+			t.Errorf("%s changed on a no-op rebuild", n)
+		}
+	}
+
+	// A board whose payload cannot fit (Debian's 8 MB stock kernel) fails
+	// with the budget table, and the outputs of the last good build stay.
+	stock := writeVariant(t, "stock-kernel", "hypervisor:\n  dom0:\n    kernel:\n      component: linux-image\n")
+	o := q35Options(t, out)
+	o.Board = stock
+	_, err = Build(context.Background(), o)
+	var be *BudgetError
+	if !errors.As(err, &be) {
+		t.Fatalf("stock-kernel build: err = %v, want a BudgetError", err)
+	}
+	if be.Table.Headroom >= 0 || len(be.Table.Rows) < 3 || !strings.Contains(be.Table.Rows[0].Component, "linux-image") {
+		t.Errorf("budget table: %+v", be.Table)
+	}
+	var b strings.Builder
+	be.Table.Write(&b)
+	if !strings.Contains(b.String(), "OVERFLOW") {
+		t.Errorf("table does not show the overflow:\n%s", b.String())
+	}
+	for n, s := range snapshot(t, out) {
+		if before[n] != s {
+			t.Errorf("%s changed by a failed build", n)
+		}
+	}
+}
+
+// writeVariant writes a profile extending qemu-q35 with extra YAML.
+func writeVariant(t testing.TB, name, extra string) *boardcfg.Board {
+	t.Helper()
+	root := testdeps.RepoRoot(t)
+	dir := t.TempDir()
+	p := filepath.Join(dir, name+".yaml")
+	text := "extends: " + filepath.Join(root, "boards", "qemu-q35.yaml") + "\nname: " + name + "\n" + extra
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := boardcfg.Load(p, filepath.Join(root, "boards"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestBuildReadOnlyOutput(t *testing.T) {
+	// Root ignores directory permissions, so block the output with a file instead.
+	out := filepath.Join(t.TempDir(), "out")
+	if err := os.WriteFile(out, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := q35Options(t, out)
+	o.Only = "initramfs"
+	_, err := Build(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "output") {
+		t.Fatalf("err = %v, want an output error", err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "not a directory" {
+		t.Error("the file in the way was modified")
+	}
+}
+
+// BenchmarkNoopRebuild measures a rebuild of qemu-q35 with nothing changed
+// (target: well under 1 s).
+func BenchmarkNoopRebuild(b *testing.B) {
+	out := b.TempDir()
+	o := q35Options(b, out)
+	if _, err := Build(context.Background(), o); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Build(context.Background(), o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package qemutests_test
+
+// End-to-end boots of the default board: build qemu-q35 with the real
+// pipeline (shared cache: a second run reuses the kernel and stages), then
+// boot usb.img on stock OVMF and spi.bin as the machine's flash, and wait for
+// every link of the chain down to ctld's ready line.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/fwbuild/fwbuild/image"
+	"github.com/fwbuild/fwbuild/internal/boottest"
+	"github.com/fwbuild/fwbuild/internal/pipeline"
+	"github.com/fwbuild/fwbuild/internal/testdeps"
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
+)
+
+type built struct {
+	out   string
+	comps pipeline.Components
+	err   error
+}
+
+var (
+	buildOnce sync.Once
+	q35       built
+)
+
+// buildQ35 builds qemu-q35 once per test binary.
+func buildQ35(t testing.TB) built {
+	t.Helper()
+	buildOnce.Do(func() {
+		root := testdeps.RepoRoot(t)
+		b := testdeps.Board(t, "qemu-q35")
+		cacheDir := testdeps.CacheDir(t)
+		out, err := os.MkdirTemp("", "fwbuild-e2e-")
+		if err != nil {
+			q35.err = err
+			return
+		}
+		_, q35.err = pipeline.Build(context.Background(), pipeline.Options{
+			Board: b, BoardsDir: filepath.Join(root, "boards"), CacheDir: cacheDir, OutDir: out,
+		})
+		q35.out = out
+		if q35.err == nil {
+			q35.comps, q35.err = pipeline.Fetch(context.Background(), b, cacheDir, nil)
+		}
+	})
+	if q35.err != nil {
+		t.Fatalf("build qemu-q35: %v", q35.err)
+	}
+	return q35
+}
+
+func boot(t *testing.T, path, chip string) (boottest.Report, error) {
+	t.Helper()
+	bl := buildQ35(t)
+	b := testdeps.Board(t, "qemu-q35")
+	work := t.TempDir()
+	rep, err := boottest.Run(context.Background(), boottest.Spec{Board: b, Comps: bl.comps, OutDir: bl.out, Path: path, WorkDir: work, Chip: chip},
+		qemutests.Options{OnMarker: func(m qemutests.Match) { t.Logf("%6.1fs %-10s %s", m.At.Seconds(), m.Marker.Name, m.Line) }})
+	return rep, err
+}
+
+func TestBootUSB(t *testing.T) {
+	rep, err := boot(t, qemutests.ChainUSB, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("usb: ready %v after QEMU start: %v", rep.Result.Elapsed, rep.Ready)
+}
+
+func TestBootSPI(t *testing.T) {
+	rep, err := boot(t, qemutests.ChainSPI, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("spi: ready %v after QEMU start: %v", rep.Result.Elapsed, rep.Ready)
+}
+
+// A chip whose payload is damaged must stop the chain at a named marker:
+// the firmware still starts the slot's GRUB, but GRUB's memdisk (Xen, the
+// kernel and the control domain) is gone, so Xen never prints its banner.
+func TestBootCorruptedPayloadStops(t *testing.T) {
+	bl := buildQ35(t)
+	b := testdeps.Board(t, "qemu-q35")
+	payload, err := os.ReadFile(filepath.Join(bl.out, "payload-flash.efi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// GRUB's core and modules are the first ~0.7 MB; the memdisk follows.
+	const keep = 1 << 20
+	if len(payload) < 2*keep {
+		t.Fatalf("flash payload only %d bytes", len(payload))
+	}
+	for i := keep; i < len(payload); i++ {
+		payload[i] = 0
+	}
+	spec, err := pipeline.SPISpec(b, bl.comps, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chip, err := image.BuildSPI(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chipPath := filepath.Join(t.TempDir(), "corrupt-spi.bin")
+	if err := os.WriteFile(chipPath, chip, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = boot(t, qemutests.ChainSPI, chipPath)
+	var me *qemutests.MarkerError
+	if !errors.As(err, &me) {
+		t.Fatalf("boot of a corrupted payload: err = %v, want a MarkerError", err)
+	}
+	if me.Missing.Name != "xen" || len(me.Matched) != 2 {
+		t.Fatalf("stopped at %q after %d markers, want at \"xen\" after bds and grub:\n%v", me.Missing.Name, len(me.Matched), me)
+	}
+	if me.LogPath == "" || len(me.Tail) == 0 {
+		t.Errorf("marker error lacks the log path or the console tail: %+v", me)
+	}
+}
