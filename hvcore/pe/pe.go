@@ -108,7 +108,9 @@ func parse(b []byte) (*image, error) {
 	if im.ndirs > (im.optSize-dirCountOff-4)/8 {
 		return nil, fmt.Errorf("pe: %d data directories do not fit in the optional header", im.ndirs)
 	}
-	if !pow2(im.fileAlign) || !pow2(im.secAlign) || im.secAlign < im.fileAlign {
+	// The PE spec caps FileAlignment at 64 KiB; larger values would only
+	// make the output huge.
+	if !pow2(im.fileAlign) || im.fileAlign > 0x10000 || !pow2(im.secAlign) || im.secAlign < im.fileAlign {
 		return nil, fmt.Errorf("pe: bad alignment: SectionAlignment 0x%x, FileAlignment 0x%x", im.secAlign, im.fileAlign)
 	}
 	im.secTable = im.opt + im.optSize
@@ -155,7 +157,10 @@ func (im *image) dir(i int) (rva, size uint32) {
 // fileOffset maps an RVA range to a file offset using the section table.
 func (im *image) fileOffset(rva, size uint32) (int, bool) {
 	for _, h := range im.sections {
-		if rva >= h.virtualAddr && uint64(rva)+uint64(size) <= uint64(h.virtualAddr)+uint64(h.sizeOfRaw) {
+		// Raw data is padded to the file alignment; only the virtual size
+		// belongs to the section (the padding may overlap the next one).
+		n := min(h.memSize(), h.sizeOfRaw)
+		if rva >= h.virtualAddr && uint64(rva)+uint64(size) <= uint64(h.virtualAddr)+uint64(n) {
 			return int(h.pointerToRaw + (rva - h.virtualAddr)), true
 		}
 	}
