@@ -183,7 +183,7 @@ func InspectDisk(p string) (*Node, error) {
 		if fs.Type() == filesystem.TypeFat32 {
 			pn.Note = "FAT32"
 		}
-		if err := listDir(fs, "/", pn, 0); err != nil {
+		if err := listDir(fs, ".", pn, 0); err != nil {
 			return nil, fmt.Errorf("image: inspect %s partition %d: %w", p, part.Index, err)
 		}
 	}
@@ -200,9 +200,9 @@ func listDir(fs iofs.ReadDirFS, dir string, parent *Node, depth int) error {
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
 	for _, e := range entries {
-		p := path.Join(dir, e.Name())
+		p := path.Join(dir, e.Name()) // io/fs paths: no leading slash
 		if e.IsDir() {
-			n := &Node{Kind: "dir", Name: p}
+			n := &Node{Kind: "dir", Name: "/" + p}
 			parent.Children = append(parent.Children, n)
 			if err := listDir(fs, p, n, depth+1); err != nil {
 				return err
@@ -213,7 +213,7 @@ func listDir(fs iofs.ReadDirFS, dir string, parent *Node, depth int) error {
 		if err != nil {
 			return err
 		}
-		parent.Children = append(parent.Children, &Node{Kind: "file", Name: p, Size: info.Size()})
+		parent.Children = append(parent.Children, &Node{Kind: "file", Name: "/" + p, Size: info.Size()})
 	}
 	return nil
 }
