@@ -104,7 +104,8 @@ type Match struct {
 	Index int
 	// At is when the marker appeared, measured from QEMU's start.
 	At time.Duration
-	// Line is the console line it matched in, cleaned of escape sequences.
+	// Line is the console line it matched in, cleaned of escape
+	// sequences; for a match in an unfinished line, as much as had arrived.
 	Line string
 	// Values are the regexp's submatches (group 1 first); nil for Text.
 	Values []string

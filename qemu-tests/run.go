@@ -116,6 +116,9 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 	if len(markers) == 0 {
 		return res, errors.New("qemu-tests: no markers to wait for")
 	}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("qemu-tests: not started: %w", err)
+	}
 	for i, mk := range markers {
 		if err := mk.validate(i); err != nil {
 			return res, fmt.Errorf("qemu-tests: %w", err)
@@ -235,12 +238,14 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 	}
 	read := func(r io.Reader) {
 		defer readers.Done()
+		// The emulated UART often hands over a byte or two per read:
+		// copy out what arrived rather than give away the buffer.
+		buf := make([]byte, 32<<10)
 		for {
-			buf := make([]byte, 32<<10)
 			n, err := r.Read(buf)
 			if n > 0 {
 				select {
-				case chunks <- chunk{buf[:n], time.Since(start)}:
+				case chunks <- chunk{append([]byte(nil), buf[:n]...), time.Since(start)}:
 				case <-stop:
 					return
 				}
