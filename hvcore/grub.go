@@ -41,7 +41,7 @@ type GrubSpec struct {
 	TempDir string
 }
 
-// GrubModules are the GRUB modules built into the flash payload (their
+// grubModules are the GRUB modules built into the flash payload (their
 // dependencies are added by grub-mkimage): the memdisk and its tar file
 // system, normal (reads grub.cfg), serial and terminal for the serial
 // console, multiboot2 and boot to start Xen; the decompressor matching

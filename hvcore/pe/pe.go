@@ -227,13 +227,10 @@ func AddSections(img []byte, align uint32, secs ...Section) ([]byte, error) {
 		end = max(end, uint64(h.virtualAddr)+uint64(h.memSize()))
 	}
 	end = max(end, uint64(im.sizeOfHdrs))
-	last := "the headers"
-	if n := len(im.sections); n > 0 {
-		last = im.sections[n-1].name
-		for _, h := range im.sections {
-			if uint64(h.virtualAddr)+uint64(h.memSize()) == end {
-				last = h.name
-			}
+	last := "the headers" // what ends at end, for errors
+	for _, h := range im.sections {
+		if uint64(h.virtualAddr)+uint64(h.memSize()) == end {
+			last = h.name
 		}
 	}
 	vas := make([]uint64, len(secs))
@@ -355,11 +352,16 @@ func shift(im *image, out []byte, delta uint32) error {
 		return nil
 	}
 	off, ok := im.fileOffset(rva, size)
-	if !ok {
+	switch {
+	case ok:
+		off += int(delta)
+	case uint64(rva)+uint64(size) <= uint64(im.sizeOfHdrs): // in the headers, which map 1:1
+		off = int(rva)
+	default:
 		return fmt.Errorf("pe: debug directory at RVA 0x%x (%d bytes) is not inside any section's file data", rva, size)
 	}
 	for e := 0; e+debugEntrySize <= int(size); e += debugEntrySize {
-		bump(off + int(delta) + e + 24)
+		bump(off + e + 24)
 	}
 	return nil
 }
