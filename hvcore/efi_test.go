@@ -133,3 +133,16 @@ func FuzzUnifiedEFI(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkUnifiedEFI(b *testing.B) {
+	xen := readFile(b, "xen", "efi")
+	s := testSections(b)
+	var out []byte
+	for b.Loop() {
+		var err error
+		if out, err = UnifiedEFI(xen, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(out)), "bytes")
+}

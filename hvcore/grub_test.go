@@ -222,3 +222,17 @@ func TestSmallestXenKeepsGzip(t *testing.T) {
 		t.Errorf("grub.cfg does not load xen.gz:\n%s", c)
 	}
 }
+
+func BenchmarkGrubPayload(b *testing.B) {
+	needTools(b)
+	s := grubSpec(b)
+	var out []byte
+	for b.Loop() {
+		var err error
+		if out, err = GrubPayload(context.Background(), s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(out)), "bytes")
+	b.ReportMetric(float64(len(out)-len(s.Kernel)-len(s.Initrd)), "grub+xen-bytes")
+}
