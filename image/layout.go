@@ -54,9 +54,15 @@ func ParseFlashromLayout(text string) ([]Region, error) {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			return nil, fmt.Errorf("image: flashrom layout line %d: flashrom takes no comments", n)
+		}
 		rng, name, ok := strings.Cut(line, " ")
-		if !ok || name == "" || strings.ContainsAny(name, " \t") {
-			return nil, fmt.Errorf("image: flashrom layout line %d %q: want \"start:end name\" (hex, one space, no spaces in the name)", n, line)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("image: flashrom layout line %d %q: want \"start:end name\" (hex, one space)", n, line)
+		}
+		if !validName(name) {
+			return nil, fmt.Errorf("image: flashrom layout line %d: region name %q: use letters, digits, '_', '-', '.'", n, name)
 		}
 		s, e, ok := strings.Cut(rng, ":")
 		if !ok {

@@ -233,18 +233,19 @@ func (t *slotTree) slotBound() (int64, error) {
 			hi = m
 		}
 	}
+	// Walk down from the bound: every size within a window (twice the
+	// largest alignment behind the slot) below each failure must fit too.
+	// The cost is bounded so crafted volumes cannot stall the build; the
+	// assembled volume lengths are checked afterwards in any case.
 	var maxAlign uint64 = 8
 	for _, f := range t.slotFV.Files[t.slotIdx:] {
 		maxAlign = max(maxAlign, f.Header.Attributes.GetAlignment())
 	}
-	window := min(2*maxAlign+64, 1<<20)
-	for again := true; again; {
-		again = false
-		for n := lo - min(window, lo); n < lo; n++ {
-			if !fits(n) {
-				lo, again = n-1, true // fits(0) holds, so n >= 1
-				break
-			}
+	window := min(2*maxAlign+64, 1<<16, 1<<24/uint64(len(t.slotFV.Files)+1))
+	for n := lo; n > 0 && lo-(n-1) <= window; {
+		n--
+		if !fits(n) {
+			lo = n - 1 // fits(0) holds, so n >= 1
 		}
 	}
 	return int64(lo), nil

@@ -151,3 +151,90 @@ func TestBuildSPIErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildSPICompressed exercises the compression-bound budget on a small
+// OVMF-shaped image: the estimate for incompressible payloads fits, 6 KiB
+// more does not (the estimate keeps a 4 KiB margin), and the inner volume
+// never changes size.
+func TestBuildSPICompressed(t *testing.T) {
+	s := synthCompressedSpec(t, nil)
+	budget, exact, limit, err := slotBudget(s, pinnedXZ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exact || !strings.Contains(limit, "compressed content of volume "+synthGrow) {
+		t.Fatalf("budget %d exact=%v limit %q: want a compression-bound estimate", budget, exact, limit)
+	}
+	t.Logf("budget %d (%s)", budget, limit)
+	if budget < 0x8000-0x2000 || budget > 0xC000 {
+		t.Fatalf("budget %d is implausible for a 0xC000-byte volume", budget)
+	}
+	s.Payload = minimalPE(int(budget))
+	chip, err := BuildSPI(s)
+	if err != nil {
+		t.Fatalf("random payload at the estimated budget: %v", err)
+	}
+	if got := slotPE(t, chip, shellGUID); !bytes.Equal(got, s.Payload) {
+		t.Errorf("slot does not hold the payload")
+	}
+	n, err := InspectFirmware(chip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := n.Find("fv", synthDXE); in == nil || in.Size != 0x10000 || in.Note != "in LZMA section" {
+		t.Errorf("inner volume: %+v", in)
+	}
+	s.Payload = minimalPE(int(budget) + 6<<10)
+	_, err = BuildSPI(s)
+	var be *BudgetError
+	if !errors.As(err, &be) || be.Exact || be.Overflow() <= 0 || be.Overflow() > 6<<10 {
+		t.Fatalf("6 KiB over: %v", err)
+	}
+	t.Logf("6 KiB over: %v", be)
+}
+
+// FuzzBuildSPI feeds arbitrary bytes as base firmware: the build must
+// return an error or a chip of the right size, never take the process
+// down (fiano's Fatalf and panics are contained) nor touch the preserved
+// region.
+func FuzzBuildSPI(f *testing.F) {
+	f.Add(synthBase(f))
+	f.Add(synthCompressedBase(f))
+	f.Add(synthBase(f)[:0xC000])
+	f.Add(bytes.Repeat([]byte{0xFF}, 0x1000))
+	f.Add([]byte("_FVH"))
+	bad := synthCompressedBase(f)
+	bad[0x60+24+4+24+8] ^= 0xFF // inside the LZMA stream
+	f.Add(bad)
+	payload := minimalPE(2000)
+	f.Fuzz(func(t *testing.T, base []byte) {
+		if len(base) > 1<<20 {
+			return
+		}
+		size := (uint64(len(base)) + 0xFFF) &^ 0xFFF
+		if size == 0 {
+			size = 0x1000
+		}
+		s := SPISpec{
+			ChipSize: 0x10000 + size,
+			Regions: []Region{
+				{Name: "vpd", Start: 0, Size: 0x10000, Preserve: true},
+				{Name: "bios", Start: 0x10000, Size: size, Firmware: true},
+			},
+			BaseFirmware: base, GrowFV: synthGrow, SlotFile: shellGUID, Payload: payload,
+		}
+		chip, err := BuildSPI(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "image: ") {
+				t.Fatalf("error without context: %v", err)
+			}
+			return
+		}
+		if uint64(len(chip)) != s.ChipSize {
+			t.Fatalf("chip is %#x bytes, want %#x", len(chip), s.ChipSize)
+		}
+		if !bytes.Equal(chip[:0x10000], bytes.Repeat([]byte{0xFF}, 0x10000)) {
+			t.Fatalf("preserved region written")
+		}
+	})
+}

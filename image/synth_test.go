@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/linuxboot/fiano/pkg/compression"
 	"github.com/linuxboot/fiano/pkg/guid"
 )
 
@@ -155,5 +156,43 @@ func synthSpec(t testing.TB, payload []byte) SPISpec {
 			{Name: "bios", Start: 0x10000, Size: 0x30000, Firmware: true},
 		},
 		BaseFirmware: synthBase(t), GrowFV: synthGrow, SlotFile: shellGUID, Payload: payload,
+	}
+}
+
+const (
+	synthDXE = "7CB8BDC9-0000-4F34-AAEA-3EE4AF6516A1"
+	lzmaGUID = "EE4E5898-3914-4259-9D6E-DC7BD79403CF"
+)
+
+// synthCompressedBase mirrors OVMF's shape in 48 KiB: the first volume
+// holds one file with an LZMA section around a 64 KiB inner volume that
+// holds the Shell-like slot; a 16 KiB top volume follows.
+func synthCompressedBase(t testing.TB) []byte {
+	shell := synthFile{guid: shellGUID, ftype: 0x09, sections: [][]byte{section(0x10, minimalPE(3000)), uiSection("Shell")}}
+	inner := synthFV(t, synthDXE, 0x10000, shell)
+	raw := section(0x17, append(make([]byte, 0, len(inner)), inner...))
+	enc, err := (&compression.LZMA{}).Encode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gd := make([]byte, 20)
+	copy(gd, guidBytes(t, lzmaGUID))
+	binary.LittleEndian.PutUint16(gd[16:], 24) // data offset: headers
+	binary.LittleEndian.PutUint16(gd[18:], 1)  // processing required
+	wrapped := section(0x02, append(gd, enc...))
+	outer := synthFV(t, synthGrow, 0x8000, synthFile{guid: "9E21FD93-0000-4C15-8C4B-E77F1DB2D792", ftype: 0x0B, sections: [][]byte{wrapped}})
+	return append(outer, synthFV(t, synthSec, 0x4000)...)
+}
+
+// synthCompressedSpec grows the first volume to 0xC000 bytes: less than
+// the inner volume, so compression bounds the budget.
+func synthCompressedSpec(t testing.TB, payload []byte) SPISpec {
+	return SPISpec{
+		ChipSize: 0x20000,
+		Regions: []Region{
+			{Name: "vpd", Start: 0, Size: 0x10000, Preserve: true},
+			{Name: "bios", Start: 0x10000, Size: 0x10000, Firmware: true},
+		},
+		BaseFirmware: synthCompressedBase(t), GrowFV: synthGrow, SlotFile: shellGUID, Payload: payload,
 	}
 }
