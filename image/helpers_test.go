@@ -6,14 +6,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fwbuild/fwbuild/internal/testdeps"
 	"github.com/linuxboot/fiano/pkg/guid"
 )
 
 // componentRoot returns the unpacked root of a qemu-q35 component.
-// TODO: switch to testdeps.Root once internal/testdeps is committed.
 func componentRoot(t testing.TB, component string) string {
 	t.Helper()
-	return "/work/scratch/root"
+	return testdeps.Root(t, component)
 }
 
 const (

@@ -184,14 +184,10 @@ func TestSlotBudgetQ35(t *testing.T) {
 
 	s.Payload = padPE(grubTestApp(t), int(budget)+1)
 	dir := t.TempDir()
-	start := time.Now()
 	err = WriteSPI(filepath.Join(dir, "spi.bin"), s)
 	var be *BudgetError
 	if !errors.As(err, &be) || be.Overflow() != 1 || !be.Exact || be.Payload != budget+1 {
 		t.Fatalf("1 byte over budget: %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Logf("rejecting an oversized payload took %v: is the budget checked before compressing?", d)
 	}
 	if !strings.Contains(be.Error(), dxeGUID) {
 		t.Errorf("error does not name DXEFV: %v", be)

@@ -248,3 +248,23 @@ func TestDosTime(t *testing.T) {
 		t.Errorf("dosTime = %#x %#x %d", d, tm, tenth)
 	}
 }
+
+// TestBootUSB boots the image as a USB key with stock OVMF (pflash CODE +
+// a copy of VARS): OVMF's removable-media boot must find BOOTX64.EFI (the
+// GRUB test app) and start it.
+func TestBootUSB(t *testing.T) {
+	t.Parallel()
+	qemu := needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	dir := t.TempDir()
+	img, vars := filepath.Join(dir, "usb.img"), filepath.Join(dir, "vars.fd")
+	if err := WriteUSB(img, USBSpec{Size: 40 << 20, Payload: grubTestApp(t), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(vars, ovmfVars(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code := filepath.Join(componentRoot(t, "ovmf"), "usr/share/OVMF/OVMF_CODE_4M.fd")
+	bootMarkerFrom(t, qemu, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+		"-device", "qemu-xhci", "-drive", "if=none,id=usb,format=raw,file="+img, "-device", "usb-storage,drive=usb")
+}
