@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -141,7 +142,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Only == "kernel" {
 		arts = append(arts, artefact("bzImage", k.path))
-		return r.finish(arts)
+		return r.finish(ctx, arts)
 	}
 
 	var ird stageResult
@@ -155,7 +156,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	initrdName := "initramfs.cpio." + b.ControlDomain.Compression
 	arts = append(arts, artefact(initrdName, ird.path("initramfs")), artefact("initramfs.list", ird.path("listing")))
 	if o.Only == "initramfs" {
-		return r.finish(arts)
+		return r.finish(ctx, arts)
 	}
 
 	var pay stageResult
@@ -168,7 +169,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	arts = append(arts, artefact("payload-esp.efi", pay.path("payload-esp.efi")), artefact("payload-flash.efi", pay.path("payload-flash.efi")))
 	if o.Only == "payload" {
-		return r.finish(arts)
+		return r.finish(ctx, arts)
 	}
 
 	var usb stageResult
@@ -197,13 +198,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		r.result.Sizes = &t
 	}
-	return r.finish(arts)
+	return r.finish(ctx, arts)
 }
 
 func artefact(name, src string) Artefact { return Artefact{Name: name, src: src} }
 
 // finish hashes the artefacts, adds manifest.json and SHA256SUMS, and publishes.
-func (r *run) finish(arts []Artefact) (*Result, error) {
+func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 	if err := r.timed("manifest", func() (bool, error) {
 		for i := range arts {
 			sum, n, err := r.hashArtefact(arts[i].src)
@@ -212,7 +213,7 @@ func (r *run) finish(arts []Artefact) (*Result, error) {
 			}
 			arts[i].SHA256, arts[i].Size = sum, n
 		}
-		m := r.manifest(arts)
+		m := r.manifest(ctx, arts)
 		dir := filepath.Join(r.CacheDir, "tmp")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return false, err
@@ -381,7 +382,9 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 		grubID = string(grub.SHA256)
 	}
 	opts := xenOptions(b)
-	pk := key("payload/1", r.tool, string(xen.SHA256), k.id, ird.Key, opts, b.Hypervisor.Dom0.Cmdline, grubID, r.Epoch.UTC().Format(time.RFC3339))
+	// The flash payload's bytes depend on the host's xz and grub-mkimage.
+	tools := hostToolVersions(ctx)
+	pk := key("payload/1", r.tool, string(xen.SHA256), k.id, ird.Key, opts, b.Hypervisor.Dom0.Cmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
 	return stage(r.CacheDir, "payload", pk, func(dir string) error {
 		efiPath, err := r.comps.File(xen.Name, "efi", b)
 		if err != nil {
@@ -440,6 +443,22 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 		}
 		return os.WriteFile(filepath.Join(dir, "payload-flash.efi"), flash, 0o644)
 	})
+}
+
+// hostToolVersions are the first lines of `--version` of the host tools
+// whose output lands in artefacts.
+func hostToolVersions(ctx context.Context) map[string]string {
+	v := map[string]string{}
+	for _, t := range []string{"xz", "grub-mkimage"} {
+		out, err := exec.CommandContext(ctx, t, "--version").Output()
+		if err != nil {
+			v[t] = "missing"
+			continue
+		}
+		line, _, _ := strings.Cut(string(out), "\n")
+		v[t] = strings.TrimSpace(line)
+	}
+	return v
 }
 
 func (r *run) usb(pay stageResult) (stageResult, error) {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,6 +17,7 @@ type Manifest struct {
 	SourceDateEpoch int64               `json:"source_date_epoch"`
 	Components      []ManifestComponent `json:"components"`
 	Kernel          string              `json:"dom0_kernel"`
+	HostTools       map[string]string   `json:"host_tools"`
 	Outputs         []Artefact          `json:"outputs"`
 	Sizes           *SizeTable          `json:"sizes,omitempty"`
 }
@@ -42,8 +44,8 @@ func Version() string {
 	return info.Main.Version
 }
 
-func (r *run) manifest(arts []Artefact) *Manifest {
-	m := &Manifest{Board: r.Board.Name, Fwbuild: Version(), SourceDateEpoch: r.Epoch.Unix(), Sizes: r.result.Sizes}
+func (r *run) manifest(ctx context.Context, arts []Artefact) *Manifest {
+	m := &Manifest{Board: r.Board.Name, Fwbuild: Version(), SourceDateEpoch: r.Epoch.Unix(), Sizes: r.result.Sizes, HostTools: hostToolVersions(ctx)}
 	for _, c := range r.Board.Components {
 		m.Components = append(m.Components, ManifestComponent{c.Name, c.Package, c.Version, string(c.SHA256), c.Files})
 	}
