@@ -116,6 +116,10 @@ func TestBadProfiles(t *testing.T) {
 		{"two kernels", "      path: /boot/vmlinuz", "      path: /boot/vmlinuz\n      component: xen", "t1.yaml:22:7: hypervisor.dom0.kernel: give exactly one of"},
 		{"duplicate key", "arch: amd64", "arch: amd64\narch: amd64", "t1.yaml:4:1: arch: key appears twice"},
 		{"bad compression", "  compression: xz", "  compression: lz4", `t1.yaml:24:16: control_domain.compression: "lz4": want xz or zstd`},
+		{"guest too big", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 1536MiB, kernel: dom0, autostart: true}\n", "t1.yaml:41:3: guests: guests need 1536MiB and dom0 512MiB, plus 128MiB for Xen: more than the board's 2GiB RAM"},
+		{"guest duplicate", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: dom0}\n  - {name: demo, memory: 64MiB, kernel: dom0}\n", `t1.yaml:42:12: guests[1].name: guest "demo" is declared twice`},
+		{"guest missing kernel", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB}\n", "t1.yaml:41:5: guests[0].kernel: required field is missing"},
+		{"guest bad kernel", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: ovmf}\n", `t1.yaml:41:41: guests[0].kernel: "ovmf": want "dom0" or a component with files.bzimage`},
 		{"yaml syntax", "arch: amd64", "arch: [amd64", "t1.yaml: "},
 	}
 	for _, c := range cases {

@@ -19,6 +19,7 @@ type Board struct {
 	ControlDomain ControlDomain `yaml:"control_domain"`
 	Outputs       Outputs       `yaml:"outputs"`
 	QEMU          QEMU          `yaml:"qemu"`
+	Guests        []Guest       `yaml:"guests,omitempty"`
 
 	// File is the profile the board was loaded from; Files lists it and every profile it extends.
 	File  string   `yaml:"-" json:"-"`
@@ -110,6 +111,20 @@ type QEMU struct {
 	SMP     int    `yaml:"smp,omitempty"`
 	SPIMode string `yaml:"spi_mode,omitempty"`
 	OVMF    string `yaml:"ovmf,omitempty"`
+}
+
+// Guest is a VM the control domain starts at first boot.
+type Guest struct {
+	Name   string `yaml:"name"`
+	Memory Size   `yaml:"memory"`
+	VCPUs  int    `yaml:"vcpus,omitempty"`
+	// Kernel is "dom0" (the dom0 kernel, which runs as a PV guest too) or a
+	// component with files.bzimage.
+	Kernel  string `yaml:"kernel"`
+	Cmdline string `yaml:"cmdline,omitempty"`
+	// After is what the guest's init does once it has reported: "poweroff" or "run".
+	After     string `yaml:"after,omitempty"`
+	Autostart bool   `yaml:"autostart"`
 }
 
 // Component returns the component with the given name.

@@ -201,7 +201,62 @@ func (b *Board) validate() error {
 	if q.OVMF != "" {
 		ref("qemu.ovmf", q.OVMF)
 	}
+	errs = append(errs, b.validateGuests(comps)...)
 	return errors.Join(errs...)
+}
+
+var guestNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+func (b *Board) validateGuests(comps map[string]Component) []error {
+	var errs []error
+	names := map[string]bool{}
+	var total Size
+	for i, g := range b.Guests {
+		f := fmt.Sprintf("guests[%d]", i)
+		switch {
+		case g.Name == "":
+			errs = append(errs, b.missing(f+".name"))
+		case !guestNameRE.MatchString(g.Name):
+			errs = append(errs, b.errAt(f+".name", "%q: a guest name is lower-case letters, digits and -, starting with a letter, at most 32", g.Name))
+		case names[g.Name]:
+			errs = append(errs, b.errAt(f+".name", "guest %q is declared twice", g.Name))
+		}
+		names[g.Name] = true
+		switch {
+		case g.Memory == 0:
+			errs = append(errs, b.missing(f+".memory"))
+		case g.Memory%(1<<20) != 0 || g.Memory < 32<<20:
+			errs = append(errs, b.errAt(f+".memory", "%v: give whole MiB, at least 32MiB (a PV Linux guest needs that much)", g.Memory))
+		}
+		total += g.Memory
+		if g.VCPUs < 0 {
+			errs = append(errs, b.errAt(f+".vcpus", "must not be negative"))
+		}
+		switch g.Kernel {
+		case "":
+			errs = append(errs, b.missing(f+".kernel"))
+		case "dom0":
+		default:
+			if c, ok := comps[g.Kernel]; !ok || c.Files["bzimage"] == "" {
+				errs = append(errs, b.errAt(f+".kernel", "%q: want \"dom0\" or a component with files.bzimage", g.Kernel))
+			}
+		}
+		switch g.After {
+		case "", "poweroff", "run":
+		default:
+			errs = append(errs, b.errAt(f+".after", "%q: want poweroff or run", g.After))
+		}
+		if strings.ContainsAny(g.Cmdline, "\"\n\\") {
+			errs = append(errs, b.errAt(f+".cmdline", "quotes, backslashes and newlines cannot go into an xl config"))
+		}
+	}
+	// Xen itself and its heap need room beside dom0 and the guests.
+	const xenReserve = 128 << 20
+	if ram := b.QEMU.Memory; len(b.Guests) > 0 && ram != 0 && total+b.Hypervisor.Dom0.Memory+xenReserve > ram {
+		errs = append(errs, b.errAt("guests", "guests need %v and dom0 %v, plus %v for Xen: more than the board's %v RAM (qemu.memory)",
+			total, b.Hypervisor.Dom0.Memory, Size(xenReserve), ram))
+	}
+	return errs
 }
 
 func (b *Board) validateRegions(s *SPI) []error {
