@@ -34,7 +34,7 @@ type Spec struct {
 func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	b := s.Board
 	q := b.QEMU
-	m := qemutests.Machine{Machine: q.Machine, CPU: q.CPU, MemoryMiB: int(uint64(q.Memory) >> 20), SMP: q.SMP, Args: []string{"-nic", "none"}}
+	m := qemutests.Machine{Machine: q.Machine, CPU: q.CPU, MemoryMiB: int(uint64(q.Memory) >> 20), SMP: q.SMP}
 	markers, err := qemutests.BootChain(s.Path)
 	if err != nil {
 		return m, nil, err
