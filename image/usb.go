@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -132,8 +133,8 @@ func writeESPDisk(f *os.File, u USBSpec, start, end uint64, fix bool) error {
 	if err != nil {
 		return fmt.Errorf("create FAT32 ESP: %w", err)
 	}
-	if err := fs.Mkdir(filepath.Dir(bootPath)); err != nil {
-		return fmt.Errorf("ESP: mkdir %s: %w", filepath.Dir(bootPath), err)
+	if err := fs.Mkdir(path.Dir(bootPath)); err != nil {
+		return fmt.Errorf("ESP: mkdir %s: %w", path.Dir(bootPath), err)
 	}
 	w, err := fs.OpenFile(bootPath, os.O_CREATE|os.O_RDWR)
 	if err != nil {
