@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"io"
 	"io/fs"
 	"os"
@@ -17,31 +18,31 @@ import (
 )
 
 // addParents gives every node its parent directories.
-func addParents(nodes map[string]*node) {
+func addParents(nodes map[string]*closure.Node) {
 	for p := range nodes {
 		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
 			if _, ok := nodes[d]; ok {
 				break
 			}
-			nodes[d] = &node{Path: d, Kind: kindDir, Perm: 0o755}
+			nodes[d] = &closure.Node{Path: d, Kind: closure.Dir, Perm: 0o755}
 		}
 	}
 }
 
 // merge adds src into dst. Directories merge; anything else must be the same
 // on both sides.
-func merge(dst, src map[string]*node, what string) error {
+func merge(dst, src map[string]*closure.Node, what string) error {
 	for p, n := range src {
 		old, ok := dst[p]
 		if !ok {
 			dst[p] = n
 			continue
 		}
-		if old.Kind == kindDir && n.Kind == kindDir {
+		if old.Kind == closure.Dir && n.Kind == closure.Dir {
 			continue
 		}
 		if old.Kind == n.Kind && old.Link == n.Link && old.Major == n.Major && old.Minor == n.Minor &&
-			(n.Kind != kindFile || (old.Src != "" && old.Src == n.Src)) {
+			(n.Kind != closure.File || (old.Src != "" && old.Src == n.Src)) {
 			continue
 		}
 		return fmt.Errorf("%s from %s conflicts with an entry already in the archive", p, what)
@@ -51,7 +52,7 @@ func merge(dst, src map[string]*node, what string) error {
 
 // writeCPIO writes nodes as a newc archive: sorted by path (a parent sorts
 // before its children), inode numbers in that order, owner root, one mtime.
-func writeCPIO(w io.Writer, nodes map[string]*node, mtime int64) ([]Entry, error) {
+func writeCPIO(w io.Writer, nodes map[string]*closure.Node, mtime int64) ([]Entry, error) {
 	paths := make([]string, 0, len(nodes))
 	for p := range nodes {
 		paths = append(paths, p)
@@ -72,19 +73,19 @@ func writeCPIO(w io.Writer, nodes map[string]*node, mtime int64) ([]Entry, error
 		var r io.ReaderAt
 		mode := n.Perm & fs.ModePerm
 		switch n.Kind {
-		case kindDir:
+		case closure.Dir:
 			info.Mode |= cpio.S_IFDIR
 			info.NLink = 2
 			mode |= fs.ModeDir
-		case kindSymlink:
+		case closure.Symlink:
 			info.Mode |= cpio.S_IFLNK
 			data = []byte(n.Link)
 			mode |= fs.ModeSymlink
-		case kindCharDev:
+		case closure.CharDev:
 			info.Mode |= cpio.S_IFCHR
 			info.Rmajor, info.Rminor = uint64(n.Major), uint64(n.Minor)
 			mode |= fs.ModeDevice | fs.ModeCharDevice
-		case kindFile:
+		case closure.File:
 			info.Mode |= cpio.S_IFREG
 			data = n.Data
 			if n.Src != "" {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"io"
 	"log/slog"
 	"os"
@@ -89,7 +90,7 @@ func checkCommands(ctx context.Context, env []string, dir, goBin string, cmds []
 // buildUroot compiles the commands into one busybox with u-root's init as
 // /init, gosh as /bin/sh and ctld as /bin/uinit, and returns the archive's
 // nodes.
-func buildUroot(ctx context.Context, log *slog.Logger, s *Spec, tmp string) (map[string]*node, error) {
+func buildUroot(ctx context.Context, log *slog.Logger, s *Spec, tmp string) (map[string]*closure.Node, error) {
 	cmds := append(append([]string(nil), s.Commands...), CtldPackage)
 	names := map[string]string{}
 	for _, c := range cmds {
@@ -167,7 +168,7 @@ func buildUroot(ctx context.Context, log *slog.Logger, s *Spec, tmp string) (map
 }
 
 // readCPIO loads a newc archive into nodes.
-func readCPIO(p string) (map[string]*node, error) {
+func readCPIO(p string) (map[string]*closure.Node, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
@@ -177,13 +178,13 @@ func readCPIO(p string) (map[string]*node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
-	nodes := map[string]*node{}
+	nodes := map[string]*closure.Node{}
 	for _, r := range recs {
 		name := path.Clean("/" + r.Name)
 		if name == "/" {
 			continue
 		}
-		n := &node{Path: name, Perm: os.FileMode(r.Mode & 0o7777)}
+		n := &closure.Node{Path: name, Perm: os.FileMode(r.Mode & 0o7777)}
 		var data []byte
 		if r.ReaderAt != nil && r.FileSize > 0 {
 			data = make([]byte, r.FileSize)
@@ -193,13 +194,13 @@ func readCPIO(p string) (map[string]*node, error) {
 		}
 		switch r.Mode & cpio.S_IFMT {
 		case cpio.S_IFDIR:
-			n.Kind = kindDir
+			n.Kind = closure.Dir
 		case cpio.S_IFREG:
-			n.Kind, n.Data, n.Size = kindFile, data, int64(len(data))
+			n.Kind, n.Data, n.Size = closure.File, data, int64(len(data))
 		case cpio.S_IFLNK:
-			n.Kind, n.Link, n.Size = kindSymlink, string(data), int64(len(data))
+			n.Kind, n.Link, n.Size = closure.Symlink, string(data), int64(len(data))
 		case cpio.S_IFCHR:
-			n.Kind, n.Major, n.Minor = kindCharDev, uint32(r.Rmajor), uint32(r.Rminor)
+			n.Kind, n.Major, n.Minor = closure.CharDev, uint32(r.Rmajor), uint32(r.Rminor)
 		default:
 			return nil, fmt.Errorf("%s in %s: unsupported mode %#o", name, p, r.Mode)
 		}

@@ -18,8 +18,11 @@ import (
 const (
 	xenstoredSocket = "/var/run/xenstored/socket"
 	xenstoredPid    = "/var/run/xen/xenstored.pid"
-	xenconsoledPid  = "/var/run/xen/xenconsoled.pid"
 	logDir          = "/var/log/xen"
+	// xenconsoled --log=hv creates this once it has connected to
+	// xenstore and the hypervisor, the only outward sign that it is up
+	// (with -i it writes no pid file).
+	hypervisorLog = logDir + "/console/hypervisor.log"
 )
 
 // runtimeDirs are what xencommons creates before starting the daemons; xl
@@ -282,15 +285,15 @@ func (a *agent) initDom0(ctx context.Context) error {
 
 func (a *agent) startXenconsoled(ctx context.Context) error {
 	logPath := logDir + "/xenconsoled.log"
-	d, err := a.run.startDaemon(a.bin("xenconsoled"), logPath, "-i", "--pid-file="+xenconsoledPid)
+	// -i keeps it in the foreground, a child whose exit ctld sees; --log=hv
+	// also keeps Xen's console in a file for the operator.
+	d, err := a.run.startDaemon(a.bin("xenconsoled"), logPath, "-i", "--log=hv")
 	if err != nil {
 		return err
 	}
-	// xenconsoled writes its pid file once it has connected to xenstore and
-	// the hypervisor.
 	return a.waitReady(ctx, d, logPath, func(context.Context) error {
-		if !a.sys.exists(xenconsoledPid) {
-			return errors.New(xenconsoledPid + " not written yet")
+		if !a.sys.exists(hypervisorLog) {
+			return errors.New(hypervisorLog + " not created yet")
 		}
 		return nil
 	})

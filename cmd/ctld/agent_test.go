@@ -163,7 +163,7 @@ func world(t *testing.T) (*agent, *fakeRunner, *fakeSystem, *bytes.Buffer) {
 				return running()
 			},
 			xenBin + "/xenconsoled": func(s *fakeSystem) *fakeDaemon {
-				s.files[xenconsoledPid] = "42\n"
+				s.files[hypervisorLog] = ""
 				return running()
 			},
 		},
@@ -187,7 +187,7 @@ func TestStartReady(t *testing.T) {
 		"start " + xenBin + "/xenstored --no-fork --pid-file /var/run/xen/xenstored.pid >/var/log/xen/xenstored.log",
 		"/usr/bin/xenstore-list /",
 		xenBin + "/xen-init-dom0",
-		"start " + xenBin + "/xenconsoled -i --pid-file=/var/run/xen/xenconsoled.pid >/var/log/xen/xenconsoled.log",
+		"start " + xenBin + "/xenconsoled -i --log=hv >/var/log/xen/xenconsoled.log",
 		xenBin + "/xl info",
 		xenBin + "/xl list",
 	}

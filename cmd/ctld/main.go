@@ -21,7 +21,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,8 +41,10 @@ func main() {
 	defer cancel()
 
 	a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
-	if err := a.start(ctx); err != nil {
-		fmt.Fprintln(os.Stdout, err.Error())
+	// start prints the status line itself, ready or FAILED.
+	err := a.start(ctx)
+	releaseTTY()
+	if err != nil {
 		os.Exit(1)
 	}
 }

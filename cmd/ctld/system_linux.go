@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -133,4 +134,20 @@ func (linuxSystem) dialUnix(p string) error {
 		return err
 	}
 	return c.Close()
+}
+
+// releaseTTY gives up the controlling terminal before ctld exits. u-root's
+// init starts uinit as a session leader on the console; when a session
+// leader exits while it still has a controlling terminal, the kernel hangs
+// the terminal up, which also kills init's own handle on it, so the shell
+// init starts next would print nothing. TIOCNOTTY detaches without a
+// hangup; it signals SIGHUP to ctld's own process group, hence the Ignore.
+func releaseTTY() {
+	signal.Ignore(syscall.SIGHUP)
+	f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return // no controlling terminal
+	}
+	defer f.Close()
+	syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TIOCNOTTY, 0)
 }

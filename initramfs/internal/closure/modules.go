@@ -1,4 +1,4 @@
-package initramfs
+package closure
 
 import (
 	"bytes"
@@ -10,14 +10,11 @@ import (
 	"strings"
 )
 
-// modulesListPath is where ctld reads the modules to load, in order.
-const modulesListPath = "/etc/fwbuild/modules"
-
-// addModules adds kernel modules (paths inside the roots, under
+// AddModules adds kernel modules (paths inside the roots, under
 // lib/modules/<release>/) and every module they depend on, found by name in
 // the same release directory. It returns the in-image paths, dependencies
 // first, the order finit_module needs.
-func (t *tree) addModules(mods []string) ([]string, error) {
+func (t *Tree) AddModules(mods []string) ([]string, error) {
 	var order []string
 	state := map[string]int{} // 1 visiting, 2 done
 	indexes := map[string]map[string]string{}
@@ -70,7 +67,7 @@ func (t *tree) addModules(mods []string) ([]string, error) {
 				}
 			}
 		}
-		if err := t.add(p, why); err != nil {
+		if err := t.Add(p, why); err != nil {
 			return err
 		}
 		state[p] = 2
@@ -100,7 +97,7 @@ func moduleRelease(p string) (string, error) {
 }
 
 // moduleIndex maps module names to paths under dir, across all roots.
-func (t *tree) moduleIndex(dir string) (map[string]string, error) {
+func (t *Tree) moduleIndex(dir string) (map[string]string, error) {
 	idx := map[string]string{}
 	var walk func(d string) error
 	walk = func(d string) error {

@@ -1,4 +1,11 @@
-package initramfs
+// Package closure collects files from extracted package trees together with
+// everything they need at run time: symlink targets, directory contents, the
+// ELF interpreter and the shared-library closure (DT_NEEDED searched the way
+// glibc's ld.so does, honouring DT_RPATH/DT_RUNPATH and $ORIGIN), and kernel
+// modules with their .modinfo dependencies. It reads the ELF files
+// themselves, never the build host's ldd, so the result does not depend on
+// the machine that builds it.
+package closure
 
 import (
 	"errors"
@@ -15,35 +22,38 @@ import (
 // maxHops bounds symlink resolution, as the kernel's 40 does.
 const maxHops = 40
 
-type nodeKind int
+// Kind is a Node's file type.
+type Kind int
+
+// The kinds of Node.
 
 const (
-	kindDir nodeKind = iota
-	kindFile
-	kindSymlink
-	kindCharDev
+	Dir Kind = iota
+	File
+	Symlink
+	CharDev
 )
 
-// node is one entry of the image, keyed by its absolute in-image path.
-type node struct {
+// Node is one entry of the image, keyed by its absolute in-image path.
+type Node struct {
 	Path string // absolute, clean, in the image
-	Kind nodeKind
+	Kind Kind
 	Perm fs.FileMode
-	Src  string // host file to copy (kindFile), or empty when Data is set
+	Src  string // host file to copy (File), or empty when Data is set
 	Data []byte
-	Link string // kindSymlink target, verbatim
+	Link string // Symlink target, verbatim
 	Size int64
 	// Major/Minor of a device node.
 	Major, Minor uint32
 }
 
-// tree is the union of extracted package roots, seen as one file system
+// Tree is the union of extracted package roots, seen as one file system
 // whose absolute paths are the image's. It resolves symlinks inside the
-// union, never on the build host, so the result does not depend on the
-// machine that builds it.
-type tree struct {
+// union, never on the build host.
+type Tree struct {
 	roots []string
-	nodes map[string]*node
+	// Nodes are the entries collected so far, by absolute image path.
+	Nodes map[string]*Node
 	// files seen so far by size, to keep hard links as one copy.
 	bySize map[int64][]seenFile
 }
@@ -53,7 +63,9 @@ type seenFile struct {
 	path string
 }
 
-func newTree(roots []string) (*tree, error) {
+// New returns an empty collection over roots; earlier roots win when a path
+// is in several.
+func New(roots []string) (*Tree, error) {
 	if len(roots) == 0 {
 		return nil, errors.New("no package roots given")
 	}
@@ -66,14 +78,14 @@ func newTree(roots []string) (*tree, error) {
 			return nil, fmt.Errorf("package root %s is not a directory", r)
 		}
 	}
-	return &tree{roots: roots, nodes: map[string]*node{}, bySize: map[int64][]seenFile{}}, nil
+	return &Tree{roots: roots, Nodes: map[string]*Node{}, bySize: map[int64][]seenFile{}}, nil
 }
 
-func (t *tree) rootList() string { return strings.Join(t.roots, ", ") }
+func (t *Tree) rootList() string { return strings.Join(t.roots, ", ") }
 
 // lstat finds p (absolute, in the image) in the first root that has it. It
 // does not resolve symlinks in p.
-func (t *tree) lstat(p string) (string, fs.FileInfo, error) {
+func (t *Tree) lstat(p string) (string, fs.FileInfo, error) {
 	for _, r := range t.roots {
 		host := filepath.Join(r, filepath.FromSlash(p))
 		fi, err := os.Lstat(host)
@@ -90,7 +102,7 @@ func (t *tree) lstat(p string) (string, fs.FileInfo, error) {
 // resolveDir resolves every symlink in directory path dir and returns the
 // real directory. With record set, the symlinks it went through become part
 // of the image, so dir keeps working at run time.
-func (t *tree) resolveDir(dir string, record bool, hops *int) (string, error) {
+func (t *Tree) resolveDir(dir string, record bool, hops *int) (string, error) {
 	cur := "/"
 	rest := strings.Split(strings.TrimPrefix(path.Clean(dir), "/"), "/")
 	for len(rest) > 0 {
@@ -114,7 +126,7 @@ func (t *tree) resolveDir(dir string, record bool, hops *int) (string, error) {
 				return "", err
 			}
 			if record {
-				t.nodes[next] = &node{Path: next, Kind: kindSymlink, Perm: 0o777, Link: target, Size: int64(len(target))}
+				t.Nodes[next] = &Node{Path: next, Kind: Symlink, Perm: 0o777, Link: target, Size: int64(len(target))}
 			}
 			base := cur
 			if path.IsAbs(target) {
@@ -134,7 +146,7 @@ func (t *tree) resolveDir(dir string, record bool, hops *int) (string, error) {
 
 // locate resolves the directories of p and returns its real in-image path
 // and where it is on the host, without following p itself.
-func (t *tree) locate(p string, record bool, hops *int) (string, string, fs.FileInfo, error) {
+func (t *Tree) locate(p string, record bool, hops *int) (string, string, fs.FileInfo, error) {
 	p = path.Clean("/" + p)
 	if p == "/" {
 		return "", "", nil, errors.New("cannot add the root directory")
@@ -152,7 +164,7 @@ func (t *tree) locate(p string, record bool, hops *int) (string, string, fs.File
 }
 
 // follow resolves p completely (like stat(2)) without changing the image.
-func (t *tree) follow(p string) (string, fs.FileInfo, error) {
+func (t *Tree) follow(p string) (string, fs.FileInfo, error) {
 	hops := 0
 	for {
 		real, host, fi, err := t.locate(p, false, &hops)
@@ -176,17 +188,17 @@ func (t *tree) follow(p string) (string, fs.FileInfo, error) {
 	}
 }
 
-// add puts p into the image with everything it needs at run time: symlink
+// Add puts p into the image with everything it needs at run time: symlink
 // targets, directory contents, and for ELF files the interpreter and the
 // shared-library closure. why says who asked for p, for error messages.
-func (t *tree) add(p, why string) error {
+func (t *Tree) Add(p, why string) error {
 	hops := 0
 	return t.addHops(p, why, nil, &hops)
 }
 
-func (t *tree) addHops(p, why string, loaderRPath []string, hops *int) error {
+func (t *Tree) addHops(p, why string, loaderRPath []string, hops *int) error {
 	p = path.Clean("/" + p)
-	if _, ok := t.nodes[p]; ok {
+	if _, ok := t.Nodes[p]; ok {
 		return nil
 	}
 	real, host, fi, err := t.locate(p, true, hops)
@@ -196,7 +208,7 @@ func (t *tree) addHops(p, why string, loaderRPath []string, hops *int) error {
 	if err != nil {
 		return fmt.Errorf("%s (%s): %w", p, why, err)
 	}
-	if _, ok := t.nodes[real]; ok {
+	if _, ok := t.Nodes[real]; ok {
 		return nil
 	}
 	perm := fi.Mode().Perm()
@@ -206,7 +218,7 @@ func (t *tree) addHops(p, why string, loaderRPath []string, hops *int) error {
 		if err != nil {
 			return err
 		}
-		t.nodes[real] = &node{Path: real, Kind: kindSymlink, Perm: 0o777, Link: target, Size: int64(len(target))}
+		t.Nodes[real] = &Node{Path: real, Kind: Symlink, Perm: 0o777, Link: target, Size: int64(len(target))}
 		if *hops++; *hops > maxHops {
 			return fmt.Errorf("%s (%s): too many levels of symbolic links", p, why)
 		}
@@ -215,7 +227,7 @@ func (t *tree) addHops(p, why string, loaderRPath []string, hops *int) error {
 		}
 		return t.addHops(target, "target of symlink "+real, loaderRPath, hops)
 	case fi.IsDir():
-		t.nodes[real] = &node{Path: real, Kind: kindDir, Perm: perm}
+		t.Nodes[real] = &Node{Path: real, Kind: Dir, Perm: perm}
 		names, err := t.readDir(real)
 		if err != nil {
 			return err
@@ -236,10 +248,10 @@ func (t *tree) addHops(p, why string, loaderRPath []string, hops *int) error {
 			// A symlink is simpler than a cpio hard link and works for
 			// the multi-call binaries that packages hard-link (xenstore-*
 			// dispatch on argv[0]).
-			t.nodes[real] = &node{Path: real, Kind: kindSymlink, Perm: 0o777, Link: rel, Size: int64(len(rel))}
+			t.Nodes[real] = &Node{Path: real, Kind: Symlink, Perm: 0o777, Link: rel, Size: int64(len(rel))}
 			return nil
 		}
-		t.nodes[real] = &node{Path: real, Kind: kindFile, Perm: perm, Src: host, Size: fi.Size()}
+		t.Nodes[real] = &Node{Path: real, Kind: File, Perm: perm, Src: host, Size: fi.Size()}
 		return t.addELFDeps(real, host, loaderRPath)
 	default:
 		return fmt.Errorf("%s (%s): unsupported file type %v", p, why, fi.Mode().Type())
@@ -248,7 +260,7 @@ func (t *tree) addHops(p, why string, loaderRPath []string, hops *int) error {
 
 // hardLinkOf returns the image path of a file already added that is the
 // same inode as fi, or "".
-func (t *tree) hardLinkOf(p string, fi fs.FileInfo) string {
+func (t *Tree) hardLinkOf(p string, fi fs.FileInfo) string {
 	for _, s := range t.bySize[fi.Size()] {
 		if os.SameFile(s.fi, fi) {
 			return s.path
@@ -260,7 +272,7 @@ func (t *tree) hardLinkOf(p string, fi fs.FileInfo) string {
 
 // readDir lists a directory across all roots (several packages fill the
 // same directory).
-func (t *tree) readDir(dir string) ([]string, error) {
+func (t *Tree) readDir(dir string) ([]string, error) {
 	seen := map[string]bool{}
 	for _, r := range t.roots {
 		ents, err := os.ReadDir(filepath.Join(r, filepath.FromSlash(dir)))
@@ -282,7 +294,7 @@ func (t *tree) readDir(dir string) ([]string, error) {
 	return names, nil
 }
 
-func (t *tree) addELFDeps(p, host string, loaderRPath []string) error {
+func (t *Tree) addELFDeps(p, host string, loaderRPath []string) error {
 	f, err := os.Open(host)
 	if err != nil {
 		return err
@@ -296,7 +308,7 @@ func (t *tree) addELFDeps(p, host string, loaderRPath []string) error {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	if info.Interp != "" {
-		if err := t.add(info.Interp, "interpreter of "+p); err != nil {
+		if err := t.Add(info.Interp, "interpreter of "+p); err != nil {
 			return err
 		}
 	}
@@ -311,7 +323,7 @@ func (t *tree) addELFDeps(p, host string, loaderRPath []string) error {
 	search = append(search, defaultLibDirs(info.Machine)...)
 	for _, lib := range info.Needed {
 		if strings.Contains(lib, "/") {
-			if err := t.add(lib, "needed by "+p); err != nil {
+			if err := t.Add(lib, "needed by "+p); err != nil {
 				return err
 			}
 			continue
@@ -338,7 +350,7 @@ func (t *tree) addELFDeps(p, host string, loaderRPath []string) error {
 
 // compatible reports whether p exists and is an ELF object ld.so would load
 // for info (same class and machine; it skips others, e.g. 32-bit ones).
-func (t *tree) compatible(p string, info *elfInfo) bool {
+func (t *Tree) compatible(p string, info *elfInfo) bool {
 	host, fi, err := t.follow(p)
 	if err != nil || !fi.Mode().IsRegular() {
 		return false

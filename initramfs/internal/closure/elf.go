@@ -1,4 +1,4 @@
-package initramfs
+package closure
 
 import (
 	"bytes"
