@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwbuild/fwbuild"
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/hvcore"
 	"github.com/fwbuild/fwbuild/hvcore/kbuild"
@@ -39,8 +40,6 @@ type Options struct {
 	Log   *slog.Logger
 	// Progress is told when a stage starts (took < 0) and ends.
 	Progress func(stage string, took time.Duration, cached bool)
-	// Executable identifies this fwbuild in cache keys; empty: os.Executable().
-	Executable string
 }
 
 // StageTiming is how long a stage took and whether its result came from the cache.
@@ -94,19 +93,6 @@ func (r *run) timed(name string, f func() (bool, error)) error {
 	return nil
 }
 
-// toolID hashes the running binary: a new fwbuild may build differently,
-// so its outputs never come from an older one's cache.
-func toolID(exe string) (string, error) {
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return "", err
-		}
-	}
-	sum, _, err := hashFile(exe)
-	return sum, err
-}
-
 // Build runs the pipeline for a board and publishes its artefacts.
 func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Epoch.IsZero() {
@@ -115,11 +101,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Only != "" && !contains(Stages, o.Only) {
 		return nil, fmt.Errorf("build: unknown stage %q (stages: %s)", o.Only, strings.Join(Stages, ", "))
 	}
-	tool, err := toolID(o.Executable)
-	if err != nil {
-		return nil, fmt.Errorf("build: identify fwbuild binary: %w", err)
-	}
-	r := &run{Options: o, tool: tool}
+	// A different fwbuild may build differently: its outputs never come from another's cache.
+	r := &run{Options: o, tool: fwbuild.SourceID()}
 	r.result.OutDir = o.OutDir
 	b := o.Board
 
