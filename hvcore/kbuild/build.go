@@ -172,6 +172,11 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	if err := s.validate(); err != nil {
 		return Result{}, err
 	}
+	// make runs in the source tree: O= must not be relative to the caller's directory.
+	cacheDir, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("kbuild: cache dir: %w", err)
+	}
 	frag, err := ParseFragment(s.Fragment)
 	if err != nil {
 		return Result{}, err

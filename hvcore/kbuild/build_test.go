@@ -397,3 +397,17 @@ func TestSourceSumMemo(t *testing.T) {
 		t.Fatalf("after rewrite sourceSum = %s, %v; want %s", got, err, want2)
 	}
 }
+
+func TestBuildRelativeCacheDir(t *testing.T) {
+	s := miniSpec(t, "CONFIG_64BIT=y\n")
+	s.Fragment, _ = filepath.Abs(s.Fragment)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	r, err := Build(context.Background(), "cache", s, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "cache", "kernel", r.Key, "bzImage"); r.BzImage != want {
+		t.Errorf("BzImage = %s, want %s", r.BzImage, want)
+	}
+}
