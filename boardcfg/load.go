@@ -84,9 +84,9 @@ func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error)
 			return nil, nil, fmt.Errorf("boardcfg: %s: extends cycle: %s -> %s", path, strings.Join(chain, " -> "), abs)
 		}
 	}
-	data, err := os.ReadFile(path)
+	data, err := readProfile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("boardcfg: read profile: %w", err)
+		return nil, nil, err
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -120,6 +120,25 @@ func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error)
 		return nil, nil, err
 	}
 	return l.merge(base, root, ""), append([]string{path}, files...), nil
+}
+
+// maxProfile bounds what is read: a profile is a page of YAML, and an
+// `extends:` that points at a device must not read forever.
+const maxProfile = 1 << 20
+
+func readProfile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("boardcfg: read profile: %w", err)
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxProfile {
+		return nil, fmt.Errorf("boardcfg: %s: not a profile (want a regular YAML file under 1 MiB)", path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("boardcfg: read profile: %w", err)
+	}
+	return data, nil
 }
 
 func (l *loader) mark(n *yaml.Node, file string) {
