@@ -117,8 +117,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	var k kernelOut
 	if err := r.timed("kernel", func() (bool, error) {
+		kctx, cancel := context.WithTimeout(ctx, 3*time.Hour) // a cold build is minutes; a hung make must still end
+		defer cancel()
 		var err error
-		k, err = r.kernel(ctx)
+		k, err = r.kernel(kctx)
 		return k.cached, err
 	}); err != nil {
 		return nil, err
@@ -130,8 +132,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	var ird stageResult
 	if err := r.timed("initramfs", func() (bool, error) {
+		ictx, cancel := context.WithTimeout(ctx, 45*time.Minute)
+		defer cancel()
 		var err error
-		ird, err = r.initramfs(ctx)
+		ird, err = r.initramfs(ictx)
 		return ird.Cached, err
 	}); err != nil {
 		return nil, err
@@ -144,8 +148,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	var pay stageResult
 	if err := r.timed("payload", func() (bool, error) {
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+		defer cancel()
 		var err error
-		pay, err = r.payload(ctx, k, ird)
+		pay, err = r.payload(pctx, k, ird)
 		return pay.Cached, err
 	}); err != nil {
 		return nil, err
