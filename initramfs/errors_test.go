@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fwbuild/fwbuild/initramfs/internal/q35test"
 	"golang.org/x/tools/txtar"
 )
 
@@ -19,6 +20,33 @@ func TestBuildRejectsBadToolstackFast(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/usr/sbin/not-in-any-package") {
 		t.Errorf("Build: %v", err)
 	}
+	// A library missing from the roots, named with who needs it.
+	root := t.TempDir()
+	for _, p := range []string{"usr/lib/xen-4.17/bin/xl", "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"} {
+		b, err := os.ReadFile(filepath.Join(q35test.Root(t, "xen-utils"), p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(root, "lib64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", filepath.Join(root, "lib64/ld-linux-x86-64.so.2")); err != nil {
+		t.Fatal(err)
+	}
+	s = q35Spec(t)
+	s.Roots, s.Toolstack, s.Modules = []string{root}, []string{"usr/lib/xen-4.17/bin/xl"}, nil
+	_, err = Build(context.Background(), s)
+	if err == nil || !strings.Contains(err.Error(), "library libxlutil.so.4.17 needed by /usr/lib/xen-4.17/bin/xl") {
+		t.Errorf("Build with a library missing: %v", err)
+	}
+
 	s = q35Spec(t)
 	s.Compression = "gzip"
 	if _, err := Build(context.Background(), s); err == nil || !strings.Contains(err.Error(), `compression "gzip"`) {

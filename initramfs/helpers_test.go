@@ -17,6 +17,7 @@ func q35Spec(t testing.TB) Spec {
 		Toolstack: q35test.Toolstack,
 		Modules:   q35test.Modules,
 		Symlinks:  q35test.Symlinks,
+		Extra:     []File{{Path: "/etc/hostname", Data: []byte("dom0\n")}, {Path: "etc/fwbuild/hello", Data: []byte("#!/bin/sh\necho hi\n"), Mode: 0o755}},
 		Epoch:     time.Unix(1700000000, 0),
 		TempDir:   t.TempDir(),
 	}
