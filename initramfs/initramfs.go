@@ -43,6 +43,8 @@ type Spec struct {
 	// defaults such as etc/resolv.conf.
 	Extra []File
 	// Compression is "xz" (the default), "xz-x86", "zstd" or "none".
+	// xz-x86 adds the x86 BCJ filter: 5% smaller, but the kernel needs
+	// CONFIG_XZ_DEC_X86=y (Debian's has it; tinyconfig turns it off).
 	Compression string
 	// Epoch is every entry's mtime; the zero value means the Unix epoch.
 	// Callers pass SOURCE_DATE_EPOCH here.
@@ -92,6 +94,8 @@ func (s *Spec) arch() string {
 }
 
 // Build builds the archive. The same Spec and inputs give the same bytes.
+// ctx bounds the go and xz commands Build runs itself; the busybox
+// compilation inside mkuimage cannot be interrupted and is checked around.
 func Build(ctx context.Context, s Spec) (*Archive, error) {
 	if s.Log == nil {
 		s.Log = slog.Default()
