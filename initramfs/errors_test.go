@@ -23,7 +23,7 @@ func TestBuildRejectsBadToolstackFast(t *testing.T) {
 	// A library missing from the roots, named with who needs it.
 	root := t.TempDir()
 	for _, p := range []string{"usr/lib/xen-4.17/bin/xl", "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"} {
-		b, err := os.ReadFile(filepath.Join(q35test.Root(t, "xen-utils"), p))
+		b, err := os.ReadFile(q35test.Find(t, p))
 		if err != nil {
 			t.Fatal(err)
 		}

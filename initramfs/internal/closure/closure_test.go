@@ -15,7 +15,7 @@ import (
 func copyInto(t *testing.T, dst string, paths ...string) {
 	t.Helper()
 	for _, p := range paths {
-		src := filepath.Join(q35test.Root(t, "xen-utils"), p)
+		src := q35test.Find(t, p)
 		d := filepath.Join(dst, p)
 		if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
 			t.Fatal(err)

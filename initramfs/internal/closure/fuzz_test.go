@@ -13,7 +13,7 @@ import (
 // and a kernel module. (Multi-megabyte seeds make the fuzzer crawl.)
 func elfSeeds(f *testing.F) {
 	for _, p := range []string{"usr/bin/xenstore", "usr/lib/x86_64-linux-gnu/libxentoollog.so.1.0", "lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko"} {
-		if b, err := os.ReadFile(filepath.Join(q35test.Root(f, "xen-utils"), p)); err == nil {
+		if b, err := os.ReadFile(q35test.Find(f, p)); err == nil {
 			f.Add(b)
 		}
 	}

@@ -4,16 +4,18 @@
 package q35test
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
 
-// Root returns the extracted package root of a qemu-q35 component.
-// TODO(integrator): switch to testdeps.Root(t, component) when it lands;
-// until then every component is in the one merged scratch tree.
+// Root returns the extracted package root of a qemu-q35 component, fetched
+// and cached on first use.
 func Root(t testing.TB, component string) string {
 	t.Helper()
-	return filepath.Join("/work/scratch/root")
+	return testdeps.Root(t, component)
 }
 
 // Components are the packages the qemu-q35 control domain is taken from:
@@ -72,3 +74,17 @@ var (
 		"usr/sbin/xl": "/usr/lib/xen-4.17/bin/xl",
 	}
 )
+
+// Find returns where in-image path p is in the first of Roots that has it
+// (without following a final symlink).
+func Find(t testing.TB, p string) string {
+	t.Helper()
+	for _, r := range Roots(t) {
+		host := filepath.Join(r, p)
+		if _, err := os.Lstat(host); err == nil {
+			return host
+		}
+	}
+	t.Fatalf("q35test: %s is in no qemu-q35 package", p)
+	return ""
+}
