@@ -71,6 +71,11 @@ type Toolstack struct {
 	// Packages are component names searched for Files and their shared libraries.
 	Packages []string `yaml:"packages"`
 	Files    []string `yaml:"files,omitempty"`
+	// Symlinks are extra links in the archive: path -> target.
+	Symlinks map[string]string `yaml:"symlinks,omitempty"`
+	// Modules are kernel modules inside Packages that ctld loads at boot
+	// (for a dom0 kernel that builds the Xen drivers as modules).
+	Modules []string `yaml:"modules,omitempty"`
 }
 
 type Outputs struct {

@@ -155,9 +155,9 @@ func (b *Board) validate() error {
 	switch cd.Compression {
 	case "":
 		add(b.missing("control_domain.compression"))
-	case "xz", "zstd":
+	case "xz", "xz-x86", "zstd":
 	default:
-		add(b.errAt("control_domain.compression", "%q: want xz or zstd", cd.Compression))
+		add(b.errAt("control_domain.compression", "%q: want xz, xz-x86 (xz with the x86 BCJ filter: smaller, needs CONFIG_XZ_DEC_X86) or zstd", cd.Compression))
 	}
 	if len(cd.Commands) == 0 {
 		add(b.missing("control_domain.commands"))

@@ -125,6 +125,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if err := checkInitrdSupport(b, k); err != nil {
+		return nil, err
+	}
 	if o.Only == "kernel" {
 		arts = append(arts, artefact("bzImage", k.path))
 		return r.finish(ctx, arts)
@@ -253,6 +256,7 @@ func (r *run) hashArtefact(p string) (string, int64, error) {
 
 type kernelOut struct {
 	path   string
+	config string // the kernel's .config, when known
 	id     string // identifies the kernel's bytes for downstream keys
 	cached bool
 	from   string
@@ -282,14 +286,15 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 			return kernelOut{}, fmt.Errorf("kernel: %w", err)
 		}
 		_ = src
-		return kernelOut{path: res.BzImage, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version}, nil
+		return kernelOut{path: res.BzImage, config: res.Config, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version}, nil
 	case kc.Component != "":
 		bz, err := r.comps.File(kc.Component, "bzimage", b)
 		if err != nil {
 			return kernelOut{}, fmt.Errorf("kernel: %w", err)
 		}
 		c, _ := b.Component(kc.Component)
-		if cfgPath, err := r.comps.File(kc.Component, "config", b); err == nil {
+		cfgPath, cfgErr := r.comps.File(kc.Component, "config", b)
+		if cfgErr == nil {
 			bzData, err := os.ReadFile(bz)
 			if err != nil {
 				return kernelOut{}, fmt.Errorf("kernel: %w", err)
@@ -302,7 +307,10 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 				return kernelOut{}, fmt.Errorf("kernel: component %s (%s): %w", c.Name, b.Loc("hypervisor.dom0.kernel.component"), err)
 			}
 		}
-		return kernelOut{path: bz, id: "deb:" + string(c.SHA256) + ":" + c.Files["bzimage"], cached: true, from: c.Package + "=" + c.Version}, nil
+		if cfgErr != nil {
+			cfgPath = ""
+		}
+		return kernelOut{path: bz, config: cfgPath, id: "deb:" + string(c.SHA256) + ":" + c.Files["bzimage"], cached: true, from: c.Package + "=" + c.Version}, nil
 	default:
 		data, err := os.ReadFile(kc.Path)
 		if err != nil {
@@ -316,6 +324,26 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 	}
 }
 
+// checkInitrdSupport refuses a control-domain compression the dom0 kernel
+// cannot unpack: the boot would otherwise die with "junk in compressed archive".
+func checkInitrdSupport(b *boardcfg.Board, k kernelOut) error {
+	if k.config == "" {
+		return nil // a kernel given by path: nothing to check against
+	}
+	cfg, err := os.ReadFile(k.config)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	need := map[string][]string{"xz": {"CONFIG_RD_XZ"}, "xz-x86": {"CONFIG_RD_XZ", "CONFIG_XZ_DEC_X86"}, "zstd": {"CONFIG_RD_ZSTD"}}
+	for _, opt := range need[b.ControlDomain.Compression] {
+		if !strings.Contains("\n"+string(cfg), "\n"+opt+"=y\n") {
+			return fmt.Errorf("kernel: the dom0 kernel (%s) lacks %s=y, needed to unpack a %s control domain (%s): add it to the kernel or change the compression",
+				k.from, opt, b.ControlDomain.Compression, b.Loc("control_domain.compression"))
+		}
+	}
+	return nil
+}
+
 func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 	b := r.Board
 	cd := b.ControlDomain
@@ -325,11 +353,13 @@ func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 		roots = append(roots, f.Root)
 		pkgIDs = append(pkgIDs, name+"="+f.SHA256)
 	}
-	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack.Files), jsonKey(pkgIDs), cd.Compression, r.Epoch.UTC().Format(time.RFC3339))
+	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), cd.Compression, r.Epoch.UTC().Format(time.RFC3339))
 	return stage(r.CacheDir, "initramfs", k, func(dir string) error {
 		arch, err := initramfs.Build(ctx, initramfs.Spec{
 			Commands:    cd.Commands,
 			Toolstack:   cd.Toolstack.Files,
+			Symlinks:    cd.Toolstack.Symlinks,
+			Modules:     cd.Toolstack.Modules,
 			Roots:       roots,
 			Compression: cd.Compression,
 			Epoch:       r.Epoch,
