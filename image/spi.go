@@ -5,8 +5,7 @@ import (
 	"debug/pe"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/fwbuild/fwbuild/internal/cache"
 	"regexp"
 	"strings"
 
@@ -233,32 +232,7 @@ func WriteSPI(path string, s SPISpec) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b)
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := cache.WriteFile(path, b, 0o644); err != nil {
 		return fmt.Errorf("image: write %s: %w", path, err)
 	}
 	return nil

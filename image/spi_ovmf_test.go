@@ -202,7 +202,7 @@ func TestBuildSPIQ35Flashrom(t *testing.T) {
 	f := q35Chip(t)
 	dir := t.TempDir()
 	img, layout, chip := filepath.Join(dir, "spi.bin"), filepath.Join(dir, "spi.layout"), filepath.Join(dir, "chip.bin")
-	if err := writeFileAtomic(img, f.chip); err != nil {
+	if err := os.WriteFile(img, f.chip, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(layout, []byte(FlashromLayout(f.spec.Regions)), 0o644); err != nil {

@@ -5,9 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/fwbuild/fwbuild/internal/cache"
 	"os"
 	"path"
-	"path/filepath"
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
@@ -75,28 +75,8 @@ func WriteUSB(path string, u USBSpec) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	err = cache.Write(path, 0o644, func(f *os.File) error { return writeESPDisk(f, u, start, end, true) })
 	if err != nil {
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := writeESPDisk(f, u, start, end, true); err != nil {
-		f.Close()
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("image: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("image: write %s: %w", path, err)
 	}
 	return nil

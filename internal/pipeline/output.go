@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,19 +21,7 @@ type Artefact struct {
 	src    string // where the build left it (a stage's cache directory)
 }
 
-func hashFile(p string) (string, int64, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
+func hashFile(p string) (string, int64, error) { return cache.HashFile(p) }
 
 // outState remembers, per output file, the size, mtime and hash it had when
 // fwbuild wrote it: a no-op rebuild then proves a file unchanged with a stat
@@ -135,27 +121,10 @@ func copyAtomic(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
+	return cache.Write(dst, 0o644, func(f *os.File) error {
+		_, err := io.Copy(f, in)
 		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, in); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dst)
+	})
 }
 
 // sha256sums renders the SHA256SUMS file in sha256sum's format.
