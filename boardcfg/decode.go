@@ -98,6 +98,11 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) error {
 	}
 	switch v.Kind() {
 	case reflect.Pointer:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			// An explicit null drops an optional section, e.g. a derived board without SPI.
+			v.Set(reflect.Zero(v.Type()))
+			return nil
+		}
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))
 		}

@@ -239,3 +239,16 @@ func TestExtendsReplacesKernelChoice(t *testing.T) {
 		t.Errorf("kernel = %+v, want only the child's path", k)
 	}
 }
+
+func TestExtendsDropsSection(t *testing.T) {
+	dir := t.TempDir()
+	writeProfile(t, dir, "t1.yaml", valid)
+	p := writeProfile(t, dir, "usb-only.yaml", "extends: t1\nname: usb-only\noutputs:\n  spi: null\n")
+	b, err := Load(p, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Outputs.SPI != nil || b.Outputs.USB.Size != 64<<20 {
+		t.Errorf("outputs = %+v, want USB only", b.Outputs)
+	}
+}

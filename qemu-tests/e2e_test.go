@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/image"
 	"github.com/fwbuild/fwbuild/internal/boottest"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
@@ -124,4 +126,79 @@ func TestBootCorruptedPayloadStops(t *testing.T) {
 	if me.LogPath == "" || len(me.Tail) == 0 {
 		t.Errorf("marker error lacks the log path or the console tail: %+v", me)
 	}
+}
+
+// stockVariant is qemu-q35 with Debian's stock dom0 kernel instead of the
+// board's own: the baseline for boot time. Its kernel builds the Xen drivers
+// as modules, which ctld loads; its payload does not fit the SPI slot, so it
+// is a USB-only board.
+const stockVariant = `name: q35-stock-kernel
+description: qemu-q35 with Debian's stock kernel (boot-time baseline)
+hypervisor:
+  dom0:
+    kernel:
+      component: linux-image
+control_domain:
+  toolstack:
+    packages: [xen-utils, xenstore-utils, xen-utils-common, libxenmisc, libxenstore, libxencall, libxenevtchn,
+               libxenforeignmemory, libxengnttab, libxentoollog, libxendevicemodel, libxenhypfs, libxentoolcore,
+               libyajl, libc6, liblzma, libuuid, libzstd, zlib, linux-image]
+    modules:
+      - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-evtchn.ko
+      - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntdev.ko
+      - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntalloc.ko
+      - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko
+outputs:
+  spi: null
+`
+
+// BenchmarkBootUSB records the boot time from QEMU's start to ctld's ready
+// line for qemu-q35, and in the same run for the stock-kernel baseline; the
+// ratio is the metric to compare across machines.
+func BenchmarkBootUSB(b *testing.B) {
+	ctx := context.Background()
+	root := testdeps.RepoRoot(b)
+	cacheDir := testdeps.CacheDir(b)
+	boardsDir := filepath.Join(root, "boards")
+	p := filepath.Join(b.TempDir(), "q35-stock-kernel.yaml")
+	os.WriteFile(p, []byte("extends: "+filepath.Join(boardsDir, "qemu-q35.yaml")+"\n"+stockVariant), 0o644)
+	stock, err := boardcfg.Load(p, boardsDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type subject struct {
+		board *boardcfg.Board
+		out   string
+		comps pipeline.Components
+	}
+	var subjects []subject
+	for _, board := range []*boardcfg.Board{testdeps.Board(b, "qemu-q35"), stock} {
+		out := b.TempDir()
+		if _, err := pipeline.Build(ctx, pipeline.Options{Board: board, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out}); err != nil {
+			b.Fatalf("build %s: %v", board.Name, err)
+		}
+		comps, err := pipeline.Fetch(ctx, board, cacheDir, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		subjects = append(subjects, subject{board, out, comps})
+	}
+	b.ResetTimer()
+	var own, base time.Duration
+	for b.Loop() {
+		for i, s := range subjects {
+			rep, err := boottest.Run(ctx, boottest.Spec{Board: s.board, Comps: s.comps, OutDir: s.out, Path: qemutests.ChainUSB, WorkDir: b.TempDir()}, qemutests.Options{})
+			if err != nil {
+				b.Fatalf("%s: %v", s.board.Name, err)
+			}
+			if i == 0 {
+				own += rep.Result.Elapsed
+			} else {
+				base += rep.Result.Elapsed
+			}
+		}
+	}
+	b.ReportMetric(own.Seconds()/float64(b.N), "s/boot")
+	b.ReportMetric(base.Seconds()/float64(b.N), "s/boot-stock-kernel")
+	b.ReportMetric(own.Seconds()/base.Seconds(), "ratio")
 }
