@@ -53,6 +53,22 @@ var grubModules = []string{"memdisk", "tar", "normal", "serial", "terminal", "mu
 // boots them with multiboot2. Xen is recompressed with xz when that is
 // smaller than the gzip it came in (GRUB decompresses either).
 func GrubPayload(ctx context.Context, s GrubSpec) ([]byte, error) {
+	img, err := BuildGrub(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return img.Data, nil
+}
+
+// GrubImage is a built flash payload and what its memdisk holds.
+type GrubImage struct {
+	Data []byte
+	// Members are the memdisk's files and their sizes, e.g. "xen.xz", "vmlinuz".
+	Members map[string]int64
+}
+
+// BuildGrub is GrubPayload, also telling where the payload's bytes go.
+func BuildGrub(ctx context.Context, s GrubSpec) (*GrubImage, error) {
 	if len(s.XenGz) == 0 || len(s.Kernel) == 0 || len(s.Initrd) == 0 {
 		return nil, errors.New("hvcore: GRUB payload: Xen, the dom0 kernel and the initramfs are all required")
 	}
@@ -84,12 +100,13 @@ func GrubPayload(ctx context.Context, s GrubSpec) ([]byte, error) {
 		decomp = "xzio"
 	}
 	cfg := grubConfig(xenName, xenArgs, dom0Args)
-	tarball, err := memdiskTar(s.Mtime, map[string][]byte{
+	members := map[string][]byte{
 		"boot/grub/grub.cfg": cfg,
 		xenName:              xen,
 		"vmlinuz":            s.Kernel,
 		"initrd":             s.Initrd,
-	})
+	}
+	tarball, err := memdiskTar(s.Mtime, members)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +135,11 @@ func GrubPayload(ctx context.Context, s GrubSpec) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hvcore: GRUB payload: %w", err)
 	}
-	return out, nil
+	img := &GrubImage{Data: out, Members: map[string]int64{}}
+	for name, data := range members {
+		img.Members[strings.TrimPrefix(name, "/")] = int64(len(data))
+	}
+	return img, nil
 }
 
 func checkModuleDir(dir string) error {

@@ -30,8 +30,8 @@ func newSizeTable(parts []SizeRow, payload, budget int64, limit string) SizeTabl
 		sum += p.Bytes
 		t.Rows = append(t.Rows, p)
 	}
-	// What is left is GRUB itself: its core, modules and the memdisk's tar headers.
-	t.Rows = append(t.Rows, SizeRow{Component: "GRUB core + memdisk overhead", Bytes: payload - sum})
+	// What is left is GRUB itself: its core, modules, grub.cfg and the memdisk's tar headers.
+	t.Rows = append(t.Rows, SizeRow{Component: "GRUB core, modules, grub.cfg, tar headers", Bytes: payload - sum})
 	for i := range t.Rows {
 		if budget > 0 {
 			t.Rows[i].Share = float64(t.Rows[i].Bytes) / float64(budget)

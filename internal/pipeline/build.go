@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -178,7 +179,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		var spi stageResult
 		if err := r.timed("spi", func() (bool, error) {
 			var err error
-			spi, err = r.spi(pay, k, ird)
+			spi, err = r.spi(pay, k)
 			return spi.Cached, err
 		}); err != nil {
 			return nil, err
@@ -447,7 +448,7 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 		if err != nil {
 			return fmt.Errorf("payload: %w", err)
 		}
-		flash, err := hvcore.GrubPayload(ctx, hvcore.GrubSpec{
+		flash, err := hvcore.BuildGrub(ctx, hvcore.GrubSpec{
 			ModuleDir:   modules,
 			XenGz:       xenGz,
 			Kernel:      kernel,
@@ -460,7 +461,11 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 		if err != nil {
 			return fmt.Errorf("payload: GRUB flash payload: %w", err)
 		}
-		return os.WriteFile(filepath.Join(dir, "payload-flash.efi"), flash, 0o644)
+		members, _ := json.Marshal(flash.Members)
+		if err := os.WriteFile(filepath.Join(dir, "flash-members.json"), members, 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "payload-flash.efi"), flash.Data, 0o644)
 	})
 }
 
@@ -536,7 +541,7 @@ func (r *run) spiSpec(pay stageResult) (image.SPISpec, error) {
 	return SPISpec(r.Board, r.comps, payload)
 }
 
-func (r *run) spi(pay stageResult, k kernelOut, ird stageResult) (stageResult, error) {
+func (r *run) spi(pay stageResult, k kernelOut) (stageResult, error) {
 	b := r.Board
 	s := b.Outputs.SPI
 	comp, _, _ := strings.Cut(s.Firmware, ":")
@@ -555,7 +560,7 @@ func (r *run) spi(pay stageResult, k kernelOut, ird stageResult) (stageResult, e
 		if err != nil {
 			return err
 		}
-		table, berr := r.sizeTable(spec, k, ird)
+		table, berr := r.sizeTable(spec, k, pay)
 		if berr != nil {
 			return berr
 		}
@@ -581,7 +586,7 @@ func (r *run) spi(pay stageResult, k kernelOut, ird stageResult) (stageResult, e
 	})
 }
 
-func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird stageResult) (SizeTable, error) {
+func (r *run) sizeTable(spec image.SPISpec, k kernelOut, pay stageResult) (SizeTable, error) {
 	budget, err := image.SlotBudget(spec)
 	limit := ""
 	var be *image.BudgetError
@@ -590,17 +595,24 @@ func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird stageResult) (SizeT
 	} else if err != nil {
 		return SizeTable{}, fmt.Errorf("spi: size budget: %w", err)
 	}
-	st, err := os.Stat(k.path)
+	var members map[string]int64
+	data, err := pay.read("flash-members.json")
+	if err == nil {
+		err = json.Unmarshal(data, &members)
+	}
 	if err != nil {
-		return SizeTable{}, fmt.Errorf("spi: %w", err)
+		return SizeTable{}, fmt.Errorf("spi: flash payload contents: %w", err)
 	}
-	ist, err := os.Stat(ird.path("initramfs"))
-	if err != nil {
-		return SizeTable{}, fmt.Errorf("spi: %w", err)
+	xen, _ := r.Board.Component(r.Board.Hypervisor.Xen)
+	var parts []SizeRow
+	for name, size := range members {
+		if strings.HasPrefix(name, "xen.") {
+			parts = append(parts, SizeRow{Component: "Xen (" + xen.Version + ", " + name + ")", Bytes: size})
+		}
 	}
-	parts := []SizeRow{
-		{Component: "dom0 kernel (" + k.from + ")", Bytes: st.Size()},
-		{Component: "control domain (initramfs)", Bytes: ist.Size()},
-	}
+	parts = append(parts,
+		SizeRow{Component: "dom0 kernel (" + k.from + ")", Bytes: members["vmlinuz"]},
+		SizeRow{Component: "control domain (initramfs, " + r.Board.ControlDomain.Compression + ")", Bytes: members["initrd"]},
+	)
 	return newSizeTable(parts, int64(len(spec.Payload)), budget, limit), nil
 }
