@@ -144,7 +144,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}); err != nil {
 		return nil, err
 	}
-	initrdName := "initramfs.cpio." + b.ControlDomain.Compression
+	initrdName := map[string]string{"xz": "initramfs.cpio.xz", "xz-x86": "initramfs.cpio.xz", "zstd": "initramfs.cpio.zst"}[b.ControlDomain.Compression]
 	arts = append(arts, artefact(initrdName, ird.path("initramfs")), artefact("initramfs.list", ird.path("listing")))
 	if o.Only == "initramfs" {
 		return r.finish(ctx, arts)
