@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,11 +47,31 @@ func logProgress(t testing.TB) func(string) {
 	return func(m string) { t.Log(m) }
 }
 
+// buildCtx ends a little before the test binary's -timeout, so that a slow build is
+// cancelled (make and its children killed) and reported instead of the binary panicking.
+func buildCtx(t *testing.T) context.Context {
+	ctx := context.Background()
+	if d, ok := t.Deadline(); ok {
+		c, cancel := context.WithDeadline(ctx, d.Add(-30*time.Second))
+		t.Cleanup(cancel)
+		ctx = c
+	}
+	return ctx
+}
+
+func fatalBuild(t *testing.T, err error) {
+	t.Helper()
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("%v\na cold kernel build takes 5-15 minutes: run with -timeout 30m (or more), or set FWBUILD_CACHE to reuse one", err)
+	}
+	t.Fatal(err)
+}
+
 func TestBuildQemuQ35(t *testing.T) {
 	needKernelTools(t)
 	s := qemuQ35Spec(t)
 	cache := kernelCache(t)
-	ctx := context.Background()
+	ctx := buildCtx(t)
 
 	// Two builders at once: one builds, the other waits on the lock and then hits.
 	var wg sync.WaitGroup
@@ -62,7 +83,7 @@ func TestBuildQemuQ35(t *testing.T) {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			t.Fatal(err)
+			fatalBuild(t, err)
 		}
 	}
 	if !res[0].Cached && !res[1].Cached {
@@ -140,9 +161,9 @@ func TestBuildReproducible(t *testing.T) {
 	s := qemuQ35Spec(t)
 	var imgs [2][]byte
 	for i, cache := range []string{kernelCache(t), filepath.Join(t.TempDir(), "fresh")} {
-		r, err := Build(context.Background(), cache, s, logProgress(t))
+		r, err := Build(buildCtx(t), cache, s, logProgress(t))
 		if err != nil {
-			t.Fatal(err)
+			fatalBuild(t, err)
 		}
 		if i == 1 && r.Cached {
 			t.Fatal("build in a fresh cache reported Cached")
