@@ -204,13 +204,13 @@ func BenchmarkBuild(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reportSize(b, r)
 		for b.Loop() {
 			r, err := Build(ctx, cache, s, func(string) {})
 			if err != nil || !r.Cached {
 				b.Fatalf("cached build: %v, Cached=%v", err, r.Cached)
 			}
 		}
+		reportSize(b, r)
 	})
 }
 
