@@ -6,15 +6,20 @@ package qemutests_test
 // every link of the chain down to ctld's ready line.
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/flash"
 	"github.com/fwbuild/fwbuild/image"
 	"github.com/fwbuild/fwbuild/internal/boottest"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
@@ -86,8 +91,8 @@ func TestBootSPI(t *testing.T) {
 }
 
 // A chip whose payload is damaged must stop the chain at a named marker:
-// the firmware still starts the slot's GRUB, but GRUB's memdisk (Xen, the
-// kernel and the control domain) is gone, so Xen never prints its banner.
+// here the firmware still starts the slot's GRUB, but the grub.cfg in its
+// memdisk is blanked (every byte a comment), so Xen never prints its banner.
 func TestBootCorruptedPayloadStops(t *testing.T) {
 	bl := buildQ35(t)
 	b := testdeps.Board(t, "qemu-q35")
@@ -95,13 +100,17 @@ func TestBootCorruptedPayloadStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// GRUB's core and modules are the first ~0.7 MB; the memdisk follows.
-	const keep = 1 << 20
-	if len(payload) < 2*keep {
-		t.Fatalf("flash payload only %d bytes", len(payload))
+	// The memdisk is an uncompressed tar inside the PE: find grub.cfg's header.
+	hdr := bytes.Index(payload, append([]byte("boot/grub/grub.cfg"), 0))
+	if hdr < 0 {
+		t.Fatal("no grub.cfg tar header in the flash payload")
 	}
-	for i := keep; i < len(payload); i++ {
-		payload[i] = 0
+	size, err := strconv.ParseInt(strings.Trim(string(payload[hdr+124:hdr+136]), " \x00"), 8, 64)
+	if err != nil || size == 0 {
+		t.Fatalf("grub.cfg tar header size field: %q", payload[hdr+124:hdr+136])
+	}
+	for i := hdr + 512; i < hdr+512+int(size)-1; i++ {
+		payload[i] = '#'
 	}
 	spec, err := pipeline.SPISpec(b, bl.comps, payload)
 	if err != nil {
@@ -201,4 +210,51 @@ func BenchmarkBootUSB(b *testing.B) {
 	b.ReportMetric(own.Seconds()/float64(b.N), "s/boot")
 	b.ReportMetric(base.Seconds()/float64(b.N), "s/boot-stock-kernel")
 	b.ReportMetric(own.Seconds()/base.Seconds(), "ratio")
+}
+
+// The factory path end to end: flash spi.bin with flashrom into an emulated
+// W25Q128FV pre-filled with random data (standing in for whatever was on the
+// chip, factory data included), then boot the chip file as the machine's flash.
+func TestFlashedChipBoots(t *testing.T) {
+	bl := buildQ35(t)
+	b := testdeps.Board(t, "qemu-q35")
+	img, err := os.ReadFile(filepath.Join(bl.out, "spi.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	chip := filepath.Join(dir, "chip.bin")
+	old := make([]byte, len(img))
+	rand.New(rand.NewSource(1)).Read(old)
+	if err := os.WriteFile(chip, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var regions []flash.Region
+	for _, r := range b.Outputs.SPI.Regions {
+		regions = append(regions, flash.Region{Name: r.Name, Start: uint64(r.Start), Size: uint64(r.Size), Preserve: r.Preserve})
+	}
+	res, err := flash.FlashSPI(context.Background(), flash.SPIOptions{
+		Programmer: "dummy:emulate=W25Q128FV,image=" + chip, Image: img, Regions: regions, BackupDir: dir,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(chip)
+	vpd := b.Outputs.SPI.Regions[0]
+	bios, _ := b.Outputs.SPI.FirmwareRegion()
+	if !bytes.Equal(got[bios.Start:bios.Start+bios.Size], img[bios.Start:bios.Start+bios.Size]) {
+		t.Fatal("bios region differs from the image after flashing")
+	}
+	if !bytes.Equal(got[vpd.Start:vpd.Start+vpd.Size], old[vpd.Start:vpd.Start+vpd.Size]) {
+		t.Fatal("the preserved vpd region was modified")
+	}
+	if backup, _ := os.ReadFile(res.Backup); !bytes.Equal(backup, old) {
+		t.Fatal("the backup is not the chip as it was")
+	}
+	// The chip keeps the factory data below the firmware: it must boot as it is.
+	rep, err := boot(t, qemutests.ChainSPI, chip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("flashed chip: ready %v after QEMU start: %v", rep.Result.Elapsed, rep.Ready)
 }

@@ -363,6 +363,7 @@ func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 			Modules:     cd.Toolstack.Modules,
 			Roots:       roots,
 			Compression: cd.Compression,
+			BuildTags:   initramfs.DefaultBuildTags(),
 			Epoch:       r.Epoch,
 			TempDir:     dir,
 			Log:         r.log(),

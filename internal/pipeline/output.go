@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,6 +91,9 @@ func publish(outDir string, arts []Artefact) ([]string, error) {
 		}
 	}
 	b, _ := json.MarshalIndent(state, "", "  ")
+	if old, err := os.ReadFile(filepath.Join(outDir, stateFile)); err == nil && bytes.Equal(old, b) {
+		return written, nil // a no-op rebuild touches nothing, not even this file
+	}
 	if err := cache.WriteFile(filepath.Join(outDir, stateFile), b, 0o644); err != nil {
 		return written, fmt.Errorf("output: %w", err)
 	}
