@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 )
@@ -108,6 +109,14 @@ func cmdDoctor(e *env, args []string) error {
 		return fmt.Errorf("cannot install with apt: %s", strings.Join(noPkg, "; "))
 	}
 	if len(missing) == 0 {
+		// fetch needs apt's package lists even when every tool is installed.
+		if lists, _ := filepath.Glob("/var/lib/apt/lists/*_Packages*"); len(lists) == 0 {
+			cmd := exec.CommandContext(e.ctx, "apt-get", "update", "-q")
+			cmd.Stdout, cmd.Stderr = e.stderr, e.stderr
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("apt-get update: %w (run as root on a Debian 12 host)", err)
+			}
+		}
 		fmt.Fprintln(e.stdout, "all host tools present")
 		return nil
 	}
