@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,8 +91,8 @@ func cmdBuild(e *env, args []string) error {
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	if *only != "" && *only != "kernel" && *only != "initramfs" && *only != "payload" {
-		return usagef("--only %q: want kernel, initramfs or payload (%s)", *only, strings.Join(pipeline.Stages, ", "))
+	if *only != "" && !slices.Contains(pipeline.OnlyStages(), *only) {
+		return usagef("--only %q: want one of %s", *only, strings.Join(pipeline.OnlyStages(), ", "))
 	}
 	res, err := e.build(*board, *out, *only)
 	if err != nil {

@@ -60,8 +60,8 @@ type Result struct {
 	Manifest  *Manifest     `json:"-"`
 }
 
-// Stages in pipeline order, for --only.
-var Stages = []string{"fetch", "kernel", "initramfs", "payload", "usb", "spi", "manifest"}
+// OnlyStages are the stages a build can stop after (Options.Only).
+func OnlyStages() []string { return []string{"kernel", "initramfs", "payload"} }
 
 type run struct {
 	Options
@@ -99,8 +99,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Epoch.IsZero() {
 		o.Epoch = DefaultEpoch
 	}
-	if o.Only != "" && !contains(Stages, o.Only) {
-		return nil, fmt.Errorf("build: unknown stage %q (stages: %s)", o.Only, strings.Join(Stages, ", "))
+	if o.Only != "" && !contains(OnlyStages(), o.Only) {
+		return nil, fmt.Errorf("build: cannot stop after %q (stages: %s)", o.Only, strings.Join(OnlyStages(), ", "))
 	}
 	// A different fwbuild may build differently: its outputs never come from another's cache.
 	r := &run{Options: o, tool: fwbuild.SourceID()}
