@@ -83,31 +83,33 @@ func TestEmbeddedModuleUpToDate(t *testing.T) {
 	for _, f := range txtar.Parse(urootModule).Files {
 		files[f.Name] = f.Data
 	}
-	srcs, err := filepath.Glob("../cmd/ctld/*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, s := range srcs {
-		if strings.HasSuffix(s, "_test.go") {
-			continue
-		}
-		n++
-		b, err := os.ReadFile(s)
+	for _, dir := range []string{"ctld", "guestinit"} {
+		srcs, err := filepath.Glob("../cmd/" + dir + "/*.go")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(files["cmd/ctld/"+filepath.Base(s)], b) {
-			t.Errorf("uroot.txtar has an old copy of %s: run go generate ./initramfs", s)
+		n := 0
+		for _, s := range srcs {
+			if strings.HasSuffix(s, "_test.go") {
+				continue
+			}
+			n++
+			b, err := os.ReadFile(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(files["cmd/"+dir+"/"+filepath.Base(s)], b) {
+				t.Errorf("uroot.txtar has an old copy of %s: run go generate ./initramfs", s)
+			}
 		}
-	}
-	for name := range files {
-		if strings.HasPrefix(name, "cmd/ctld/") {
-			n--
+		for name := range files {
+			if strings.HasPrefix(name, "cmd/"+dir+"/") {
+				n--
+			}
 		}
-	}
-	if n != 0 {
-		t.Errorf("uroot.txtar and cmd/ctld hold different files: run go generate ./initramfs")
+		if n != 0 {
+			t.Errorf("uroot.txtar and cmd/%s hold different files: run go generate ./initramfs", dir)
+		}
 	}
 	gomod, err := os.ReadFile("../go.mod")
 	if err != nil {

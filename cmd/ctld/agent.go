@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -50,6 +51,13 @@ type config struct {
 	Timeout time.Duration
 	// Poll is the interval between readiness probes.
 	Poll time.Duration
+	// GuestsDir holds the guests' xl configs, <name>.cfg. Absent means
+	// the profile declares no guests.
+	GuestsDir string
+	// GuestWatch is how long started guests are watched for a crash or
+	// shutdown, polling xl list every GuestPoll.
+	GuestWatch time.Duration
+	GuestPoll  time.Duration
 }
 
 func defaultConfig() config {
@@ -58,6 +66,9 @@ func defaultConfig() config {
 		ModulesList: "/etc/fwbuild/modules",
 		Timeout:     60 * time.Second,
 		Poll:        200 * time.Millisecond,
+		GuestsDir:   "/etc/fwbuild/guests",
+		GuestWatch:  2 * time.Minute,
+		GuestPoll:   2 * time.Second,
 	}
 }
 
@@ -68,6 +79,9 @@ type runner interface {
 	// startDaemon starts name in its own session with its output appended to
 	// logPath, and returns without waiting for it.
 	startDaemon(name, logPath string, args ...string) (daemon, error)
+	// stream starts name and returns its merged standard output and error;
+	// Close stops it. Its standard input stays open and empty.
+	stream(ctx context.Context, name string, args ...string) (io.ReadCloser, error)
 }
 
 // daemon is a started long-running process.
@@ -100,6 +114,9 @@ type agent struct {
 	run runner
 	sys system
 	out io.Writer
+	// guests are the declared guests start found.
+	guests []guest
+	mu     sync.Mutex // serialises lines on out
 }
 
 // stepError names the step that failed; its text is the FAILED line.
@@ -139,6 +156,15 @@ func (a *agent) start(ctx context.Context) error {
 	st, err := a.status(ctx)
 	if err != nil {
 		return a.fail("status", err)
+	}
+	gs, declared, err := a.findGuests()
+	if err != nil {
+		return a.fail("guests", err)
+	}
+	if declared {
+		// Guests start after the ready line, so count what the profile
+		// declares rather than what runs now.
+		a.guests, st.Guests = gs, len(gs)
 	}
 	fmt.Fprintf(a.out, "fwbuild-ctld: ready xen=%s dom0_mem=%d guests=%d\n", st.Version, st.Dom0MemMiB, st.Guests)
 	return nil
@@ -431,6 +457,7 @@ type domain struct {
 	Name   string
 	ID     int
 	MemMiB int
+	State  string // e.g. "-b----"; empty if xl list has no State column
 }
 
 // parseXLList parses `xl list`: a header naming the columns, then one domain
@@ -467,6 +494,9 @@ func parseXLList(b []byte) ([]domain, error) {
 		}
 		if _, err := fmt.Sscan(f[memCol], &d.MemMiB); err != nil || !isDigits(f[memCol]) {
 			return nil, fmt.Errorf("line %q: bad Mem %q", line, f[memCol])
+		}
+		if stateCol, ok := col["State"]; ok {
+			d.State = f[stateCol]
 		}
 		doms = append(doms, d)
 	}

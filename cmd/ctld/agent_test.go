@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"strings"
@@ -20,6 +21,21 @@ type fakeRunner struct {
 	// daemons maps a daemon's binary to what starting it does.
 	daemons map[string]func(*fakeSystem) *fakeDaemon
 	sys     *fakeSystem
+	// streams maps a command line to its console output.
+	streams map[string]string
+	// lists, when set, answers successive plain "xl list" calls in turn
+	// (the last one repeats).
+	lists []string
+}
+
+func (r *fakeRunner) stream(_ context.Context, name string, args ...string) (io.ReadCloser, error) {
+	line := strings.TrimSpace(name + " " + strings.Join(args, " "))
+	r.calls = append(r.calls, "stream "+line)
+	out, ok := r.streams[line]
+	if !ok {
+		return nil, fmt.Errorf("%s: no such command in fake", line)
+	}
+	return io.NopCloser(strings.NewReader(out)), nil
 }
 
 type fakeResult struct {
@@ -33,6 +49,13 @@ type fakeResult struct {
 func (r *fakeRunner) output(_ context.Context, name string, args ...string) ([]byte, error) {
 	line := strings.TrimSpace(name + " " + strings.Join(args, " "))
 	r.calls = append(r.calls, line)
+	if line == xenBin+"/xl list" && len(r.lists) > 0 {
+		out := r.lists[0]
+		if len(r.lists) > 1 {
+			r.lists = r.lists[1:]
+		}
+		return []byte(out), nil
+	}
 	res, ok := r.results[line]
 	if !ok {
 		return nil, fmt.Errorf("%s: no such command in fake", line)
@@ -347,7 +370,7 @@ func TestParseXLList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(doms) != 2 || doms[0] != (domain{"Domain-0", 0, 512}) || doms[1] != (domain{"web", 7, 256}) {
+	if len(doms) != 2 || doms[0] != (domain{"Domain-0", 0, 512, "r-----"}) || doms[1] != (domain{"web", 7, 256, "r-----"}) {
 		t.Errorf("parsed %+v", doms)
 	}
 	for _, bad := range []string{"", "ID Name\n", "Name ID Mem\nx y 3\n", "Name ID Mem\nx 1 -3\n"} {
@@ -363,6 +386,7 @@ func FuzzParseXL(f *testing.F) {
 	}
 	f.Add([]byte(xlListDom0))
 	f.Add([]byte("Name ID Mem\n x 99999999999999999999999 1\n"))
+	f.Add([]byte(xlListDom0 + "web 5 128 1 ----c- 0.2\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := parseXLInfo(b)
 		if v, err := xenVersion(m); err == nil && strings.ContainsAny(v, " \t\n") {
@@ -371,9 +395,10 @@ func FuzzParseXL(f *testing.F) {
 		doms, err := parseXLList(b)
 		if err == nil {
 			for _, d := range doms {
-				if d.ID < 0 || d.MemMiB < 0 || d.Name == "" {
+				if d.ID < 0 || d.MemMiB < 0 || d.Name == "" || strings.ContainsAny(d.State, " \t\n") {
 					t.Errorf("bad domain %+v", d)
 				}
+				stoppedState(d.State)
 			}
 		}
 		line := (&stepError{step: "x", err: errors.New(string(b))}).Error()

@@ -14,6 +14,15 @@
 // It then exits, leaving the daemons running; u-root's init starts the
 // operator shell after uinit exits.
 //
+// When the profile declares guests (xl configs in /etc/fwbuild/guests), the
+// ready line counts them, and before exiting ctld starts a copy of itself
+// with -guests in its own session. That copy creates each autostart guest,
+// forwards its console as "[guest <name>] <line>", and prints
+//
+//	fwbuild-ctld: guest <name> running domid=<n>
+//	fwbuild-ctld: guest <name> FAILED: <error>
+//	fwbuild-ctld: guest <name> stopped: crashed|shutdown|dying|gone
+//
 // ctld is built into the u-root busybox by package initramfs from a copy of
 // these files embedded in fwbuild, so it may import only the standard library.
 package main
@@ -33,7 +42,28 @@ func main() {
 	flag.StringVar(&cfg.XenstoreBin, "xenstore-bin", cfg.XenstoreBin, "directory holding xenstore-list")
 	flag.StringVar(&cfg.ModulesList, "modules", cfg.ModulesList, "file listing kernel modules to load, dependencies first")
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "time allowed for each daemon to become ready")
+	flag.StringVar(&cfg.GuestsDir, "guests-dir", cfg.GuestsDir, "directory of guest xl configs, <name>.cfg")
+	guests := flag.Bool("guests", false, "start the autostart guests and watch them (ctld runs itself this way after the ready line)")
 	flag.Parse()
+
+	if *guests {
+		// No overall timeout: consoles of running guests are forwarded
+		// for as long as they run.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		signal.Ignore(syscall.SIGHUP)
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
+		if a.cfg.XenBin == "" {
+			if err := a.findToolstack(ctx); err != nil {
+				a.say("fwbuild-ctld: guests FAILED: %s", oneLine(err.Error()))
+				os.Exit(1)
+			}
+		}
+		if err := a.runGuests(ctx); err != nil {
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -43,6 +73,15 @@ func main() {
 	a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
 	// start prints the status line itself, ready or FAILED.
 	err := a.start(ctx)
+	if gs := a.autostart(); err == nil && len(gs) > 0 {
+		// u-root's init starts the shell only once ctld exits, so the
+		// guests are looked after by a detached copy.
+		if err := startGuestHelper(a.cfg); err != nil {
+			for _, g := range gs {
+				a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
+			}
+		}
+	}
 	releaseTTY()
 	if err != nil {
 		os.Exit(1)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -150,4 +151,58 @@ func releaseTTY() {
 	}
 	defer f.Close()
 	syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TIOCNOTTY, 0)
+}
+
+// consoleStream is a running program's output; Close stops the program.
+type consoleStream struct {
+	r     *os.File
+	stdin io.Closer
+	cmd   *exec.Cmd
+}
+
+func (s *consoleStream) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+func (s *consoleStream) Close() error {
+	s.cmd.Process.Kill()
+	s.stdin.Close()
+	return s.r.Close()
+}
+
+func (execRunner) stream(ctx context.Context, name string, args ...string) (io.ReadCloser, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	// xenconsole quits when its standard input reaches end of file, so it
+	// gets a pipe that is never written or closed while it runs.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	pw.Close()
+	go cmd.Wait()
+	return &consoleStream{r: pr, stdin: stdin, cmd: cmd}, nil
+}
+
+// startGuestHelper runs ctld again with -guests in its own session, writing
+// to ctld's output, and does not wait for it. /proc/self/exe with ctld's own
+// argv[0] reaches ctld inside the u-root busybox too.
+func startGuestHelper(cfg config) error {
+	cmd := exec.Command("/proc/self/exe", "-guests", "-xen-bin", cfg.XenBin, "-guests-dir", cfg.GuestsDir)
+	cmd.Args[0] = os.Args[0]
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start guest helper: %w", err)
+	}
+	return cmd.Process.Release()
 }

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"sync"
+	"time"
+)
+
+// autostartTag is the comment fwbuild writes into each guest's xl config;
+// xl ignores comments, ctld reads it.
+const autostartTag = "# fwbuild: autostart="
+
+// guest is a guest the profile declares: an xl config fwbuild wrote to
+// GuestsDir, named after the guest.
+type guest struct {
+	Name      string
+	Config    string
+	Autostart bool
+}
+
+// findGuests lists the guest configs. ok is false when GuestsDir does not
+// exist, the control domain of a profile that declares no guests.
+func (a *agent) findGuests() (gs []guest, ok bool, err error) {
+	if a.cfg.GuestsDir == "" || !a.sys.exists(a.cfg.GuestsDir) {
+		return nil, false, nil
+	}
+	files, err := a.sys.glob(path.Join(a.cfg.GuestsDir, "*.cfg"))
+	if err != nil {
+		return nil, true, err
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(path.Base(f), ".cfg")
+		if !validGuestName(name) {
+			return nil, true, fmt.Errorf("%s: guest name %q: want letters, digits, '-', '_' or '.'", f, name)
+		}
+		b, err := a.sys.readFile(f)
+		if err != nil {
+			return nil, true, err
+		}
+		auto, err := parseAutostart(b)
+		if err != nil {
+			return nil, true, fmt.Errorf("%s: %w", f, err)
+		}
+		gs = append(gs, guest{Name: name, Config: f, Autostart: auto})
+	}
+	return gs, true, nil
+}
+
+func validGuestName(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// parseAutostart reads the autostart comment; a config without one is not
+// started.
+func parseAutostart(cfg []byte) (bool, error) {
+	auto := false
+	for _, line := range strings.Split(string(cfg), "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), autostartTag)
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(v) {
+		case "yes":
+			auto = true
+		case "no":
+			auto = false
+		default:
+			return false, fmt.Errorf("%q: want autostart=yes or autostart=no", strings.TrimSpace(line))
+		}
+	}
+	return auto, nil
+}
+
+// say writes one line; console forwarders and the watcher share a.out.
+func (a *agent) say(format string, args ...any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprintf(a.out, format+"\n", args...)
+}
+
+// runGuests starts every autostart guest, forwards their consoles, reports
+// each one's state, and watches them for cfg.GuestWatch. It returns when the
+// watch is over and every console has closed (a guest that keeps running
+// keeps its console forwarded until ctx ends).
+func (a *agent) runGuests(ctx context.Context) error {
+	gs, _, err := a.findGuests()
+	if err != nil {
+		a.say("fwbuild-ctld: guests FAILED: %s", oneLine(err.Error()))
+		return err
+	}
+	var wg sync.WaitGroup
+	var started []string
+	for _, g := range gs {
+		if !g.Autostart {
+			continue
+		}
+		if _, err := a.run.output(ctx, a.bin("xl"), "create", g.Config); err != nil {
+			a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
+			continue
+		}
+		// Attach before reporting so the guest's first lines are not lost.
+		if r, err := a.run.stream(ctx, a.bin("xl"), "console", g.Name); err != nil {
+			a.say("fwbuild-ctld: guest %s console: %s", g.Name, oneLine(err.Error()))
+		} else {
+			wg.Add(1)
+			go func(name string) {
+				defer wg.Done()
+				defer r.Close()
+				a.forwardConsole(name, r)
+			}(g.Name)
+		}
+		id, err := a.guestID(ctx, g.Name)
+		if err != nil {
+			a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
+			continue
+		}
+		a.say("fwbuild-ctld: guest %s running domid=%d", g.Name, id)
+		started = append(started, g.Name)
+	}
+	a.watch(ctx, started)
+	wg.Wait()
+	return nil
+}
+
+func (a *agent) guestID(ctx context.Context, name string) (int, error) {
+	out, err := a.run.output(ctx, a.bin("xl"), "list", name)
+	if err != nil {
+		return 0, err
+	}
+	doms, err := parseXLList(out)
+	if err != nil {
+		return 0, fmt.Errorf("xl list %s: %w", name, err)
+	}
+	for _, d := range doms {
+		if d.Name == name {
+			return d.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("xl list %s: not listed after xl create", name)
+}
+
+// forwardConsole copies a guest's console to ctld's output a line at a
+// time, each prefixed with the guest's name.
+func (a *agent) forwardConsole(name string, r io.Reader) {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			// Consoles are ptys: lines end in \r\n.
+			line = strings.TrimRight(line, "\r\n")
+			a.say("[guest %s] %s", name, line)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// watch polls xl list and reports each guest that stops. Guests are
+// destroyed on shutdown unless their config says otherwise, so a guest that
+// is no longer listed is "gone".
+func (a *agent) watch(ctx context.Context, names []string) {
+	live := map[string]bool{}
+	for _, n := range names {
+		live[n] = true
+	}
+	deadline := time.After(a.cfg.GuestWatch)
+	for len(live) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case <-time.After(a.cfg.GuestPoll):
+		}
+		out, err := a.run.output(ctx, a.bin("xl"), "list")
+		if err != nil {
+			continue // transient: xl takes a lock other xl commands hold
+		}
+		doms, err := parseXLList(out)
+		if err != nil {
+			continue
+		}
+		state := map[string]string{}
+		for _, d := range doms {
+			state[d.Name] = d.State
+		}
+		for _, n := range names {
+			if !live[n] {
+				continue
+			}
+			s, listed := state[n]
+			why := stoppedState(s)
+			if !listed {
+				why = "gone"
+			}
+			if why != "" {
+				a.say("fwbuild-ctld: guest %s stopped: %s", n, why)
+				delete(live, n)
+			}
+		}
+	}
+}
+
+// stoppedState reads xl list's State column ("rbpscd", '-' for unset) and
+// names a stopped state, or returns "" for a live domain.
+func stoppedState(s string) string {
+	has := func(i int, c byte) bool { return len(s) > i && s[i] == c }
+	switch {
+	case has(4, 'c'):
+		return "crashed"
+	case has(3, 's'):
+		return "shutdown"
+	case has(5, 'd'):
+		return "dying"
+	}
+	return ""
+}
+
+// autostart counts the guests start found that are to be started.
+func (a *agent) autostart() []guest {
+	var gs []guest
+	for _, g := range a.guests {
+		if g.Autostart {
+			gs = append(gs, g)
+		}
+	}
+	return gs
+}
