@@ -108,7 +108,7 @@ func (a *agent) runGuests(ctx context.Context) error {
 		if !g.Autostart {
 			continue
 		}
-		if _, err := a.run.output(ctx, a.bin("xl"), "create", g.Config); err != nil {
+		if _, err := a.xl(ctx, "create", g.Config); err != nil {
 			a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
 			continue
 		}
@@ -136,8 +136,15 @@ func (a *agent) runGuests(ctx context.Context) error {
 	return nil
 }
 
+// xl runs one xl command; a hung toolstack must not stall the other guests.
+func (a *agent) xl(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+	defer cancel()
+	return a.run.output(ctx, a.bin("xl"), args...)
+}
+
 func (a *agent) guestID(ctx context.Context, name string) (int, error) {
-	out, err := a.run.output(ctx, a.bin("xl"), "list", name)
+	out, err := a.xl(ctx, "list", name)
 	if err != nil {
 		return 0, err
 	}
@@ -187,7 +194,7 @@ func (a *agent) watch(ctx context.Context, names []string) {
 			return
 		case <-time.After(a.cfg.GuestPoll):
 		}
-		out, err := a.run.output(ctx, a.bin("xl"), "list")
+		out, err := a.xl(ctx, "list")
 		if err != nil {
 			continue // transient: xl takes a lock other xl commands hold
 		}
