@@ -35,7 +35,11 @@ func (r *fakeRunner) stream(_ context.Context, name string, args ...string) (io.
 	if !ok {
 		return nil, fmt.Errorf("%s: no such command in fake", line)
 	}
-	return io.NopCloser(strings.NewReader(out)), nil
+	// Like xl console, the stream stays open after its output until
+	// closed.
+	pr, pw := io.Pipe()
+	go func() { io.WriteString(pw, out) }()
+	return pr, nil
 }
 
 type fakeResult struct {

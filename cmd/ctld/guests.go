@@ -104,6 +104,7 @@ func (a *agent) runGuests(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	var started []string
+	consoles := map[string]io.Closer{}
 	for _, g := range gs {
 		if !g.Autostart {
 			continue
@@ -116,6 +117,7 @@ func (a *agent) runGuests(ctx context.Context) error {
 		if r, err := a.run.stream(ctx, a.bin("xl"), "console", g.Name); err != nil {
 			a.say("fwbuild-ctld: guest %s console: %s", g.Name, oneLine(err.Error()))
 		} else {
+			consoles[g.Name] = r
 			wg.Add(1)
 			go func(name string) {
 				defer wg.Done()
@@ -126,12 +128,21 @@ func (a *agent) runGuests(ctx context.Context) error {
 		id, err := a.guestID(ctx, g.Name)
 		if err != nil {
 			a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
+			if c := consoles[g.Name]; c != nil {
+				c.Close()
+			}
 			continue
 		}
 		a.say("fwbuild-ctld: guest %s running domid=%d", g.Name, id)
 		started = append(started, g.Name)
 	}
-	a.watch(ctx, started)
+	// A stopped guest's console is closed here too, in case xl console
+	// outlives its domain.
+	a.watch(ctx, started, func(name string) {
+		if c := consoles[name]; c != nil {
+			c.Close()
+		}
+	})
 	wg.Wait()
 	return nil
 }
@@ -180,7 +191,7 @@ func (a *agent) forwardConsole(name string, r io.Reader) {
 // watch polls xl list and reports each guest that stops. Guests are
 // destroyed on shutdown unless their config says otherwise, so a guest that
 // is no longer listed is "gone".
-func (a *agent) watch(ctx context.Context, names []string) {
+func (a *agent) watch(ctx context.Context, names []string, stopped func(name string)) {
 	live := map[string]bool{}
 	for _, n := range names {
 		live[n] = true
@@ -218,6 +229,7 @@ func (a *agent) watch(ctx context.Context, names []string) {
 			if why != "" {
 				a.say("fwbuild-ctld: guest %s stopped: %s", n, why)
 				delete(live, n)
+				stopped(n)
 			}
 		}
 	}

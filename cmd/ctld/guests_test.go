@@ -149,7 +149,7 @@ func TestWatchGivesUp(t *testing.T) {
 	a, r, _, out := withGuests(t, nil)
 	a.cfg.GuestWatch = 20 * time.Millisecond
 	r.lists = []string{xlListDom0 + "web 5 128 1 -b---- 0.2\n"}
-	a.watch(context.Background(), []string{"web"})
+	a.watch(context.Background(), []string{"web"}, func(n string) { t.Errorf("%s reported stopped", n) })
 	if out.String() != "" {
 		t.Errorf("output %q for a running guest", out.String())
 	}
