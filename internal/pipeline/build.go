@@ -561,9 +561,11 @@ func (r *run) spi(pay stageResult, k kernelOut) (stageResult, error) {
 		if err != nil {
 			return err
 		}
+		// Errors about the firmware name the component and file the profile chose.
+		fwDesc := fmt.Sprintf("base firmware %s (%s)", s.Firmware, b.Loc("outputs.spi.firmware"))
 		table, berr := r.sizeTable(spec, k, pay)
 		if berr != nil {
-			return berr
+			return fmt.Errorf("%s: %w", fwDesc, berr)
 		}
 		if table.Headroom < 0 {
 			return &BudgetError{Table: table, Err: fmt.Errorf("slot %s (%s)", s.PayloadFile, b.Loc("outputs.spi.payload_file"))}
@@ -575,7 +577,7 @@ func (r *run) spi(pay stageResult, k kernelOut) (stageResult, error) {
 				table.Budget, table.Headroom = be.Budget, be.Budget-table.Payload
 				return &BudgetError{Table: table, Err: err}
 			}
-			return fmt.Errorf("spi: %w", err)
+			return fmt.Errorf("spi: %s: %w", fwDesc, err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "spi.bin"), chip, 0o644); err != nil {
 			return err
