@@ -34,8 +34,14 @@ func cmdTest(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, _ := e.loadBoard(*board)
-	cacheDir, _ := e.cache()
+	b, err := e.loadBoard(*board)
+	if err != nil {
+		return err
+	}
+	cacheDir, err := e.cache()
+	if err != nil {
+		return err
+	}
 	comps, err := pipeline.Fetch(e.ctx, b, cacheDir, e.log)
 	if err != nil {
 		return err
@@ -45,6 +51,9 @@ func cmdTest(e *env, args []string) error {
 	var failed []error
 	for _, p := range paths {
 		if b.Outputs.SPI == nil && p == qemutests.ChainSPI {
+			if *path == qemutests.ChainSPI {
+				return fmt.Errorf("board %s has no SPI output (outputs.spi) to boot", b.Name)
+			}
 			continue
 		}
 		fmt.Fprintf(e.stderr, "[%s] boot %s path (QEMU, %s) ...\n", b.Name, p, accelName())
