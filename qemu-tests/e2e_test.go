@@ -258,3 +258,47 @@ func TestFlashedChipBoots(t *testing.T) {
 	}
 	t.Logf("flashed chip: ready %v after QEMU start: %v", rep.Result.Elapsed, rep.Ready)
 }
+
+// guestVariant is qemu-q35 with one demo guest. Guests travel inside the
+// control domain, which only the USB payload has room for (the SPI slot has
+// ~0.35 MB left, a guest needs ~3.5 MB), so the variant is USB only.
+const guestVariant = `name: q35-guest
+description: qemu-q35 with a demo guest (USB only)
+guests:
+  - {name: demo, memory: 64MiB, vcpus: 1, kernel: dom0, after: poweroff, autostart: true}
+outputs:
+  spi: null
+`
+
+// A guest declared in the profile is started by ctld at first boot: ctld
+// reports it running with the domain id from xl, and the guest itself reports
+// the same id, read from xenstore inside the VM.
+func TestBootUSBGuest(t *testing.T) {
+	ctx := context.Background()
+	root := testdeps.RepoRoot(t)
+	boardsDir := filepath.Join(root, "boards")
+	cacheDir := testdeps.CacheDir(t)
+	p := filepath.Join(t.TempDir(), "q35-guest.yaml")
+	os.WriteFile(p, []byte("extends: "+filepath.Join(boardsDir, "qemu-q35.yaml")+"\n"+guestVariant), 0o644)
+	b, err := boardcfg.Load(p, boardsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := pipeline.Build(ctx, pipeline.Options{Board: b, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out}); err != nil {
+		t.Fatal(err)
+	}
+	comps, err := pipeline.Fetch(ctx, b, cacheDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := boottest.Run(ctx, boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainUSB, WorkDir: t.TempDir()},
+		qemutests.Options{OnMarker: func(m qemutests.Match) { t.Logf("%6.1fs %-20s %s", m.At.Seconds(), m.Marker.Name, m.Line) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rep.Result.Matches[len(rep.Result.Matches)-1]
+	if last.Marker.Name != "guest-demo-up" || last.Values[0] == "0" {
+		t.Fatalf("last marker %s %v: want the guest's own report with a non-zero domid", last.Marker.Name, last.Values)
+	}
+}

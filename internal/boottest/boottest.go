@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,16 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	markers, err := qemutests.BootChain(s.Path)
 	if err != nil {
 		return m, nil, err
+	}
+	// Each autostart guest: ctld's running line, then the guest's own line from inside the VM.
+	for _, g := range b.Guests {
+		if !g.Autostart {
+			continue
+		}
+		markers = append(markers,
+			qemutests.Regexp("guest-"+g.Name+"-running", `fwbuild-ctld: guest `+regexp.QuoteMeta(g.Name)+` running domid=(\d+)`, qemutests.TimeoutReady),
+			qemutests.Regexp("guest-"+g.Name+"-up", `fwbuild-guest `+regexp.QuoteMeta(g.Name)+`: up domid=(\d+)`, qemutests.TimeoutReady),
+		)
 	}
 	switch s.Path {
 	case qemutests.ChainUSB:
@@ -111,6 +122,18 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 	if err := checkReady(s.Board, rep.Ready); err != nil {
 		return rep, fmt.Errorf("boottest: %s path: %w (log %s)", s.Path, err, rep.LogPath)
 	}
+	// The domain id ctld got from xl must be the one the guest read from xenstore.
+	domids := map[string]string{}
+	for _, mt := range res.Matches {
+		name, ok := strings.CutPrefix(mt.Marker.Name, "guest-")
+		if !ok || len(mt.Values) != 1 {
+			continue
+		}
+		if prev, seen := domids[strings.TrimSuffix(strings.TrimSuffix(name, "-running"), "-up")]; seen && prev != mt.Values[0] {
+			return rep, fmt.Errorf("boottest: guest %s: ctld reports domid %s, the guest %s (log %s)", name, prev, mt.Values[0], rep.LogPath)
+		}
+		domids[strings.TrimSuffix(strings.TrimSuffix(name, "-running"), "-up")] = mt.Values[0]
+	}
 	return rep, nil
 }
 
@@ -122,6 +145,9 @@ func checkReady(b *boardcfg.Board, ready map[string]string) error {
 	xen, _ := b.Component(b.Hypervisor.Xen)
 	if !strings.HasPrefix(xen.Version, ready["xen"]) {
 		return fmt.Errorf("ctld reports xen=%s, the board pins %s", ready["xen"], xen.Version)
+	}
+	if ready["guests"] != strconv.Itoa(len(b.Guests)) {
+		return fmt.Errorf("ctld reports guests=%s, the board declares %d", ready["guests"], len(b.Guests))
 	}
 	want := uint64(b.Hypervisor.Dom0.Memory) >> 20
 	got, _ := strconv.ParseUint(ready["dom0_mem"], 10, 64)

@@ -139,7 +139,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		ictx, cancel := context.WithTimeout(ctx, 45*time.Minute)
 		defer cancel()
 		var err error
-		ird, err = r.initramfs(ictx)
+		ird, err = r.initramfs(ictx, k)
 		return ird.Cached, err
 	}); err != nil {
 		return nil, err
@@ -345,7 +345,7 @@ func checkInitrdSupport(b *boardcfg.Board, k kernelOut) error {
 	return nil
 }
 
-func (r *run) initramfs(ctx context.Context) (stageResult, error) {
+func (r *run) initramfs(ctx context.Context, kern kernelOut) (stageResult, error) {
 	b := r.Board
 	cd := b.ControlDomain
 	var roots, pkgIDs []string
@@ -354,12 +354,22 @@ func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 		roots = append(roots, f.Root)
 		pkgIDs = append(pkgIDs, name+"="+f.SHA256)
 	}
-	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), cd.Compression, r.Epoch.UTC().Format(time.RFC3339))
+	// Guests carry a kernel (the dom0 kernel by default), so it is an input once there are any.
+	guestKey := ""
+	if len(b.Guests) > 0 {
+		guestKey = jsonKey(b.Guests) + kern.id
+	}
+	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), cd.Compression, r.Epoch.UTC().Format(time.RFC3339), guestKey)
 	return stage(r.CacheDir, "initramfs", k, func(dir string) error {
+		extra, err := r.guestFiles(ctx, kern, dir)
+		if err != nil {
+			return err
+		}
 		arch, err := initramfs.Build(ctx, initramfs.Spec{
 			Commands:    cd.Commands,
 			Toolstack:   cd.Toolstack.Files,
 			Symlinks:    cd.Toolstack.Symlinks,
+			Extra:       extra,
 			Modules:     cd.Toolstack.Modules,
 			Roots:       roots,
 			Compression: cd.Compression,
