@@ -1,11 +1,8 @@
 package flash
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -78,70 +75,4 @@ func FormatLayout(regions []Region) string {
 		fmt.Fprintf(&b, "%08x:%08x %s\n", r.Start, r.End(), r.Name)
 	}
 	return b.String()
-}
-
-// ParseLayout reads a flashrom layout file ("start:end name" per line, hex, end inclusive;
-// blank lines allowed). flashrom's format has no preserve flag: every returned region has
-// Preserve false, so callers must set it from the board profile before flashing.
-// Names must be unique and ranges must not overlap.
-func ParseLayout(r io.Reader) ([]Region, error) {
-	var out []Region
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		f := strings.Fields(text)
-		if len(f) != 2 {
-			return nil, fmt.Errorf("layout line %d: %q: want \"start:end name\"", line, text)
-		}
-		se := strings.Split(f[0], ":")
-		if len(se) != 2 {
-			return nil, fmt.Errorf("layout line %d: %q: want \"start:end\" in hex", line, f[0])
-		}
-		start, err := parseHex(se[0])
-		if err != nil {
-			return nil, fmt.Errorf("layout line %d: start: %w", line, err)
-		}
-		end, err := parseHex(se[1])
-		if err != nil {
-			return nil, fmt.Errorf("layout line %d: end: %w", line, err)
-		}
-		if end < start {
-			return nil, fmt.Errorf("layout line %d: end 0x%x is before start 0x%x", line, end, start)
-		}
-		if end == ^uint64(0) {
-			return nil, fmt.Errorf("layout line %d: end 0x%x is too large", line, end)
-		}
-		if err := validName(f[1]); err != nil {
-			return nil, fmt.Errorf("layout line %d: %w", line, err)
-		}
-		out = append(out, Region{Name: f[1], Start: start, Size: end - start + 1})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("layout: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("layout: no regions")
-	}
-	if _, err := validateRegions(out, ^uint64(0)); err != nil {
-		return nil, fmt.Errorf("layout: %w", err)
-	}
-	return out, nil
-}
-
-func parseHex(s string) (uint64, error) {
-	t := strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
-	if t == "" || strings.ContainsAny(t, "+-_") {
-		return 0, fmt.Errorf("%q is not a hex number", s)
-	}
-	v, err := strconv.ParseUint(t, 16, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a hex number", s)
-	}
-	return v, nil
 }

@@ -34,16 +34,8 @@ type GuestSpec struct {
 // static for linux/amd64, as /init, and /dev/console. The same spec and Go
 // toolchain give the same bytes.
 func GuestInitramfs(ctx context.Context, s GuestSpec) ([]byte, error) {
-	if s.Compression == "" {
-		s.Compression = "xz"
-	}
-	switch s.Compression {
-	case "xz", "xz-x86", "zstd", "none":
-	default:
-		return nil, fmt.Errorf("guest initramfs: compression %q: want xz, xz-x86, zstd or none", s.Compression)
-	}
-	if s.Epoch.Before(time.Unix(0, 0)) || s.Epoch.Unix() > 1<<32-1 {
-		return nil, fmt.Errorf("guest initramfs: epoch %v does not fit a cpio mtime", s.Epoch)
+	if err := checkArchiveSpec("guest initramfs", &s.Compression, s.Epoch); err != nil {
+		return nil, err
 	}
 	tmp, err := os.MkdirTemp(s.TempDir, "fwbuild-guestinit-")
 	if err != nil {

@@ -100,16 +100,8 @@ func Build(ctx context.Context, s Spec) (*Archive, error) {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	if s.Compression == "" {
-		s.Compression = "xz"
-	}
-	switch s.Compression {
-	case "xz", "xz-x86", "zstd", "none":
-	default:
-		return nil, fmt.Errorf("initramfs: compression %q: want xz, xz-x86, zstd or none", s.Compression)
-	}
-	if s.Epoch.Before(time.Unix(0, 0)) || s.Epoch.Unix() > 1<<32-1 {
-		return nil, fmt.Errorf("initramfs: epoch %v does not fit a cpio mtime", s.Epoch)
+	if err := checkArchiveSpec("initramfs", &s.Compression, s.Epoch); err != nil {
+		return nil, err
 	}
 
 	// Collect the toolstack first: it is fast and catches most mistakes.
@@ -226,4 +218,21 @@ func DefaultCommands() []string {
 // DefaultBuildTags selects gosh's small line editor (peterh/liner), which
 // also suits a serial console better than the default bubbline; it saves
 // about 1 MB of busybox.
+// checkArchiveSpec validates what both archive builders share: the
+// compression (defaulting to xz) and an epoch a cpio mtime can hold.
+func checkArchiveSpec(what string, compression *string, epoch time.Time) error {
+	if *compression == "" {
+		*compression = "xz"
+	}
+	switch *compression {
+	case "xz", "xz-x86", "zstd", "none":
+	default:
+		return fmt.Errorf("%s: compression %q: want xz, xz-x86, zstd or none", what, *compression)
+	}
+	if epoch.Before(time.Unix(0, 0)) || epoch.Unix() > 1<<32-1 {
+		return fmt.Errorf("%s: epoch %v does not fit a cpio mtime", what, epoch)
+	}
+	return nil
+}
+
 func DefaultBuildTags() []string { return []string{"goshliner"} }

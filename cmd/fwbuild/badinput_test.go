@@ -256,6 +256,9 @@ func TestInterruptedBuild(t *testing.T) {
 	}
 	// The go toolchain started for u-root must be gone too.
 	time.Sleep(time.Second)
+	if _, err := exec.LookPath("pgrep"); err != nil {
+		t.Fatal("pgrep not found: apt-get install procps (or run fwbuild doctor --fix)")
+	}
 	if b, _ := exec.Command("pgrep", "-f", cache).Output(); len(bytes.TrimSpace(b)) > 0 {
 		ps, _ := exec.Command("ps", "-o", "pid,args", "-p", strings.Join(strings.Fields(string(b)), ",")).Output()
 		t.Errorf("child processes survived the interrupt:\n%s", ps)

@@ -30,11 +30,7 @@ func cmdTest(e *env, args []string) error {
 	default:
 		return usagef("--path %q: want usb, spi or all", *path)
 	}
-	res, err := e.build(*board, *out, "")
-	if err != nil {
-		return err
-	}
-	b, err := e.loadBoard(*board)
+	b, res, err := e.build(*board, *out, "")
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"os"
 	"slices"
 	"strconv"
@@ -25,22 +26,22 @@ func epoch() (time.Time, error) {
 	return time.Unix(n, 0).UTC(), nil
 }
 
-func (e *env) build(board, out, only string) (*pipeline.Result, error) {
+func (e *env) build(board, out, only string) (*boardcfg.Board, *pipeline.Result, error) {
 	b, err := e.loadBoard(board)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cacheDir, err := e.cache()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	boardsDir, err := e.boards()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ep, err := epoch()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if out == "" {
 		out = defaultOut(b.Name)
@@ -68,7 +69,7 @@ func (e *env) build(board, out, only string) (*pipeline.Result, error) {
 		be.Table.Write(e.stderr)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !e.json {
 		if res.Sizes != nil {
@@ -80,7 +81,7 @@ func (e *env) build(board, out, only string) (*pipeline.Result, error) {
 			fmt.Fprintf(e.stdout, "  %-22s %10d  %s\n", a.Name, a.Size, a.SHA256)
 		}
 	}
-	return res, nil
+	return b, res, nil
 }
 
 func cmdBuild(e *env, args []string) error {
@@ -94,7 +95,7 @@ func cmdBuild(e *env, args []string) error {
 	if *only != "" && !slices.Contains(pipeline.OnlyStages(), *only) {
 		return usagef("--only %q: want one of %s", *only, strings.Join(pipeline.OnlyStages(), ", "))
 	}
-	res, err := e.build(*board, *out, *only)
+	_, res, err := e.build(*board, *out, *only)
 	if err != nil {
 		return err
 	}

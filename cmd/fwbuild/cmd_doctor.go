@@ -36,6 +36,7 @@ func hostTools() []hostTool {
 		{Name: "losetup", Check: "losetup", Package: "mount", Why: "USB flashing tests on loop devices"},
 		{Name: "objdump", Check: "objdump", Package: "binutils", Why: "inspecting payload sections"},
 		{Name: "gcc", Check: "gcc", Package: "gcc", Why: "dom0 kernel build"},
+		{Name: "libc headers", Check: "/usr/include/stdio.h", Package: "libc6-dev", Why: "dom0 kernel build (host programs); gcc only recommends it"},
 		{Name: "make", Check: "make", Package: "make", Why: "dom0 kernel build"},
 		{Name: "bc", Check: "bc", Package: "bc", Why: "dom0 kernel build"},
 		{Name: "bison", Check: "bison", Package: "bison", Why: "dom0 kernel build"},
@@ -44,6 +45,7 @@ func hostTools() []hostTool {
 		{Name: "openssl headers", Check: "/usr/include/openssl/ssl.h", Package: "libssl-dev", Why: "dom0 kernel build"},
 		{Name: "perl", Check: "perl", Package: "perl", Why: "dom0 kernel build"},
 		{Name: "file", Check: "file", Package: "file", Why: "tests that identify outputs"},
+		{Name: "pgrep", Check: "pgrep", Package: "procps", Why: "tests that check no child process survives"},
 		{Name: "go", Check: "go", Package: "", Why: "u-root builds the control domain with the Go toolchain (install Go >= 1.25 from go.dev)"},
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/fwbuild/fwbuild/internal/cache"
 	"io"
 	"log/slog"
 	"os"
@@ -485,16 +486,8 @@ func exists(p string) bool {
 }
 
 func hashFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	sum, _, err := cache.HashFile(path)
+	return sum, err
 }
 
 func copyFile(from, to string) error {

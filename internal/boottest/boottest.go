@@ -123,16 +123,13 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 		return rep, fmt.Errorf("boottest: %s path: %w (log %s)", s.Path, err, rep.LogPath)
 	}
 	// The domain id ctld got from xl must be the one the guest read from xenstore.
-	domids := map[string]string{}
+	running := map[string]string{}
 	for _, mt := range res.Matches {
-		name, ok := strings.CutPrefix(mt.Marker.Name, "guest-")
-		if !ok || len(mt.Values) != 1 {
-			continue
+		if name, ok := strings.CutSuffix(mt.Marker.Name, "-running"); ok {
+			running[name] = mt.Values[0]
+		} else if name, ok := strings.CutSuffix(mt.Marker.Name, "-up"); ok && running[name] != mt.Values[0] {
+			return rep, fmt.Errorf("boottest: %s: ctld reports domid %s, the guest %s (log %s)", name, running[name], mt.Values[0], rep.LogPath)
 		}
-		if prev, seen := domids[strings.TrimSuffix(strings.TrimSuffix(name, "-running"), "-up")]; seen && prev != mt.Values[0] {
-			return rep, fmt.Errorf("boottest: guest %s: ctld reports domid %s, the guest %s (log %s)", name, prev, mt.Values[0], rep.LogPath)
-		}
-		domids[strings.TrimSuffix(strings.TrimSuffix(name, "-running"), "-up")] = mt.Values[0]
 	}
 	return rep, nil
 }

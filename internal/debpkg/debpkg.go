@@ -205,7 +205,7 @@ func (c *Cache) adopt(dir string, p Pkg) error {
 	if len(matches) != 1 {
 		return fmt.Errorf("debpkg: apt-get download of %s (%s) left no .deb in %s", p, p.Origin, dir)
 	}
-	sum, err := fileSHA256(matches[0])
+	sum, _, err := cache.HashFile(matches[0])
 	if err != nil {
 		return fmt.Errorf("debpkg: %s: %w", p, err)
 	}
@@ -217,11 +217,6 @@ func (c *Cache) adopt(dir string, p Pkg) error {
 		return fmt.Errorf("debpkg: %w", err)
 	}
 	return os.Rename(matches[0], c.debPath(p))
-}
-
-func fileSHA256(path string) (string, error) {
-	sum, _, err := cache.HashFile(path)
-	return sum, err
 }
 
 func (c *Cache) unpack(p Pkg) error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -66,6 +67,7 @@ func OnlyStages() []string { return []string{"kernel", "initramfs", "payload"} }
 type run struct {
 	Options
 	tool   string
+	tools  map[string]string // host tool versions, see hostTools
 	comps  Components
 	result Result
 }
@@ -99,7 +101,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Epoch.IsZero() {
 		o.Epoch = DefaultEpoch
 	}
-	if o.Only != "" && !contains(OnlyStages(), o.Only) {
+	if o.Only != "" && !slices.Contains(OnlyStages(), o.Only) {
 		return nil, fmt.Errorf("build: cannot stop after %q (stages: %s)", o.Only, strings.Join(OnlyStages(), ", "))
 	}
 	// A different fwbuild may build differently: its outputs never come from another's cache.
@@ -247,7 +249,7 @@ func (r *run) hashArtefact(p string) (string, int64, error) {
 			return sum, n, nil
 		}
 	}
-	sum, n, err := hashFile(p)
+	sum, n, err := cache.HashFile(p)
 	if err != nil {
 		return "", 0, err
 	}
@@ -414,7 +416,7 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 	}
 	opts := xenOptions(b)
 	// The flash payload's bytes depend on the host's xz and grub-mkimage.
-	tools := hostToolVersions(ctx)
+	tools := r.hostTools(ctx)
 	pk := key("payload/1", r.tool, string(xen.SHA256), k.id, ird.Key, opts, b.Hypervisor.Dom0.Cmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
 	return stage(r.CacheDir, "payload", pk, func(dir string) error {
 		efiPath, err := r.comps.File(xen.Name, "efi", b)
@@ -480,9 +482,12 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 	})
 }
 
-// hostToolVersions are the first lines of `--version` of the host tools
-// whose output lands in artefacts.
-func hostToolVersions(ctx context.Context) map[string]string {
+// hostTools are the first lines of `--version` of the host tools whose
+// output lands in artefacts; asked once per build, for the key and the manifest.
+func (r *run) hostTools(ctx context.Context) map[string]string {
+	if r.tools != nil {
+		return r.tools
+	}
 	v := map[string]string{}
 	for _, t := range []string{"xz", "grub-mkimage"} {
 		out, err := exec.CommandContext(ctx, t, "--version").Output()
@@ -493,6 +498,7 @@ func hostToolVersions(ctx context.Context) map[string]string {
 		line, _, _ := strings.Cut(string(out), "\n")
 		v[t] = strings.TrimSpace(line)
 	}
+	r.tools = v
 	return v
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/internal/cache"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
 
@@ -40,7 +41,7 @@ func snapshot(t *testing.T, dir string) map[string]fileState {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		st, _ := os.Stat(p)
-		sum, _, err := hashFile(p)
+		sum, _, err := cache.HashFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +80,7 @@ func TestBuildQemuQ35(t *testing.T) {
 		t.Errorf("manifest incomplete: board %q, %d components, sizes %+v", m.Board, len(m.Components), m.Sizes)
 	}
 	for _, a := range m.Outputs {
-		sum, n, _ := hashFile(filepath.Join(out, a.Name))
+		sum, n, _ := cache.HashFile(filepath.Join(out, a.Name))
 		if sum != a.SHA256 || n != a.Size {
 			t.Errorf("manifest: %s: %s/%d, file has %s/%d", a.Name, a.SHA256, a.Size, sum, n)
 		}

@@ -45,7 +45,7 @@ func Version() string {
 }
 
 func (r *run) manifest(ctx context.Context, arts []Artefact) *Manifest {
-	m := &Manifest{Board: r.Board.Name, Fwbuild: Version(), SourceDateEpoch: r.Epoch.Unix(), Sizes: r.result.Sizes, HostTools: hostToolVersions(ctx)}
+	m := &Manifest{Board: r.Board.Name, Fwbuild: Version(), SourceDateEpoch: r.Epoch.Unix(), Sizes: r.result.Sizes, HostTools: r.hostTools(ctx)}
 	for _, c := range r.Board.Components {
 		m.Components = append(m.Components, ManifestComponent{c.Name, c.Package, c.Version, string(c.SHA256), c.Files})
 	}
@@ -84,13 +84,4 @@ func readSizeTable(p string) (SizeTable, error) {
 		return t, fmt.Errorf("size table: %w", err)
 	}
 	return t, json.Unmarshal(b, &t)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -22,8 +22,6 @@ type Artefact struct {
 	src    string // where the build left it (a stage's cache directory)
 }
 
-func hashFile(p string) (string, int64, error) { return cache.HashFile(p) }
-
 // outState remembers, per output file, the size, mtime and hash it had when
 // fwbuild wrote it: a no-op rebuild then proves a file unchanged with a stat
 // instead of hashing a 64 MiB disk image.
@@ -75,7 +73,7 @@ func publish(outDir string, arts []Artefact) ([]string, error) {
 			continue
 		}
 		dst := filepath.Join(outDir, a.Name)
-		if sum, _, err := hashFile(dst); err == nil && sum == a.SHA256 {
+		if sum, _, err := cache.HashFile(dst); err == nil && sum == a.SHA256 {
 			recordState(state, dst, a)
 			continue
 		}
