@@ -120,6 +120,11 @@ func TestBadProfiles(t *testing.T) {
 		{"guest duplicate", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: dom0}\n  - {name: demo, memory: 64MiB, kernel: dom0}\n", `t1.yaml:42:12: guests[1].name: guest "demo" is declared twice`},
 		{"guest missing kernel", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB}\n", "t1.yaml:41:5: guests[0].kernel: required field is missing"},
 		{"guest bad kernel", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: ovmf}\n", `t1.yaml:41:41: guests[0].kernel: "ovmf": want "dom0" or a component with files.bzimage`},
+		{"guests region preserved", "preserve: true}", "preserve: true, guests: true}", `outputs.spi.regions[0].guests: region "vpd" holds the guests: it cannot also be preserve, firmware or fill`},
+		{"two guests regions", "      - {name: vpd, start: 0, size: 64KiB, preserve: true}", "      - {name: g1, start: 0, size: 32KiB, guests: true}\n      - {name: g2, start: 0x8000, size: 32KiB, guests: true}", "outputs.spi.regions: at most one region may be marked guests: true (found 2)"},
+		{"guests region not mapped", "    chip_size: 16MiB\n    payload_file: 7C04A583-9E3E-4F1C-AD65-E05268D0B4D1\n    regions:\n      - {name: vpd, start: 0, size: 64KiB, preserve: true}",
+			"    chip_size: 32MiB\n    payload_file: 7C04A583-9E3E-4F1C-AD65-E05268D0B4D1\n    regions:\n      - {name: guests, start: 0, size: 64KiB, guests: true}",
+			`t1.yaml:34:31: outputs.spi.regions[0].start: guests region "guests" starts 0x2000000 below the chip's end: only the top 16MiB of the chip is memory-mapped`},
 		{"yaml syntax", "arch: amd64", "arch: [amd64", "t1.yaml: "},
 	}
 	for _, c := range cases {

@@ -107,6 +107,10 @@ type Region struct {
 	Firmware bool `yaml:"firmware,omitempty"`
 	// Fill is optional "component:role" content placed at the start of the region.
 	Fill string `yaml:"fill,omitempty"`
+	// Guests marks the region that holds the guests (kernels, initramfs, xl
+	// configs) instead of the flash payload, whose slot is too small for
+	// them. ctld reads it from the memory-mapped chip at boot.
+	Guests bool `yaml:"guests,omitempty"`
 }
 
 type QEMU struct {
@@ -158,6 +162,25 @@ func (s *SPI) FirmwareRegion() (Region, bool) {
 		}
 	}
 	return Region{}, false
+}
+
+// GuestsRegion returns the SPI region that holds the guests, if there is one.
+func (s *SPI) GuestsRegion() (Region, bool) {
+	for _, r := range s.Regions {
+		if r.Guests {
+			return r, true
+		}
+	}
+	return Region{}, false
+}
+
+// MappedWindow is how much of the top of an SPI chip x86 maps below 4 GiB.
+const MappedWindow = 16 << 20
+
+// MappedAddress is where a chip offset appears in the CPU's address space:
+// the chip's end sits at 4 GiB (no flash descriptor remapping it).
+func (s *SPI) MappedAddress(offset uint64) uint64 {
+	return 1<<32 - uint64(s.ChipSize) + offset
 }
 
 // Size is a byte count written as plain bytes, hex ("0x800000") or with a binary unit ("8MiB").

@@ -264,7 +264,7 @@ func (b *Board) validateRegions(s *SPI) []error {
 	if len(s.Regions) == 0 {
 		return []error{b.missing("outputs.spi.regions")}
 	}
-	firmware := 0
+	firmware, guests := 0, 0
 	names := map[string]bool{}
 	type span struct {
 		i          int
@@ -299,6 +299,15 @@ func (b *Board) validateRegions(s *SPI) []error {
 				errs = append(errs, b.errAt(f+".preserve", "the firmware region %q cannot be preserved", r.Name))
 			}
 		}
+		if r.Guests {
+			guests++
+			switch {
+			case r.Preserve || r.Firmware || r.Fill != "":
+				errs = append(errs, b.errAt(f+".guests", "region %q holds the guests: it cannot also be preserve, firmware or fill", r.Name))
+			case s.ChipSize != 0 && uint64(s.ChipSize)-uint64(r.Start) > MappedWindow:
+				errs = append(errs, b.errAt(f+".start", "guests region %q starts %#x below the chip's end: only the top 16MiB of the chip is memory-mapped, where ctld reads it", r.Name, uint64(s.ChipSize)-uint64(r.Start)))
+			}
+		}
 		if r.Fill != "" {
 			name, role, _ := strings.Cut(r.Fill, ":")
 			if c, ok := b.Component(name); !ok || c.Files[role] == "" {
@@ -317,6 +326,9 @@ func (b *Board) validateRegions(s *SPI) []error {
 	}
 	if firmware != 1 {
 		errs = append(errs, b.errAt("outputs.spi.regions", "exactly one region must be marked firmware: true (found %d)", firmware))
+	}
+	if guests > 1 {
+		errs = append(errs, b.errAt("outputs.spi.regions", "at most one region may be marked guests: true (found %d)", guests))
 	}
 	return errs
 }

@@ -12,6 +12,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/mkuimage/cpio"
@@ -156,4 +157,46 @@ func xzTool(ctx context.Context, raw []byte, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("xz %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return out.Bytes(), nil
+}
+
+// Pack writes generated files, with their parent directories, as an
+// uncompressed newc archive. Guests travel this way: their kernels are
+// compressed already, and ctld unpacks the archive with the standard library.
+func Pack(files []File, epoch time.Time) (*Archive, error) {
+	none := "none"
+	if err := checkArchiveSpec("pack", &none, epoch); err != nil {
+		return nil, err
+	}
+	nodes := map[string]*closure.Node{}
+	for _, f := range files {
+		c, err := imagePath(f.Path)
+		if err != nil {
+			return nil, fmt.Errorf("pack: %w", err)
+		}
+		if _, dup := nodes[c]; dup {
+			return nil, fmt.Errorf("pack: %s given twice", c)
+		}
+		perm := f.Mode.Perm()
+		if perm == 0 {
+			perm = 0o644
+		}
+		nodes[c] = &closure.Node{Path: c, Kind: closure.File, Perm: perm, Data: f.Data, Size: int64(len(f.Data))}
+	}
+	for p, n := range nodes {
+		if n.Kind != closure.File {
+			continue
+		}
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			if o, ok := nodes[d]; ok && o.Kind == closure.File {
+				return nil, fmt.Errorf("pack: %s is a file and a directory of %s", d, p)
+			}
+		}
+	}
+	addParents(nodes)
+	var raw bytes.Buffer
+	listing, err := writeCPIO(&raw, nodes, epoch.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	return &Archive{Data: raw.Bytes(), RawSize: int64(raw.Len()), Listing: listing}, nil
 }

@@ -179,6 +179,8 @@ type matcher struct {
 	searched int
 	tail     []string
 	tailMax  int
+	abort    *regexp.Regexp
+	aborted  string // the first complete line abort matched
 }
 
 func newMatcher(markers []Marker, tailLines int) *matcher {
@@ -256,6 +258,9 @@ func (m *matcher) pending() bool {
 func (m *matcher) endLine(out []Match, at time.Duration) []Match {
 	s := string(m.cur)
 	out = m.scan(out, s, at)
+	if m.abort != nil && m.aborted == "" && !m.done() && m.abort.MatchString(s) {
+		m.aborted = s
+	}
 	if strings.TrimSpace(s) != "" && m.tailMax > 0 {
 		if len(m.tail) == m.tailMax {
 			copy(m.tail, m.tail[1:])

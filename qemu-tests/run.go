@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,6 +45,10 @@ type Options struct {
 	Getenv func(string) string
 	// Logger receives warnings (e.g. KVM unusable); nil: slog.Default().
 	Logger *slog.Logger
+	// Abort, if set, ends the run as soon as a complete console line
+	// matches it (a component reporting its own failure), instead of
+	// waiting out the awaited marker's timeout. Reason: ErrAborted.
+	Abort *regexp.Regexp
 }
 
 // Result is a successful run.
@@ -60,6 +65,7 @@ type Result struct {
 var (
 	ErrMarkerTimeout = errors.New("timed out")
 	ErrQEMUExited    = errors.New("QEMU exited")
+	ErrAborted       = errors.New("the console reported a failure")
 )
 
 // MarkerError reports the first marker that did not appear.
@@ -291,6 +297,7 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 	}
 
 	mt := newMatcher(markers, tailLines)
+	mt.abort = opts.Abort
 	timeoutOf := func(i int) time.Duration {
 		t := markers[i].Timeout
 		if t == 0 {
@@ -366,6 +373,9 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 			}
 			if accept(mt.feed(c.b, c.at)) {
 				return succeed()
+			}
+			if mt.aborted != "" {
+				return fail(fmt.Errorf("%w: %s", ErrAborted, mt.aborted))
 			}
 			if mt.pending() {
 				quietT.Reset(quiet)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,6 +129,35 @@ func TestRunFakeMarkerTimeout(t *testing.T) {
 		}
 	}
 	assertGroupGone(t, pid)
+}
+
+// A line matching Options.Abort ends the run at once, while a marker is
+// still awaited; the same line after every marker has matched does not.
+func TestRunFakeAbort(t *testing.T) {
+	bin, _ := fakeQEMU(t, `echo "booting"; echo "agent: FAILED guests: bad region"; sleep 30`)
+	var pid int
+	begin := time.Now()
+	_, err := Run(context.Background(), Machine{Binary: bin}, []Marker{
+		Substring("boot", "booting", 5*time.Second),
+		Substring("ready", "agent: ready", time.Minute),
+	}, Options{Abort: regexp.MustCompile(`agent: FAILED`), OnStart: func(p int) { pid = p }, Getenv: noEnv})
+	if took := time.Since(begin); took > 10*time.Second {
+		t.Errorf("Run took %v: the abort line should have ended it", took)
+	}
+	var me *MarkerError
+	if !errors.As(err, &me) || !errors.Is(err, ErrAborted) || me.Missing.Name != "ready" {
+		t.Fatalf("err = %v, want a MarkerError for \"ready\" with ErrAborted", err)
+	}
+	if !strings.Contains(err.Error(), "agent: FAILED guests: bad region") {
+		t.Errorf("error does not quote the failure line:\n%v", err)
+	}
+	assertGroupGone(t, pid)
+
+	bin, _ = fakeQEMU(t, `echo "agent: ready"; echo "agent: FAILED later"; sleep 30`)
+	if _, err := Run(context.Background(), Machine{Binary: bin}, []Marker{Substring("ready", "agent: ready", 5*time.Second)},
+		Options{Abort: regexp.MustCompile(`agent: FAILED`), Getenv: noEnv}); err != nil {
+		t.Errorf("abort line after the last marker: %v", err)
+	}
 }
 
 func TestRunFakeExit(t *testing.T) {

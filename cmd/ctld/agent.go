@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"sort"
 	"strings"
@@ -54,6 +55,9 @@ type config struct {
 	// GuestsDir holds the guests' xl configs, <name>.cfg. Absent means
 	// the profile declares no guests.
 	GuestsDir string
+	// GuestImages holds each guest's kernel and initramfs, <name>/vmlinuz
+	// and <name>/initrd.
+	GuestImages string
 	// GuestWatch is how long started guests are watched for a crash or
 	// shutdown, polling xl list every GuestPoll.
 	GuestWatch time.Duration
@@ -67,6 +71,7 @@ func defaultConfig() config {
 		Timeout:     60 * time.Second,
 		Poll:        200 * time.Millisecond,
 		GuestsDir:   "/etc/fwbuild/guests",
+		GuestImages: "/var/lib/fwbuild/guests",
 		GuestWatch:  2 * time.Minute,
 		GuestPoll:   2 * time.Second,
 	}
@@ -102,6 +107,9 @@ type system interface {
 	loadModule(path string) error
 	glob(pattern string) ([]string, error)
 	dialUnix(path string) error
+	writeFile(path string, data []byte, perm fs.FileMode) error
+	// readPhys reads physical memory (/dev/mem).
+	readPhys(addr, n uint64) ([]byte, error)
 }
 
 type mountPoint struct {
@@ -147,6 +155,7 @@ func (a *agent) start(ctx context.Context) error {
 		{"xen-init-dom0", a.initDom0},
 		{"xenconsoled", a.startXenconsoled},
 		{"loopback", a.loopback},
+		{"guests", a.loadGuestBundle},
 	}
 	for _, s := range steps {
 		if err := s.fn(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -97,6 +98,9 @@ func exited(err error) *fakeDaemon {
 
 type fakeSystem struct {
 	files   map[string]string
+	perms   map[string]fs.FileMode
+	dirs    map[string]bool
+	phys    map[uint64][]byte // physical memory: a region's bytes at its address
 	mounted []mountPoint
 	sockets map[string]bool
 	modules []string
@@ -113,14 +117,23 @@ func (s *fakeSystem) mount(source, target, fstype string) error {
 	}
 	return nil
 }
-func (s *fakeSystem) mkdirAll(p string) error { s.calls = append(s.calls, "mkdir "+p); return nil }
+func (s *fakeSystem) mkdirAll(p string) error {
+	s.calls = append(s.calls, "mkdir "+p)
+	if s.dirs == nil {
+		s.dirs = map[string]bool{}
+	}
+	for d := p; d != "/" && d != "."; d = path.Dir(d) {
+		s.dirs[d] = true
+	}
+	return nil
+}
 func (s *fakeSystem) readFile(p string) ([]byte, error) {
 	if c, ok := s.files[p]; ok {
 		return []byte(c), nil
 	}
 	return nil, &os.PathError{Op: "open", Path: p, Err: os.ErrNotExist}
 }
-func (s *fakeSystem) exists(p string) bool { _, ok := s.files[p]; return ok }
+func (s *fakeSystem) exists(p string) bool { _, ok := s.files[p]; return ok || s.dirs[p] }
 func (s *fakeSystem) loadModule(p string) error {
 	if p == s.failMod {
 		return errors.New("finit_module: exec format error")
@@ -136,6 +149,23 @@ func (s *fakeSystem) glob(pattern string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+func (s *fakeSystem) writeFile(p string, data []byte, perm fs.FileMode) error {
+	s.calls = append(s.calls, "write "+p)
+	s.files[p] = string(data)
+	if s.perms == nil {
+		s.perms = map[string]fs.FileMode{}
+	}
+	s.perms[p] = perm
+	return nil
+}
+func (s *fakeSystem) readPhys(addr, n uint64) ([]byte, error) {
+	for base, b := range s.phys {
+		if addr >= base && addr+n <= base+uint64(len(b)) {
+			return b[addr-base : addr-base+n], nil
+		}
+	}
+	return nil, fmt.Errorf("read /dev/mem %#x+%#x: bad address", addr, n)
 }
 func (s *fakeSystem) dialUnix(p string) error {
 	if s.sockets[p] {
@@ -171,6 +201,7 @@ func world(t *testing.T) (*agent, *fakeRunner, *fakeSystem, *bytes.Buffer) {
 			xenBin + "/xl":                  "",
 			"/usr/bin/xenstore-list":        "",
 			"/sys/class/net/lo/flags":       "0x9\n",
+			"/proc/cmdline":                 "console=hvc0 earlyprintk=xen\n",
 		},
 		mounted: []mountPoint{{"/", "rootfs"}, {"/proc", "proc"}, {"/sys", "sysfs"}, {"/dev", "devtmpfs"}},
 		sockets: map[string]bool{},

@@ -14,6 +14,10 @@
 // It then exits, leaving the daemons running; u-root's init starts the
 // operator shell after uinit exits.
 //
+// A board that keeps its guests in a flash region names it on the dom0
+// command line (fwbuild.guests=<address>,<size>); ctld unpacks it before the
+// ready line, or fails with "FAILED guests: <why>" (see bundle.go).
+//
 // When the profile declares guests (xl configs in /etc/fwbuild/guests), the
 // ready line counts them, and before exiting ctld starts a copy of itself
 // with -guests in its own session. That copy creates each autostart guest,

@@ -7,11 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -109,6 +112,93 @@ func (linuxSystem) readFile(p string) ([]byte, error) { return os.ReadFile(p) }
 func (linuxSystem) exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+func (linuxSystem) writeFile(p string, data []byte, perm fs.FileMode) error {
+	return os.WriteFile(p, data, perm)
+}
+
+// readPhys reads machine memory, such as the memory-mapped SPI flash. A Xen
+// PV dom0 cannot use /dev/mem for that: its reads go through the kernel's
+// physical-to-machine map, which has no entry for addresses past the end of
+// the firmware's memory map, where QEMU's flash (and many boards') sits. So
+// it maps the machine frames through privcmd, as the toolstack maps guest
+// memory; without privcmd (no Xen), /dev/mem.
+func (linuxSystem) readPhys(addr, n uint64) ([]byte, error) {
+	if addr > math.MaxInt64-n {
+		return nil, fmt.Errorf("address %#x+%#x out of range", addr, n)
+	}
+	if f, err := os.Open(privcmdPath); err == nil {
+		defer f.Close()
+		b, err := privcmdRead(f, addr, n)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %#x+%#x: %w", privcmdPath, addr, n, err)
+		}
+		return b, nil
+	}
+	f, err := os.Open("/dev/mem")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, int64(addr)); err != nil {
+		return nil, fmt.Errorf("/dev/mem: %#x+%#x: %w", addr, n, err)
+	}
+	return b, nil
+}
+
+const (
+	privcmdPath = "/dev/xen/privcmd"
+	// IOCTL_PRIVCMD_MMAPBATCH_V2: _IOC(_IOC_NONE, 'P', 4, sizeof(struct privcmd_mmapbatch_v2)).
+	ioctlPrivcmdMmapbatchV2 = 0x00205004
+	domidSelf               = 0x7ff0
+	pageSize                = 4096
+)
+
+// privcmdMmapbatchV2 is struct privcmd_mmapbatch_v2 (include/uapi/xen/privcmd.h).
+type privcmdMmapbatchV2 struct {
+	Num  uint32
+	Dom  uint16
+	_    uint16
+	Addr uint64
+	Arr  uintptr // *xen_pfn_t, one machine frame number per page
+	Err  uintptr // *int32, per-page errors
+}
+
+func privcmdRead(f *os.File, addr, n uint64) ([]byte, error) {
+	first := addr / pageSize
+	pages := (addr+n+pageSize-1)/pageSize - first
+	mem, err := syscall.Mmap(int(f.Fd()), 0, int(pages*pageSize), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	defer syscall.Munmap(mem)
+	frames := make([]uint64, pages)
+	for i := range frames {
+		frames[i] = first + uint64(i)
+	}
+	errs := make([]int32, pages)
+	req := privcmdMmapbatchV2{
+		Num:  uint32(pages),
+		Dom:  domidSelf,
+		Addr: uint64(uintptr(unsafe.Pointer(&mem[0]))),
+		Arr:  uintptr(unsafe.Pointer(&frames[0])),
+		Err:  uintptr(unsafe.Pointer(&errs[0])),
+	}
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), ioctlPrivcmdMmapbatchV2, uintptr(unsafe.Pointer(&req)))
+	runtime.KeepAlive(frames)
+	runtime.KeepAlive(errs)
+	if errno != 0 {
+		return nil, fmt.Errorf("map machine frames: %w", errno)
+	}
+	for i, e := range errs {
+		if e != 0 {
+			return nil, fmt.Errorf("map machine frame %#x: %w", first+uint64(i), syscall.Errno(-e))
+		}
+	}
+	off := addr - first*pageSize
+	return append([]byte(nil), mem[off:off+n]...), nil
 }
 
 func (linuxSystem) glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }

@@ -88,6 +88,10 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	return m, markers, nil
 }
 
+// FailurePattern is a console line by which ctld reports a failure: a boot
+// showing one stops at once instead of waiting out the next marker.
+var FailurePattern = regexp.MustCompile(`fwbuild-ctld: (FAILED |guest \S+ FAILED|guest \S+ stopped: crashed)`)
+
 // Report is a finished boot.
 type Report struct {
 	Path    string            `json:"path"`
@@ -108,6 +112,9 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 			return Report{}, err
 		}
 		opts.LogPath = filepath.Join(s.WorkDir, "console-"+s.Path+".log")
+	}
+	if opts.Abort == nil {
+		opts.Abort = FailurePattern
 	}
 	res, err := qemutests.Run(ctx, m, markers, opts)
 	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}

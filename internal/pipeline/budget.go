@@ -21,6 +21,16 @@ type SizeTable struct {
 	Budget   int64     `json:"budget"`
 	Headroom int64     `json:"headroom"` // negative: overflow
 	Limit    string    `json:"limit,omitempty"`
+	// Guests is the guests region, when the board has one.
+	Guests *RegionUse `json:"guests_region,omitempty"`
+}
+
+// RegionUse is how much of a chip region its content takes.
+type RegionUse struct {
+	Region string `json:"region"`
+	Guests int    `json:"guests"`
+	Bytes  int64  `json:"bytes"`
+	Size   int64  `json:"size"`
 }
 
 func newSizeTable(parts []SizeRow, payload, budget int64, limit string) SizeTable {
@@ -57,6 +67,10 @@ func (t SizeTable) Write(w io.Writer) {
 	tw.Flush()
 	if t.Limit != "" {
 		fmt.Fprintf(w, "(budget bound by: %s)\n", t.Limit)
+	}
+	if g := t.Guests; g != nil {
+		fmt.Fprintf(w, "guests region %s: %d guest(s), %d of %d bytes (%.1f%%), headroom %d\n",
+			g.Region, g.Guests, g.Bytes, g.Size, 100*float64(g.Bytes)/float64(max(g.Size, 1)), g.Size-g.Bytes)
 	}
 }
 

@@ -141,7 +141,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		ictx, cancel := context.WithTimeout(ctx, 45*time.Minute)
 		defer cancel()
 		var err error
-		ird, err = r.initramfs(ictx, k)
+		ird, err = r.initramfs(ictx)
 		return ird.Cached, err
 	}); err != nil {
 		return nil, err
@@ -152,12 +152,26 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return r.finish(ctx, arts)
 	}
 
+	var gst stageResult
+	if r.hasGuests() {
+		if err := r.timed("guests", func() (bool, error) {
+			gctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+			defer cancel()
+			var err error
+			gst, err = r.guests(gctx, k)
+			return gst.Cached, err
+		}); err != nil {
+			return nil, err
+		}
+		arts = append(arts, artefact("guests.cpio", gst.path("guests.cpio")))
+	}
+
 	var pay stageResult
 	if err := r.timed("payload", func() (bool, error) {
 		pctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 		defer cancel()
 		var err error
-		pay, err = r.payload(pctx, k, ird)
+		pay, err = r.payload(pctx, k, ird, gst)
 		return pay.Cached, err
 	}); err != nil {
 		return nil, err
@@ -181,7 +195,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		var spi stageResult
 		if err := r.timed("spi", func() (bool, error) {
 			var err error
-			spi, err = r.spi(pay, k)
+			spi, err = r.spi(pay, k, ird, gst)
 			return spi.Cached, err
 		}); err != nil {
 			return nil, err
@@ -347,7 +361,7 @@ func checkInitrdSupport(b *boardcfg.Board, k kernelOut) error {
 	return nil
 }
 
-func (r *run) initramfs(ctx context.Context, kern kernelOut) (stageResult, error) {
+func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 	b := r.Board
 	cd := b.ControlDomain
 	var roots, pkgIDs []string
@@ -356,22 +370,12 @@ func (r *run) initramfs(ctx context.Context, kern kernelOut) (stageResult, error
 		roots = append(roots, f.Root)
 		pkgIDs = append(pkgIDs, name+"="+f.SHA256)
 	}
-	// Guests carry a kernel (the dom0 kernel by default), so it is an input once there are any.
-	guestKey := ""
-	if len(b.Guests) > 0 {
-		guestKey = jsonKey(b.Guests) + kern.id
-	}
-	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), cd.Compression, r.Epoch.UTC().Format(time.RFC3339), guestKey)
+	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), cd.Compression, r.Epoch.UTC().Format(time.RFC3339))
 	return stage(r.CacheDir, "initramfs", k, func(dir string) error {
-		extra, err := r.guestFiles(ctx, kern, dir)
-		if err != nil {
-			return err
-		}
 		arch, err := initramfs.Build(ctx, initramfs.Spec{
 			Commands:    cd.Commands,
 			Toolstack:   cd.Toolstack.Files,
 			Symlinks:    cd.Toolstack.Symlinks,
-			Extra:       extra,
 			Modules:     cd.Toolstack.Modules,
 			Roots:       roots,
 			Compression: cd.Compression,
@@ -406,7 +410,35 @@ func xenOptions(b *boardcfg.Board) string {
 	return opts
 }
 
-func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageResult, error) {
+// hasGuests says whether the board has a guests stage: guests to pack, or a
+// guests region to fill (with an empty archive when there are none).
+func (r *run) hasGuests() bool {
+	if len(r.Board.Guests) > 0 {
+		return true
+	}
+	s := r.Board.Outputs.SPI
+	if s == nil {
+		return false
+	}
+	_, ok := s.GuestsRegion()
+	return ok
+}
+
+// guestsParam is the dom0 command-line parameter telling ctld where the
+// guests region is mapped; empty when the board has none.
+func guestsParam(b *boardcfg.Board) string {
+	s := b.Outputs.SPI
+	if s == nil {
+		return ""
+	}
+	reg, ok := s.GuestsRegion()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("fwbuild.guests=%#x,%#x", s.MappedAddress(uint64(reg.Start)), uint64(reg.Size))
+}
+
+func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (stageResult, error) {
 	b := r.Board
 	xen, _ := b.Component(b.Hypervisor.Xen)
 	grub, hasGrub := b.Component("grub")
@@ -417,7 +449,11 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 	opts := xenOptions(b)
 	// The flash payload's bytes depend on the host's xz and grub-mkimage.
 	tools := r.hostTools(ctx)
-	pk := key("payload/1", r.tool, string(xen.SHA256), k.id, ird.Key, opts, b.Hypervisor.Dom0.Cmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
+	flashCmdline := b.Hypervisor.Dom0.Cmdline
+	if p := guestsParam(b); p != "" {
+		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
+	}
+	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
 	return stage(r.CacheDir, "payload", pk, func(dir string) error {
 		efiPath, err := r.comps.File(xen.Name, "efi", b)
 		if err != nil {
@@ -435,11 +471,23 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 		if err != nil {
 			return fmt.Errorf("payload: %w", err)
 		}
+		// The ESP has room for everything: guests ride along with the control domain.
+		espInitrd, flashInitrd := initrd, initrd
+		if len(b.Guests) > 0 {
+			guests, err := gst.read("guests.cpio")
+			if err != nil {
+				return fmt.Errorf("payload: %w", err)
+			}
+			espInitrd = appendArchive(initrd, guests)
+			if guestsParam(b) == "" {
+				flashInitrd = espInitrd
+			}
+		}
 		cfg, err := hvcore.XenConfig(hvcore.XenCfg{XenOptions: opts, Dom0Cmdline: b.Hypervisor.Dom0.Cmdline})
 		if err != nil {
 			return fmt.Errorf("payload: xen.cfg (%s): %w", b.Loc("hypervisor"), err)
 		}
-		esp, err := hvcore.UnifiedEFI(xenEFI, hvcore.Sections{Config: cfg, Kernel: kernel, Ramdisk: initrd})
+		esp, err := hvcore.UnifiedEFI(xenEFI, hvcore.Sections{Config: cfg, Kernel: kernel, Ramdisk: espInitrd})
 		if err != nil {
 			return fmt.Errorf("payload: unified xen.efi: %w", err)
 		}
@@ -465,9 +513,9 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird stageResult) (stageR
 			ModuleDir:   modules,
 			XenGz:       xenGz,
 			Kernel:      kernel,
-			Initrd:      initrd,
+			Initrd:      flashInitrd,
 			XenOptions:  opts,
-			Dom0Cmdline: b.Hypervisor.Dom0.Cmdline,
+			Dom0Cmdline: flashCmdline,
 			Mtime:       r.Epoch,
 			TempDir:     dir,
 		})
@@ -518,8 +566,9 @@ func (r *run) usb(pay stageResult) (stageResult, error) {
 }
 
 // SPISpec maps a board's SPI output to the image stage's inputs, with
-// payload as the flash payload.
-func SPISpec(b *boardcfg.Board, comps Components, payload []byte) (image.SPISpec, error) {
+// payload as the flash payload and guests (an image.GuestBundle) as the
+// content of the guests region, if the board has one.
+func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image.SPISpec, error) {
 	s := b.Outputs.SPI
 	if s == nil {
 		return image.SPISpec{}, fmt.Errorf("spi: board %s has no outputs.spi", b.Name)
@@ -535,6 +584,9 @@ func SPISpec(b *boardcfg.Board, comps Components, payload []byte) (image.SPISpec
 	}
 	for i, reg := range s.Regions {
 		ir := image.Region{Name: reg.Name, Start: uint64(reg.Start), Size: uint64(reg.Size), Preserve: reg.Preserve, Firmware: reg.Firmware}
+		if reg.Guests {
+			ir.Fill = guests
+		}
 		if reg.Fill != "" {
 			c, role, _ := strings.Cut(reg.Fill, ":")
 			p, err := comps.File(c, role, b)
@@ -550,15 +602,23 @@ func SPISpec(b *boardcfg.Board, comps Components, payload []byte) (image.SPISpec
 	return spec, nil
 }
 
-func (r *run) spiSpec(pay stageResult) (image.SPISpec, error) {
+func (r *run) spiSpec(pay, gst stageResult) (image.SPISpec, error) {
 	payload, err := pay.read("payload-flash.efi")
 	if err != nil {
 		return image.SPISpec{}, err
 	}
-	return SPISpec(r.Board, r.comps, payload)
+	var bundle []byte
+	if guestsParam(r.Board) != "" {
+		archive, err := gst.read("guests.cpio")
+		if err != nil {
+			return image.SPISpec{}, err
+		}
+		bundle = image.GuestBundle(archive)
+	}
+	return SPISpec(r.Board, r.comps, payload, bundle)
 }
 
-func (r *run) spi(pay stageResult, k kernelOut) (stageResult, error) {
+func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResult, error) {
 	b := r.Board
 	s := b.Outputs.SPI
 	comp, _, _ := strings.Cut(s.Firmware, ":")
@@ -571,20 +631,25 @@ func (r *run) spi(pay stageResult, k kernelOut) (stageResult, error) {
 			fills = append(fills, string(fc.SHA256))
 		}
 	}
-	sk := key("spi/1", r.tool, pay.Key, string(fw.SHA256), s.Firmware, jsonKey(s), jsonKey(fills))
+	sk := key("spi/2", r.tool, pay.Key, gst.Key, string(fw.SHA256), s.Firmware, jsonKey(s), jsonKey(fills))
 	return stage(r.CacheDir, "spi", sk, func(dir string) error {
-		spec, err := r.spiSpec(pay)
+		spec, err := r.spiSpec(pay, gst)
 		if err != nil {
 			return err
 		}
 		// Errors about the firmware name the component and file the profile chose.
 		fwDesc := fmt.Sprintf("base firmware %s (%s)", s.Firmware, b.Loc("outputs.spi.firmware"))
-		table, berr := r.sizeTable(spec, k, pay)
+		table, berr := r.sizeTable(spec, k, ird, pay)
 		if berr != nil {
 			return fmt.Errorf("%s: %w", fwDesc, berr)
 		}
 		if table.Headroom < 0 {
 			return &BudgetError{Table: table, Err: fmt.Errorf("slot %s (%s)", s.PayloadFile, b.Loc("outputs.spi.payload_file"))}
+		}
+		if g := table.Guests; g != nil && g.Bytes > g.Size {
+			i := slices.IndexFunc(s.Regions, func(r boardcfg.Region) bool { return r.Guests })
+			return fmt.Errorf("spi: the guests take %d bytes (bundle header included), %d more than region %s holds (%s): make the region larger or the guests fewer or smaller",
+				g.Bytes, g.Bytes-g.Size, g.Region, b.Loc(fmt.Sprintf("outputs.spi.regions[%d]", i)))
 		}
 		chip, err := image.BuildSPI(spec)
 		if err != nil {
@@ -605,7 +670,7 @@ func (r *run) spi(pay stageResult, k kernelOut) (stageResult, error) {
 	})
 }
 
-func (r *run) sizeTable(spec image.SPISpec, k kernelOut, pay stageResult) (SizeTable, error) {
+func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (SizeTable, error) {
 	budget, err := image.SlotBudget(spec)
 	limit := ""
 	var be *image.BudgetError
@@ -629,9 +694,30 @@ func (r *run) sizeTable(spec image.SPISpec, k kernelOut, pay stageResult) (SizeT
 			parts = append(parts, SizeRow{Component: "Xen (" + xen.Version + ", " + name + ")", Bytes: size})
 		}
 	}
+	cd := members["initrd"]
+	if fi, err := os.Stat(ird.path("initramfs")); err == nil && fi.Size() < cd {
+		cd = fi.Size()
+	}
 	parts = append(parts,
 		SizeRow{Component: "dom0 kernel (" + k.from + ")", Bytes: members["vmlinuz"]},
-		SizeRow{Component: "control domain (initramfs, " + r.Board.ControlDomain.Compression + ")", Bytes: members["initrd"]},
+		SizeRow{Component: "control domain (initramfs, " + r.Board.ControlDomain.Compression + ")", Bytes: cd},
 	)
-	return newSizeTable(parts, int64(len(spec.Payload)), budget, limit), nil
+	if g := members["initrd"] - cd; g > 0 {
+		parts = append(parts, SizeRow{Component: fmt.Sprintf("guests (%d, appended to the control domain)", len(r.Board.Guests)), Bytes: g})
+	}
+	t := newSizeTable(parts, int64(len(spec.Payload)), budget, limit)
+	for _, reg := range spec.Regions {
+		if reg.Name == guestsRegionName(r.Board) {
+			t.Guests = &RegionUse{Region: reg.Name, Guests: len(r.Board.Guests), Bytes: int64(len(reg.Fill)), Size: int64(reg.Size)}
+		}
+	}
+	return t, nil
+}
+
+func guestsRegionName(b *boardcfg.Board) string {
+	if b.Outputs.SPI == nil {
+		return ""
+	}
+	reg, _ := b.Outputs.SPI.GuestsRegion()
+	return reg.Name
 }

@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/image"
 	"github.com/fwbuild/fwbuild/internal/cache"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
@@ -56,7 +59,7 @@ func TestBuildQemuQ35(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"usb.img", "spi.bin", "spi.layout", "payload-esp.efi", "payload-flash.efi", "initramfs.cpio.xz", "initramfs.list", "manifest.json", "SHA256SUMS"}
+	want := []string{"usb.img", "spi.bin", "spi.layout", "payload-esp.efi", "payload-flash.efi", "initramfs.cpio.xz", "initramfs.list", "guests.cpio", "manifest.json", "SHA256SUMS"}
 	for _, n := range want {
 		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
 			t.Errorf("artefact %s: %v", n, err)
@@ -86,6 +89,7 @@ func TestBuildQemuQ35(t *testing.T) {
 		}
 	}
 	t.Logf("payload %d bytes of a %d-byte slot (headroom %d)", res.Sizes.Payload, res.Sizes.Budget, res.Sizes.Headroom)
+	checkGuests(t, out)
 
 	// A rebuild with no change redoes nothing and rewrites nothing.
 	before := snapshot(t, out)
@@ -125,6 +129,13 @@ func TestBuildQemuQ35(t *testing.T) {
 	be.Table.Write(&b)
 	if !strings.Contains(b.String(), "OVERFLOW") {
 		t.Errorf("table does not show the overflow:\n%s", b.String())
+	}
+	// Guests too big for the chip's guests region (a second guest with
+	// Debian's 8 MB kernel) fail the same way, naming the region.
+	o.Board = writeVariant(t, "big-guest", "guests:\n  - {name: big, memory: 64MiB, kernel: linux-image}\n")
+	_, err = Build(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "more than region guests holds") || !strings.Contains(err.Error(), "outputs.spi.regions[1]") {
+		t.Errorf("big-guest build: err = %v, want the guests region overflow", err)
 	}
 	for n, s := range snapshot(t, out) {
 		if before[n] != s {
@@ -180,5 +191,49 @@ func BenchmarkNoopRebuild(b *testing.B) {
 		if _, err := Build(context.Background(), o); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// checkGuests follows qemu-q35's demo guest into both artefacts: in the chip's
+// guests region as a bundle whose archive is guests.cpio, named on the flash
+// payload's dom0 command line; and appended to the control domain in the
+// ESP payload, which has no such parameter.
+func checkGuests(t *testing.T, out string) {
+	t.Helper()
+	b := testdeps.Board(t, "qemu-q35")
+	archive, err := os.ReadFile(filepath.Join(out, "guests.cpio"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range b.Guests {
+		for _, p := range []string{"etc/fwbuild/guests/" + g.Name + ".cfg", "var/lib/fwbuild/guests/" + g.Name + "/vmlinuz", "var/lib/fwbuild/guests/" + g.Name + "/initrd"} {
+			if !bytes.Contains(archive, []byte(p+"\x00")) {
+				t.Errorf("guests.cpio lacks %s", p)
+			}
+		}
+	}
+	chip, err := os.ReadFile(filepath.Join(out, "spi.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, ok := b.Outputs.SPI.GuestsRegion()
+	if !ok {
+		t.Fatal("qemu-q35 has no guests region")
+	}
+	got, err := image.ParseGuestBundle(chip[reg.Start : reg.Start+reg.Size])
+	if err != nil || !bytes.Equal(got, archive) {
+		t.Fatalf("guests region: %v (archive equal: %v)", err, bytes.Equal(got, archive))
+	}
+	param := fmt.Sprintf("fwbuild.guests=%#x,%#x", b.Outputs.SPI.MappedAddress(uint64(reg.Start)), uint64(reg.Size))
+	flash, _ := os.ReadFile(filepath.Join(out, "payload-flash.efi"))
+	esp, _ := os.ReadFile(filepath.Join(out, "payload-esp.efi"))
+	if !bytes.Contains(flash, []byte(param)) {
+		t.Errorf("the flash payload's dom0 command line lacks %s", param)
+	}
+	if bytes.Contains(flash, archive[:4096]) {
+		t.Error("the flash payload carries the guests too")
+	}
+	if bytes.Contains(esp, []byte("fwbuild.guests=")) || !bytes.Contains(esp, archive) {
+		t.Error("the ESP payload does not carry the guests archive (or names a region)")
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/initramfs"
@@ -40,36 +42,88 @@ func xlConfig(g boardcfg.Guest) []byte {
 	return []byte(b.String())
 }
 
-// guestFiles are the control-domain files for the board's guests: an xl
-// config each, and their kernel and initramfs. Every guest gets the same
+// guests packs the board's guests (an xl config each, their kernel and
+// initramfs) into one uncompressed cpio. The USB payload appends it to the
+// control domain, which the kernel unpacks as one tree; the SPI image puts it
+// in the chip's guests region, which ctld unpacks at boot, because the
+// payload slot has no room for a second kernel. Every guest gets the same
 // tiny init, which reports its domain id from inside the VM.
-func (r *run) guestFiles(ctx context.Context, k kernelOut, tmp string) ([]initramfs.File, error) {
+func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 	b := r.Board
-	if len(b.Guests) == 0 {
-		return nil, nil
+	var ids []string
+	for _, g := range b.Guests {
+		if g.Kernel == "dom0" {
+			ids = append(ids, k.id)
+		} else {
+			c, _ := b.Component(g.Kernel)
+			ids = append(ids, string(c.SHA256)+":"+c.Files["bzimage"]+":"+c.Files["config"])
+		}
 	}
-	// Uncompressed: the control domain archive compresses it anyway, and xz -9 wants a 64 MiB dictionary a small guest cannot spare.
-	initrd, err := initramfs.GuestInitramfs(ctx, initramfs.GuestSpec{Epoch: r.Epoch, TempDir: tmp, Compression: "none"})
-	if err != nil {
-		return nil, fmt.Errorf("guests: %w", err)
-	}
-	var files []initramfs.File
-	for i, g := range b.Guests {
-		kpath := k.path
-		if g.Kernel != "dom0" {
-			if kpath, err = r.comps.File(g.Kernel, "bzimage", b); err != nil {
-				return nil, fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].kernel", i)), err)
+	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
+	return stage(r.CacheDir, "guests", gk, func(dir string) error {
+		var files []initramfs.File
+		initrds := map[string][]byte{} // by compression
+		for i, g := range b.Guests {
+			kpath, cfg := k.path, k.config
+			if g.Kernel != "dom0" {
+				var err error
+				if kpath, err = r.comps.File(g.Kernel, "bzimage", b); err != nil {
+					return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].kernel", i)), err)
+				}
+				cfg, _ = r.comps.File(g.Kernel, "config", b)
 			}
+			kernel, err := os.ReadFile(kpath)
+			if err != nil {
+				return fmt.Errorf("guests: %s: %w", g.Name, err)
+			}
+			comp := guestCompression(cfg)
+			if initrds[comp] == nil {
+				if initrds[comp], err = initramfs.GuestInitramfs(ctx, initramfs.GuestSpec{Epoch: r.Epoch, TempDir: dir, Compression: comp}); err != nil {
+					return fmt.Errorf("guests: %w", err)
+				}
+			}
+			files = append(files,
+				initramfs.File{Path: guestsDir + "/" + g.Name + ".cfg", Data: xlConfig(g)},
+				initramfs.File{Path: guestImages + "/" + g.Name + "/vmlinuz", Data: kernel},
+				initramfs.File{Path: guestImages + "/" + g.Name + "/initrd", Data: initrds[comp]},
+			)
 		}
-		kernel, err := os.ReadFile(kpath)
+		arch, err := initramfs.Pack(files, r.Epoch)
 		if err != nil {
-			return nil, fmt.Errorf("guests: %s: %w", g.Name, err)
+			return fmt.Errorf("guests: %w", err)
 		}
-		files = append(files,
-			initramfs.File{Path: guestsDir + "/" + g.Name + ".cfg", Data: xlConfig(g)},
-			initramfs.File{Path: guestImages + "/" + g.Name + "/vmlinuz", Data: kernel},
-			initramfs.File{Path: guestImages + "/" + g.Name + "/initrd", Data: initrd},
-		)
+		if err := os.WriteFile(filepath.Join(dir, "guests.cpio"), arch.Data, 0o644); err != nil {
+			return err
+		}
+		var list strings.Builder
+		for _, e := range arch.Listing {
+			fmt.Fprintf(&list, "%10d %s\n", e.Size, e.Path)
+		}
+		return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
+	})
+}
+
+// guestCompression is xz (with a small dictionary) when the guest kernel is
+// known to unpack it, else none: a guest's memory is small, its archive too.
+func guestCompression(kernelConfig string) string {
+	if kernelConfig == "" {
+		return "none"
 	}
-	return files, nil
+	cfg, err := os.ReadFile(kernelConfig)
+	if err != nil || !strings.Contains("\n"+string(cfg), "\nCONFIG_RD_XZ=y\n") {
+		return "none"
+	}
+	return "xz"
+}
+
+// appendArchive appends a cpio to an initramfs; the kernel unpacks
+// concatenated archives, compressed or not, as one tree. Each archive starts
+// on a 4-byte boundary (an xz stream is a multiple of 4 bytes; zstd is not).
+func appendArchive(initrd, archive []byte) []byte {
+	out := make([]byte, 0, len(initrd)+3+len(archive))
+	out = append(out, initrd...)
+	for len(out)%4 != 0 {
+		out = append(out, 0)
+	}
+	return append(out, archive...)
 }

@@ -46,7 +46,7 @@ func TestToolstackClosure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range q35test.Toolstack {
+	for _, p := range q35test.Toolstack(t) {
 		if err := tr.Add(p, "test"); err != nil {
 			t.Fatal(err)
 		}

@@ -18,13 +18,11 @@ func Root(t testing.TB, component string) string {
 	return testdeps.Root(t, component)
 }
 
-// Components are the packages the qemu-q35 control domain is taken from:
-// the toolstack, the libraries it loads, and the kernel (for its modules).
-var Components = []string{
-	"xen-utils", "xenstore-utils", "xen-utils-common", "libxenmisc", "libxenstore", "libxencall",
-	"libxenevtchn", "libxenforeignmemory", "libxengnttab", "libxentoollog", "libxendevicemodel",
-	"libxenhypfs", "libxentoolcore", "libyajl", "libc6", "liblzma", "libuuid", "libzstd", "zlib",
-	"linux-image",
+// Components are the packages the qemu-q35 control domain is taken from,
+// as boards/qemu-q35.yaml lists them, and Debian's kernel (for Modules).
+func Components(t testing.TB) []string {
+	t.Helper()
+	return append(append([]string(nil), testdeps.Board(t, "qemu-q35").ControlDomain.Toolstack.Packages...), "linux-image")
 }
 
 // Roots returns the package roots of Components, without duplicates.
@@ -32,7 +30,7 @@ func Roots(t testing.TB) []string {
 	t.Helper()
 	seen := map[string]bool{}
 	var roots []string
-	for _, c := range Components {
+	for _, c := range Components(t) {
 		r := Root(t, c)
 		if !seen[r] {
 			seen[r] = true
@@ -42,38 +40,27 @@ func Roots(t testing.TB) []string {
 	return roots
 }
 
-// The qemu-q35 toolstack, as boards/qemu-q35.yaml should list it.
-var (
-	Toolstack = []string{
-		"usr/lib/xen-4.17/bin/xl",
-		"usr/lib/xen-4.17/bin/xenstored",
-		"usr/lib/xen-4.17/bin/xenconsoled",
-		"usr/lib/xen-4.17/bin/xen-init-dom0",
-		"usr/bin/xenstore",
-		"usr/bin/xenstore-chmod",
-		"usr/bin/xenstore-exists",
-		"usr/bin/xenstore-list",
-		"usr/bin/xenstore-ls",
-		"usr/bin/xenstore-read",
-		"usr/bin/xenstore-rm",
-		"usr/bin/xenstore-watch",
-		"usr/bin/xenstore-write",
-		"etc/xen/xl.conf",
-	}
-	// Modules: the Debian kernel builds the dom0 drivers the toolstack
-	// needs as modules; xenfs depends on xen-privcmd, found through
-	// .modinfo.
-	Modules = []string{
-		"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-evtchn.ko",
-		"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntdev.ko",
-		"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntalloc.ko",
-		"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko",
-	}
-	// Symlinks put xl on the operator's PATH.
-	Symlinks = map[string]string{
-		"usr/sbin/xl": "/usr/lib/xen-4.17/bin/xl",
-	}
-)
+// Toolstack is the qemu-q35 toolstack: the files boards/qemu-q35.yaml lists.
+func Toolstack(t testing.TB) []string {
+	t.Helper()
+	return testdeps.Board(t, "qemu-q35").ControlDomain.Toolstack.Files
+}
+
+// Symlinks are qemu-q35's toolstack symlinks (xl on the operator's PATH).
+func Symlinks(t testing.TB) map[string]string {
+	t.Helper()
+	return testdeps.Board(t, "qemu-q35").ControlDomain.Toolstack.Symlinks
+}
+
+// Modules: Debian's stock kernel builds the dom0 drivers the toolstack
+// needs as modules (qemu-q35's own kernel has them built in); xenfs depends
+// on xen-privcmd, found through .modinfo.
+var Modules = []string{
+	"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-evtchn.ko",
+	"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntdev.ko",
+	"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntalloc.ko",
+	"lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko",
+}
 
 // Find returns where in-image path p is in the first of Roots that has it
 // (without following a final symlink).
