@@ -27,6 +27,9 @@
 //	fwbuild-ctld: guest <name> FAILED: <error>
 //	fwbuild-ctld: guest <name> stopped: crashed|shutdown|dying|gone
 //
+// On the control domain's shell, `ctld status` and `ctld guests` report the
+// hypervisor and the guests (operator.go).
+//
 // ctld is built into the u-root busybox by package initramfs from a copy of
 // these files embedded in fwbuild, so it may import only the standard library.
 package main
@@ -34,6 +37,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -48,7 +52,22 @@ func main() {
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "time allowed for each daemon to become ready")
 	flag.StringVar(&cfg.GuestsDir, "guests-dir", cfg.GuestsDir, "directory of guest xl configs, <name>.cfg")
 	guests := flag.Bool("guests", false, "start the autostart guests and watch them (ctld runs itself this way after the ready line)")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests  report on a running control domain\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
+
+	if flag.NArg() > 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
+		if err := a.operate(ctx, flag.Arg(0), os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "ctld %s: %v\n", flag.Arg(0), err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if *guests {
 		// No overall timeout: consoles of running guests are forwarded
@@ -75,6 +94,10 @@ func main() {
 	defer cancel()
 
 	a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
+	if a.sys.dialUnix(xenstoredSocket) == nil {
+		fmt.Fprintln(os.Stderr, "ctld: the control domain is already up (xenstored answers): use `ctld status` or `ctld guests`")
+		os.Exit(2)
+	}
 	// start prints the status line itself, ready or FAILED.
 	err := a.start(ctx)
 	if gs := a.autostart(); err == nil && len(gs) > 0 {
