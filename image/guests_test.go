@@ -47,3 +47,29 @@ func FuzzParseGuestBundle(f *testing.F) {
 		}
 	})
 }
+
+// A chip's guests region shows up in inspect, checked: a good bundle with
+// its size, a damaged one with the reason.
+func TestInspectGuestBundle(t *testing.T) {
+	spec := synthSpec(t, minimalPE(5000))
+	spec.Regions[0].Fill = GuestBundle([]byte("the guests' cpio"))
+	chip, err := BuildSPI(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := InspectFirmware(chip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := n.Find("guests", "guest bundle")
+	if g == nil || g.Offset != 0 || g.Size != GuestBundleHeader+16 || !strings.Contains(g.Note, "SHA-256 ok") {
+		t.Fatalf("guests node: %+v", g)
+	}
+	chip[GuestBundleHeader+2] ^= 1
+	if n, err = InspectFirmware(chip); err != nil {
+		t.Fatal(err)
+	}
+	if g := n.Find("guests", "guest bundle"); g == nil || !strings.Contains(g.Note, "SHA-256 of the archive") {
+		t.Fatalf("damaged bundle node: %+v", g)
+	}
+}

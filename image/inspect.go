@@ -18,7 +18,7 @@ import (
 // the image for top-level volumes and partitions, the volume for files,
 // the decompressed section for volumes nested in a compressed section.
 type Node struct {
-	Kind     string  `json:"kind"` // image, region, fv, file, disk, partition, dir
+	Kind     string  `json:"kind"` // image, region, fv, file, guests, disk, partition, dir
 	Name     string  `json:"name,omitempty"`
 	GUID     string  `json:"guid,omitempty"`
 	Type     string  `json:"type,omitempty"`
@@ -90,7 +90,28 @@ func InspectFirmware(b []byte) (*Node, error) {
 	if len(root.Children) == 0 {
 		return nil, errors.New("image: inspect firmware: no firmware volume found; is this a UEFI image?")
 	}
+	root.Children = append(root.Children, findGuestBundles(b)...)
 	return root, nil
+}
+
+// findGuestBundles finds guest bundles (a board's guests region) on 4 KiB
+// boundaries, where a flashrom region starts, and reports whether each checks.
+func findGuestBundles(b []byte) []*Node {
+	var out []*Node
+	for off := 0; off+GuestBundleHeader <= len(b); off += 4096 {
+		if string(b[off:off+len(GuestBundleMagic)]) != GuestBundleMagic {
+			continue
+		}
+		n := &Node{Kind: "guests", Name: "guest bundle", Offset: int64(off)}
+		if archive, err := ParseGuestBundle(b[off:]); err != nil {
+			n.Note = err.Error()
+		} else {
+			n.Size = int64(GuestBundleHeader + len(archive))
+			n.Note = fmt.Sprintf("cpio archive of %d bytes, SHA-256 ok", len(archive))
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func inspectBIOS(br *uefi.BIOSRegion) []*Node {
