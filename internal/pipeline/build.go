@@ -648,8 +648,9 @@ func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResu
 		}
 		if g := table.Guests; g != nil && g.Bytes > g.Size {
 			i := slices.IndexFunc(s.Regions, func(r boardcfg.Region) bool { return r.Guests })
-			return fmt.Errorf("spi: the guests take %d bytes (bundle header included), %d more than region %s holds (%s): make the region larger or the guests fewer or smaller",
-				g.Bytes, g.Bytes-g.Size, g.Region, b.Loc(fmt.Sprintf("outputs.spi.regions[%d]", i)))
+			field := fmt.Sprintf("outputs.spi.regions[%d]", i)
+			return fmt.Errorf("spi: the guests take %d bytes (bundle header included), %d more than region %s holds (%s at %s): make the region larger or the guests fewer or smaller",
+				g.Bytes, g.Bytes-g.Size, g.Region, field, b.Loc(field))
 		}
 		chip, err := image.BuildSPI(spec)
 		if err != nil {
@@ -671,7 +672,16 @@ func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResu
 }
 
 func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (SizeTable, error) {
-	budget, err := image.SlotBudget(spec)
+	// The slot's budget does not depend on the guests region, which is
+	// checked against its own size after the payload.
+	bspec := spec
+	bspec.Regions = slices.Clone(spec.Regions)
+	for i := range bspec.Regions {
+		if bspec.Regions[i].Name == guestsRegionName(r.Board) {
+			bspec.Regions[i].Fill = nil
+		}
+	}
+	budget, err := image.SlotBudget(bspec)
 	limit := ""
 	var be *image.BudgetError
 	if errors.As(err, &be) {
