@@ -197,8 +197,16 @@ func (l *loader) merge(base, child *yaml.Node, key string) *yaml.Node {
 		out := *base
 		l.origin[&out] = l.origin[base]
 		out.Content = append([]*yaml.Node(nil), base.Content...)
+		seen := map[string]bool{}
 		for _, c := range child.Content {
 			name := mapValue(c, "name").Value
+			if seen[name] {
+				// Twice in one file is a mistake, not an override: keep
+				// both so validation reports the second.
+				out.Content = append(out.Content, c)
+				continue
+			}
+			seen[name] = true
 			replaced := false
 			for j, b := range out.Content {
 				if mapValue(b, "name").Value == name {

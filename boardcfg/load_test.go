@@ -203,6 +203,18 @@ outputs:
 	}
 }
 
+// Within one file a name given twice is a mistake even where lists merge by
+// name across extends.
+func TestExtendsKeepsDuplicateNames(t *testing.T) {
+	dir := t.TempDir()
+	writeProfile(t, dir, "t1.yaml", valid)
+	p := writeProfile(t, dir, "child.yaml", "extends: t1\nname: child\nguests:\n  - {name: twin, memory: 64MiB, kernel: dom0}\n  - {name: twin, memory: 64MiB, kernel: dom0}\n")
+	_, err := Load(p, dir)
+	if err == nil || !strings.Contains(err.Error(), `child.yaml:5:12: guests[1].name: guest "twin" is declared twice`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestResolve(t *testing.T) {
 	dir := t.TempDir()
 	writeProfile(t, dir, "t1.yaml", valid)

@@ -148,6 +148,21 @@ func TestBadInputs(t *testing.T) {
 			want:    []string{"bad-input.yaml:5:11", "outputs.usb.size"},
 		},
 		{
+			name:    "guest memory too large",
+			profile: "guests:\n  - {name: huge, memory: 2GiB, kernel: dom0, autostart: true}\n",
+			want:    []string{"qemu-q35.yaml:", "guests: guests need 2112MiB and dom0 512MiB", "more than the board's 2GiB RAM"},
+		},
+		{
+			name:    "duplicate guest names",
+			profile: "guests:\n  - {name: twin, memory: 64MiB, kernel: dom0}\n  - {name: twin, memory: 64MiB, kernel: dom0}\n",
+			want:    []string{"bad-input.yaml:", `guest "twin" is declared twice`},
+		},
+		{
+			name:    "guest without a kernel",
+			profile: "guests:\n  - {name: nokernel, memory: 64MiB}\n",
+			want:    []string{"bad-input.yaml:", ".kernel: required field is missing"},
+		},
+		{
 			name:    "component file missing from its package",
 			profile: "components:\n  - name: xen\n    files: {efi: boot/xen-4.17-amd64.efi, gz: boot/no-such-xen.gz}\n",
 			want:    []string{"boot/no-such-xen.gz", "component \"xen\""},
