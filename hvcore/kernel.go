@@ -44,3 +44,15 @@ func CheckDom0Kernel(bzImage, config []byte, name string) error {
 	}
 	return nil
 }
+
+// KernelInitSize is the memory an x86 bzImage needs once unpacked: the boot
+// header's init_size (boot protocol 2.10 or later).
+func KernelInitSize(bzImage []byte) (uint64, error) {
+	if len(bzImage) < 0x264 || string(bzImage[0x202:0x206]) != "HdrS" {
+		return 0, fmt.Errorf("hvcore: not an x86 bzImage (no \"HdrS\" boot header at 0x202)")
+	}
+	if v := binary.LittleEndian.Uint16(bzImage[0x206:]); v < 0x020a {
+		return 0, fmt.Errorf("hvcore: boot protocol %d.%02d has no init_size (2.10 or later)", v>>8, v&0xff)
+	}
+	return uint64(binary.LittleEndian.Uint32(bzImage[0x260:])), nil
+}

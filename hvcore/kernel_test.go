@@ -1,6 +1,7 @@
 package hvcore
 
 import (
+	"encoding/binary"
 	"os"
 	"strings"
 	"testing"
@@ -48,5 +49,22 @@ func TestCheckDom0Kernel(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "k-"+c.name) {
 			t.Errorf("%s: err = %v, want one containing %q and the kernel's name", c.name, err, c.want)
 		}
+	}
+}
+
+func TestKernelInitSize(t *testing.T) {
+	hdr := make([]byte, 0x300)
+	copy(hdr[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(hdr[0x206:], 0x020f)
+	binary.LittleEndian.PutUint32(hdr[0x260:], 20<<20)
+	if n, err := KernelInitSize(hdr); err != nil || n != 20<<20 {
+		t.Fatalf("KernelInitSize = %d, %v", n, err)
+	}
+	binary.LittleEndian.PutUint16(hdr[0x206:], 0x0209)
+	if _, err := KernelInitSize(hdr); err == nil || !strings.Contains(err.Error(), "2.10") {
+		t.Errorf("old protocol: %v", err)
+	}
+	if _, err := KernelInitSize(hdr[:0x100]); err == nil {
+		t.Error("a short image was accepted")
 	}
 }

@@ -222,12 +222,14 @@ control_domain:
   toolstack:
     packages: [xen-utils, xenstore-utils, xen-utils-common, libxenmisc, libxenstore, libxencall, libxenevtchn,
                libxenforeignmemory, libxengnttab, libxentoollog, libxendevicemodel, libxenhypfs, libxentoolcore,
-               libyajl, libc6, liblzma, libuuid, libzstd, zlib, linux-image]
+               libyajl, libc6, liblzma, libuuid, libzstd, zlib, libgcc, linux-image]
     modules:
       - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-evtchn.ko
       - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntdev.ko
       - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xen-gntalloc.ko
       - lib/modules/6.1.0-47-amd64/kernel/drivers/xen/xenfs/xenfs.ko
+guests:
+  - {name: demo, memory: 128MiB}   # Debian's kernel unpacks to 64 MiB
 outputs:
   spi: null
 `

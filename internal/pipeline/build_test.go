@@ -114,7 +114,7 @@ func TestBuildQemuQ35(t *testing.T) {
 
 	// A board whose payload cannot fit (Debian's 8 MB stock kernel) fails
 	// with the budget table, and the outputs of the last good build stay.
-	stock := writeVariant(t, "stock-kernel", "hypervisor:\n  dom0:\n    kernel:\n      component: linux-image\n")
+	stock := writeVariant(t, "stock-kernel", "hypervisor:\n  dom0:\n    kernel:\n      component: linux-image\nguests:\n  - {name: demo, memory: 128MiB}\n")
 	o := q35Options(t, out)
 	o.Board = stock
 	_, err = Build(context.Background(), o)
@@ -132,10 +132,17 @@ func TestBuildQemuQ35(t *testing.T) {
 	}
 	// Guests too big for the chip's guests region (a second guest with
 	// Debian's 8 MB kernel) fail the same way, naming the region.
-	o.Board = writeVariant(t, "big-guest", "guests:\n  - {name: big, memory: 64MiB, kernel: linux-image}\n")
+	o.Board = writeVariant(t, "big-guest", "guests:\n  - {name: big, memory: 128MiB, kernel: linux-image}\n")
 	_, err = Build(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "more than region guests holds") || !strings.Contains(err.Error(), "outputs.spi.regions[1]") {
 		t.Errorf("big-guest build: err = %v, want the guests region overflow", err)
+	}
+	// A guest whose memory cannot hold its unpacked kernel fails at build
+	// time, not with "segment kernel too large" from xl create at boot.
+	o.Board = writeVariant(t, "tiny-guest", "guests:\n  - {name: demo, memory: 32MiB}\n")
+	_, err = Build(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "guests: demo (") || !strings.Contains(err.Error(), "memory 32MiB cannot hold its kernel") || !strings.Contains(err.Error(), "give it at least") {
+		t.Errorf("tiny-guest build: err = %v, want the guest memory error", err)
 	}
 	for n, s := range snapshot(t, out) {
 		if before[n] != s {

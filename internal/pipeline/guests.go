@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/hvcore"
 	"github.com/fwbuild/fwbuild/initramfs"
 )
 
@@ -82,6 +83,9 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 					return fmt.Errorf("guests: %w", err)
 				}
 			}
+			if err := checkGuestMemory(g, kernel, len(initrds[comp])); err != nil {
+				return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].memory", i)), err)
+			}
 			files = append(files,
 				initramfs.File{Path: guestsDir + "/" + g.Name + ".cfg", Data: xlConfig(g)},
 				initramfs.File{Path: guestImages + "/" + g.Name + "/vmlinuz", Data: kernel},
@@ -126,4 +130,23 @@ func appendArchive(initrd, archive []byte) []byte {
 		out = append(out, 0)
 	}
 	return append(out, archive...)
+}
+
+// loadStart is where Xen's domain builder puts a PV Linux kernel: its
+// CONFIG_PHYSICAL_START, 16 MiB unless a kernel config moves it.
+const loadStart = 16 << 20
+
+// checkGuestMemory refuses a guest too small for its own kernel: xl create
+// would fail at boot with "segment kernel too large".
+func checkGuestMemory(g boardcfg.Guest, kernel []byte, initrd int) error {
+	size, err := hvcore.KernelInitSize(kernel)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	need := loadStart + size + uint64(initrd)
+	if uint64(g.Memory) < need {
+		return fmt.Errorf("memory %v cannot hold its kernel: it unpacks to %d MiB (bzImage init_size) above the %d MiB load address, plus a %d KiB initramfs; give it at least %d MiB",
+			g.Memory, size>>20, loadStart>>20, initrd>>10, (need+(1<<20)-1)>>20)
+	}
+	return nil
 }
