@@ -28,6 +28,10 @@ type Marker struct {
 	// (since QEMU started for the first marker); Run multiplies it by the
 	// timeout scale. Zero means DefaultMarkerTimeout.
 	Timeout time.Duration
+	// Then is typed on the serial console once the marker has matched
+	// (SerialStdio machines), e.g. a shell command whose output the next
+	// markers wait for.
+	Then string
 }
 
 // Substring returns a marker matching the plain text s.

@@ -125,10 +125,15 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("qemu-tests: not started: %w", err)
 	}
+	typing := false
 	for i, mk := range markers {
 		if err := mk.validate(i); err != nil {
 			return res, fmt.Errorf("qemu-tests: %w", err)
 		}
+		typing = typing || mk.Then != ""
+	}
+	if typing && m.Serial != SerialStdio {
+		return res, errors.New("qemu-tests: markers type console input (Then), which needs a SerialStdio machine")
 	}
 	getenv := opts.Getenv
 	if getenv == nil {
@@ -200,6 +205,19 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 	cmd := exec.Command(binPath, args...)
 	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: QEMU's errors land in the log and the tail
 	cmd.SysProcAttr = sysProcAttr()
+	// With -serial stdio, QEMU's standard input is the console's keyboard.
+	var keys io.WriteCloser
+	if typing {
+		kr, kw, err := os.Pipe()
+		if err != nil {
+			pr.Close()
+			pw.Close()
+			return res, fmt.Errorf("qemu-tests: %w", err)
+		}
+		cmd.Stdin, keys = kr, kw
+		defer kw.Close()
+		defer kr.Close()
+	}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
@@ -331,6 +349,11 @@ func Run(ctx context.Context, m Machine, markers []Marker, opts Options) (res Re
 				opts.OnMarker(mm)
 			}
 			since = mm.At
+			if mm.Marker.Then != "" {
+				// A pipe write this small does not block; a QEMU that
+				// has gone shows up as a missing marker.
+				io.WriteString(keys, mm.Marker.Then)
+			}
 		}
 		if len(ms) > 0 && !mt.done() {
 			// The next marker's clock started when this one matched,

@@ -160,6 +160,25 @@ func TestRunFakeAbort(t *testing.T) {
 	}
 }
 
+// Then types into the console (QEMU's standard input) once its marker has
+// matched, and the next marker sees the answer.
+func TestRunFakeTypes(t *testing.T) {
+	bin, _ := fakeQEMU(t, `echo "login: "; read line; echo "you typed <$line>"; sleep 30`)
+	prompt := Substring("prompt", "login:", 5*time.Second)
+	prompt.Then = "ctld status\n"
+	res, err := Run(context.Background(), Machine{Binary: bin}, []Marker{prompt, Substring("answer", "you typed <ctld status>", 5*time.Second)},
+		Options{Getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Matches) != 2 {
+		t.Fatalf("%d matches", len(res.Matches))
+	}
+	if _, err := Run(context.Background(), Machine{Binary: bin, Serial: SerialSocket}, []Marker{prompt}, Options{Getenv: noEnv}); err == nil || !strings.Contains(err.Error(), "SerialStdio") {
+		t.Errorf("typing on a socket console: %v", err)
+	}
+}
+
 func TestRunFakeExit(t *testing.T) {
 	bin, _ := fakeQEMU(t, `echo "qemu-system-x86_64: -drive file=x: Could not open 'x'" >&2; exit 1`)
 	_, err := Run(context.Background(), Machine{Binary: bin}, []Marker{Substring("x", "never", time.Minute)},

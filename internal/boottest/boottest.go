@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
@@ -49,6 +50,13 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 			qemutests.Regexp("guest-"+g.Name+"-running", `fwbuild-ctld: guest `+regexp.QuoteMeta(g.Name)+` running domid=(\d+)`, qemutests.TimeoutReady),
 			qemutests.Regexp("guest-"+g.Name+"-up", `fwbuild-guest `+regexp.QuoteMeta(g.Name)+`: up domid=(\d+)`, qemutests.TimeoutReady),
 		)
+	}
+	// The operator interface, typed on the control domain's shell once
+	// everything above has been seen: ctld status and a row per guest.
+	markers[len(markers)-1].Then = "ctld status\n"
+	markers = append(markers, qemutests.Regexp("ctld-status", StatusPattern, qemutests.TimeoutReady))
+	for _, g := range b.Guests {
+		markers = append(markers, qemutests.Regexp("ctld-status-"+g.Name, `(?:^|\s)`+regexp.QuoteMeta(g.Name)+`\s+(yes|no)\s+(running|paused|shutdown|crashed|dying|not running)\s`, qemutests.TimeoutReady))
 	}
 	switch s.Path {
 	case qemutests.ChainUSB:
@@ -92,11 +100,16 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 // showing one stops at once instead of waiting out the next marker.
 var FailurePattern = regexp.MustCompile(`fwbuild-ctld: (FAILED |guest \S+ FAILED|guest \S+ stopped: crashed)`)
 
+// StatusPattern is the first line of `ctld status`: Xen's version, dom0's
+// memory in MiB, running guest domains.
+const StatusPattern = `xen (\d+\.\d+\S*), dom0 (\d+) MiB, (\d+) guest domain\(s\) running`
+
 // Report is a finished boot.
 type Report struct {
 	Path    string            `json:"path"`
 	Result  qemutests.Result  `json:"result"`
 	Ready   map[string]string `json:"ready,omitempty"` // parsed ctld ready line
+	ReadyAt time.Duration     `json:"ready_at_ns"`     // QEMU start to the ready line
 	LogPath string            `json:"log"`
 }
 
@@ -124,10 +137,25 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 	for _, mt := range res.Matches {
 		if mt.Marker.Name == "ctld-ready" && len(mt.Values) == 3 {
 			rep.Ready = map[string]string{"xen": mt.Values[0], "dom0_mem": mt.Values[1], "guests": mt.Values[2]}
+			rep.ReadyAt = mt.At
 		}
 	}
 	if err := checkReady(s.Board, rep.Ready); err != nil {
 		return rep, fmt.Errorf("boottest: %s path: %w (log %s)", s.Path, err, rep.LogPath)
+	}
+	// ctld status, typed on the shell, must agree with the ready line and the profile.
+	for _, mt := range res.Matches {
+		switch name, guest := strings.CutPrefix(mt.Marker.Name, "ctld-status-"); {
+		case mt.Marker.Name == "ctld-status" && (mt.Values[0] != rep.Ready["xen"] || atoi(mt.Values[1]) > atoi(rep.Ready["dom0_mem"]) || atoi(mt.Values[1]) <= 0):
+			// dom0's allocation may shrink by a page or two once guests run; it never grows past dom0_mem's max.
+			return rep, fmt.Errorf("boottest: ctld status says xen %s dom0 %s MiB, the ready line xen=%s dom0_mem=%s (log %s)", mt.Values[0], mt.Values[1], rep.Ready["xen"], rep.Ready["dom0_mem"], rep.LogPath)
+		case guest:
+			for _, g := range s.Board.Guests {
+				if g.Name == name && (mt.Values[0] == "yes") != g.Autostart {
+					return rep, fmt.Errorf("boottest: ctld status lists guest %s with autostart %s, the profile says %v (log %s)", name, mt.Values[0], g.Autostart, rep.LogPath)
+				}
+			}
+		}
 	}
 	// The domain id ctld got from xl must be the one the guest read from xenstore.
 	running := map[string]string{}
@@ -160,4 +188,12 @@ func checkReady(b *boardcfg.Board, ready map[string]string) error {
 		return fmt.Errorf("ctld reports dom0_mem=%s MiB, the board asks for %d", ready["dom0_mem"], want)
 	}
 	return nil
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
 }
