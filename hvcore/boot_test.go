@@ -1,19 +1,17 @@
 package hvcore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/fwbuild/fwbuild/internal/testdeps"
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
 // initMarker is printed by the test initramfs's /init.
@@ -113,60 +111,20 @@ func espImage(t *testing.T, payload []byte) string {
 }
 
 // bootExpect boots esp with OVMF under TCG and waits for markers in order
-// on the serial console. The timeout only catches hangs.
+// on the serial console. One vCPU: TCG runs it on one host thread, which
+// keeps the boot time steady on a busy two-core machine.
 func bootExpect(t *testing.T, code, vars, esp string, markers []string) {
 	t.Helper()
-	varsCopy := filepath.Join(t.TempDir(), "vars.fd")
-	vb, err := os.ReadFile(vars)
-	if err != nil {
+	var ms []qemutests.Marker
+	for _, m := range markers {
+		ms = append(ms, qemutests.Substring(m, m, 0))
+	}
+	m := qemutests.Machine{SMP: 1, Firmware: qemutests.PflashOVMF(code, vars), Disks: []qemutests.Disk{qemutests.RawDisk(esp)}}
+	if _, err := qemutests.Run(context.Background(), m, ms, qemutests.Options{
+		LogPath:  filepath.Join(t.TempDir(), "console.log"),
+		OnMarker: func(mt qemutests.Match) { t.Logf("%6.1fs %s", mt.At.Seconds(), mt.Marker.Name) },
+	}); err != nil {
 		t.Fatal(err)
-	}
-	if err := os.WriteFile(varsCopy, vb, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	// One vCPU: TCG runs it on one host thread, which keeps the boot time
-	// steady on a busy two-core machine.
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35", "-accel", "tcg",
-		"-cpu", "qemu64,+svm", "-m", "2048", "-smp", "1", "-nographic", "-no-reboot", "-nic", "none",
-		"-drive", "if=pflash,format=raw,readonly=on,file="+code,
-		"-drive", "if=pflash,format=raw,file="+varsCopy,
-		"-drive", "format=raw,file="+esp)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
-
-	var log bytes.Buffer
-	next := 0
-	sc := bufio.NewScanner(out)
-	sc.Buffer(nil, 1<<20)
-	for next < len(markers) && sc.Scan() {
-		line := sc.Text()
-		log.WriteString(line + "\n")
-		if strings.Contains(line, markers[next]) {
-			t.Logf("%6.1fs %s", time.Since(start).Seconds(), markers[next])
-			next++
-		}
-	}
-	if next < len(markers) {
-		io.Copy(io.Discard, out)
-		tail := log.String()
-		if len(tail) > 4000 {
-			tail = tail[len(tail)-4000:]
-		}
-		t.Fatalf("after %v: no %q on the serial console (ctx: %v); last output:\n%s",
-			time.Since(start).Round(time.Second), markers[next], ctx.Err(), tail)
 	}
 }
 

@@ -1,16 +1,16 @@
 package image
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
 // TestBuildSPI8MiB is the 8 MiB variant: new values, same code. Its budget
@@ -20,7 +20,7 @@ import (
 // BudgetError whose overflow shows the estimate is right to a few KiB.
 func TestBuildSPI8MiB(t *testing.T) {
 	t.Parallel()
-	qemu := needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	code, vars, app := ovmfCode(t), ovmfVars(t), grubTestApp(t)
 	s := q35Spec8(code, vars, nil)
 	start := time.Now()
@@ -56,16 +56,11 @@ func TestBuildSPI8MiB(t *testing.T) {
 	}
 
 	// Boot it as FIELD-NOTES describes: split at 0x84000, CODE read-only.
-	dir := t.TempDir()
-	codeImg, varsImg := filepath.Join(dir, "code.fd"), filepath.Join(dir, "vars.fd")
-	if err := os.WriteFile(codeImg, chip[0x84000:], 0o644); err != nil {
+	chipImg := filepath.Join(t.TempDir(), "spi.bin")
+	if err := os.WriteFile(chipImg, chip, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(varsImg, chip[:0x84000], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bootMarkerFrom(t, qemu, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+codeImg,
-		"-drive", "if=pflash,format=raw,unit=1,file="+varsImg)
+	bootToMarker(t, qemutests.Machine{Firmware: qemutests.SplitPflash(chipImg, 0x84000)})
 
 	// Incompressible: 16 KiB over the budget compresses to about 16.3 KiB
 	// more than fits at the budget, which itself leaves a 4 KiB margin.
@@ -84,41 +79,14 @@ func TestBuildSPI8MiB(t *testing.T) {
 	t.Logf("over budget: %v", be)
 }
 
-// bootMarkerFrom starts QEMU (q35, TCG, no network) with the given
-// firmware arguments and waits for bootMarker on the serial line.
-func bootMarkerFrom(t *testing.T, qemu string, fw ...string) {
+// bootToMarker boots m (q35, TCG, no network) and waits for bootMarker on
+// the serial line.
+func bootToMarker(t *testing.T, m qemutests.Machine) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	args := append([]string{"-machine", "q35", "-accel", "tcg", "-cpu", "qemu64,+svm", "-m", "2048",
-		"-nographic", "-no-reboot", "-nic", "none"}, fw...)
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	stdout, err := cmd.StdoutPipe()
+	res, err := qemutests.Run(context.Background(), m, []qemutests.Marker{qemutests.Substring("boot", bootMarker, time.Minute)},
+		qemutests.Options{LogPath: filepath.Join(t.TempDir(), "console.log")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = cmd.Stdout
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
-	var log strings.Builder
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), bootMarker) {
-			t.Logf("marker after %v", time.Since(start))
-			return
-		}
-	}
-	tail := log.String()
-	if len(tail) > 4000 {
-		tail = tail[len(tail)-4000:]
-	}
-	t.Fatalf("no %q on the serial line after %v (%v); output tail:\n%s", bootMarker, time.Since(start), ctx.Err(), tail)
+	t.Logf("marker after %v", res.Elapsed)
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
 const bootMarker = "FWBUILD-SPI-BOOT-OK"
@@ -57,13 +59,16 @@ func grubTestApp(t testing.TB) []byte {
 
 // padPE grows a PE to n bytes with incompressible overlay data, which
 // firmware loaders ignore: the worst case for the budget.
-func padPE(pe []byte, n int) []byte {
+func padPE(pe []byte, n int) []byte { return randomAfter(pe, n, 42) }
+
+// randomAfter is head followed by seeded random bytes, n bytes in all.
+func randomAfter(head []byte, n int, seed uint64) []byte {
 	out := make([]byte, n)
-	r := rand.New(rand.NewPCG(42, uint64(n)))
+	r := rand.New(rand.NewPCG(seed, uint64(n)))
 	for i := range out {
 		out[i] = byte(r.Uint32())
 	}
-	copy(out, pe)
+	copy(out, head)
 	return out
 }
 
@@ -240,11 +245,11 @@ func TestBuildSPIQ35Flashrom(t *testing.T) {
 // payload of exactly the budget all work in real OVMF.
 func TestBootSPIQ35(t *testing.T) {
 	t.Parallel()
-	qemu := needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	f := q35Chip(t)
 	img := filepath.Join(t.TempDir(), "spi.bin")
 	if err := os.WriteFile(img, f.chip, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bootMarkerFrom(t, qemu, "-bios", img)
+	bootToMarker(t, qemutests.Machine{Firmware: qemutests.BIOS(img)})
 }

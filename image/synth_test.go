@@ -3,7 +3,6 @@ package image
 import (
 	"bytes"
 	"encoding/binary"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/linuxboot/fiano/pkg/compression"
@@ -43,16 +42,7 @@ func minimalPE(size int) []byte {
 	binary.LittleEndian.PutUint32(oh[36:], 0x200)  // FileAlignment
 	binary.LittleEndian.PutUint16(oh[68:], 10)     // Subsystem: EFI application
 	binary.LittleEndian.PutUint32(oh[108:], 16)    // NumberOfRvaAndSizes
-	if size < len(hdr) {
-		size = len(hdr)
-	}
-	b := make([]byte, size)
-	r := rand.New(rand.NewPCG(1, uint64(size)))
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	copy(b, hdr)
-	return b
+	return randomAfter(hdr, max(size, len(hdr)), 1)
 }
 
 type synthFile struct {

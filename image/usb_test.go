@@ -12,6 +12,7 @@ import (
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
 var testEpoch = time.Date(2024, 5, 17, 12, 34, 56, 0, time.UTC)
@@ -254,17 +255,14 @@ func TestDosTime(t *testing.T) {
 // GRUB test app) and start it.
 func TestBootUSB(t *testing.T) {
 	t.Parallel()
-	qemu := needTool(t, "qemu-system-x86_64", "qemu-system-x86")
-	dir := t.TempDir()
-	img, vars := filepath.Join(dir, "usb.img"), filepath.Join(dir, "vars.fd")
+	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	img := filepath.Join(t.TempDir(), "usb.img")
 	if err := WriteUSB(img, USBSpec{Size: 40 << 20, Payload: grubTestApp(t), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(vars, ovmfVars(t), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code := filepath.Join(componentRoot(t, "ovmf"), "usr/share/OVMF/OVMF_CODE_4M.fd")
-	bootMarkerFrom(t, qemu, "-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
-		"-drive", "if=pflash,format=raw,unit=1,file="+vars,
-		"-device", "qemu-xhci", "-drive", "if=none,id=usb,format=raw,file="+img, "-device", "usb-storage,drive=usb")
+	root := componentRoot(t, "ovmf")
+	bootToMarker(t, qemutests.Machine{
+		Firmware: qemutests.PflashOVMF(filepath.Join(root, "usr/share/OVMF/OVMF_CODE_4M.fd"), filepath.Join(root, "usr/share/OVMF/OVMF_VARS_4M.fd")),
+		Disks:    []qemutests.Disk{qemutests.USBKey(img)},
+	})
 }

@@ -169,18 +169,14 @@ func Pack(files []File, epoch time.Time) (*Archive, error) {
 	}
 	nodes := map[string]*closure.Node{}
 	for _, f := range files {
-		c, err := imagePath(f.Path)
+		n, err := f.node()
 		if err != nil {
 			return nil, fmt.Errorf("pack: %w", err)
 		}
-		if _, dup := nodes[c]; dup {
-			return nil, fmt.Errorf("pack: %s given twice", c)
+		if _, dup := nodes[n.Path]; dup {
+			return nil, fmt.Errorf("pack: %s given twice", n.Path)
 		}
-		perm := f.Mode.Perm()
-		if perm == 0 {
-			perm = 0o644
-		}
-		nodes[c] = &closure.Node{Path: c, Kind: closure.File, Perm: perm, Data: f.Data, Size: int64(len(f.Data))}
+		nodes[n.Path] = n
 	}
 	for p, n := range nodes {
 		if n.Kind != closure.File {

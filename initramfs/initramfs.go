@@ -69,6 +69,19 @@ type File struct {
 	Mode fs.FileMode // permission bits; 0 means 0644
 }
 
+// node is f as an archive member at its cleaned absolute path.
+func (f File) node() (*closure.Node, error) {
+	c, err := imagePath(f.Path)
+	if err != nil {
+		return nil, err
+	}
+	perm := f.Mode.Perm()
+	if perm == 0 {
+		perm = 0o644
+	}
+	return &closure.Node{Path: c, Kind: closure.File, Perm: perm, Data: f.Data, Size: int64(len(f.Data))}, nil
+}
+
 // Entry is one archive member, for size reports.
 type Entry struct {
 	Path string      // absolute path in the image
@@ -151,15 +164,11 @@ func Build(ctx context.Context, s Spec) (*Archive, error) {
 		extra[c] = &closure.Node{Path: c, Kind: closure.Symlink, Perm: 0o777, Link: target, Size: int64(len(target))}
 	}
 	for _, f := range s.Extra {
-		c, err := imagePath(f.Path)
+		n, err := f.node()
 		if err != nil {
 			return nil, fmt.Errorf("initramfs: extra file: %w", err)
 		}
-		perm := f.Mode.Perm()
-		if perm == 0 {
-			perm = 0o644
-		}
-		extra[c] = &closure.Node{Path: c, Kind: closure.File, Perm: perm, Data: f.Data, Size: int64(len(f.Data))}
+		extra[n.Path] = n
 	}
 	for p, n := range extra {
 		if old, ok := nodes[p]; ok && (old.Kind == closure.Dir || n.Kind == closure.Dir) {

@@ -135,7 +135,6 @@ func readLog(t *testing.T, rep boottest.Report) []byte {
 // memdisk is blanked (every byte a comment), so Xen never prints its banner.
 func TestBootCorruptedPayloadStops(t *testing.T) {
 	bl := buildQ35(t)
-	b := testdeps.Board(t, "qemu-q35")
 	payload, err := os.ReadFile(filepath.Join(bl.out, "payload-flash.efi"))
 	if err != nil {
 		t.Fatal(err)
@@ -152,19 +151,7 @@ func TestBootCorruptedPayloadStops(t *testing.T) {
 	for i := hdr + 512; i < hdr+512+int(size)-1; i++ {
 		payload[i] = '#'
 	}
-	spec, err := pipeline.SPISpec(b, bl.comps, payload, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chip, err := image.BuildSPI(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chipPath := filepath.Join(t.TempDir(), "corrupt-spi.bin")
-	if err := os.WriteFile(chipPath, chip, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = boot(t, qemutests.ChainSPI, chipPath)
+	err = bootChip(t, payload, nil)
 	var me *qemutests.MarkerError
 	if !errors.As(err, &me) {
 		t.Fatalf("boot of a corrupted payload: err = %v, want a MarkerError", err)
@@ -177,12 +164,31 @@ func TestBootCorruptedPayloadStops(t *testing.T) {
 	}
 }
 
+// bootChip builds qemu-q35's chip around a flash payload and a guests
+// region of the test's making, and boots it on the SPI path.
+func bootChip(t *testing.T, payload, guests []byte) error {
+	t.Helper()
+	spec, err := pipeline.SPISpec(testdeps.Board(t, "qemu-q35"), buildQ35(t).comps, payload, guests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chip, err := image.BuildSPI(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chipPath := filepath.Join(t.TempDir(), "spi.bin")
+	if err := os.WriteFile(chipPath, chip, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = boot(t, qemutests.ChainSPI, chipPath)
+	return err
+}
+
 // A chip whose guests region is damaged boots to the control domain, and
 // ctld refuses the region (its SHA-256 no longer matches) with a FAILED line
 // instead of the ready line; the boot stops there at once.
 func TestBootSPICorruptGuestsStops(t *testing.T) {
 	bl := buildQ35(t)
-	b := testdeps.Board(t, "qemu-q35")
 	payload, err := os.ReadFile(filepath.Join(bl.out, "payload-flash.efi"))
 	if err != nil {
 		t.Fatal(err)
@@ -193,19 +199,7 @@ func TestBootSPICorruptGuestsStops(t *testing.T) {
 	}
 	bundle := image.GuestBundle(archive)
 	bundle[len(bundle)/2] ^= 0x01 // one bit in the middle of the guest kernel
-	spec, err := pipeline.SPISpec(b, bl.comps, payload, bundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chip, err := image.BuildSPI(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chipPath := filepath.Join(t.TempDir(), "corrupt-guests-spi.bin")
-	if err := os.WriteFile(chipPath, chip, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = boot(t, qemutests.ChainSPI, chipPath)
+	err = bootChip(t, payload, bundle)
 	var me *qemutests.MarkerError
 	if !errors.As(err, &me) || !errors.Is(err, qemutests.ErrAborted) {
 		t.Fatalf("boot with a corrupt guests region: err = %v, want a MarkerError with ErrAborted", err)

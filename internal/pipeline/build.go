@@ -387,14 +387,7 @@ func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 		if err != nil {
 			return fmt.Errorf("initramfs: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "initramfs"), arch.Data, 0o644); err != nil {
-			return err
-		}
-		var list strings.Builder
-		for _, e := range arch.Listing {
-			fmt.Fprintf(&list, "%10d %s\n", e.Size, e.Path)
-		}
-		return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
+		return writeArchive(dir, "initramfs", arch)
 	})
 }
 

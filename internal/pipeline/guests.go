@@ -96,14 +96,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 		if err != nil {
 			return fmt.Errorf("guests: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "guests.cpio"), arch.Data, 0o644); err != nil {
-			return err
-		}
-		var list strings.Builder
-		for _, e := range arch.Listing {
-			fmt.Fprintf(&list, "%10d %s\n", e.Size, e.Path)
-		}
-		return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
+		return writeArchive(dir, "guests.cpio", arch)
 	})
 }
 
@@ -149,4 +142,17 @@ func checkGuestMemory(g boardcfg.Guest, kernel []byte, initrd int) error {
 			g.Memory, size>>20, loadStart>>20, initrd>>10, (need+(1<<20)-1)>>20)
 	}
 	return nil
+}
+
+// writeArchive writes an archive as name in a stage directory, with its
+// listing (size and path a line) as "listing".
+func writeArchive(dir, name string, arch *initramfs.Archive) error {
+	if err := os.WriteFile(filepath.Join(dir, name), arch.Data, 0o644); err != nil {
+		return err
+	}
+	var list strings.Builder
+	for _, e := range arch.Listing {
+		fmt.Fprintf(&list, "%10d %s\n", e.Size, e.Path)
+	}
+	return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
 }
