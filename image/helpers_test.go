@@ -3,18 +3,11 @@ package image
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 	"github.com/linuxboot/fiano/pkg/guid"
 )
-
-// componentRoot returns the unpacked root of a qemu-q35 component.
-func componentRoot(t testing.TB, component string) string {
-	t.Helper()
-	return testdeps.Root(t, component)
-}
 
 const (
 	growGUID  = "48DB5E17-707C-472D-91CD-1613E7EF51B0" // FVMAIN_COMPACT
@@ -22,22 +15,19 @@ const (
 	dxeGUID   = "7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1" // DXEFV
 )
 
-func readComponent(t testing.TB, component, rel string) []byte {
+// readComponent reads the file a qemu-q35 component has in role.
+func readComponent(t testing.TB, component, role string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(componentRoot(t, component), rel))
+	b, err := os.ReadFile(testdeps.File(t, component, role))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func ovmfCode(t testing.TB) []byte {
-	return readComponent(t, "ovmf", "usr/share/OVMF/OVMF_CODE_4M.fd")
-}
+func ovmfCode(t testing.TB) []byte { return readComponent(t, "ovmf", "code") }
 
-func ovmfVars(t testing.TB) []byte {
-	return readComponent(t, "ovmf", "usr/share/OVMF/OVMF_VARS_4M.fd")
-}
+func ovmfVars(t testing.TB) []byte { return readComponent(t, "ovmf", "vars") }
 
 // q35Spec16 is qemu-q35's 16 MiB chip: a preserved vpd region + bios.
 func q35Spec16(base, payload []byte) SPISpec {

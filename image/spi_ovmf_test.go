@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/internal/testdeps"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
@@ -29,7 +30,7 @@ var (
 func grubTestApp(t testing.TB) []byte {
 	t.Helper()
 	mkimage := needTool(t, "grub-mkimage", "grub-common")
-	mods := filepath.Join(componentRoot(t, "grub"), "usr/lib/grub/x86_64-efi")
+	mods := testdeps.File(t, "grub", "modules")
 	grubOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "grubapp")
 		if err != nil {

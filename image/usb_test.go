@@ -12,13 +12,14 @@ import (
 	"time"
 
 	diskfs "github.com/diskfs/go-diskfs"
+	"github.com/fwbuild/fwbuild/internal/testdeps"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
 var testEpoch = time.Date(2024, 5, 17, 12, 34, 56, 0, time.UTC)
 
 func xenEFI(t testing.TB) []byte {
-	return readComponent(t, "xen", "boot/xen-4.17-amd64.efi")
+	return readComponent(t, "xen", "efi")
 }
 
 // espOf copies the image's ESP into its own file for fsck.fat.
@@ -260,9 +261,8 @@ func TestBootUSB(t *testing.T) {
 	if err := WriteUSB(img, USBSpec{Size: 40 << 20, Payload: grubTestApp(t), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
-	root := componentRoot(t, "ovmf")
 	bootToMarker(t, qemutests.Machine{
-		Firmware: qemutests.PflashOVMF(filepath.Join(root, "usr/share/OVMF/OVMF_CODE_4M.fd"), filepath.Join(root, "usr/share/OVMF/OVMF_VARS_4M.fd")),
+		Firmware: qemutests.PflashOVMF(testdeps.File(t, "ovmf", "code"), testdeps.File(t, "ovmf", "vars")),
 		Disks:    []qemutests.Disk{qemutests.USBKey(img)},
 	})
 }

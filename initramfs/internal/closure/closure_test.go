@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fwbuild/fwbuild/initramfs/internal/q35test"
+	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
 
 // copyInto copies in-image paths from the q35 roots into a fresh root,
@@ -144,7 +145,7 @@ func TestSymlinkedDirectories(t *testing.T) {
 	must(os.Symlink("usr/lib", filepath.Join(root, "lib")))
 	must(os.Symlink("loop", filepath.Join(root, "loop")))
 	for _, f := range []string{"libc.so.6", "ld-linux-x86-64.so.2"} {
-		b, err := os.ReadFile(filepath.Join(q35test.Root(t, "libc6"), "lib/x86_64-linux-gnu", f))
+		b, err := os.ReadFile(filepath.Join(testdeps.Root(t, "libc6"), "lib/x86_64-linux-gnu", f))
 		must(err)
 		must(os.WriteFile(filepath.Join(root, "usr/lib/x86_64-linux-gnu", f), b, 0o755))
 	}

@@ -11,13 +11,6 @@ import (
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
 
-// Root returns the extracted package root of a qemu-q35 component, fetched
-// and cached on first use.
-func Root(t testing.TB, component string) string {
-	t.Helper()
-	return testdeps.Root(t, component)
-}
-
 // Components are the packages the qemu-q35 control domain is taken from,
 // as boards/qemu-q35.yaml lists them, and Debian's kernel (for Modules).
 func Components(t testing.TB) []string {
@@ -31,7 +24,7 @@ func Roots(t testing.TB) []string {
 	seen := map[string]bool{}
 	var roots []string
 	for _, c := range Components(t) {
-		r := Root(t, c)
+		r := testdeps.Root(t, c)
 		if !seen[r] {
 			seen[r] = true
 			roots = append(roots, r)
