@@ -403,32 +403,29 @@ func xenOptions(b *boardcfg.Board) string {
 	return opts
 }
 
+// guestsRegion is the board's SPI guests region, if it has one.
+func guestsRegion(b *boardcfg.Board) (boardcfg.Region, bool) {
+	if b.Outputs.SPI == nil {
+		return boardcfg.Region{}, false
+	}
+	return b.Outputs.SPI.GuestsRegion()
+}
+
 // hasGuests says whether the board has a guests stage: guests to pack, or a
 // guests region to fill (with an empty archive when there are none).
 func (r *run) hasGuests() bool {
-	if len(r.Board.Guests) > 0 {
-		return true
-	}
-	s := r.Board.Outputs.SPI
-	if s == nil {
-		return false
-	}
-	_, ok := s.GuestsRegion()
-	return ok
+	_, ok := guestsRegion(r.Board)
+	return ok || len(r.Board.Guests) > 0
 }
 
 // guestsParam is the dom0 command-line parameter telling ctld where the
 // guests region is mapped; empty when the board has none.
 func guestsParam(b *boardcfg.Board) string {
-	s := b.Outputs.SPI
-	if s == nil {
-		return ""
-	}
-	reg, ok := s.GuestsRegion()
+	reg, ok := guestsRegion(b)
 	if !ok {
 		return ""
 	}
-	return fmt.Sprintf("fwbuild.guests=%#x,%#x", s.MappedAddress(uint64(reg.Start)), uint64(reg.Size))
+	return fmt.Sprintf("fwbuild.guests=%#x,%#x", b.Outputs.SPI.MappedAddress(uint64(reg.Start)), uint64(reg.Size))
 }
 
 func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (stageResult, error) {
@@ -667,10 +664,11 @@ func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResu
 func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (SizeTable, error) {
 	// The slot's budget does not depend on the guests region, which is
 	// checked against its own size after the payload.
+	greg, hasRegion := guestsRegion(r.Board)
 	bspec := spec
 	bspec.Regions = slices.Clone(spec.Regions)
 	for i := range bspec.Regions {
-		if bspec.Regions[i].Name == guestsRegionName(r.Board) {
+		if hasRegion && bspec.Regions[i].Name == greg.Name {
 			bspec.Regions[i].Fill = nil
 		}
 	}
@@ -710,17 +708,9 @@ func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (
 	}
 	t := newSizeTable(parts, int64(len(spec.Payload)), budget, limit)
 	for _, reg := range spec.Regions {
-		if reg.Name == guestsRegionName(r.Board) {
+		if hasRegion && reg.Name == greg.Name {
 			t.Guests = &RegionUse{Region: reg.Name, Guests: len(r.Board.Guests), Bytes: int64(len(reg.Fill)), Size: int64(reg.Size)}
 		}
 	}
 	return t, nil
-}
-
-func guestsRegionName(b *boardcfg.Board) string {
-	if b.Outputs.SPI == nil {
-		return ""
-	}
-	reg, _ := b.Outputs.SPI.GuestsRegion()
-	return reg.Name
 }
