@@ -2,7 +2,10 @@ package image
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 func TestInspectFirmwareOVMF(t *testing.T) {
@@ -65,4 +68,31 @@ func FuzzInspectFirmware(f *testing.F) {
 			t.Fatalf("root size %d for %d bytes", n.Size, len(b))
 		}
 	})
+}
+
+// A chip's guests region shows up in inspect, checked: a good bundle with
+// its size, a damaged one with the reason.
+
+func TestInspectGuestBundle(t *testing.T) {
+	spec := synthSpec(t, minimalPE(5000))
+	spec.Regions[0].Fill = contract.EncodeBundle([]byte("the guests' cpio"))
+	chip, err := BuildSPI(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := InspectFirmware(chip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := n.Find("guests", "guest bundle")
+	if g == nil || g.Offset != 0 || g.Size != contract.BundleHeaderSize+16 || !strings.Contains(g.Note, "SHA-256 ok") {
+		t.Fatalf("guests node: %+v", g)
+	}
+	chip[contract.BundleHeaderSize+2] ^= 1
+	if n, err = InspectFirmware(chip); err != nil {
+		t.Fatal(err)
+	}
+	if g := n.Find("guests", "guest bundle"); g == nil || !strings.Contains(g.Note, "SHA-256 of the archive") {
+		t.Fatalf("damaged bundle node: %+v", g)
+	}
 }

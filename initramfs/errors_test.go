@@ -3,12 +3,17 @@ package initramfs
 import (
 	"bytes"
 	"context"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/fwbuild/fwbuild"
 	"github.com/fwbuild/fwbuild/initramfs/internal/q35test"
+	"golang.org/x/mod/modfile"
 	"golang.org/x/tools/txtar"
 )
 
@@ -78,55 +83,75 @@ func TestBuildRejectsBadCommands(t *testing.T) {
 	}
 }
 
+// The generated build module must require the u-root fwbuild's go.mod
+// pins and every module the control domain's sources import, at the
+// versions fwbuild's go.mod selects, with checksums for each: otherwise the
+// offline busybox build fails on a board's machine, not here.
 func TestEmbeddedModuleUpToDate(t *testing.T) {
 	files := map[string][]byte{}
-	for _, f := range txtar.Parse(urootModule).Files {
+	for _, f := range txtar.Parse(buildModule).Files {
 		files[f.Name] = f.Data
 	}
-	for _, dir := range []string{"ctld", "guestinit"} {
-		srcs, err := filepath.Glob("../cmd/" + dir + "/*.go")
-		if err != nil {
-			t.Fatal(err)
+	for _, name := range []string{"go.mod", "go.sum", "tools.go"} {
+		if len(files[name]) == 0 {
+			t.Fatalf("module.txtar has no %s: run go generate ./initramfs", name)
 		}
-		n := 0
-		for _, s := range srcs {
-			if strings.HasSuffix(s, "_test.go") {
-				continue
-			}
-			n++
-			b, err := os.ReadFile(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(files["cmd/"+dir+"/"+filepath.Base(s)], b) {
-				t.Errorf("uroot.txtar has an old copy of %s: run go generate ./initramfs", s)
-			}
-		}
-		for name := range files {
-			if strings.HasPrefix(name, "cmd/"+dir+"/") {
-				n--
-			}
-		}
-		if n != 0 {
-			t.Errorf("uroot.txtar and cmd/%s hold different files: run go generate ./initramfs", dir)
+	}
+	for name := range files {
+		if strings.HasSuffix(name, ".go") && name != "tools.go" {
+			t.Errorf("module.txtar holds a copy of %s: the control domain is built from the real sources", name)
 		}
 	}
 	gomod, err := os.ReadFile("../go.mod")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := urootRequire(string(gomod))
-	if want == "" || urootRequire(string(files["go.mod"])) != want {
-		t.Errorf("uroot.txtar's go.mod does not require %s as ../go.mod does: run go generate ./initramfs", want)
+	main, err := modfile.Parse("go.mod", gomod, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func urootRequire(gomod string) string {
-	for _, l := range strings.Split(gomod, "\n") {
-		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l), "require "))
-		if len(f) >= 2 && f[0] == "github.com/u-root/u-root" {
-			return f[0] + " " + f[1]
+	built, err := modfile.Parse("module.txtar/go.mod", files["go.mod"], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, r := range main.Require {
+		want[r.Mod.Path] = r.Mod.Version
+	}
+	have := map[string]string{}
+	for _, r := range built.Require {
+		have[r.Mod.Path] = r.Mod.Version
+	}
+	needed := map[string]bool{"github.com/u-root/u-root": true}
+	for _, f := range fwbuild.ControlDomainSources() {
+		pf, err := parser.ParseFile(token.NewFileSet(), f.Path, f.Data, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, im := range pf.Imports {
+			p, _ := strconv.Unquote(im.Path.Value)
+			if !strings.Contains(strings.Split(p, "/")[0], ".") || strings.HasPrefix(p, main.Module.Mod.Path+"/") {
+				continue // the standard library, or fwbuild's own packages
+			}
+			mod := ""
+			for m := range want {
+				if (p == m || strings.HasPrefix(p, m+"/")) && len(m) > len(mod) {
+					mod = m
+				}
+			}
+			if mod == "" {
+				t.Errorf("%s imports %s, which fwbuild's go.mod does not require", f.Path, p)
+				continue
+			}
+			needed[mod] = true
 		}
 	}
-	return ""
+	for mod := range needed {
+		if have[mod] != want[mod] {
+			t.Errorf("module.txtar requires %s %q, fwbuild's go.mod %q: run go generate ./initramfs", mod, have[mod], want[mod])
+		}
+		if !bytes.Contains(files["go.sum"], []byte(mod+" "+want[mod]+" h1:")) {
+			t.Errorf("module.txtar's go.sum has no checksum for %s %s: run go generate ./initramfs", mod, want[mod])
+		}
+	}
 }

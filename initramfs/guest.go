@@ -14,8 +14,8 @@ import (
 	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 )
 
-// GuestInitPackage is the import path of the guests' init, built from the
-// copy embedded in this package.
+// GuestInitPackage is the import path of the guests' init, built from
+// fwbuild's own sources.
 const GuestInitPackage = "github.com/fwbuild/fwbuild/cmd/guestinit"
 
 // GuestSpec says how to build a guest initramfs.

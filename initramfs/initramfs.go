@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"io/fs"
 	"log/slog"
@@ -154,7 +155,7 @@ func Build(ctx context.Context, s Spec) (*Archive, error) {
 	extra := map[string]*closure.Node{}
 	if len(modules) > 0 {
 		list := strings.Join(modules, "\n") + "\n"
-		extra[modulesListPath] = &closure.Node{Path: modulesListPath, Kind: closure.File, Perm: 0o644, Data: []byte(list), Size: int64(len(list))}
+		extra[contract.ModulesList] = &closure.Node{Path: contract.ModulesList, Kind: closure.File, Perm: 0o644, Data: []byte(list), Size: int64(len(list))}
 	}
 	for p, target := range s.Symlinks {
 		c, err := imagePath(p)
@@ -209,9 +210,6 @@ func (a *Archive) Largest(n int) []Entry {
 	}
 	return l
 }
-
-// modulesListPath is where ctld reads the modules to load, in order.
-const modulesListPath = "/etc/fwbuild/modules"
 
 // DefaultCommands is a small operator toolbox: u-root's init, the gosh
 // shell, and tools to look around. kexec adds about 0.25 MB compressed,

@@ -18,30 +18,11 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 	"github.com/u-root/mkuimage/uimage"
 	"github.com/u-root/uio/llog"
-	"golang.org/x/tools/txtar"
 )
 
 // CtldPackage is the import path of the control-domain agent, built into the
-// busybox from the copy embedded in this package and started as uinit.
+// busybox from fwbuild's own sources and started as uinit.
 const CtldPackage = "github.com/fwbuild/fwbuild/cmd/ctld"
-
-// writeModule unpacks the embedded build module into dir.
-func writeModule(dir string) error {
-	ar := txtar.Parse(urootModule)
-	if len(ar.Files) == 0 {
-		return errors.New("embedded u-root module is empty (run go generate ./initramfs)")
-	}
-	for _, f := range ar.Files {
-		p := filepath.Join(dir, filepath.FromSlash(f.Name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // goEnv finds the go command the busybox build needs.
 func goEnv(ctx context.Context, goCmd string) (bin, goroot string, err error) {

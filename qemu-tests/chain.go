@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 // Boot chain kinds for BootChain.
@@ -11,10 +13,6 @@ const (
 	ChainUSB = "usb" // stock OVMF boots usb.img: unified xen.efi on the ESP
 	ChainSPI = "spi" // spi.bin: GRUB standalone in OVMF's Shell slot boots xen.gz
 )
-
-// ReadyPattern is the control domain agent's ready line (cmd/ctld); its
-// groups are Xen's version, dom0's memory in MiB and the number of guests.
-const ReadyPattern = `fwbuild-ctld: ready xen=(\S+) dom0_mem=(\d+) guests=(\d+)`
 
 // Base timeouts of the chain's markers, before scaling (×3 under TCG by
 // default, so 60-120 s). Each counts from the previous marker. Measured here
@@ -34,7 +32,7 @@ const (
 // "The boot chain and its serial markers"), in order, for ChainUSB or
 // ChainSPI. Their values: "bds" captures the boot option's description,
 // "xen" and "linux" their versions (compare them with the board's pins),
-// "ctld-ready" the fields of ReadyPattern. Guests' markers are the caller's
+// "ctld-ready" the fields of contract.ReadyPattern (contract.ParseReady reads its line). Guests' markers are the caller's
 // to append.
 //
 // What each link prints (verified with Debian's OVMF 2022.11, GRUB 2.06 and
@@ -67,7 +65,7 @@ func BootChain(kind string) ([]Marker, error) {
 	return append(first,
 		Regexp("xen", `\(XEN\) Xen version (\d+\.\d+\S*)`, TimeoutXen),
 		Regexp("linux", `Linux version (\d+\.\d+\S*)`, TimeoutLinux),
-		Regexp("ctld-ready", ReadyPattern, TimeoutReady),
+		Regexp("ctld-ready", contract.ReadyPattern, TimeoutReady),
 	), nil
 }
 

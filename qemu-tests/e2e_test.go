@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/flash"
 	"github.com/fwbuild/fwbuild/image"
 	"github.com/fwbuild/fwbuild/internal/boottest"
@@ -105,8 +106,8 @@ func TestBootSPI(t *testing.T) {
 
 func checkGuest(t *testing.T, rep boottest.Report) {
 	t.Helper()
-	if rep.Ready["guests"] != "1" {
-		t.Errorf("ready line counts %s guests, want qemu-q35's 1", rep.Ready["guests"])
+	if rep.Ready.Guests != 1 {
+		t.Errorf("ready line counts %d guests, want qemu-q35's 1", rep.Ready.Guests)
 	}
 	seen := map[string][]string{}
 	for _, m := range rep.Result.Matches {
@@ -197,7 +198,7 @@ func TestBootSPICorruptGuestsStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle := image.GuestBundle(archive)
+	bundle := contract.EncodeBundle(archive)
 	bundle[len(bundle)/2] ^= 0x01 // one bit in the middle of the guest kernel
 	err = bootChip(t, payload, bundle)
 	var me *qemutests.MarkerError

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 // feedAll feeds pieces in order, piece i at time i ms, then flushes as Run
@@ -35,7 +37,7 @@ func chainMarkers() []Marker {
 	return []Marker{
 		Regexp("bds", `BdsDxe: starting Boot[0-9A-F]{4} "([^"]*)"`, 0),
 		Substring("xen", "(XEN) Xen version 4.17", 0),
-		Regexp("ready", ReadyPattern, 0),
+		Regexp("ready", contract.ReadyPattern, 0),
 		Substring("prompt", "Shell>", 0),
 	}
 }
@@ -82,7 +84,7 @@ func TestMatcherChunkBoundaries(t *testing.T) {
 // A greedy group must not capture half a number: the regexp waits for the
 // end of the line (or a flush), while a substring matches at once.
 func TestMatcherPartialLine(t *testing.T) {
-	m := newMatcher([]Marker{Regexp("ready", ReadyPattern, 0)}, 40)
+	m := newMatcher([]Marker{Regexp("ready", contract.ReadyPattern, 0)}, 40)
 	if ms := m.feed([]byte("fwbuild-ctld: ready xen=4.17.7 dom0_mem=512 guests=1"), 0); len(ms) != 0 {
 		t.Fatalf("regexp matched an unfinished line: %v", summary(ms))
 	}

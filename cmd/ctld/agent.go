@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 // Paths used at run time. They match what Debian's xen-utils-4.17 is compiled
@@ -67,11 +69,11 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		XenstoreBin: "/usr/bin",
-		ModulesList: "/etc/fwbuild/modules",
+		ModulesList: contract.ModulesList,
 		Timeout:     60 * time.Second,
 		Poll:        200 * time.Millisecond,
-		GuestsDir:   "/etc/fwbuild/guests",
-		GuestImages: "/var/lib/fwbuild/guests",
+		GuestsDir:   contract.GuestsDir,
+		GuestImages: contract.GuestImagesDir,
 		GuestWatch:  2 * time.Minute,
 		GuestPoll:   2 * time.Second,
 	}
@@ -134,7 +136,7 @@ type stepError struct {
 }
 
 func (e *stepError) Error() string {
-	return fmt.Sprintf("fwbuild-ctld: FAILED %s: %v", e.step, oneLine(e.err.Error()))
+	return contract.Failed{Step: e.step, Reason: e.err.Error()}.String()
 }
 
 func (e *stepError) Unwrap() error { return e.err }
@@ -175,7 +177,7 @@ func (a *agent) start(ctx context.Context) error {
 		// declares rather than what runs now.
 		a.guests, st.Guests = gs, len(gs)
 	}
-	fmt.Fprintf(a.out, "fwbuild-ctld: ready xen=%s dom0_mem=%d guests=%d\n", st.Version, st.Dom0MemMiB, st.Guests)
+	fmt.Fprintln(a.out, contract.Ready{Xen: st.Version, Dom0MemMiB: st.Dom0MemMiB, Guests: st.Guests})
 	return nil
 }
 
@@ -511,9 +513,4 @@ func parseXLList(b []byte) ([]domain, error) {
 	}
 	sort.SliceStable(doms, func(i, j int) bool { return doms[i].ID < doms[j].ID })
 	return doms, nil
-}
-
-// oneLine keeps the status line a single line whatever a tool printed.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

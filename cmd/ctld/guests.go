@@ -9,11 +9,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// autostartTag is the comment fwbuild writes into each guest's xl config;
-// xl ignores comments, ctld reads it.
-const autostartTag = "# fwbuild: autostart="
+	"github.com/fwbuild/fwbuild/contract"
+)
 
 // guest is a guest the profile declares: an xl config fwbuild wrote to
 // GuestsDir, named after the guest.
@@ -35,14 +33,14 @@ func (a *agent) findGuests() (gs []guest, ok bool, err error) {
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(path.Base(f), ".cfg")
-		if !validGuestName(name) {
+		if !contract.ValidGuestName(name) {
 			return nil, true, fmt.Errorf("%s: guest name %q: want letters, digits, '-', '_' or '.'", f, name)
 		}
 		b, err := a.sys.readFile(f)
 		if err != nil {
 			return nil, true, err
 		}
-		auto, err := parseAutostart(b)
+		auto, err := contract.ParseAutostart(b)
 		if err != nil {
 			return nil, true, fmt.Errorf("%s: %w", f, err)
 		}
@@ -51,45 +49,11 @@ func (a *agent) findGuests() (gs []guest, ok bool, err error) {
 	return gs, true, nil
 }
 
-func validGuestName(s string) bool {
-	if s == "" || s == "." || s == ".." {
-		return false
-	}
-	for _, r := range s {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// parseAutostart reads the autostart comment; a config without one is not
-// started.
-func parseAutostart(cfg []byte) (bool, error) {
-	auto := false
-	for _, line := range strings.Split(string(cfg), "\n") {
-		v, ok := strings.CutPrefix(strings.TrimSpace(line), autostartTag)
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(v) {
-		case "yes":
-			auto = true
-		case "no":
-			auto = false
-		default:
-			return false, fmt.Errorf("%q: want autostart=yes or autostart=no", strings.TrimSpace(line))
-		}
-	}
-	return auto, nil
-}
-
-// say writes one line; console forwarders and the watcher share a.out.
-func (a *agent) say(format string, args ...any) {
+// say writes one console line; console forwarders and the watcher share a.out.
+func (a *agent) say(line fmt.Stringer) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	fmt.Fprintf(a.out, format+"\n", args...)
+	fmt.Fprintln(a.out, line)
 }
 
 // runGuests starts every autostart guest, forwards their consoles, reports
@@ -99,7 +63,7 @@ func (a *agent) say(format string, args ...any) {
 func (a *agent) runGuests(ctx context.Context) error {
 	gs, _, err := a.findGuests()
 	if err != nil {
-		a.say("fwbuild-ctld: guests FAILED: %s", oneLine(err.Error()))
+		a.say(contract.GuestFailed{Reason: err.Error()})
 		return err
 	}
 	var wg sync.WaitGroup
@@ -110,12 +74,12 @@ func (a *agent) runGuests(ctx context.Context) error {
 			continue
 		}
 		if _, err := a.xl(ctx, "create", g.Config); err != nil {
-			a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
+			a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 			continue
 		}
 		// Attach before reporting so the guest's first lines are not lost.
 		if r, err := a.run.stream(ctx, a.bin("xl"), "console", g.Name); err != nil {
-			a.say("fwbuild-ctld: guest %s console: %s", g.Name, oneLine(err.Error()))
+			a.say(contract.GuestConsoleLost{Name: g.Name, Reason: err.Error()})
 		} else {
 			consoles[g.Name] = r
 			wg.Add(1)
@@ -127,13 +91,13 @@ func (a *agent) runGuests(ctx context.Context) error {
 		}
 		id, err := a.guestID(ctx, g.Name)
 		if err != nil {
-			a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
+			a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 			if c := consoles[g.Name]; c != nil {
 				c.Close()
 			}
 			continue
 		}
-		a.say("fwbuild-ctld: guest %s running domid=%d", g.Name, id)
+		a.say(contract.GuestRunning{Name: g.Name, DomID: id})
 		started = append(started, g.Name)
 	}
 	// A stopped guest's console is closed here too, in case xl console
@@ -180,7 +144,7 @@ func (a *agent) forwardConsole(name string, r io.Reader) {
 		if line != "" {
 			// Consoles are ptys: lines end in \r\n.
 			line = strings.TrimRight(line, "\r\n")
-			a.say("[guest %s] %s", name, line)
+			a.say(contract.GuestConsole{Name: name, Line: line})
 		}
 		if err != nil {
 			return
@@ -227,7 +191,7 @@ func (a *agent) watch(ctx context.Context, names []string, stopped func(name str
 				why = "gone"
 			}
 			if why != "" {
-				a.say("fwbuild-ctld: guest %s stopped: %s", n, why)
+				a.say(contract.GuestStopped{Name: n, Why: why})
 				delete(live, n)
 				stopped(n)
 			}

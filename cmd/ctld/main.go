@@ -3,35 +3,27 @@
 // Command ctld is the fwbuild control-domain agent. It runs in dom0 as u-root's
 // uinit: it prepares the mounts and kernel modules the Xen toolstack needs,
 // starts xenstored, xen-init-dom0 and xenconsoled, and prints one line that a
-// machine can parse:
-//
-//	fwbuild-ctld: ready xen=<version> dom0_mem=<MiB> guests=<n>
-//
-// or, when a step fails:
-//
-//	fwbuild-ctld: FAILED <step>: <error>
+// machine can parse: contract.Ready, or contract.Failed naming the step.
 //
 // It then exits, leaving the daemons running; u-root's init starts the
 // operator shell after uinit exits.
 //
 // A board that keeps its guests in a flash region names it on the dom0
-// command line (fwbuild.guests=<address>,<size>); ctld unpacks it before the
-// ready line, or fails with "FAILED guests: <why>" (see bundle.go).
+// command line (contract.GuestsRegion); ctld unpacks it before the ready
+// line, or fails the "guests" step (see bundle.go).
 //
-// When the profile declares guests (xl configs in /etc/fwbuild/guests), the
+// When the profile declares guests (xl configs in contract.GuestsDir), the
 // ready line counts them, and before exiting ctld starts a copy of itself
 // with -guests in its own session. That copy creates each autostart guest,
-// forwards its console as "[guest <name>] <line>", and prints
-//
-//	fwbuild-ctld: guest <name> running domid=<n>
-//	fwbuild-ctld: guest <name> FAILED: <error>
-//	fwbuild-ctld: guest <name> stopped: crashed|shutdown|dying|gone
+// forwards its console (contract.GuestConsole) and reports each guest with
+// contract.GuestRunning, GuestFailed and GuestStopped.
 //
 // On the control domain's shell, `ctld status` and `ctld guests` report the
 // hypervisor and the guests (operator.go).
 //
-// ctld is built into the u-root busybox by package initramfs from a copy of
-// these files embedded in fwbuild, so it may import only the standard library.
+// Package initramfs builds ctld into the u-root busybox from these very
+// sources (embedded in fwbuild with the contract package), inside a module
+// whose go.mod holds only u-root and what ctld imports.
 package main
 
 import (
@@ -42,6 +34,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 func main() {
@@ -78,7 +72,7 @@ func main() {
 		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
 		if a.cfg.XenBin == "" {
 			if err := a.findToolstack(ctx); err != nil {
-				a.say("fwbuild-ctld: guests FAILED: %s", oneLine(err.Error()))
+				a.say(contract.GuestFailed{Reason: err.Error()})
 				os.Exit(1)
 			}
 		}
@@ -105,7 +99,7 @@ func main() {
 		// guests are looked after by a detached copy.
 		if err := startGuestHelper(a.cfg); err != nil {
 			for _, g := range gs {
-				a.say("fwbuild-ctld: guest %s FAILED: %s", g.Name, oneLine(err.Error()))
+				a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 			}
 		}
 	}

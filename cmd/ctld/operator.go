@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"text/tabwriter"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 // The operator interface: typed at the control domain's shell, on the
@@ -33,7 +35,7 @@ func (a *agent) operate(ctx context.Context, cmd string, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "xen %s, dom0 %d MiB, %d guest domain(s) running\n", st.Version, st.Dom0MemMiB, st.Guests)
+		fmt.Fprintln(w, contract.Status{Xen: st.Version, Dom0MemMiB: st.Dom0MemMiB, Running: st.Guests})
 	}
 	return a.guestTable(ctx, w)
 }

@@ -72,8 +72,8 @@ func cmdTest(e *env, args []string) error {
 			continue
 		}
 		if !e.json {
-			fmt.Fprintf(e.stdout, "  %-6s PASS: ready in %.1fs (xen=%s dom0_mem=%s guests=%s), all %d markers in %.1fs\n", p, rep.ReadyAt.Seconds(),
-				rep.Ready["xen"], rep.Ready["dom0_mem"], rep.Ready["guests"], len(rep.Result.Matches), rep.Result.Elapsed.Seconds())
+			fmt.Fprintf(e.stdout, "  %-6s PASS: ready in %.1fs (xen=%s dom0_mem=%d guests=%d), all %d markers in %.1fs\n", p, rep.ReadyAt.Seconds(),
+				rep.Ready.Xen, rep.Ready.Dom0MemMiB, rep.Ready.Guests, len(rep.Result.Matches), rep.Result.Elapsed.Seconds())
 		}
 		if !*keep {
 			os.Remove(rep.LogPath)

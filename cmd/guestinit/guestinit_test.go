@@ -103,30 +103,14 @@ func FuzzDecodeXS(f *testing.F) {
 	})
 }
 
-func TestParseCmdline(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want params
-		err  string
-	}{
-		{"console=hvc0 fwbuild.guest=web fwbuild.after=run quiet\n", params{"web", "run"}, ""},
-		{"fwbuild.guest=db", params{"db", ""}, ""},
-		{"fwbuild.after=poweroff fwbuild.guest=a fwbuild.guest=b", params{"b", "poweroff"}, ""},
-		{"console=hvc0 quiet", params{}, "no fwbuild.guest=<name> on the kernel command line \"console=hvc0 quiet\""},
-		{"fwbuild.guest=web fwbuild.after=reboot", params{"web", ""}, "fwbuild.after=reboot: want poweroff or run"},
-	} {
-		got, err := parseCmdline(tc.in)
-		if got != tc.want {
-			t.Errorf("parseCmdline(%q) = %+v, want %+v", tc.in, got, tc.want)
-		}
-		if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("parseCmdline(%q) error %v, want %q", tc.in, err, tc.err)
-		}
+func TestParseDomid(t *testing.T) {
+	if _, err := parseDomid(""); err == nil {
+		t.Error("empty domid accepted")
 	}
-}
-
-func TestIsDigits(t *testing.T) {
-	if isDigits("") || isDigits("1a") || !isDigits("42") {
-		t.Error("isDigits")
+	if _, err := parseDomid("1a"); err == nil {
+		t.Error("domid 1a accepted")
+	}
+	if id, err := parseDomid("42"); err != nil || id != 42 {
+		t.Errorf("parseDomid(42) = %d, %v", id, err)
 	}
 }

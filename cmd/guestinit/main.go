@@ -3,17 +3,13 @@
 // Command guestinit is /init of fwbuild's test guests: a static binary (built
 // with CGO_ENABLED=0) that proves a guest domain booted. It mounts proc, sys
 // and devtmpfs (and xenfs when the kernel has it), reads the domain's id from
-// xenstore, prints
+// xenstore, prints contract.GuestUp on the console (or contract.GuestInitFailed),
+// and then powers the domain off or idles, as the kernel command line's
+// contract.GuestParams say.
 //
-//	fwbuild-guest <name>: up domid=<n>
-//
-// on the console, or "fwbuild-guest <name>: FAILED <step>: <error>", and
-// then powers the domain off or idles, as the kernel command line says:
-//
-//	fwbuild.guest=<name> fwbuild.after=poweroff|run
-//
-// Package initramfs builds it from a copy embedded in fwbuild, so it may
-// import only the standard library.
+// Package initramfs builds it from these sources (embedded in fwbuild with
+// the contract package), so it may import only the standard library and
+// the contract package.
 package main
 
 import (
@@ -22,12 +18,14 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 func main() {
 	con := console()
 	p := setup(con)
-	if p.After == "run" {
+	if p.After == contract.AfterRun {
 		// Sleep rather than block forever: as PID 1 with nothing else
 		// to run, select{} would be a runtime deadlock panic.
 		for {
@@ -37,7 +35,7 @@ func main() {
 	syscall.Sync()
 	err := syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
 	// PID 1 must not exit (the kernel would panic), so idle.
-	fmt.Fprintf(con, "fwbuild-guest %s: FAILED poweroff: %v\n", p.Name, err)
+	fmt.Fprintln(con, contract.GuestInitFailed{Name: p.Name, Step: "poweroff", Reason: err.Error()})
 	for {
 		time.Sleep(time.Hour)
 	}
@@ -45,10 +43,10 @@ func main() {
 
 // setup does the work and prints the status line; it returns the command
 // line parameters, the defaults when they cannot be read.
-func setup(con io.Writer) params {
-	p := params{Name: "unnamed", After: "poweroff"}
-	fail := func(step string, err error) params {
-		fmt.Fprintf(con, "fwbuild-guest %s: FAILED %s: %v\n", p.Name, step, err)
+func setup(con io.Writer) contract.GuestParams {
+	p := contract.GuestParams{Name: "unnamed", After: contract.AfterPoweroff}
+	fail := func(step string, err error) contract.GuestParams {
+		fmt.Fprintln(con, contract.GuestInitFailed{Name: p.Name, Step: step, Reason: err.Error()})
 		return p
 	}
 	for _, m := range []struct{ target, fstype string }{{"/proc", "proc"}, {"/sys", "sysfs"}, {"/dev", "devtmpfs"}} {
@@ -61,7 +59,7 @@ func setup(con io.Writer) params {
 	if err != nil {
 		return fail("cmdline", err)
 	}
-	q, err := parseCmdline(string(cmdline))
+	q, err := contract.ParseGuestParams(string(cmdline))
 	if q.Name != "" {
 		p.Name = q.Name
 	}
@@ -80,11 +78,11 @@ func setup(con io.Writer) params {
 	if err != nil {
 		return fail("xenstore", err)
 	}
-	fmt.Fprintf(con, "fwbuild-guest %s: up domid=%s\n", p.Name, domid)
+	fmt.Fprintln(con, contract.GuestUp{Name: p.Name, DomID: domid})
 	return p
 }
 
-func readDomid() (string, error) {
+func readDomid() (int, error) {
 	var errs []error
 	for _, dev := range []string{"/dev/xen/xenbus", "/proc/xen/xenbus"} {
 		f, err := os.OpenFile(dev, os.O_RDWR, 0)
@@ -93,13 +91,13 @@ func readDomid() (string, error) {
 			continue
 		}
 		defer f.Close()
-		id, err := xsReadKey(f, "domid")
-		if err == nil && !isDigits(id) {
-			err = fmt.Errorf("xenstore: domid is %q, not a number", id)
+		v, err := xsReadKey(f, "domid")
+		if err != nil {
+			return 0, err
 		}
-		return id, err
+		return parseDomid(v)
 	}
-	return "", fmt.Errorf("no xenbus device (is this a Xen guest with CONFIG_XEN_XENBUS_FRONTEND?): %v", errs)
+	return 0, fmt.Errorf("no xenbus device (is this a Xen guest with CONFIG_XEN_XENBUS_FRONTEND?): %v", errs)
 }
 
 // console is where the status line goes: /dev/console, which the kernel

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // XenStore wire protocol (xen/include/public/io/xs_wire.h): a 16-byte header
@@ -88,15 +89,11 @@ func xsReadKey(rw io.ReadWriter, path string) (string, error) {
 	return v, nil
 }
 
-// isDigits reports whether s is a decimal number, as a domid must be.
-func isDigits(s string) bool {
-	if s == "" {
-		return false
+// parseDomid reads xenstore's "domid": a decimal number, nothing else.
+func parseDomid(s string) (int, error) {
+	id, err := strconv.ParseUint(s, 10, 31)
+	if err != nil {
+		return 0, fmt.Errorf("xenstore: domid is %q, not a number", s)
 	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
+	return int(id), nil
 }

@@ -9,11 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
@@ -47,16 +47,16 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 			continue
 		}
 		markers = append(markers,
-			qemutests.Regexp("guest-"+g.Name+"-running", `fwbuild-ctld: guest `+regexp.QuoteMeta(g.Name)+` running domid=(\d+)`, qemutests.TimeoutReady),
-			qemutests.Regexp("guest-"+g.Name+"-up", `fwbuild-guest `+regexp.QuoteMeta(g.Name)+`: up domid=(\d+)`, qemutests.TimeoutReady),
+			qemutests.Regexp("guest-"+g.Name+"-running", contract.GuestRunningPattern(g.Name), qemutests.TimeoutReady),
+			qemutests.Regexp("guest-"+g.Name+"-up", contract.GuestUpPattern(g.Name), qemutests.TimeoutReady),
 		)
 	}
 	// The operator interface, typed on the control domain's shell once
 	// everything above has been seen: ctld status and a row per guest.
 	markers[len(markers)-1].Then = "ctld status\n"
-	markers = append(markers, qemutests.Regexp("ctld-status", StatusPattern, qemutests.TimeoutReady))
+	markers = append(markers, qemutests.Regexp("ctld-status", contract.StatusPattern, qemutests.TimeoutReady))
 	for _, g := range b.Guests {
-		markers = append(markers, qemutests.Regexp("ctld-status-"+g.Name, `(?:^|\s)`+regexp.QuoteMeta(g.Name)+`\s+(yes|no)\s+(running|paused|shutdown|crashed|dying|not running)\s`, qemutests.TimeoutReady))
+		markers = append(markers, qemutests.Regexp("ctld-status-"+g.Name, contract.GuestRowPattern(g.Name), qemutests.TimeoutReady))
 	}
 	switch s.Path {
 	case qemutests.ChainUSB:
@@ -96,21 +96,13 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	return m, markers, nil
 }
 
-// FailurePattern is a console line by which ctld reports a failure: a boot
-// showing one stops at once instead of waiting out the next marker.
-var FailurePattern = regexp.MustCompile(`fwbuild-ctld: (FAILED |guest \S+ FAILED|guest \S+ stopped: crashed)`)
-
-// StatusPattern is the first line of `ctld status`: Xen's version, dom0's
-// memory in MiB, running guest domains.
-const StatusPattern = `xen (\d+\.\d+\S*), dom0 (\d+) MiB, (\d+) guest domain\(s\) running`
-
 // Report is a finished boot.
 type Report struct {
-	Path    string            `json:"path"`
-	Result  qemutests.Result  `json:"result"`
-	Ready   map[string]string `json:"ready,omitempty"` // parsed ctld ready line
-	ReadyAt time.Duration     `json:"ready_at_ns"`     // QEMU start to the ready line
-	LogPath string            `json:"log"`
+	Path    string           `json:"path"`
+	Result  qemutests.Result `json:"result"`
+	Ready   contract.Ready   `json:"ready"`       // parsed ctld ready line
+	ReadyAt time.Duration    `json:"ready_at_ns"` // QEMU start to the ready line
+	LogPath string           `json:"log"`
 }
 
 // Run boots one path and checks the chain, including that ctld's ready
@@ -127,73 +119,108 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 		opts.LogPath = filepath.Join(s.WorkDir, "console-"+s.Path+".log")
 	}
 	if opts.Abort == nil {
-		opts.Abort = FailurePattern
+		// A boot that shows a failure stops at once instead of waiting out the next marker.
+		opts.Abort = regexp.MustCompile(contract.FailurePattern)
 	}
 	res, err := qemutests.Run(ctx, m, markers, opts)
 	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}
 	if err != nil {
 		return rep, err
 	}
+	var ready *contract.Ready
 	for _, mt := range res.Matches {
-		if mt.Marker.Name == "ctld-ready" && len(mt.Values) == 3 {
-			rep.Ready = map[string]string{"xen": mt.Values[0], "dom0_mem": mt.Values[1], "guests": mt.Values[2]}
-			rep.ReadyAt = mt.At
+		if mt.Marker.Name == "ctld-ready" {
+			r, err := contract.ParseReady(mt.Line)
+			if err != nil {
+				return rep, fmt.Errorf("boottest: %s path: %w (log %s)", s.Path, err, rep.LogPath)
+			}
+			ready, rep.Ready, rep.ReadyAt = &r, r, mt.At
 		}
 	}
-	if err := checkReady(s.Board, rep.Ready); err != nil {
+	if err := checkReady(s.Board, ready); err != nil {
 		return rep, fmt.Errorf("boottest: %s path: %w (log %s)", s.Path, err, rep.LogPath)
 	}
-	// ctld status, typed on the shell, must agree with the ready line and the profile.
-	for _, mt := range res.Matches {
-		switch name, guest := strings.CutPrefix(mt.Marker.Name, "ctld-status-"); {
-		case mt.Marker.Name == "ctld-status" && (mt.Values[0] != rep.Ready["xen"] || atoi(mt.Values[1]) > atoi(rep.Ready["dom0_mem"]) || atoi(mt.Values[1]) <= 0):
-			// dom0's allocation may shrink by a page or two once guests run; it never grows past dom0_mem's max.
-			return rep, fmt.Errorf("boottest: ctld status says xen %s dom0 %s MiB, the ready line xen=%s dom0_mem=%s (log %s)", mt.Values[0], mt.Values[1], rep.Ready["xen"], rep.Ready["dom0_mem"], rep.LogPath)
-		case guest:
-			for _, g := range s.Board.Guests {
-				if g.Name == name && (mt.Values[0] == "yes") != g.Autostart {
-					return rep, fmt.Errorf("boottest: ctld status lists guest %s with autostart %s, the profile says %v (log %s)", name, mt.Values[0], g.Autostart, rep.LogPath)
-				}
-			}
-		}
+	if err := checkStatus(s.Board, rep.Ready, res.Matches); err != nil {
+		return rep, fmt.Errorf("boottest: %w (log %s)", err, rep.LogPath)
 	}
-	// The domain id ctld got from xl must be the one the guest read from xenstore.
-	running := map[string]string{}
-	for _, mt := range res.Matches {
-		if name, ok := strings.CutSuffix(mt.Marker.Name, "-running"); ok {
-			running[name] = mt.Values[0]
-		} else if name, ok := strings.CutSuffix(mt.Marker.Name, "-up"); ok && running[name] != mt.Values[0] {
-			return rep, fmt.Errorf("boottest: %s: ctld reports domid %s, the guest %s (log %s)", name, running[name], mt.Values[0], rep.LogPath)
-		}
+	if err := checkGuestIDs(res.Matches); err != nil {
+		return rep, fmt.Errorf("boottest: %w (log %s)", err, rep.LogPath)
 	}
 	return rep, nil
 }
 
-// checkReady compares what ctld measured inside dom0 with what the board asked for.
-func checkReady(b *boardcfg.Board, ready map[string]string) error {
-	if ready == nil {
-		return fmt.Errorf("no ctld ready line values")
-	}
-	xen, _ := b.Component(b.Hypervisor.Xen)
-	if !strings.HasPrefix(xen.Version, ready["xen"]) {
-		return fmt.Errorf("ctld reports xen=%s, the board pins %s", ready["xen"], xen.Version)
-	}
-	if ready["guests"] != strconv.Itoa(len(b.Guests)) {
-		return fmt.Errorf("ctld reports guests=%s, the board declares %d", ready["guests"], len(b.Guests))
-	}
-	want := uint64(b.Hypervisor.Dom0.Memory) >> 20
-	got, _ := strconv.ParseUint(ready["dom0_mem"], 10, 64)
-	// dom0 sees its allocation minus what Xen keeps for itself; allow 5%.
-	if got == 0 || got > want || got < want*95/100 {
-		return fmt.Errorf("ctld reports dom0_mem=%s MiB, the board asks for %d", ready["dom0_mem"], want)
+// checkStatus holds ctld status, typed on the shell, against the ready line and the profile.
+func checkStatus(b *boardcfg.Board, ready contract.Ready, matches []qemutests.Match) error {
+	for _, mt := range matches {
+		name, guest := strings.CutPrefix(mt.Marker.Name, "ctld-status-")
+		switch {
+		case mt.Marker.Name == "ctld-status":
+			st, err := contract.ParseStatus(mt.Line)
+			if err != nil {
+				return err
+			}
+			// dom0's allocation may shrink by a page or two once guests run; it never grows past dom0_mem's max.
+			if st.Xen != ready.Xen || st.Dom0MemMiB > ready.Dom0MemMiB || st.Dom0MemMiB <= 0 {
+				return fmt.Errorf("ctld status says xen %s dom0 %d MiB, the ready line xen=%s dom0_mem=%d", st.Xen, st.Dom0MemMiB, ready.Xen, ready.Dom0MemMiB)
+			}
+		case guest:
+			row, err := contract.ParseGuestRow(name, mt.Line)
+			if err != nil {
+				return err
+			}
+			for _, g := range b.Guests {
+				if g.Name == name && row.Autostart != g.Autostart {
+					return fmt.Errorf("ctld status lists guest %s with autostart %v, the profile says %v", name, row.Autostart, g.Autostart)
+				}
+			}
+		}
 	}
 	return nil
 }
 
-func atoi(s string) int {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return -1
+// checkGuestIDs holds the domain id ctld got from xl against the one each
+// guest read from xenstore inside its VM.
+func checkGuestIDs(matches []qemutests.Match) error {
+	running := map[string]int{}
+	for _, mt := range matches {
+		if !strings.HasPrefix(mt.Marker.Name, "guest-") {
+			continue
+		}
+		if _, ok := strings.CutSuffix(mt.Marker.Name, "-running"); ok {
+			g, err := contract.ParseGuestRunning(mt.Line)
+			if err != nil {
+				return err
+			}
+			running[g.Name] = g.DomID
+		} else if _, ok := strings.CutSuffix(mt.Marker.Name, "-up"); ok {
+			g, err := contract.ParseGuestUp(mt.Line)
+			if err != nil {
+				return err
+			}
+			if id, ok := running[g.Name]; !ok || id != g.DomID {
+				return fmt.Errorf("%s: ctld reports domid %d, the guest %d", g.Name, id, g.DomID)
+			}
+		}
 	}
-	return n
+	return nil
+}
+
+// checkReady compares what ctld measured inside dom0 with what the board asked for.
+func checkReady(b *boardcfg.Board, ready *contract.Ready) error {
+	if ready == nil {
+		return fmt.Errorf("no ctld ready line values")
+	}
+	xen, _ := b.Component(b.Hypervisor.Xen)
+	if !strings.HasPrefix(xen.Version, ready.Xen) {
+		return fmt.Errorf("ctld reports xen=%s, the board pins %s", ready.Xen, xen.Version)
+	}
+	if ready.Guests != len(b.Guests) {
+		return fmt.Errorf("ctld reports guests=%d, the board declares %d", ready.Guests, len(b.Guests))
+	}
+	want := int(uint64(b.Hypervisor.Dom0.Memory) >> 20)
+	// dom0 sees its allocation minus what Xen keeps for itself; allow 5%.
+	if ready.Dom0MemMiB <= 0 || ready.Dom0MemMiB > want || ready.Dom0MemMiB < want*95/100 {
+		return fmt.Errorf("ctld reports dom0_mem=%d MiB, the board asks for %d", ready.Dom0MemMiB, want)
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fwbuild/fwbuild"
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/hvcore"
 	"github.com/fwbuild/fwbuild/hvcore/kbuild"
 	"github.com/fwbuild/fwbuild/image"
@@ -425,7 +426,7 @@ func guestsParam(b *boardcfg.Board) string {
 	if !ok {
 		return ""
 	}
-	return fmt.Sprintf("fwbuild.guests=%#x,%#x", b.Outputs.SPI.MappedAddress(uint64(reg.Start)), uint64(reg.Size))
+	return contract.GuestsRegion{Addr: b.Outputs.SPI.MappedAddress(uint64(reg.Start)), Size: uint64(reg.Size)}.String()
 }
 
 func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (stageResult, error) {
@@ -556,7 +557,7 @@ func (r *run) usb(pay stageResult) (stageResult, error) {
 }
 
 // SPISpec maps a board's SPI output to the image stage's inputs, with
-// payload as the flash payload and guests (an image.GuestBundle) as the
+// payload as the flash payload and guests (a contract.EncodeBundle) as the
 // content of the guests region, if the board has one.
 func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image.SPISpec, error) {
 	s := b.Outputs.SPI
@@ -603,7 +604,7 @@ func (r *run) spiSpec(pay, gst stageResult) (image.SPISpec, error) {
 		if err != nil {
 			return image.SPISpec{}, err
 		}
-		bundle = image.GuestBundle(archive)
+		bundle = contract.EncodeBundle(archive)
 	}
 	return SPISpec(r.Board, r.comps, payload, bundle)
 }

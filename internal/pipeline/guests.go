@@ -9,14 +9,9 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/hvcore"
 	"github.com/fwbuild/fwbuild/initramfs"
-)
-
-// Where the control domain keeps its guests; ctld reads guestsDir.
-const (
-	guestsDir   = "/etc/fwbuild/guests"
-	guestImages = "/var/lib/fwbuild/guests"
 )
 
 // xlConfig is a guest's xl config. PV with no vif or disk: the hotplug
@@ -26,19 +21,15 @@ func xlConfig(g boardcfg.Guest) []byte {
 	if after == "" {
 		after = "poweroff"
 	}
-	autostart := "no"
-	if g.Autostart {
-		autostart = "yes"
-	}
 	vcpus := g.VCPUs
 	if vcpus == 0 {
 		vcpus = 1
 	}
-	extra := strings.TrimSpace(fmt.Sprintf("console=hvc0 fwbuild.guest=%s fwbuild.after=%s %s", g.Name, after, g.Cmdline))
+	extra := strings.TrimSpace("console=hvc0 " + contract.GuestParams{Name: g.Name, After: after}.String() + " " + g.Cmdline)
 	var b strings.Builder
-	fmt.Fprintf(&b, "# fwbuild: autostart=%s\n", autostart)
+	fmt.Fprintln(&b, contract.AutostartLine(g.Autostart))
 	fmt.Fprintf(&b, "name = %q\ntype = \"pv\"\nmemory = %d\nvcpus = %d\n", g.Name, uint64(g.Memory)>>20, vcpus)
-	fmt.Fprintf(&b, "kernel = %q\nramdisk = %q\n", guestImages+"/"+g.Name+"/vmlinuz", guestImages+"/"+g.Name+"/initrd")
+	fmt.Fprintf(&b, "kernel = %q\nramdisk = %q\n", contract.GuestKernel(g.Name), contract.GuestInitrd(g.Name))
 	fmt.Fprintf(&b, "extra = %q\non_poweroff = \"destroy\"\non_crash = \"destroy\"\n", extra)
 	return []byte(b.String())
 }
@@ -87,9 +78,9 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].memory", i)), err)
 			}
 			files = append(files,
-				initramfs.File{Path: guestsDir + "/" + g.Name + ".cfg", Data: xlConfig(g)},
-				initramfs.File{Path: guestImages + "/" + g.Name + "/vmlinuz", Data: kernel},
-				initramfs.File{Path: guestImages + "/" + g.Name + "/initrd", Data: initrds[comp]},
+				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g)},
+				initramfs.File{Path: contract.GuestKernel(g.Name), Data: kernel},
+				initramfs.File{Path: contract.GuestInitrd(g.Name), Data: initrds[comp]},
 			)
 		}
 		arch, err := initramfs.Pack(files, r.Epoch)

@@ -1,0 +1,140 @@
+package contract
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestGuestsRegionRoundTrip(t *testing.T) {
+	r := GuestsRegion{Addr: 0xff010000, Size: 0x3f0000}
+	if got := r.String(); got != "fwbuild.guests=0xff010000,0x3f0000" {
+		t.Fatalf("String() = %q", got)
+	}
+	got, ok, err := ParseGuestsRegion("console=hvc0 " + r.String() + " quiet")
+	if !ok || err != nil || got != r {
+		t.Fatalf("ParseGuestsRegion = %+v, %v, %v", got, ok, err)
+	}
+	if _, ok, err := ParseGuestsRegion("console=hvc0"); ok || err != nil {
+		t.Errorf("no parameter: ok %v, err %v", ok, err)
+	}
+	for _, bad := range []string{"fwbuild.guests=0xff010000", "fwbuild.guests=x,0x100", "fwbuild.guests=0x100,0x10", "fwbuild.guests=0xffffffffffffff00,0x1000"} {
+		if _, ok, err := ParseGuestsRegion(bad); !ok || err == nil || !strings.Contains(err.Error(), "want fwbuild.guests=<address>,<size>") {
+			t.Errorf("%s: ok %v, err %v", bad, ok, err)
+		}
+	}
+}
+
+func TestParseGuestParams(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want GuestParams
+		err  string
+	}{
+		{"console=hvc0 fwbuild.guest=web fwbuild.after=run quiet\n", GuestParams{"web", "run"}, ""},
+		{"fwbuild.guest=db", GuestParams{"db", ""}, ""},
+		{"fwbuild.after=poweroff fwbuild.guest=a fwbuild.guest=b", GuestParams{"b", "poweroff"}, ""},
+		{"console=hvc0 quiet", GuestParams{}, "no fwbuild.guest=<name> on the kernel command line \"console=hvc0 quiet\""},
+		{"fwbuild.guest=web fwbuild.after=reboot", GuestParams{"web", ""}, "fwbuild.after=reboot: want poweroff or run"},
+	} {
+		got, err := ParseGuestParams(tc.in)
+		if got != tc.want {
+			t.Errorf("ParseGuestParams(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+		if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("ParseGuestParams(%q) error %v, want %q", tc.in, err, tc.err)
+		}
+	}
+	p := GuestParams{Name: "demo", After: AfterPoweroff}
+	if got, err := ParseGuestParams("console=hvc0 " + p.String()); err != nil || got != p {
+		t.Errorf("round trip of %q: %+v, %v", p.String(), got, err)
+	}
+}
+
+func TestAutostart(t *testing.T) {
+	for _, want := range []bool{true, false} {
+		cfg := AutostartLine(want) + "\nname = \"x\"\n"
+		if got, err := ParseAutostart([]byte(cfg)); err != nil || got != want {
+			t.Errorf("ParseAutostart(%q) = %v, %v", cfg, got, err)
+		}
+	}
+	if got, err := ParseAutostart([]byte("name = \"x\"\n")); err != nil || got {
+		t.Errorf("no tag: %v, %v", got, err)
+	}
+	if _, err := ParseAutostart([]byte(AutostartTag + "maybe\n")); err == nil || !strings.Contains(err.Error(), "want autostart=yes or autostart=no") {
+		t.Errorf("bad tag: %v", err)
+	}
+}
+
+func TestPaths(t *testing.T) {
+	if GuestConfig("demo") != GuestsDir+"/demo.cfg" || GuestKernel("demo") != GuestImagesDir+"/demo/vmlinuz" || GuestInitrd("demo") != GuestImagesDir+"/demo/initrd" {
+		t.Error(GuestConfig("demo"), GuestKernel("demo"), GuestInitrd("demo"))
+	}
+	for _, n := range []string{"", ".", "..", "a/b", "a b", "ü"} {
+		if ValidGuestName(n) {
+			t.Errorf("ValidGuestName(%q) = true", n)
+		}
+	}
+	if !ValidGuestName("web-1.a_b") {
+		t.Error("ValidGuestName(web-1.a_b) = false")
+	}
+}
+
+// Each console line, printed by String and read back by its parser and its
+// pattern, after a shell prompt as it arrives on a serial console.
+func TestConsoleLinesRoundTrip(t *testing.T) {
+	ready := Ready{Xen: "4.17.7", Dom0MemMiB: 512, Guests: 1}
+	if got := ready.String(); got != "fwbuild-ctld: ready xen=4.17.7 dom0_mem=512 guests=1" {
+		t.Fatalf("Ready.String() = %q", got)
+	}
+	if got, err := ParseReady("$ " + ready.String()); err != nil || got != ready {
+		t.Errorf("ParseReady = %+v, %v", got, err)
+	}
+	if _, err := ParseReady("fwbuild-ctld: FAILED mount: x"); err == nil {
+		t.Error("ParseReady accepted a FAILED line")
+	}
+
+	run := GuestRunning{Name: "demo", DomID: 3}
+	if got, err := ParseGuestRunning(run.String()); err != nil || got != run {
+		t.Errorf("ParseGuestRunning = %+v, %v", got, err)
+	}
+	if !regexp.MustCompile(GuestRunningPattern("demo")).MatchString(run.String()) || regexp.MustCompile(GuestRunningPattern("dem.")).MatchString("fwbuild-ctld: guest demx running domid=3") {
+		t.Error("GuestRunningPattern")
+	}
+	up := GuestUp{Name: "demo", DomID: 3}
+	if got := up.String(); got != "fwbuild-guest demo: up domid=3" {
+		t.Fatalf("GuestUp.String() = %q", got)
+	}
+	if got, err := ParseGuestUp(GuestConsole{Name: "demo", Line: up.String()}.String()); err != nil || got != up {
+		t.Errorf("ParseGuestUp = %+v, %v", got, err)
+	}
+	if !regexp.MustCompile(GuestUpPattern("demo")).MatchString(up.String()) {
+		t.Error("GuestUpPattern")
+	}
+
+	st := Status{Xen: "4.17.7", Dom0MemMiB: 511, Running: 0}
+	if got, err := ParseStatus(st.String()); err != nil || got != st {
+		t.Errorf("ParseStatus(%q) = %+v, %v", st.String(), got, err)
+	}
+	row, err := ParseGuestRow("demo", "demo   yes        not running  -      -")
+	if err != nil || row != (GuestRow{Name: "demo", Autostart: true, State: "not running"}) {
+		t.Errorf("ParseGuestRow = %+v, %v", row, err)
+	}
+
+	fail := regexp.MustCompile(FailurePattern)
+	for _, l := range []string{
+		Failed{Step: "guests", Reason: "guests region at 0x1: bad\nnews"}.String(),
+		GuestFailed{Name: "demo", Reason: "xl create: exit 1"}.String(),
+		GuestFailed{Reason: "no toolstack"}.String(),
+		GuestStopped{Name: "demo", Why: "crashed"}.String(),
+	} {
+		if strings.Contains(l, "\n") || !fail.MatchString(l) {
+			t.Errorf("failure line %q: one line, matched by FailurePattern", l)
+		}
+	}
+	for _, l := range []string{ready.String(), run.String(), GuestStopped{Name: "demo", Why: "shutdown"}.String(), BundleLoaded{Addr: 0xff010000, Files: 3}.String()} {
+		if fail.MatchString(l) {
+			t.Errorf("FailurePattern matches %q", l)
+		}
+	}
+}

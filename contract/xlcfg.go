@@ -1,0 +1,39 @@
+package contract
+
+import (
+	"fmt"
+	"strings"
+)
+
+// AutostartTag is the comment fwbuild writes into each guest's xl config:
+// xl ignores comments, ctld reads it to know which guests to start.
+const AutostartTag = "# fwbuild: autostart="
+
+// AutostartLine is the tag's line for a config, without the newline.
+func AutostartLine(autostart bool) string {
+	if autostart {
+		return AutostartTag + "yes"
+	}
+	return AutostartTag + "no"
+}
+
+// ParseAutostart reads the tag from an xl config; a config without one is
+// not started, and the last tag wins.
+func ParseAutostart(cfg []byte) (bool, error) {
+	auto := false
+	for _, line := range strings.Split(string(cfg), "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), AutostartTag)
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(v) {
+		case "yes":
+			auto = true
+		case "no":
+			auto = false
+		default:
+			return false, fmt.Errorf("%q: want autostart=yes or autostart=no", strings.TrimSpace(line))
+		}
+	}
+	return auto, nil
+}
