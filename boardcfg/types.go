@@ -62,9 +62,9 @@ type Kernel struct {
 }
 
 type ControlDomain struct {
-	Compression string    `yaml:"compression"`
-	Commands    []string  `yaml:"commands"`
-	Toolstack   Toolstack `yaml:"toolstack"`
+	Compression Compression `yaml:"compression"`
+	Commands    []string    `yaml:"commands"`
+	Toolstack   Toolstack   `yaml:"toolstack"`
 }
 
 type Toolstack struct {

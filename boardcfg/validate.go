@@ -152,10 +152,11 @@ func (b *Board) validate() error {
 	}
 
 	cd := b.ControlDomain
+	// An uncompressed control domain would not fit any flash payload.
 	switch cd.Compression {
 	case "":
 		add(b.missing("control_domain.compression"))
-	case "xz", "xz-x86", "zstd":
+	case XZ, XZX86, Zstd:
 	default:
 		add(b.errAt("control_domain.compression", "%q: want xz, xz-x86 (xz with the x86 BCJ filter: smaller, needs CONFIG_XZ_DEC_X86) or zstd", cd.Compression))
 	}

@@ -138,7 +138,7 @@ func TestBootPayloads(t *testing.T) {
 	if err := CheckDom0Kernel(kernel, readFile(t, "linux-image", "config"), "linux-image-amd64"); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := XenConfig(XenCfg{XenOptions: testXenOpts, Dom0Cmdline: testDom0Opts})
+	cfg, err := XenConfig(XenConfigSpec{XenOptions: testXenOpts, Dom0Cmdline: testDom0Opts})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func testSections(t testing.TB) Sections {
-	cfg, err := XenConfig(XenCfg{XenOptions: "console=com1", Dom0Cmdline: "console=hvc0"})
+	cfg, err := XenConfig(XenConfigSpec{XenOptions: "console=com1", Dom0Cmdline: "console=hvc0"})
 	if err != nil {
 		t.Fatal(err)
 	}

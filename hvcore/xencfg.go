@@ -20,15 +20,15 @@ const (
 	cfgXSM     = "xsm.cfg"
 )
 
-// XenCfg is the input for XenConfig.
-type XenCfg struct {
+// XenConfigSpec is the input for XenConfig.
+type XenConfigSpec struct {
 	XenOptions  string // Xen's command line
 	Dom0Cmdline string // dom0 kernel's command line
 	Ucode, XSM  bool   // add ucode= / xsm= lines
 }
 
 // XenConfig renders the xen.cfg read by Xen's EFI loader.
-func XenConfig(c XenCfg) ([]byte, error) {
+func XenConfig(c XenConfigSpec) ([]byte, error) {
 	if err := checkCmdline("Xen options", c.XenOptions); err != nil {
 		return nil, err
 	}

@@ -8,13 +8,13 @@ import (
 func TestXenConfig(t *testing.T) {
 	xo := "console=com1 com1=115200,8n1 dom0_mem=512M,max:512M"
 	cases := []struct {
-		c     XenCfg
+		c     XenConfigSpec
 		lines []string
 	}{
-		{XenCfg{XenOptions: xo, Dom0Cmdline: "console=hvc0 earlyprintk=xen"}, []string{
+		{XenConfigSpec{XenOptions: xo, Dom0Cmdline: "console=hvc0 earlyprintk=xen"}, []string{
 			"[global]", "default=xen", "", "[xen]", "options=" + xo,
 			"kernel=vmlinuz console=hvc0 earlyprintk=xen", "ramdisk=initrd.img"}},
-		{XenCfg{Ucode: true, XSM: true}, []string{
+		{XenConfigSpec{Ucode: true, XSM: true}, []string{
 			"[global]", "default=xen", "", "[xen]", "options=", "kernel=vmlinuz", "ramdisk=initrd.img",
 			"ucode=ucode.bin", "xsm=xsm.cfg"}},
 	}
@@ -31,14 +31,14 @@ func TestXenConfig(t *testing.T) {
 
 func TestXenConfigRejects(t *testing.T) {
 	cases := []struct {
-		c     XenCfg
+		c     XenConfigSpec
 		field string
 	}{
-		{XenCfg{XenOptions: "console=com1\nkernel=evil"}, "Xen options"},
-		{XenCfg{Dom0Cmdline: "quiet\r"}, "dom0 command line"},
-		{XenCfg{Dom0Cmdline: "a\tb"}, "dom0 command line"},
-		{XenCfg{XenOptions: "loglvl=all caf\u00e9"}, "Xen options"},
-		{XenCfg{Dom0Cmdline: "x\x00"}, "dom0 command line"},
+		{XenConfigSpec{XenOptions: "console=com1\nkernel=evil"}, "Xen options"},
+		{XenConfigSpec{Dom0Cmdline: "quiet\r"}, "dom0 command line"},
+		{XenConfigSpec{Dom0Cmdline: "a\tb"}, "dom0 command line"},
+		{XenConfigSpec{XenOptions: "loglvl=all caf\u00e9"}, "Xen options"},
+		{XenConfigSpec{Dom0Cmdline: "x\x00"}, "dom0 command line"},
 	}
 	for _, c := range cases {
 		_, err := XenConfig(c.c)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"io"
 	"io/fs"
@@ -116,17 +117,17 @@ func writeCPIO(w io.Writer, nodes map[string]*closure.Node, mtime int64) ([]Entr
 // compresses better than the pure-Go encoder (see BenchmarkCompress);
 // single-threaded so the output does not depend on the machine. The kernel
 // accepts only CRC32 (or no) integrity checks in an xz initramfs.
-func compress(ctx context.Context, method string, raw []byte) ([]byte, error) {
+func compress(ctx context.Context, method boardcfg.Compression, raw []byte) ([]byte, error) {
 	switch method {
-	case "none":
+	case boardcfg.NoCompression:
 		return raw, nil
-	case "xz":
+	case boardcfg.XZ:
 		return xzTool(ctx, raw, "-9e")
-	case "xz-x86":
+	case boardcfg.XZX86:
 		// The BCJ filter makes x86 code compress better; the kernel must
 		// have CONFIG_XZ_DEC_X86 (the default on x86).
 		return xzTool(ctx, raw, "--x86", "--lzma2=preset=9e")
-	case "zstd":
+	case boardcfg.Zstd:
 		enc, err := zstd.NewWriter(nil,
 			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 			zstd.WithEncoderConcurrency(1),
@@ -161,9 +162,9 @@ func xzTool(ctx context.Context, raw []byte, args ...string) ([]byte, error) {
 
 // Pack writes generated files, with their parent directories, as an
 // uncompressed newc archive. Guests travel this way: their kernels are
-// compressed already, and ctld unpacks the archive with the standard library.
+// compressed already, and ctld unpacks the archive as it reads it from flash.
 func Pack(files []File, epoch time.Time) (*Archive, error) {
-	none := "none"
+	none := boardcfg.NoCompression
 	if err := checkArchiveSpec("pack", &none, epoch); err != nil {
 		return nil, err
 	}

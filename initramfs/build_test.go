@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
+
 	"github.com/u-root/mkuimage/cpio"
 )
 
@@ -273,7 +275,7 @@ func TestBuildReproducible(t *testing.T) {
 func TestCompression(t *testing.T) {
 	needTool(t, "xz", "xz-utils")
 	raw := bytes.Repeat([]byte("fwbuild initramfs \x00\x01\x02"), 5000)
-	for _, m := range []string{"xz", "xz-x86", "zstd", "none"} {
+	for _, m := range []boardcfg.Compression{"xz", "xz-x86", "zstd", "none"} {
 		c, err := compress(context.Background(), m, raw)
 		if err != nil {
 			t.Fatalf("%s: %v", m, err)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
+
 	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"github.com/fwbuild/fwbuild/initramfs/internal/q35test"
 	"github.com/u-root/mkuimage/cpio"
@@ -37,8 +39,8 @@ func BenchmarkCompress(b *testing.B) {
 	if _, err := writeCPIO(&raw, tr.Nodes, 0); err != nil {
 		b.Fatal(err)
 	}
-	for _, m := range []string{"xz", "xz-x86", "zstd", "ulikunitz-xz"} {
-		b.Run(m, func(b *testing.B) {
+	for _, m := range []boardcfg.Compression{"xz", "xz-x86", "zstd", "ulikunitz-xz"} {
+		b.Run(string(m), func(b *testing.B) {
 			var n int
 			for b.Loop() {
 				if m == "ulikunitz-xz" {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 )
 
@@ -26,14 +27,14 @@ type GuestSpec struct {
 	GoCmd string
 	// TempDir holds build files, removed afterwards; default os.TempDir().
 	TempDir string
-	// Compression is "xz" (the default), "xz-x86", "zstd" or "none".
-	Compression string
+	// Compression defaults to xz.
+	Compression boardcfg.Compression
 }
 
-// GuestInitramfs builds the initramfs of a test guest: guestinit, compiled
+// Guest builds the initramfs of a test guest: guestinit, compiled
 // static for linux/amd64, as /init, and /dev/console. The same spec and Go
 // toolchain give the same bytes.
-func GuestInitramfs(ctx context.Context, s GuestSpec) ([]byte, error) {
+func Guest(ctx context.Context, s GuestSpec) ([]byte, error) {
 	if err := checkArchiveSpec("guest initramfs", &s.Compression, s.Epoch); err != nil {
 		return nil, err
 	}
@@ -56,7 +57,7 @@ func GuestInitramfs(ctx context.Context, s GuestSpec) ([]byte, error) {
 		return nil, fmt.Errorf("guest initramfs: %w", err)
 	}
 	var data []byte
-	if s.Compression == "xz" {
+	if s.Compression == boardcfg.XZ {
 		// The kernel allocates the whole dictionary before it unpacks: xz -9's
 		// 64 MiB does not fit a small guest, and the archive is ~2 MB anyway.
 		data, err = xzTool(ctx, raw.Bytes(), "--lzma2=preset=9e,dict=2MiB")

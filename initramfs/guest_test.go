@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
+
 	"github.com/u-root/mkuimage/cpio"
 )
 
@@ -18,14 +20,14 @@ func guestSpec(t testing.TB) GuestSpec {
 	return GuestSpec{Epoch: time.Unix(1700000000, 0), TempDir: t.TempDir()}
 }
 
-func TestGuestInitramfs(t *testing.T) {
+func TestGuest(t *testing.T) {
 	xz := needTool(t, "xz", "xz-utils")
 	ctx := context.Background()
-	a, err := GuestInitramfs(ctx, guestSpec(t))
+	a, err := Guest(ctx, guestSpec(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := GuestInitramfs(ctx, guestSpec(t))
+	b, err := Guest(ctx, guestSpec(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,15 +89,15 @@ func TestGuestInitramfs(t *testing.T) {
 	t.Logf("guest init: %d bytes, cpio %d bytes", len(data), len(raw))
 }
 
-func TestGuestInitramfsErrors(t *testing.T) {
+func TestGuestErrors(t *testing.T) {
 	s := guestSpec(t)
 	s.Compression = "lz4"
-	if _, err := GuestInitramfs(context.Background(), s); err == nil || !strings.Contains(err.Error(), `compression "lz4"`) {
+	if _, err := Guest(context.Background(), s); err == nil || !strings.Contains(err.Error(), `compression "lz4"`) {
 		t.Errorf("lz4: %v", err)
 	}
 	s = guestSpec(t)
 	s.GoCmd = "/nonexistent/go"
-	if _, err := GuestInitramfs(context.Background(), s); err == nil || !strings.Contains(err.Error(), "need the go command") {
+	if _, err := Guest(context.Background(), s); err == nil || !strings.Contains(err.Error(), "need the go command") {
 		t.Errorf("missing go: %v", err)
 	}
 }
@@ -117,16 +119,16 @@ func TestCheckStatic(t *testing.T) {
 	}
 }
 
-// BenchmarkGuestInitramfs reports the guest initramfs size; the target is
+// BenchmarkGuest reports the guest initramfs size; the target is
 // well under 1 MB compressed (it goes on the SPI chip).
-func BenchmarkGuestInitramfs(b *testing.B) {
-	for _, c := range []string{"xz", "zstd"} {
-		b.Run(c, func(b *testing.B) {
+func BenchmarkGuest(b *testing.B) {
+	for _, c := range []boardcfg.Compression{"xz", "zstd"} {
+		b.Run(string(c), func(b *testing.B) {
 			var n int
 			for i := 0; i < b.N; i++ {
 				s := guestSpec(b)
 				s.Compression = c
-				d, err := GuestInitramfs(context.Background(), s)
+				d, err := Guest(context.Background(), s)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"io/fs"
@@ -43,10 +44,10 @@ type Spec struct {
 	// Extra are generated files (configs); they may replace u-root's
 	// defaults such as etc/resolv.conf.
 	Extra []File
-	// Compression is "xz" (the default), "xz-x86", "zstd" or "none".
-	// xz-x86 adds the x86 BCJ filter: 5% smaller, but the kernel needs
-	// CONFIG_XZ_DEC_X86=y (Debian's has it; tinyconfig turns it off).
-	Compression string
+	// Compression defaults to xz. xz-x86 adds the x86 BCJ filter: 5%
+	// smaller, but the kernel needs CONFIG_XZ_DEC_X86=y (Debian's has it;
+	// tinyconfig turns it off).
+	Compression boardcfg.Compression
 	// Epoch is every entry's mtime; the zero value means the Unix epoch.
 	// Callers pass SOURCE_DATE_EPOCH here.
 	Epoch time.Time
@@ -222,17 +223,14 @@ func DefaultCommands() []string {
 	return cmds
 }
 
-// DefaultBuildTags selects gosh's small line editor (peterh/liner), which
-// also suits a serial console better than the default bubbline; it saves
-// about 1 MB of busybox.
 // checkArchiveSpec validates what both archive builders share: the
 // compression (defaulting to xz) and an epoch a cpio mtime can hold.
-func checkArchiveSpec(what string, compression *string, epoch time.Time) error {
+func checkArchiveSpec(what string, compression *boardcfg.Compression, epoch time.Time) error {
 	if *compression == "" {
-		*compression = "xz"
+		*compression = boardcfg.XZ
 	}
 	switch *compression {
-	case "xz", "xz-x86", "zstd", "none":
+	case boardcfg.XZ, boardcfg.XZX86, boardcfg.Zstd, boardcfg.NoCompression:
 	default:
 		return fmt.Errorf("%s: compression %q: want xz, xz-x86, zstd or none", what, *compression)
 	}
@@ -242,4 +240,7 @@ func checkArchiveSpec(what string, compression *string, epoch time.Time) error {
 	return nil
 }
 
+// DefaultBuildTags selects gosh's small line editor (peterh/liner), which
+// also suits a serial console better than the default bubbline; it saves
+// about 1 MB of busybox.
 func DefaultBuildTags() []string { return []string{"goshliner"} }

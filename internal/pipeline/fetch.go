@@ -73,3 +73,10 @@ func BoardsDir(dir, cacheDir string) (string, error) {
 	}
 	return materializeBuiltin(cacheDir)
 }
+
+// fetch is the fetch stage: a package store lookup, never reported as cached.
+func (r *run) fetch(ctx context.Context) (Components, error) {
+	return Fetch(ctx, r.Board, r.CacheDir, r.log())
+}
+
+func (Components) fromCache() bool { return false }

@@ -14,6 +14,31 @@ import (
 	"github.com/fwbuild/fwbuild/initramfs"
 )
 
+// guestsRegion is the board's SPI guests region, if it has one.
+func guestsRegion(b *boardcfg.Board) (boardcfg.Region, bool) {
+	if b.Outputs.SPI == nil {
+		return boardcfg.Region{}, false
+	}
+	return b.Outputs.SPI.GuestsRegion()
+}
+
+// hasGuests says whether the board has a guests stage: guests to pack, or a
+// guests region to fill (with an empty archive when there are none).
+func (r *run) hasGuests() bool {
+	_, ok := guestsRegion(r.Board)
+	return ok || len(r.Board.Guests) > 0
+}
+
+// guestsParam is the dom0 command-line parameter telling ctld where the
+// guests region is mapped; empty when the board has none.
+func guestsParam(b *boardcfg.Board) string {
+	reg, ok := guestsRegion(b)
+	if !ok {
+		return ""
+	}
+	return contract.GuestsRegion{Addr: b.Outputs.SPI.MappedAddress(uint64(reg.Start)), Size: uint64(reg.Size)}.String()
+}
+
 // xlConfig is a guest's xl config. PV with no vif or disk: the hotplug
 // scripts those need are bash, which the control domain does not carry.
 func xlConfig(g boardcfg.Guest) []byte {
@@ -54,7 +79,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
 	return stage(r.CacheDir, "guests", gk, func(dir string) error {
 		var files []initramfs.File
-		initrds := map[string][]byte{} // by compression
+		initrds := map[boardcfg.Compression][]byte{}
 		for i, g := range b.Guests {
 			kpath, cfg := k.path, k.config
 			if g.Kernel != "dom0" {
@@ -70,7 +95,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 			}
 			comp := guestCompression(cfg)
 			if initrds[comp] == nil {
-				if initrds[comp], err = initramfs.GuestInitramfs(ctx, initramfs.GuestSpec{Epoch: r.Epoch, TempDir: dir, Compression: comp}); err != nil {
+				if initrds[comp], err = initramfs.Guest(ctx, initramfs.GuestSpec{Epoch: r.Epoch, TempDir: dir, Compression: comp}); err != nil {
 					return fmt.Errorf("guests: %w", err)
 				}
 			}
@@ -93,15 +118,15 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 
 // guestCompression is xz (with a small dictionary) when the guest kernel is
 // known to unpack it, else none: a guest's memory is small, its archive too.
-func guestCompression(kernelConfig string) string {
+func guestCompression(kernelConfig string) boardcfg.Compression {
 	if kernelConfig == "" {
-		return "none"
+		return boardcfg.NoCompression
 	}
 	cfg, err := os.ReadFile(kernelConfig)
-	if err != nil || !strings.Contains("\n"+string(cfg), "\nCONFIG_RD_XZ=y\n") {
-		return "none"
+	if err != nil || !hasKernelOptions(cfg, boardcfg.XZ.KernelOptions()) {
+		return boardcfg.NoCompression
 	}
-	return "xz"
+	return boardcfg.XZ
 }
 
 // appendArchive appends a cpio to an initramfs; the kernel unpacks

@@ -39,6 +39,8 @@ type stageResult struct {
 	Took   time.Duration
 }
 
+func (r stageResult) fromCache() bool { return r.Cached }
+
 func (r stageResult) path(name string) string { return filepath.Join(r.Dir, name) }
 
 func (r stageResult) read(name string) ([]byte, error) {

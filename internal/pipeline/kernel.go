@@ -1,0 +1,120 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/hvcore"
+	"github.com/fwbuild/fwbuild/hvcore/kbuild"
+)
+
+// kernelOut is the dom0 kernel, wherever it came from.
+type kernelOut struct {
+	path   string
+	config string // the kernel's .config, when known
+	id     string // identifies the kernel's bytes for downstream keys
+	cached bool
+	from   string // for messages and the size table: the package or path
+}
+
+func (k kernelOut) fromCache() bool { return k.cached }
+
+func (r *run) kernel(ctx context.Context) (kernelOut, error) {
+	b := r.Board
+	kc := b.Hypervisor.Dom0.Kernel
+	switch {
+	case kc.Source != "":
+		tarball, err := r.comps.File(kc.Source, "tarball", b)
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %w", err)
+		}
+		frag := filepath.Join(r.BoardsDir, filepath.FromSlash(kc.Fragment))
+		if _, err := os.Stat(frag); err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", frag, b.Loc("hypervisor.dom0.kernel.fragment"), err)
+		}
+		res, err := kbuild.Build(ctx, r.CacheDir, kbuild.Spec{
+			SourceTarball: tarball,
+			Base:          kc.Base,
+			Fragment:      frag,
+			Epoch:         r.Epoch,
+		}, func(line string) { r.log().Info("kernel build", "progress", line) })
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %w", err)
+		}
+		src, _ := b.Component(kc.Source)
+		return kernelOut{path: res.BzImage, config: res.Config, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version}, nil
+	case kc.Component != "":
+		bz, err := r.comps.File(kc.Component, "bzimage", b)
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %w", err)
+		}
+		c, _ := b.Component(kc.Component)
+		cfgPath, cfgErr := r.comps.File(kc.Component, "config", b)
+		if cfgErr == nil {
+			bzData, err := os.ReadFile(bz)
+			if err != nil {
+				return kernelOut{}, fmt.Errorf("kernel: %w", err)
+			}
+			cfg, err := os.ReadFile(cfgPath)
+			if err != nil {
+				return kernelOut{}, fmt.Errorf("kernel: %w", err)
+			}
+			if err := hvcore.CheckDom0Kernel(bzData, cfg, c.Package); err != nil {
+				return kernelOut{}, fmt.Errorf("kernel: component %s (%s): %w", c.Name, b.Loc("hypervisor.dom0.kernel.component"), err)
+			}
+		}
+		if cfgErr != nil {
+			cfgPath = ""
+		}
+		return kernelOut{path: bz, config: cfgPath, id: "deb:" + string(c.SHA256) + ":" + c.Files["bzimage"], cached: true, from: c.Package + "=" + c.Version}, nil
+	default:
+		data, err := os.ReadFile(kc.Path)
+		if err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %s: %w", b.Loc("hypervisor.dom0.kernel.path"), err)
+		}
+		if err := hvcore.CheckDom0Kernel(data, nil, kc.Path); err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: %s (%s): %w", kc.Path, b.Loc("hypervisor.dom0.kernel.path"), err)
+		}
+		sum := sha256.Sum256(data)
+		return kernelOut{path: kc.Path, id: "file:" + hex.EncodeToString(sum[:]), cached: true, from: kc.Path}, nil
+	}
+}
+
+// checkInitrdSupport refuses a control-domain compression the dom0 kernel
+// cannot unpack: the boot would otherwise die with "junk in compressed archive".
+func checkInitrdSupport(b *boardcfg.Board, k kernelOut) error {
+	if k.config == "" {
+		return nil // a kernel given by path: nothing to check against
+	}
+	cfg, err := os.ReadFile(k.config)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	for _, opt := range b.ControlDomain.Compression.KernelOptions() {
+		if !hasKernelOption(cfg, opt) {
+			return fmt.Errorf("kernel: the dom0 kernel (%s) lacks %s=y, needed to unpack a %s control domain (%s): add it to the kernel or change the compression",
+				k.from, opt, b.ControlDomain.Compression, b.Loc("control_domain.compression"))
+		}
+	}
+	return nil
+}
+
+// hasKernelOptions says whether a kernel .config sets every option =y.
+func hasKernelOptions(config []byte, opts []string) bool {
+	for _, opt := range opts {
+		if !hasKernelOption(config, opt) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasKernelOption(config []byte, opt string) bool {
+	return strings.Contains("\n"+string(config), "\n"+opt+"=y\n")
+}

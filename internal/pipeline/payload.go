@@ -1,0 +1,140 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/hvcore"
+)
+
+// xenOptions is the board's Xen command line plus what fwbuild derives from
+// the dom0 settings, so the two can never disagree.
+func xenOptions(b *boardcfg.Board) string {
+	d := b.Hypervisor.Dom0
+	mib := uint64(d.Memory) >> 20
+	opts := strings.TrimSpace(b.Hypervisor.Options) + fmt.Sprintf(" dom0_mem=%dM,max:%dM", mib, mib)
+	if d.VCPUs > 0 {
+		opts += fmt.Sprintf(" dom0_max_vcpus=%d", d.VCPUs)
+	}
+	return opts
+}
+
+func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (stageResult, error) {
+	b := r.Board
+	xen, _ := b.Component(b.Hypervisor.Xen)
+	grub, hasGrub := b.Component("grub")
+	grubID := ""
+	if hasGrub {
+		grubID = string(grub.SHA256)
+	}
+	opts := xenOptions(b)
+	// The flash payload's bytes depend on the host's xz and grub-mkimage.
+	tools := r.hostTools(ctx)
+	flashCmdline := b.Hypervisor.Dom0.Cmdline
+	if p := guestsParam(b); p != "" {
+		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
+	}
+	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
+	return stage(r.CacheDir, "payload", pk, func(dir string) error {
+		efiPath, err := r.comps.File(xen.Name, "efi", b)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		xenEFI, err := os.ReadFile(efiPath)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		kernel, err := os.ReadFile(k.path)
+		if err != nil {
+			return fmt.Errorf("payload: kernel: %w", err)
+		}
+		initrd, err := ird.read("initramfs")
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		// The ESP has room for everything: guests ride along with the control domain.
+		espInitrd, flashInitrd := initrd, initrd
+		if len(b.Guests) > 0 {
+			guests, err := gst.read("guests.cpio")
+			if err != nil {
+				return fmt.Errorf("payload: %w", err)
+			}
+			espInitrd = appendArchive(initrd, guests)
+			if guestsParam(b) == "" {
+				flashInitrd = espInitrd
+			}
+		}
+		cfg, err := hvcore.XenConfig(hvcore.XenConfigSpec{XenOptions: opts, Dom0Cmdline: b.Hypervisor.Dom0.Cmdline})
+		if err != nil {
+			return fmt.Errorf("payload: xen.cfg (%s): %w", b.Loc("hypervisor"), err)
+		}
+		esp, err := hvcore.UnifiedEFI(xenEFI, hvcore.Sections{Config: cfg, Kernel: kernel, Ramdisk: espInitrd})
+		if err != nil {
+			return fmt.Errorf("payload: unified xen.efi: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "payload-esp.efi"), esp, 0o644); err != nil {
+			return err
+		}
+		if !hasGrub {
+			return errors.New("payload: the board has no \"grub\" component (grub-efi-amd64-bin with files.modules) for the flash payload")
+		}
+		modules, err := r.comps.File("grub", "modules", b)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		gzPath, err := r.comps.File(xen.Name, "gz", b)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		xenGz, err := os.ReadFile(gzPath)
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		flash, err := hvcore.BuildGrub(ctx, hvcore.GrubSpec{
+			ModuleDir:   modules,
+			XenGz:       xenGz,
+			Kernel:      kernel,
+			Initrd:      flashInitrd,
+			XenOptions:  opts,
+			Dom0Cmdline: flashCmdline,
+			Mtime:       r.Epoch,
+			TempDir:     dir,
+		})
+		if err != nil {
+			return fmt.Errorf("payload: GRUB flash payload: %w", err)
+		}
+		members, _ := json.Marshal(flash.Members)
+		if err := os.WriteFile(filepath.Join(dir, "flash-members.json"), members, 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, "payload-flash.efi"), flash.Data, 0o644)
+	})
+}
+
+// hostTools are the first lines of `--version` of the host tools whose
+// output lands in artefacts; asked once per build, for the key and the manifest.
+func (r *run) hostTools(ctx context.Context) map[string]string {
+	if r.tools != nil {
+		return r.tools
+	}
+	v := map[string]string{}
+	for _, t := range []string{"xz", "grub-mkimage"} {
+		out, err := exec.CommandContext(ctx, t, "--version").Output()
+		if err != nil {
+			v[t] = "missing"
+			continue
+		}
+		line, _, _ := strings.Cut(string(out), "\n")
+		v[t] = strings.TrimSpace(line)
+	}
+	r.tools = v
+	return v
+}

@@ -1,0 +1,175 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/image"
+)
+
+// SPISpec maps a board's SPI output to the image stage's inputs, with
+// payload as the flash payload and guests (a contract.EncodeBundle) as the
+// content of the guests region, if the board has one.
+func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image.SPISpec, error) {
+	s := b.Outputs.SPI
+	if s == nil {
+		return image.SPISpec{}, fmt.Errorf("spi: board %s has no outputs.spi", b.Name)
+	}
+	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile), Payload: payload}
+	comp, role, _ := strings.Cut(s.Firmware, ":")
+	fwPath, err := comps.File(comp, role, b)
+	if err != nil {
+		return spec, fmt.Errorf("spi: base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
+	}
+	if spec.BaseFirmware, err = os.ReadFile(fwPath); err != nil {
+		return spec, fmt.Errorf("spi: base firmware: %w", err)
+	}
+	for i, reg := range s.Regions {
+		ir := image.Region{Name: reg.Name, Start: uint64(reg.Start), Size: uint64(reg.Size), Preserve: reg.Preserve, Firmware: reg.Firmware}
+		if reg.Guests {
+			ir.Fill = guests
+		}
+		if reg.Fill != "" {
+			c, role, _ := strings.Cut(reg.Fill, ":")
+			p, err := comps.File(c, role, b)
+			if err != nil {
+				return spec, fmt.Errorf("spi: region %s fill (%s): %w", reg.Name, b.Loc(fmt.Sprintf("outputs.spi.regions[%d].fill", i)), err)
+			}
+			if ir.Fill, err = os.ReadFile(p); err != nil {
+				return spec, fmt.Errorf("spi: %w", err)
+			}
+		}
+		spec.Regions = append(spec.Regions, ir)
+	}
+	return spec, nil
+}
+
+func (r *run) spiSpec(pay, gst stageResult) (image.SPISpec, error) {
+	payload, err := pay.read("payload-flash.efi")
+	if err != nil {
+		return image.SPISpec{}, err
+	}
+	var bundle []byte
+	if guestsParam(r.Board) != "" {
+		archive, err := gst.read("guests.cpio")
+		if err != nil {
+			return image.SPISpec{}, err
+		}
+		bundle = contract.EncodeBundle(archive)
+	}
+	return SPISpec(r.Board, r.comps, payload, bundle)
+}
+
+func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResult, error) {
+	b := r.Board
+	s := b.Outputs.SPI
+	comp, _, _ := strings.Cut(s.Firmware, ":")
+	fw, _ := b.Component(comp)
+	var fills []string
+	for _, reg := range s.Regions {
+		if reg.Fill != "" {
+			c, _, _ := strings.Cut(reg.Fill, ":")
+			fc, _ := b.Component(c)
+			fills = append(fills, string(fc.SHA256))
+		}
+	}
+	sk := key("spi/2", r.tool, pay.Key, gst.Key, string(fw.SHA256), s.Firmware, jsonKey(s), jsonKey(fills))
+	return stage(r.CacheDir, "spi", sk, func(dir string) error {
+		spec, err := r.spiSpec(pay, gst)
+		if err != nil {
+			return err
+		}
+		// Errors about the firmware name the component and file the profile chose.
+		fwDesc := fmt.Sprintf("base firmware %s (%s)", s.Firmware, b.Loc("outputs.spi.firmware"))
+		table, berr := r.sizeTable(spec, k, ird, pay)
+		if berr != nil {
+			return fmt.Errorf("%s: %w", fwDesc, berr)
+		}
+		if table.Headroom < 0 {
+			return &BudgetError{Table: table, Err: fmt.Errorf("slot %s (%s)", s.PayloadFile, b.Loc("outputs.spi.payload_file"))}
+		}
+		if g := table.Guests; g != nil && g.Bytes > g.Size {
+			i := slices.IndexFunc(s.Regions, func(r boardcfg.Region) bool { return r.Guests })
+			field := fmt.Sprintf("outputs.spi.regions[%d]", i)
+			return fmt.Errorf("spi: the guests take %d bytes (bundle header included), %d more than region %s holds (%s at %s): make the region larger or the guests fewer or smaller",
+				g.Bytes, g.Bytes-g.Size, g.Region, field, b.Loc(field))
+		}
+		chip, err := image.BuildSPI(spec)
+		if err != nil {
+			var be *image.BudgetError
+			if errors.As(err, &be) {
+				table.Budget, table.Headroom = be.Budget, be.Budget-table.Payload
+				return &BudgetError{Table: table, Err: err}
+			}
+			return fmt.Errorf("spi: %s: %w", fwDesc, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "spi.bin"), chip, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "spi.layout"), []byte(image.FlashromLayout(spec.Regions)), 0o644); err != nil {
+			return err
+		}
+		return writeSizeTable(filepath.Join(dir, "sizes.json"), table)
+	})
+}
+
+func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (SizeTable, error) {
+	// The slot's budget does not depend on the guests region, which is
+	// checked against its own size after the payload.
+	greg, hasRegion := guestsRegion(r.Board)
+	bspec := spec
+	bspec.Regions = slices.Clone(spec.Regions)
+	for i := range bspec.Regions {
+		if hasRegion && bspec.Regions[i].Name == greg.Name {
+			bspec.Regions[i].Fill = nil
+		}
+	}
+	budget, err := image.SlotBudget(bspec)
+	limit := ""
+	var be *image.BudgetError
+	if errors.As(err, &be) {
+		budget, limit = be.Budget, be.Limit
+	} else if err != nil {
+		return SizeTable{}, fmt.Errorf("spi: size budget: %w", err)
+	}
+	var members map[string]int64
+	data, err := pay.read("flash-members.json")
+	if err == nil {
+		err = json.Unmarshal(data, &members)
+	}
+	if err != nil {
+		return SizeTable{}, fmt.Errorf("spi: flash payload contents: %w", err)
+	}
+	xen, _ := r.Board.Component(r.Board.Hypervisor.Xen)
+	var parts []SizeRow
+	for name, size := range members {
+		if strings.HasPrefix(name, "xen.") {
+			parts = append(parts, SizeRow{Component: "Xen (" + xen.Version + ", " + name + ")", Bytes: size})
+		}
+	}
+	cd := members["initrd"]
+	if fi, err := os.Stat(ird.path("initramfs")); err == nil && fi.Size() < cd {
+		cd = fi.Size()
+	}
+	parts = append(parts,
+		SizeRow{Component: "dom0 kernel (" + k.from + ")", Bytes: members["vmlinuz"]},
+		SizeRow{Component: "control domain (initramfs, " + string(r.Board.ControlDomain.Compression) + ")", Bytes: cd},
+	)
+	if g := members["initrd"] - cd; g > 0 {
+		parts = append(parts, SizeRow{Component: fmt.Sprintf("guests (%d, appended to the control domain)", len(r.Board.Guests)), Bytes: g})
+	}
+	t := newSizeTable(parts, int64(len(spec.Payload)), budget, limit)
+	for _, reg := range spec.Regions {
+		if hasRegion && reg.Name == greg.Name {
+			t.Guests = &RegionUse{Region: reg.Name, Guests: len(r.Board.Guests), Bytes: int64(len(reg.Fill)), Size: int64(reg.Size)}
+		}
+	}
+	return t, nil
+}
