@@ -148,7 +148,7 @@ func TestBootPayloads(t *testing.T) {
 	}
 	s := grubSpec(t)
 	s.Kernel, s.Initrd = kernel, initrd
-	grub, err := GrubPayload(context.Background(), s)
+	grub, err := buildGrubData(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}

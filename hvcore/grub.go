@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// GrubSpec is the input for GrubPayload.
+// GrubSpec is the input for BuildGrub.
 type GrubSpec struct {
 	// Mkimage is the host's grub-mkimage (package grub-common); empty means
 	// grub-mkimage from PATH.
@@ -48,18 +48,6 @@ type GrubSpec struct {
 // Xen's image is appended.
 var grubModules = []string{"memdisk", "tar", "normal", "serial", "terminal", "multiboot2", "boot"}
 
-// GrubPayload builds a standalone GRUB EFI application whose embedded
-// memdisk holds Xen, the dom0 kernel, the initramfs and a grub.cfg that
-// boots them with multiboot2. Xen is recompressed with xz when that is
-// smaller than the gzip it came in (GRUB decompresses either).
-func GrubPayload(ctx context.Context, s GrubSpec) ([]byte, error) {
-	img, err := BuildGrub(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	return img.Data, nil
-}
-
 // GrubImage is a built flash payload and what its memdisk holds.
 type GrubImage struct {
 	Data []byte
@@ -67,7 +55,10 @@ type GrubImage struct {
 	Members map[string]int64
 }
 
-// BuildGrub is GrubPayload, also telling where the payload's bytes go.
+// BuildGrub builds a standalone GRUB EFI application whose embedded
+// memdisk holds Xen, the dom0 kernel, the initramfs and a grub.cfg that
+// boots them with multiboot2. Xen is recompressed with xz when that is
+// smaller than the gzip it came in (GRUB decompresses either).
 func BuildGrub(ctx context.Context, s GrubSpec) (*GrubImage, error) {
 	if len(s.XenGz) == 0 || len(s.Kernel) == 0 || len(s.Initrd) == 0 {
 		return nil, errors.New("hvcore: GRUB payload: Xen, the dom0 kernel and the initramfs are all required")

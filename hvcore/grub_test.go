@@ -66,10 +66,11 @@ func TestGrubPayload(t *testing.T) {
 	needTools(t)
 	s := grubSpec(t)
 	ctx := context.Background()
-	img, err := GrubPayload(ctx, s)
+	gi, err := BuildGrub(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
+	img := gi.Data
 	f, err := pe.NewFile(bytes.NewReader(img))
 	if err != nil {
 		t.Fatalf("GRUB image is not a PE: %v", err)
@@ -149,7 +150,7 @@ func TestGrubPayload(t *testing.T) {
 
 	// Byte-stable across runs, whatever the scratch directory.
 	s.TempDir = t.TempDir()
-	again, err := GrubPayload(ctx, s)
+	again, err := buildGrubData(ctx, s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestGrubPayloadErrors(t *testing.T) {
 			s := grubSpec(t)
 			s.Kernel = []byte("not a kernel")
 			c.modify(t, &s)
-			_, err := GrubPayload(ctx, s)
+			_, err := buildGrubData(ctx, s)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want one containing %q", err, c.want)
 			}
@@ -229,10 +230,19 @@ func BenchmarkGrubPayload(b *testing.B) {
 	var out []byte
 	for b.Loop() {
 		var err error
-		if out, err = GrubPayload(context.Background(), s); err != nil {
+		if out, err = buildGrubData(context.Background(), s); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(len(out)), "bytes")
 	b.ReportMetric(float64(len(out)-len(s.Kernel)-len(s.Initrd)), "grub+xen-bytes")
+}
+
+// buildGrubData is BuildGrub's image bytes.
+func buildGrubData(ctx context.Context, s GrubSpec) ([]byte, error) {
+	gi, err := BuildGrub(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return gi.Data, nil
 }

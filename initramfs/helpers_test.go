@@ -11,7 +11,7 @@ import (
 // q35Spec is the qemu-q35 control domain.
 func q35Spec(t testing.TB) Spec {
 	return Spec{
-		Commands:  DefaultCommands(),
+		Commands:  q35test.Commands(t),
 		BuildTags: DefaultBuildTags(),
 		Roots:     q35test.Roots(t),
 		Toolstack: q35test.Toolstack(t),

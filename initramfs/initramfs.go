@@ -212,17 +212,6 @@ func (a *Archive) Largest(n int) []Entry {
 	return l
 }
 
-// DefaultCommands is a small operator toolbox: u-root's init, the gosh
-// shell, and tools to look around. kexec adds about 0.25 MB compressed,
-// which the qemu-q35 budget does not have.
-func DefaultCommands() []string {
-	var cmds []string
-	for _, c := range []string{"init", "gosh", "ls", "cat", "dmesg", "ip", "ps", "mount"} {
-		cmds = append(cmds, "github.com/u-root/u-root/cmds/core/"+c)
-	}
-	return cmds
-}
-
 // checkArchiveSpec validates what both archive builders share: the
 // compression (defaulting to xz) and an epoch a cpio mtime can hold.
 func checkArchiveSpec(what string, compression *boardcfg.Compression, epoch time.Time) error {

@@ -33,6 +33,12 @@ func Roots(t testing.TB) []string {
 	return roots
 }
 
+// Commands are the u-root commands boards/qemu-q35.yaml lists.
+func Commands(t testing.TB) []string {
+	t.Helper()
+	return testdeps.Board(t, "qemu-q35").ControlDomain.Commands
+}
+
 // Toolstack is the qemu-q35 toolstack: the files boards/qemu-q35.yaml lists.
 func Toolstack(t testing.TB) []string {
 	t.Helper()
