@@ -87,7 +87,7 @@ func (l *markerLoop) finish(err error) (Result, error) {
 func (l *markerLoop) timeout(i int) time.Duration {
 	t := l.markers[i].Timeout
 	if t == 0 {
-		t = DefaultMarkerTimeout
+		t = defaultMarkerTimeout
 	}
 	return time.Duration(float64(t) * l.scale)
 }

@@ -14,8 +14,8 @@ import (
 	"time"
 )
 
-// DefaultTailLines is how many console lines a MarkerError carries.
-const DefaultTailLines = 40
+// defaultTailLines is how many console lines a MarkerError carries.
+const defaultTailLines = 40
 
 // Options tune a run; the zero value is usable.
 type Options struct {
@@ -31,21 +31,23 @@ type Options struct {
 	// OnStart is called with QEMU's pid once it runs.
 	OnStart func(pid int)
 	// TimeoutScale multiplies marker timeouts; zero: $FWBUILD_TIMEOUT_SCALE,
-	// else TCGTimeoutScale or KVMTimeoutScale.
+	// else 3 under TCG and 1 under KVM.
 	TimeoutScale float64
 	// TailLines is how many console lines a MarkerError keeps; zero: 40.
 	TailLines int
 	// Quiet is how long the console must stay silent before a non-literal
 	// regexp may match an unfinished line; zero: 500ms.
 	Quiet time.Duration
-	// Getenv reads the environment; nil: os.Getenv. Tests replace it.
-	Getenv func(string) string
 	// Logger receives warnings (e.g. KVM unusable); nil: slog.Default().
 	Logger *slog.Logger
 	// Abort, if set, ends the run as soon as a complete console line
 	// matches it (a component reporting its own failure), instead of
 	// waiting out the awaited marker's timeout. Reason: ErrAborted.
 	Abort *regexp.Regexp
+
+	// getenv reads the environment; nil: os.Getenv. Tests isolate runs
+	// from the caller's FWBUILD_* variables with it.
+	getenv func(string) string
 }
 
 // Result is a successful run.
@@ -206,12 +208,12 @@ type settings struct {
 func resolveSettings(m Machine, opts Options) (settings, error) {
 	s := settings{tailLines: opts.TailLines, quiet: opts.Quiet}
 	if s.tailLines <= 0 {
-		s.tailLines = DefaultTailLines
+		s.tailLines = defaultTailLines
 	}
 	if s.quiet <= 0 {
 		s.quiet = 500 * time.Millisecond
 	}
-	getenv := opts.Getenv
+	getenv := opts.getenv
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -220,7 +222,7 @@ func resolveSettings(m Machine, opts Options) (settings, error) {
 		logger = slog.Default()
 	}
 	var err error
-	if s.accel, err = resolveAccel(m.Accel, getenv, KVMUsable, logger); err != nil {
+	if s.accel, err = resolveAccel(m.Accel, getenv, kvmUsable, logger); err != nil {
 		return s, err
 	}
 	if s.scale, err = resolveScale(opts.TimeoutScale, s.accel, getenv); err != nil {
