@@ -1,6 +1,6 @@
 // Package flash writes fwbuild's images to hardware without bricking it.
 //
-// SPI (FlashSPI) drives flashrom; it never talks SPI itself. It probes the chip, refuses an
+// SPI (WriteSPI) drives flashrom; it never talks SPI itself. It probes the chip, refuses an
 // image whose size differs from the chip's, reads the whole chip into a timestamped backup
 // (and has flashrom verify the chip against it, so a flaky clip cannot yield a bad backup),
 // writes only the requested layout regions (-l layout -i region), and then reads the chip back:
@@ -8,7 +8,7 @@
 // Failures carry flashrom's relevant lines, what to do, the backup path and the exact
 // command that restores it.
 //
-// USB (FlashUSB) copies a disk image to a whole-disk block device or a regular file, fsyncs,
+// USB (WriteUSB) copies a disk image to a whole-disk block device or a regular file, fsyncs,
 // reads back past the page cache and compares SHA-256. It refuses partitions, mounted, swap,
 // busy, read-only, root, too-small and (unless forced) non-removable devices.
 //
@@ -16,7 +16,7 @@
 //
 //	fwbuild flash spi --board B [--image out/B/spi.bin] --programmer P [--chip C]
 //	    [--region R]... [--backup-dir DIR] [--dry-run] [--timeout D] [--json]
-//	  -> FlashSPI(ctx, SPIOptions{Programmer: P, Chip: C, Image: os.ReadFile(image),
+//	  -> WriteSPI(ctx, SPIOptions{Programmer: P, Chip: C, Image: os.ReadFile(image),
 //	       Regions: the board profile's flash regions (name, start, size, preserve),
 //	       Write: the --region values (empty = fwbuild's regions), BackupDir: DIR,
 //	       DryRun, Timeout, Progress: print phase + elapsed})
@@ -28,5 +28,5 @@
 //	  Naming a preserved region with --region writes it: a CLI may want a confirmation.
 //
 //	fwbuild flash usb --board B [--image out/B/usb.img] --device /dev/sdX [--force]
-//	  -> FlashUSB(ctx, USBOptions{Device, Image, Force, Progress: bytes/total + Rate()})
+//	  -> WriteUSB(ctx, USBOptions{Device, Image, Force, Progress: bytes/total + Rate()})
 package flash

@@ -47,7 +47,7 @@ type SPIOptions struct {
 	Logger *slog.Logger
 }
 
-// SPIResult describes what FlashSPI did (or, on a dry run, would do).
+// SPIResult describes what WriteSPI did (or, on a dry run, would do).
 type SPIResult struct {
 	Chip         string // chip name reported by flashrom
 	ChipSize     uint64
@@ -100,13 +100,13 @@ type BlockRange struct{ Start, End uint64 }
 
 func (r BlockRange) String() string { return fmt.Sprintf("0x%x-0x%x", r.Start, r.End) }
 
-// FlashSPI writes the requested regions of o.Image to an SPI chip through flashrom:
+// WriteSPI writes the requested regions of o.Image to an SPI chip through flashrom:
 // probe (chip size must equal the image size), full-chip backup read twice (-r then -v),
 // write of the requested regions only (-l layout -i region...), then a full read-back
 // comparing the written regions with the image (SHA-256) and everything else with the backup.
 // Every failure is an *Error; once a backup exists it carries the backup path and the
 // command that restores it. The result returned with an error holds what was done so far.
-func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
+func WriteSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 	res := SPIResult{DryRun: o.DryRun}
 	plan, err := planSPI(o)
 	if err != nil {
@@ -131,7 +131,7 @@ func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 	return res, err
 }
 
-// spiPlan is a checked request: what FlashSPI may touch, decided before flashrom runs.
+// spiPlan is a checked request: what WriteSPI may touch, decided before flashrom runs.
 type spiPlan struct {
 	image   []byte
 	regions []Region // the whole layout, sorted by start
@@ -155,7 +155,7 @@ func planSPI(o SPIOptions) (spiPlan, error) {
 		return spiPlan{}, check("empty image")
 	}
 	if o.BackupDir == "" {
-		return spiPlan{}, check("no backup directory given: FlashSPI always backs the chip up first")
+		return spiPlan{}, check("no backup directory given: WriteSPI always backs the chip up first")
 	}
 	p := spiPlan{image: o.Image, block: o.EraseBlock, dryRun: o.DryRun, backupDir: o.BackupDir}
 	if p.block == 0 {
@@ -176,7 +176,7 @@ func planSPI(o SPIOptions) (spiPlan, error) {
 
 func (p spiPlan) size() uint64 { return uint64(len(p.image)) }
 
-// spiSession carries one FlashSPI run from the probe to the verified write; each step
+// spiSession carries one WriteSPI run from the probe to the verified write; each step
 // fills in res as it goes, so that a failure returns what was done so far.
 type spiSession struct {
 	spiPlan
