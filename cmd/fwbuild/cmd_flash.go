@@ -36,8 +36,8 @@ func (e *env) progress(p flash.Progress) {
 		return
 	}
 	rate := ""
-	if s := p.Elapsed.Seconds(); s > 0 && p.Done > 0 {
-		rate = fmt.Sprintf(" %.1f MB/s", float64(p.Done)/s/1e6)
+	if r := p.Rate(); r > 0 {
+		rate = fmt.Sprintf(" %.1f MB/s", r/1e6)
 	}
 	if p.Total > 0 {
 		fmt.Fprintf(e.stderr, "\r%-8s %d/%d bytes (%.0f%%)%s %v   ", p.Phase, p.Done, p.Total, 100*float64(p.Done)/float64(p.Total), rate, p.Elapsed.Round(100*time.Millisecond))
