@@ -34,7 +34,7 @@ func realFlashrom(t testing.TB) string {
 	if _, err := os.Stat("/usr/sbin/flashrom"); err == nil {
 		return "/usr/sbin/flashrom"
 	}
-	t.Fatalf("flashrom not installed: %s", AptFlashrom)
+	t.Fatalf("flashrom not installed: %s", aptFlashrom)
 	return ""
 }
 
@@ -432,7 +432,7 @@ func TestWriteSPIMissingFlashrom(t *testing.T) {
 		Flashrom: filepath.Join(t.TempDir(), "flashrom"), Programmer: "dummy",
 		Image: []byte{1}, Regions: []Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
-	if err == nil || !strings.Contains(err.Error(), AptFlashrom) {
+	if err == nil || !strings.Contains(err.Error(), aptFlashrom) {
 		t.Errorf("error %v does not give the apt line", err)
 	}
 }
