@@ -1,6 +1,6 @@
 // Package flash writes fwbuild's images to hardware without bricking it.
 //
-// SPI (FlashSPI) drives flashrom; it never talks SPI itself. It probes the chip, refuses an
+// SPI (WriteSPI) drives flashrom; it never talks SPI itself. It probes the chip, refuses an
 // image whose size differs from the chip's, reads the whole chip into a timestamped backup
 // (and has flashrom verify the chip against it, so a flaky clip cannot yield a bad backup),
 // writes only the requested layout regions (-l layout -i region), and then reads the chip back:
@@ -8,25 +8,28 @@
 // Failures carry flashrom's relevant lines, what to do, the backup path and the exact
 // command that restores it.
 //
-// USB (FlashUSB) copies a disk image to a whole-disk block device or a regular file, fsyncs,
+// USB (WriteUSB) copies a disk image to a whole-disk block device or a regular file, fsyncs,
 // reads back past the page cache and compares SHA-256. It refuses partitions, mounted, swap,
 // busy, read-only, root, too-small and (unless forced) non-removable devices.
 //
-// CLI wiring (cmd/fwbuild):
+// CLI wiring (cmd/fwbuild/cmd_flash.go; the global flags --json and -v go before "flash"):
 //
-//	fwbuild flash spi --board B [--image out/B/spi.bin] --programmer P [--chip C]
-//	    [--region R]... [--backup-dir DIR] [--dry-run] [--timeout D] [--json]
-//	  -> FlashSPI(ctx, SPIOptions{Programmer: P, Chip: C, Image: os.ReadFile(image),
+//	fwbuild flash spi --board B --programmer P [--chip C] [--region R]... [--image F]
+//	    [--out DIR] [--backup-dir DIR] [--flashrom BIN] [--dry-run]
+//	  -> WriteSPI(ctx, SPIOptions{Flashrom: BIN, Programmer: P, Chip: C,
+//	       Image: os.ReadFile(F) (default OUT/spi.bin; OUT defaults to out/B),
 //	       Regions: the board profile's flash regions (name, start, size, preserve),
-//	       Write: the --region values (empty = fwbuild's regions), BackupDir: DIR,
-//	       DryRun, Timeout, Progress: print phase + elapsed})
-//	  Print res.Backup and res.Restore always, each res.Changed[i].String() (on --dry-run:
-//	  "would change"), res.Commands on --dry-run or -v. On error print err as is (multi-line
-//	  *Error: flashrom's lines, chip state, backup, restore command, what to do); with --json
-//	  marshal the *Error fields (errors.As). Exit non-zero. The result returned with an error
-//	  holds what was done so far (e.g. Backup).
-//	  Naming a preserved region with --region writes it: a CLI may want a confirmation.
+//	       Write: the --region values (empty = every region the profile does not preserve),
+//	       BackupDir: DIR (default OUT/backups), DryRun, Progress: phase, bytes, Rate()})
+//	  It prints res.Backup, res.Commands, each res.Changed[i].String() ("would change: ..."
+//	  on --dry-run) and the regions written and verified; with --json, res instead. On error
+//	  it also prints err as is (multi-line *Error: flashrom's lines, chip state, backup,
+//	  restore command, what to do) and res.Restore, and exits non-zero; the result returned
+//	  with an error holds what was done so far (e.g. Backup). There is no timeout flag: each
+//	  flashrom run gets SPIOptions.Timeout's default of 30 minutes.
+//	  Naming a preserved region with --region writes it, without asking.
 //
-//	fwbuild flash usb --board B [--image out/B/usb.img] --device /dev/sdX [--force]
-//	  -> FlashUSB(ctx, USBOptions{Device, Image, Force, Progress: bytes/total + Rate()})
+//	fwbuild flash usb --device DEV|FILE [--image F | --board B] [--force]
+//	  -> WriteUSB(ctx, USBOptions{Device, Image: F (default out/B/usb.img), Force,
+//	       Progress: phase, bytes, Rate()})
 package flash

@@ -12,7 +12,7 @@ const (
 	ChipUnknown   = "unknown"   // could not be read back
 )
 
-// Error is returned for every refusal or failure of FlashSPI and FlashUSB. Its message is
+// Error is returned for every refusal or failure of WriteSPI and WriteUSB. Its message is
 // multi-line and meant to be printed as is; the fields let a CLI render it differently
 // (e.g. --json) or offer to run Restore.
 type Error struct {

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// AptFlashrom is the install line quoted when flashrom is missing.
-const AptFlashrom = "apt-get install -y flashrom"
+// aptFlashrom is the install line quoted when flashrom is missing.
+const aptFlashrom = "apt-get install -y flashrom"
 
 // problem classifies a failed flashrom run from its output.
 type problem int
@@ -209,7 +209,7 @@ func newFlashrom(bin, programmer, chip string, timeout time.Duration, log *slog.
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		return nil, &Error{Op: "spi check", Msg: fmt.Sprintf("flashrom not found (%q)", bin), Err: err,
-			Hint: "install it: " + AptFlashrom + " (Debian 12 ships 1.3.0), or pass its path"}
+			Hint: "install it: " + aptFlashrom + " (Debian 12 ships 1.3.0), or pass its path"}
 	}
 	if timeout <= 0 {
 		timeout = 30 * time.Minute

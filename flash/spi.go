@@ -47,7 +47,7 @@ type SPIOptions struct {
 	Logger *slog.Logger
 }
 
-// SPIResult describes what FlashSPI did (or, on a dry run, would do).
+// SPIResult describes what WriteSPI did (or, on a dry run, would do).
 type SPIResult struct {
 	Chip         string // chip name reported by flashrom
 	ChipSize     uint64
@@ -100,51 +100,24 @@ type BlockRange struct{ Start, End uint64 }
 
 func (r BlockRange) String() string { return fmt.Sprintf("0x%x-0x%x", r.Start, r.End) }
 
-// FlashSPI writes the requested regions of o.Image to an SPI chip through flashrom:
+// WriteSPI writes the requested regions of o.Image to an SPI chip through flashrom:
 // probe (chip size must equal the image size), full-chip backup read twice (-r then -v),
 // write of the requested regions only (-l layout -i region...), then a full read-back
 // comparing the written regions with the image (SHA-256) and everything else with the backup.
 // Every failure is an *Error; once a backup exists it carries the backup path and the
 // command that restores it. The result returned with an error holds what was done so far.
-func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
+func WriteSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 	res := SPIResult{DryRun: o.DryRun}
+	plan, err := planSPI(o)
+	if err != nil {
+		return res, err
+	}
+	res.Layout = FormatLayout(plan.regions)
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	check := func(format string, a ...any) error {
-		return &Error{Op: "spi check", Msg: fmt.Sprintf(format, a...),
-			Hint: "nothing was read or written; fix the options and run again"}
-	}
-	if o.Programmer == "" {
-		return res, check("no programmer given (e.g. ch341a_spi, internal, dummy:emulate=W25Q128FV,image=chip.bin)")
-	}
-	if len(o.Image) == 0 {
-		return res, check("empty image")
-	}
-	if o.BackupDir == "" {
-		return res, check("no backup directory given: FlashSPI always backs the chip up first")
-	}
-	blk := o.EraseBlock
-	if blk == 0 {
-		blk = 4096
-	}
-	if blk&(blk-1) != 0 {
-		return res, check("erase block size %d is not a power of two", blk)
-	}
-	size := uint64(len(o.Image))
-	regions, err := validateRegions(o.Regions, size)
-	if err != nil {
-		return res, check("layout: %v", err)
-	}
-	write, err := selectRegions(regions, o.Write)
-	if err != nil {
-		return res, check("%v", err)
-	}
-	res.Layout = FormatLayout(regions)
-
-	rep := &reporter{fn: o.Progress}
-	fr, err := newFlashrom(o.Flashrom, o.Programmer, o.Chip, o.Timeout, log, rep)
+	fr, err := newFlashrom(o.Flashrom, o.Programmer, o.Chip, o.Timeout, log, &reporter{fn: o.Progress})
 	if err != nil {
 		return res, err
 	}
@@ -153,154 +126,268 @@ func FlashSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 		return res, &Error{Op: "spi check", Msg: "temp dir", Err: err}
 	}
 	defer os.RemoveAll(work)
+	s := &spiSession{spiPlan: plan, fr: fr, res: &res, work: work}
+	err = s.flash(ctx) // before res is copied out: flash fills it in through s.res
+	return res, err
+}
 
+// spiPlan is a checked request: what WriteSPI may touch, decided before flashrom runs.
+type spiPlan struct {
+	image   []byte
+	regions []Region // the whole layout, sorted by start
+	write   []Region // the regions to write, sorted by start
+	block   uint64   // erase block size of the change report
+	dryRun  bool
+	// backupDir receives the full-chip backup.
+	backupDir string
+}
+
+// planSPI refuses options that cannot work before anything is read or written.
+func planSPI(o SPIOptions) (spiPlan, error) {
+	check := func(format string, a ...any) error {
+		return &Error{Op: "spi check", Msg: fmt.Sprintf(format, a...),
+			Hint: "nothing was read or written; fix the options and run again"}
+	}
+	if o.Programmer == "" {
+		return spiPlan{}, check("no programmer given (e.g. ch341a_spi, internal, dummy:emulate=W25Q128FV,image=chip.bin)")
+	}
+	if len(o.Image) == 0 {
+		return spiPlan{}, check("empty image")
+	}
+	if o.BackupDir == "" {
+		return spiPlan{}, check("no backup directory given: WriteSPI always backs the chip up first")
+	}
+	p := spiPlan{image: o.Image, block: o.EraseBlock, dryRun: o.DryRun, backupDir: o.BackupDir}
+	if p.block == 0 {
+		p.block = 4096
+	}
+	if p.block&(p.block-1) != 0 {
+		return spiPlan{}, check("erase block size %d is not a power of two", p.block)
+	}
+	var err error
+	if p.regions, err = validateRegions(o.Regions, p.size()); err != nil {
+		return spiPlan{}, check("layout: %v", err)
+	}
+	if p.write, err = selectRegions(p.regions, o.Write); err != nil {
+		return spiPlan{}, check("%v", err)
+	}
+	return p, nil
+}
+
+func (p spiPlan) size() uint64 { return uint64(len(p.image)) }
+
+// spiSession carries one WriteSPI run from the probe to the verified write; each step
+// fills in res as it goes, so that a failure returns what was done so far.
+type spiSession struct {
+	spiPlan
+	fr   *flashrom
+	res  *SPIResult
+	work string // private temp dir: layout, image copy, read-back
+	old  []byte // the backup's content: the chip before writing
+}
+
+// flash runs the steps in order, each only once the previous one succeeded.
+func (s *spiSession) flash(ctx context.Context) error {
 	// Probe first: it is quick, and a wrong chip or image size is refused before a long read.
-	probe := fr.args("--flash-size")
-	res.Commands = append(res.Commands, fr.command(probe))
-	_, d, err := fr.run(ctx, "spi probe", "probe", 0, probe)
+	if err := s.probe(ctx); err != nil {
+		return err
+	}
+	if err := s.backup(ctx); err != nil {
+		return err
+	}
+	s.res.Changed = changedBlocks(s.old, s.image, s.write, s.block)
+	write, readback, err := s.stage()
 	if err != nil {
-		return res, err
+		return err
+	}
+	if s.dryRun {
+		s.res.Commands = append(s.res.Commands, s.fr.command(write), s.fr.command(readback))
+		return nil
+	}
+	if !anyChanged(s.res.Changed) {
+		s.res.UpToDate = true
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return &Error{Op: "spi write", Msg: "cancelled before writing", Err: err, Chip: ChipUnchanged, Backup: s.res.Backup}
+	}
+	if err := s.writeRegions(ctx, write); err != nil {
+		return err
+	}
+	return s.verify(ctx, readback)
+}
+
+// run records a flashrom command in res.Commands and runs it.
+func (s *spiSession) run(ctx context.Context, op, phase string, total int64, args []string) (diagnosis, error) {
+	s.res.Commands = append(s.res.Commands, s.fr.command(args))
+	_, d, err := s.fr.run(ctx, op, phase, total, args)
+	return d, err
+}
+
+// probe has flashrom identify the chip and refuses an image of another size.
+func (s *spiSession) probe(ctx context.Context) error {
+	d, err := s.run(ctx, "spi probe", "probe", 0, s.fr.args("--flash-size"))
+	if err != nil {
+		return err
 	}
 	if len(d.Found) > 0 {
-		res.Chip = d.Found[len(d.Found)-1]
+		s.res.Chip = d.Found[len(d.Found)-1]
 	}
 	if d.Size <= 0 {
-		return res, &Error{Op: "spi probe", Msg: "flashrom did not report the chip size", Flashrom: d.Lines,
+		return &Error{Op: "spi probe", Msg: "flashrom did not report the chip size", Flashrom: d.Lines,
 			Hint: "check the programmer string and flashrom version (needs --flash-size, flashrom >= 1.2)"}
 	}
-	res.ChipSize = uint64(d.Size)
-	if res.ChipSize != size {
-		return res, &Error{Op: "spi check",
+	s.res.ChipSize = uint64(d.Size)
+	if s.res.ChipSize != s.size() {
+		return &Error{Op: "spi check",
 			Msg: fmt.Sprintf("image is %d bytes (%s) but chip %q is %d bytes (%s)",
-				size, humanSize(size), res.Chip, res.ChipSize, humanSize(res.ChipSize)),
+				s.size(), humanSize(s.size()), s.res.Chip, s.res.ChipSize, humanSize(s.res.ChipSize)),
 			Hint: "build the image for this board's chip, or check --chip / the programmer; nothing was written"}
 	}
+	return nil
+}
 
-	// Backup: read, then have flashrom verify the chip against it, so a flaky clip cannot
-	// give a bad backup (and --flash-contents below can trust it).
-	backupPath, err := reserveBackup(o.BackupDir)
+// backup reads the whole chip into a new file in the backup directory, then has flashrom
+// verify the chip against it, so a flaky clip cannot give a bad backup (and the write can
+// trust it as --flash-contents).
+func (s *spiSession) backup(ctx context.Context) error {
+	path, err := s.readBackup(ctx)
 	if err != nil {
-		return res, &Error{Op: "spi backup", Msg: "create backup file in " + o.BackupDir, Err: err}
+		return err
 	}
-	partial := backupPath + ".partial"
-	read := fr.args("-r", partial)
-	res.Commands = append(res.Commands, fr.command(read))
-	if _, _, err := fr.run(ctx, "spi backup", "backup", int64(size), read); err != nil {
-		os.Remove(partial)
-		os.Remove(backupPath)
-		return res, err
+	s.res.Backup = path
+	s.res.BackupSHA256 = sum(s.old)
+	s.res.Restore = s.fr.command(s.fr.args("-w", path))
+	if err := persistBackup(path, s.res.BackupSHA256); err != nil {
+		return &Error{Op: "spi backup", Msg: "sync backup", Err: err, Backup: path}
 	}
-	if err := os.Rename(partial, backupPath); err != nil {
-		return res, &Error{Op: "spi backup", Msg: "rename backup", Err: err}
-	}
-	old, err := os.ReadFile(backupPath)
-	if err != nil {
-		return res, &Error{Op: "spi backup", Msg: "read backup", Err: err}
-	}
-	if uint64(len(old)) != size {
-		return res, &Error{Op: "spi backup", Chip: ChipUnchanged, Backup: backupPath,
-			Msg:  fmt.Sprintf("backup %s is %d bytes, expected the chip size %d", backupPath, len(old), size),
-			Hint: "flashrom read a different size than it reported: check the programmer and --chip"}
-	}
-	res.Backup = backupPath
-	res.BackupSHA256 = sum(old)
-	res.Restore = fr.command(fr.args("-w", backupPath))
-	if err := persistBackup(backupPath, res.BackupSHA256); err != nil {
-		return res, &Error{Op: "spi backup", Msg: "sync backup", Err: err, Backup: backupPath}
-	}
-	check2 := fr.args("-v", backupPath)
-	res.Commands = append(res.Commands, fr.command(check2))
-	if _, _, err := fr.run(ctx, "spi backup", "backup-verify", int64(size), check2); err != nil {
+	if _, err := s.run(ctx, "spi backup", "backup-verify", int64(s.size()), s.fr.args("-v", path)); err != nil {
 		var e *Error
 		if errors.As(err, &e) {
-			e.Backup = backupPath
+			e.Backup = path
 			e.Msg = "the chip does not read the same twice, the backup is not trustworthy: " + e.Msg
 			e.Hint = "check the clip/cable (contact, short wires) and try a lower spispeed=; nothing was written"
 		}
-		return res, err
+		return err
 	}
+	return nil
+}
 
-	res.Changed = changedBlocks(old, o.Image, write, blk)
+// readBackup reads the chip into a uniquely named file (through a .partial name, so an
+// interrupted read never looks like a backup) and loads it into s.old.
+func (s *spiSession) readBackup(ctx context.Context) (string, error) {
+	path, err := reserveBackup(s.backupDir)
+	if err != nil {
+		return "", &Error{Op: "spi backup", Msg: "create backup file in " + s.backupDir, Err: err}
+	}
+	partial := path + ".partial"
+	if _, err := s.run(ctx, "spi backup", "backup", int64(s.size()), s.fr.args("-r", partial)); err != nil {
+		os.Remove(partial)
+		os.Remove(path)
+		return "", err
+	}
+	if err := os.Rename(partial, path); err != nil {
+		return "", &Error{Op: "spi backup", Msg: "rename backup", Err: err}
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return "", &Error{Op: "spi backup", Msg: "read backup", Err: err}
+	}
+	if uint64(len(old)) != s.size() {
+		return "", &Error{Op: "spi backup", Chip: ChipUnchanged, Backup: path,
+			Msg:  fmt.Sprintf("backup %s is %d bytes, expected the chip size %d", path, len(old), s.size()),
+			Hint: "flashrom read a different size than it reported: check the programmer and --chip"}
+	}
+	s.old = old
+	return path, nil
+}
 
-	layoutPath := filepath.Join(work, "layout")
-	imagePath := filepath.Join(work, "image.bin")
-	readbackPath := filepath.Join(work, "readback.bin")
-	if err := os.WriteFile(layoutPath, []byte(res.Layout), 0o600); err != nil {
-		return res, &Error{Op: "spi write", Msg: "write layout", Err: err}
+// stage writes the layout file and a private copy of the image, and returns the write
+// and read-back commands' arguments.
+func (s *spiSession) stage() (write, readback []string, err error) {
+	layoutPath := filepath.Join(s.work, "layout")
+	imagePath := filepath.Join(s.work, "image.bin")
+	if err := os.WriteFile(layoutPath, []byte(s.res.Layout), 0o600); err != nil {
+		return nil, nil, &Error{Op: "spi write", Msg: "write layout", Err: err}
 	}
 	// flashrom writes this private copy: what is verified is exactly what was written.
-	if err := os.WriteFile(imagePath, o.Image, 0o600); err != nil {
-		return res, &Error{Op: "spi write", Msg: "write image copy", Err: err}
+	if err := os.WriteFile(imagePath, s.image, 0o600); err != nil {
+		return nil, nil, &Error{Op: "spi write", Msg: "write image copy", Err: err}
 	}
-	wargs := fr.args("-l", layoutPath)
-	var names []string
-	var writeBytes int64
-	for _, r := range write {
-		wargs = append(wargs, "-i", r.Name)
-		names = append(names, r.Name)
-		writeBytes += int64(r.Size)
+	// Only the named layout regions are written: -i is what keeps flashrom off the rest.
+	write = s.fr.args("-l", layoutPath)
+	for _, r := range s.write {
+		write = append(write, "-i", r.Name)
 	}
 	// The backup was just verified against the chip, so flashrom need not read it a third time.
-	wargs = append(wargs, "--flash-contents", backupPath, "-w", imagePath)
-	rargs := fr.args("-r", readbackPath)
+	write = append(write, "--flash-contents", s.res.Backup, "-w", imagePath)
+	return write, s.fr.args("-r", s.readbackPath()), nil
+}
 
-	anyChange := false
-	for _, c := range res.Changed {
-		anyChange = anyChange || c.ChangedBlocks > 0
-	}
-	if o.DryRun {
-		res.Commands = append(res.Commands, fr.command(wargs), fr.command(rargs))
-		return res, nil
-	}
-	if !anyChange {
-		res.UpToDate = true
-		return res, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return res, &Error{Op: "spi write", Msg: "cancelled before writing", Err: err, Chip: ChipUnchanged, Backup: backupPath}
-	}
+func (s *spiSession) readbackPath() string { return filepath.Join(s.work, "readback.bin") }
 
-	res.Commands = append(res.Commands, fr.command(wargs))
-	_, wd, werr := fr.run(ctx, "spi write", "write", writeBytes, wargs)
-	if werr != nil {
-		var e *Error
-		if !errors.As(werr, &e) {
-			return res, werr
-		}
-		e.Backup, e.Restore = backupPath, res.Restore
-		e.Chip = chipState(ctx, fr, readbackPath, old, wd)
-		if e.Chip != ChipUnchanged {
-			e.Hint += "; then restore the backup with the command above"
-		}
-		return res, e
+// writeRegions runs the write; on failure it reads the chip back to say whether it changed.
+func (s *spiSession) writeRegions(ctx context.Context, args []string) error {
+	var total int64
+	for _, r := range s.write {
+		total += int64(r.Size)
 	}
+	d, err := s.run(ctx, "spi write", "write", total, args)
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	e.Backup, e.Restore = s.res.Backup, s.res.Restore
+	e.Chip = chipState(ctx, s.fr, s.readbackPath(), s.old, d)
+	if e.Chip != ChipUnchanged {
+		e.Hint += "; then restore the backup with the command above"
+	}
+	return e
+}
 
-	res.Commands = append(res.Commands, fr.command(rargs))
-	if _, _, err := fr.run(ctx, "spi verify", "verify", int64(size), rargs); err != nil {
+// verify reads the whole chip back: the written regions must hash like the image and
+// every other byte must still equal the backup.
+func (s *spiSession) verify(ctx context.Context, args []string) error {
+	backup, restore := s.res.Backup, s.res.Restore
+	if _, err := s.run(ctx, "spi verify", "verify", int64(s.size()), args); err != nil {
 		var e *Error
 		if errors.As(err, &e) {
 			e.Msg = "read-back after a successful write failed: " + e.Msg
-			e.Backup, e.Restore, e.Chip = backupPath, res.Restore, ChipUnknown
+			e.Backup, e.Restore, e.Chip = backup, restore, ChipUnknown
 		}
-		return res, err
+		return err
 	}
-	rb, err := os.ReadFile(readbackPath)
+	rb, err := os.ReadFile(s.readbackPath())
 	if err != nil {
-		return res, &Error{Op: "spi verify", Msg: "read read-back file", Err: err, Backup: backupPath, Restore: res.Restore}
+		return &Error{Op: "spi verify", Msg: "read read-back file", Err: err, Backup: backup, Restore: restore}
 	}
-	verified, problems := compareReadback(rb, o.Image, old, regions, write)
+	verified, problems := compareReadback(rb, s.image, s.old, s.regions, s.write)
 	if len(problems) > 0 {
 		st := ChipModified
-		if bytes.Equal(rb, old) {
+		if bytes.Equal(rb, s.old) {
 			st = ChipUnchanged
 		}
-		return res, &Error{Op: "spi verify", Chip: st, Backup: backupPath, Restore: res.Restore,
+		return &Error{Op: "spi verify", Chip: st, Backup: backup, Restore: restore,
 			Msg:  "read-back does not match although flashrom reported success:\n    " + strings.Join(problems, "\n    "),
 			Hint: "check the connection and write protection, restore the backup with the command above, and try again"}
 	}
-	res.Written = names
-	res.Verified = verified
-	return res, nil
+	for _, r := range s.write {
+		s.res.Written = append(s.res.Written, r.Name)
+	}
+	s.res.Verified = verified
+	return nil
+}
+
+func anyChanged(cs []RegionChange) bool {
+	for _, c := range cs {
+		if c.ChangedBlocks > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // selectRegions resolves the names to write; empty means every non-preserved region.

@@ -34,7 +34,7 @@ func realFlashrom(t testing.TB) string {
 	if _, err := os.Stat("/usr/sbin/flashrom"); err == nil {
 		return "/usr/sbin/flashrom"
 	}
-	t.Fatalf("flashrom not installed: %s", AptFlashrom)
+	t.Fatalf("flashrom not installed: %s", aptFlashrom)
 	return ""
 }
 
@@ -87,13 +87,13 @@ func asError(t *testing.T, err error) *Error {
 	return e
 }
 
-func TestFlashSPIWritesOnlyRequestedRegion(t *testing.T) {
+func TestWriteSPIWritesOnlyRequestedRegion(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 1, chipSize)
 	img := randBytes(2, chipSize) // stands in for spi.bin
 	backups := filepath.Join(t.TempDir(), "backups")
 	var phases []string
-	res, err := FlashSPI(context.Background(), SPIOptions{
+	res, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom:   fr,
 		Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image:      img,
@@ -147,7 +147,7 @@ func TestFlashSPIWritesOnlyRequestedRegion(t *testing.T) {
 	}
 }
 
-func TestFlashSPIDryRunThenWriteChangedBlocks(t *testing.T) {
+func TestWriteSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 3, chipSize)
 	img := bytes.Clone(old)
@@ -166,7 +166,7 @@ func TestFlashSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 		BackupDir:  t.TempDir(),
 		DryRun:     true,
 	}
-	res, err := FlashSPI(context.Background(), opts)
+	res, err := WriteSPI(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestFlashSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 	}
 
 	opts.DryRun = false
-	res, err = FlashSPI(context.Background(), opts)
+	res, err = WriteSPI(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestFlashSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 	}
 
 	// Same image again: nothing differs, nothing is written.
-	res, err = FlashSPI(context.Background(), opts)
+	res, err = WriteSPI(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,11 +215,11 @@ func TestFlashSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 	}
 }
 
-func TestFlashSPIPreservedRegionOnlyWhenNamed(t *testing.T) {
+func TestWriteSPIPreservedRegionOnlyWhenNamed(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 4, chipSize)
 	img := randBytes(5, chipSize)
-	res, err := FlashSPI(context.Background(), SPIOptions{
+	res, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image: img, Regions: qemuLayout, Write: []string{"vpd"}, BackupDir: t.TempDir(),
 	})
@@ -235,11 +235,11 @@ func TestFlashSPIPreservedRegionOnlyWhenNamed(t *testing.T) {
 	}
 }
 
-func TestFlashSPIRefusesWrongSizeImage(t *testing.T) {
+func TestWriteSPIRefusesWrongSizeImage(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 6, chipSize)
 	backups := filepath.Join(t.TempDir(), "b")
-	_, err := FlashSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image:   randBytes(7, 8<<20),
 		Regions: []Region{{Name: "bios", Start: 0, Size: 8 << 20}}, BackupDir: backups,
@@ -257,12 +257,12 @@ func TestFlashSPIRefusesWrongSizeImage(t *testing.T) {
 	}
 }
 
-func TestFlashSPIRefusesUnknownRegion(t *testing.T) {
+func TestWriteSPIRefusesUnknownRegion(t *testing.T) {
 	chip, old := emulatedChip(t, 8, chipSize)
 	marker := filepath.Join(t.TempDir(), "ran")
 	// flashrom must not even run: this stand-in records any call.
 	fake := writeScript(t, "#!/bin/sh\ntouch "+marker+"\nexit 1\n")
-	_, err := FlashSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: fake, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image: randBytes(9, chipSize), Regions: qemuLayout, Write: []string{"bios", "coreboot"}, BackupDir: t.TempDir(),
 	})
@@ -299,7 +299,7 @@ printf "$(printf '\\%%03o' $((b ^ 255)))" | dd of=%s bs=1 seek=%d conv=notrunc s
 `, real, off, chip, chip, off))
 }
 
-func TestFlashSPIVerifyFailureIsRestorable(t *testing.T) {
+func TestWriteSPIVerifyFailureIsRestorable(t *testing.T) {
 	fr := realFlashrom(t)
 	for _, tc := range []struct {
 		name string
@@ -312,7 +312,7 @@ func TestFlashSPIVerifyFailureIsRestorable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			chip, old := emulatedChip(t, 10, chipSize)
 			img := randBytes(11, chipSize)
-			res, err := FlashSPI(context.Background(), SPIOptions{
+			res, err := WriteSPI(context.Background(), SPIOptions{
 				Flashrom: corruptingFlashrom(t, fr, chip, tc.off), Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 				Image: img, Regions: qemuLayout, BackupDir: t.TempDir(),
 			})
@@ -340,11 +340,11 @@ func TestFlashSPIVerifyFailureIsRestorable(t *testing.T) {
 	}
 }
 
-func TestFlashSPIWriteProtectedChip(t *testing.T) {
+func TestWriteSPIWriteProtectedChip(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 12, chipSize)
 	// SRP0 + BP2..0 set and WP# asserted: flashrom cannot lift the protection.
-	_, err := FlashSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,spi_status=0x9c,hwwp=yes,image=" + chip,
 		Image: randBytes(13, chipSize), Regions: qemuLayout, BackupDir: t.TempDir(),
 	})
@@ -364,10 +364,10 @@ func TestFlashSPIWriteProtectedChip(t *testing.T) {
 // flashrom 1.3 falls back to larger erase commands, up to a whole-chip erase, when one
 // fails: the failed write then damages regions that were never requested. The error must
 // say so and point at the backup.
-func TestFlashSPIFailedWriteReportsModifiedChip(t *testing.T) {
+func TestWriteSPIFailedWriteReportsModifiedChip(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 14, chipSize)
-	_, err := FlashSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,spi_blacklist=0x02,image=" + chip, // page program refused
 		Image: randBytes(15, chipSize), Regions: qemuLayout, BackupDir: t.TempDir(),
 	})
@@ -383,7 +383,7 @@ func TestFlashSPIFailedWriteReportsModifiedChip(t *testing.T) {
 	}
 }
 
-func TestFlashSPIMultipleChipDefinitions(t *testing.T) {
+func TestWriteSPIMultipleChipDefinitions(t *testing.T) {
 	fr := realFlashrom(t)
 	const size = 8 << 20
 	chip, old := emulatedChip(t, 16, size)
@@ -394,7 +394,7 @@ func TestFlashSPIMultipleChipDefinitions(t *testing.T) {
 		Regions:   []Region{{Name: "vars", Start: 0, Size: 0x84000, Preserve: true}, {Name: "code", Start: 0x84000, Size: size - 0x84000}},
 		BackupDir: t.TempDir(),
 	}
-	_, err := FlashSPI(context.Background(), opts)
+	_, err := WriteSPI(context.Background(), opts)
 	e := asError(t, err)
 	const name = "MX25L6436E/MX25L6445E/MX25L6465E/MX25L6473E/MX25L6473F"
 	if e.Op != "spi probe" || !strings.Contains(e.Hint, "--chip") || !strings.Contains(e.Hint, `"`+name+`"`) ||
@@ -402,7 +402,7 @@ func TestFlashSPIMultipleChipDefinitions(t *testing.T) {
 		t.Fatalf("error: %v", err)
 	}
 	opts.Chip = name
-	res, err := FlashSPI(context.Background(), opts)
+	res, err := WriteSPI(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,9 +415,9 @@ func TestFlashSPIMultipleChipDefinitions(t *testing.T) {
 	}
 }
 
-func TestFlashSPINoChip(t *testing.T) {
+func TestWriteSPINoChip(t *testing.T) {
 	fr := realFlashrom(t)
-	_, err := FlashSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: fr, Programmer: "dummy", // emulates nothing
 		Image: randBytes(18, chipSize), Regions: qemuLayout, BackupDir: t.TempDir(),
 	})
@@ -427,20 +427,20 @@ func TestFlashSPINoChip(t *testing.T) {
 	}
 }
 
-func TestFlashSPIMissingFlashrom(t *testing.T) {
-	_, err := FlashSPI(context.Background(), SPIOptions{
+func TestWriteSPIMissingFlashrom(t *testing.T) {
+	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: filepath.Join(t.TempDir(), "flashrom"), Programmer: "dummy",
 		Image: []byte{1}, Regions: []Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
-	if err == nil || !strings.Contains(err.Error(), AptFlashrom) {
+	if err == nil || !strings.Contains(err.Error(), aptFlashrom) {
 		t.Errorf("error %v does not give the apt line", err)
 	}
 }
 
-func TestFlashSPITimeout(t *testing.T) {
+func TestWriteSPITimeout(t *testing.T) {
 	hang := writeScript(t, "#!/bin/sh\nexec sleep 60\n")
 	start := time.Now()
-	_, err := FlashSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: hang, Programmer: "dummy", Timeout: 300 * time.Millisecond,
 		Image: []byte{1}, Regions: []Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
@@ -454,7 +454,7 @@ func TestFlashSPITimeout(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	_, err = FlashSPI(ctx, SPIOptions{
+	_, err = WriteSPI(ctx, SPIOptions{
 		Flashrom: hang, Programmer: "dummy",
 		Image: []byte{1}, Regions: []Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
@@ -472,7 +472,7 @@ func containsLine(lines []string, sub string) bool {
 	return false
 }
 
-func BenchmarkFlashSPI16MiB(b *testing.B) {
+func BenchmarkWriteSPI16MiB(b *testing.B) {
 	fr := realFlashrom(b)
 	dir := b.TempDir()
 	chip := filepath.Join(dir, "chip.bin")
@@ -482,7 +482,7 @@ func BenchmarkFlashSPI16MiB(b *testing.B) {
 	}
 	b.SetBytes(chipSize - 0x10000)
 	for i := 0; b.Loop(); i++ {
-		if _, err := FlashSPI(context.Background(), SPIOptions{
+		if _, err := WriteSPI(context.Background(), SPIOptions{
 			Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 			Image: imgs[i%2], Regions: qemuLayout, BackupDir: dir,
 		}); err != nil {

@@ -54,16 +54,16 @@ type host struct {
 
 const copyBuf = 4 << 20
 
-// FlashUSB writes o.Image to o.Device, syncs, reads it back and compares SHA-256.
+// WriteUSB writes o.Image to o.Device, syncs, reads it back and compares SHA-256.
 // A block device is refused if it is a partition, mounted (itself or any partition, also
 // through device-mapper holders), holds the running root filesystem, is active swap, is in
 // use by the kernel (exclusive open fails), is read-only, is smaller than the image, or is
 // not removable (unless o.Force). Every refusal or failure is an *Error.
-func FlashUSB(ctx context.Context, o USBOptions) (USBResult, error) {
-	return flashUSB(ctx, o, realHost())
+func WriteUSB(ctx context.Context, o USBOptions) (USBResult, error) {
+	return writeUSB(ctx, o, realHost())
 }
 
-func flashUSB(ctx context.Context, o USBOptions, h host) (USBResult, error) {
+func writeUSB(ctx context.Context, o USBOptions, h host) (USBResult, error) {
 	var res USBResult
 	log := o.Logger
 	if log == nil {

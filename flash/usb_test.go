@@ -43,13 +43,13 @@ func (l *progressLog) fn(p Progress) {
 	}
 }
 
-func TestFlashUSBFile(t *testing.T) {
+func TestWriteUSBFile(t *testing.T) {
 	img := randBytes(30, 9<<20+123) // several copy chunks, not a sector multiple
 	imgPath := writeTemp(t, "usb.img", img)
 	dir := t.TempDir()
 	target := filepath.Join(dir, "new.img")
 	pl := newProgressLog(t)
-	res, err := FlashUSB(context.Background(), USBOptions{Device: target, Image: imgPath, Progress: pl.fn})
+	res, err := WriteUSB(context.Background(), USBOptions{Device: target, Image: imgPath, Progress: pl.fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestFlashUSBFile(t *testing.T) {
 	if err := os.Chmod(old, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := FlashUSB(context.Background(), USBOptions{Device: old, Image: imgPath}); err != nil {
+	if _, err := WriteUSB(context.Background(), USBOptions{Device: old, Image: imgPath}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(old)
@@ -83,7 +83,7 @@ func TestFlashUSBFile(t *testing.T) {
 	}
 }
 
-func TestFlashUSBRefusesBadTargets(t *testing.T) {
+func TestWriteUSBRefusesBadTargets(t *testing.T) {
 	imgPath := writeTemp(t, "usb.img", randBytes(32, 4096))
 	empty := writeTemp(t, "empty.img", nil)
 	for _, tc := range []struct {
@@ -97,7 +97,7 @@ func TestFlashUSBRefusesBadTargets(t *testing.T) {
 		{"missing image", filepath.Join(t.TempDir(), "x"), filepath.Join(t.TempDir(), "nope"), "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := FlashUSB(context.Background(), USBOptions{Device: tc.dev, Image: tc.img, Force: true})
+			_, err := WriteUSB(context.Background(), USBOptions{Device: tc.dev, Image: tc.img, Force: true})
 			if e := asError(t, err); e.Op != "usb check" || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
@@ -108,11 +108,11 @@ func TestFlashUSBRefusesBadTargets(t *testing.T) {
 	}
 }
 
-func TestFlashUSBCancel(t *testing.T) {
+func TestWriteUSBCancel(t *testing.T) {
 	imgPath := writeTemp(t, "usb.img", randBytes(33, 9<<20))
 	target := filepath.Join(t.TempDir(), "t.img")
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := FlashUSB(ctx, USBOptions{Device: target, Image: imgPath, Progress: func(p Progress) {
+	_, err := WriteUSB(ctx, USBOptions{Device: target, Image: imgPath, Progress: func(p Progress) {
 		if p.Phase == "write" {
 			cancel()
 		}
@@ -188,12 +188,12 @@ func mkfsMount(t *testing.T, dev string) string {
 	return mnt
 }
 
-func TestFlashUSBLoopDevice(t *testing.T) {
+func TestWriteUSBLoopDevice(t *testing.T) {
 	dev, backing := loopDevice(t, 32<<20)
 	img := randBytes(34, 9<<20+512)
 	imgPath := writeTemp(t, "usb.img", img)
 
-	_, err := FlashUSB(context.Background(), USBOptions{Device: dev, Image: imgPath})
+	_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath})
 	if e := asError(t, err); !strings.Contains(e.Msg, "it is not removable") || !strings.Contains(e.Hint, "--force") {
 		t.Errorf("non-removable loop device: %v", err)
 	}
@@ -202,7 +202,7 @@ func TestFlashUSBLoopDevice(t *testing.T) {
 	}
 
 	pl := newProgressLog(t)
-	res, err := FlashUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true, Progress: pl.fn})
+	res, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true, Progress: pl.fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,10 +218,10 @@ func TestFlashUSBLoopDevice(t *testing.T) {
 	}
 }
 
-func TestFlashUSBRefusesTooSmallDevice(t *testing.T) {
+func TestWriteUSBRefusesTooSmallDevice(t *testing.T) {
 	dev, backing := loopDevice(t, 4<<20)
 	imgPath := writeTemp(t, "usb.img", randBytes(35, 8<<20))
-	_, err := FlashUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
+	_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
 	if e := asError(t, err); !strings.Contains(e.Msg, "it holds 4194304 bytes (4 MiB), the image needs 8388608 (8 MiB)") {
 		t.Errorf("err %v", err)
 	}
@@ -250,13 +250,13 @@ func intactAfter(t *testing.T, dev, mnt, backing string, img []byte, attempt fun
 	}
 }
 
-func TestFlashUSBRefusesMountedDevice(t *testing.T) {
+func TestWriteUSBRefusesMountedDevice(t *testing.T) {
 	dev, backing := loopDevice(t, 64<<20)
 	mnt := mkfsMount(t, dev)
 	img := randBytes(36, 1<<20)
 	imgPath := writeTemp(t, "usb.img", img)
 	intactAfter(t, dev, mnt, backing, img, func() {
-		_, err := FlashUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
+		_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
 		want := fmt.Sprintf("it is mounted: %s on %s", dev, mnt)
 		if e := asError(t, err); !strings.Contains(e.Msg, want) || !strings.Contains(e.Hint, "umount "+mnt) {
 			t.Errorf("err %v, want %q", err, want)
@@ -265,7 +265,7 @@ func TestFlashUSBRefusesMountedDevice(t *testing.T) {
 }
 
 // A mounted partition makes its whole disk unwritable, and a partition is never a target.
-func TestFlashUSBRefusesDiskWithMountedPartition(t *testing.T) {
+func TestWriteUSBRefusesDiskWithMountedPartition(t *testing.T) {
 	needTool(t, "sgdisk", "gdisk")
 	backing := writeTemp(t, "backing.img", nil)
 	if err := os.Truncate(backing, 64<<20); err != nil {
@@ -287,12 +287,12 @@ func TestFlashUSBRefusesDiskWithMountedPartition(t *testing.T) {
 	img := randBytes(37, 1<<20)
 	imgPath := writeTemp(t, "usb.img", img)
 	intactAfter(t, part, mnt, backing, img, func() {
-		_, err := FlashUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
+		_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
 		want := fmt.Sprintf("it is mounted: %s on %s", part, mnt)
 		if e := asError(t, err); !strings.Contains(e.Msg, want) {
 			t.Errorf("err %v, want %q", err, want)
 		}
-		_, err = FlashUSB(context.Background(), USBOptions{Device: part, Image: imgPath, Force: true})
+		_, err = WriteUSB(context.Background(), USBOptions{Device: part, Image: imgPath, Force: true})
 		want = fmt.Sprintf("it is partition 1 of %s", dev)
 		if e := asError(t, err); !strings.Contains(e.Msg, want) {
 			t.Errorf("err %v, want %q", err, want)
@@ -446,12 +446,12 @@ func TestRefuseFakeSysfs(t *testing.T) {
 	}
 }
 
-func BenchmarkFlashUSBFile64MiB(b *testing.B) {
+func BenchmarkWriteUSBFile64MiB(b *testing.B) {
 	img := writeTemp(b, "usb.img", randBytes(40, 64<<20))
 	target := filepath.Join(b.TempDir(), "out.img")
 	b.SetBytes(64 << 20)
 	for b.Loop() {
-		if _, err := FlashUSB(context.Background(), USBOptions{Device: target, Image: img}); err != nil {
+		if _, err := WriteUSB(context.Background(), USBOptions{Device: target, Image: img}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -317,7 +317,7 @@ func TestFlashedChipBoots(t *testing.T) {
 	for _, r := range b.Outputs.SPI.Regions {
 		regions = append(regions, flash.Region{Name: r.Name, Start: uint64(r.Start), Size: uint64(r.Size), Preserve: r.Preserve})
 	}
-	res, err := flash.FlashSPI(context.Background(), flash.SPIOptions{
+	res, err := flash.WriteSPI(context.Background(), flash.SPIOptions{
 		Programmer: "dummy:emulate=W25Q128FV,image=" + chip, Image: img, Regions: regions, BackupDir: dir,
 	})
 	if err != nil {

@@ -14,16 +14,16 @@ import (
 
 // Environment variables read by Run when the matching setting is left zero.
 const (
-	// EnvKVM set to "1" asks for KVM (used only if /dev/kvm works).
-	EnvKVM = "FWBUILD_KVM"
-	// EnvTimeoutScale overrides the factor applied to marker timeouts.
-	EnvTimeoutScale = "FWBUILD_TIMEOUT_SCALE"
+	// envKVM set to "1" asks for KVM (used only if /dev/kvm works).
+	envKVM = "FWBUILD_KVM"
+	// envTimeoutScale overrides the factor applied to marker timeouts.
+	envTimeoutScale = "FWBUILD_TIMEOUT_SCALE"
 )
 
 // Default scale of marker timeouts per accelerator.
 const (
-	TCGTimeoutScale = 3.0
-	KVMTimeoutScale = 1.0
+	tcgTimeoutScale = 3.0
+	kvmTimeoutScale = 1.0
 )
 
 // Machine holds the plain settings QEMU is started from. Zero fields take the
@@ -126,7 +126,7 @@ const pflashMax = 8 << 20
 func resolveAccel(asked string, getenv func(string) string, kvmCheck func() error, log *slog.Logger) (string, error) {
 	switch asked {
 	case "":
-		if getenv(EnvKVM) != "1" {
+		if getenv(envKVM) != "1" {
 			return "tcg", nil
 		}
 	case "tcg":
@@ -150,22 +150,22 @@ func resolveScale(opt float64, accel string, getenv func(string) string) (float6
 	if opt > 0 {
 		return opt, nil
 	}
-	if v := getenv(EnvTimeoutScale); v != "" {
+	if v := getenv(envTimeoutScale); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
 		if err != nil || f <= 0 {
-			return 0, fmt.Errorf("$%s=%q: want a positive number such as 2 or 0.5", EnvTimeoutScale, v)
+			return 0, fmt.Errorf("$%s=%q: want a positive number such as 2 or 0.5", envTimeoutScale, v)
 		}
 		return f, nil
 	}
 	if accel == "kvm" {
-		return KVMTimeoutScale, nil
+		return kvmTimeoutScale, nil
 	}
-	return TCGTimeoutScale, nil
+	return tcgTimeoutScale, nil
 }
 
-// KVMUsable reports why /dev/kvm cannot run a VM, or nil. It cannot tell
+// kvmUsable reports why /dev/kvm cannot run a VM, or nil. It cannot tell
 // whether a given guest runs under it (OVMF does not on nested hosts).
-func KVMUsable() error {
+func kvmUsable() error {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
 		return err

@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// DefaultMarkerTimeout is the base timeout of a marker whose Timeout is zero
+// defaultMarkerTimeout is the base timeout of a marker whose Timeout is zero
 // (before scaling: 90s under TCG with the default scale).
-const DefaultMarkerTimeout = 30 * time.Second
+const defaultMarkerTimeout = 30 * time.Second
 
 // maxLine bounds the unfinished line kept in memory: a guest that prints
 // megabytes without a newline gets its output split into 64 KiB lines.
@@ -26,7 +26,7 @@ type Marker struct {
 	Pattern *regexp.Regexp
 	// Timeout is the base time allowed since the previous marker matched
 	// (since QEMU started for the first marker); Run multiplies it by the
-	// timeout scale. Zero means DefaultMarkerTimeout.
+	// timeout scale. Zero means 30s.
 	Timeout time.Duration
 	// Then is typed on the serial console once the marker has matched
 	// (SerialStdio machines), e.g. a shell command whose output the next

@@ -47,7 +47,7 @@ func TestRunFakeSuccess(t *testing.T) {
 		LogPath:  logPath,
 		OnMarker: func(m Match) { seen = append(seen, m.Marker.Name) },
 		OnStart:  func(p int) { pid = p },
-		Getenv:   noEnv,
+		getenv:   noEnv,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestRunFakeSuccess(t *testing.T) {
 	if res.Matches[0].At > res.Matches[1].At || res.Matches[1].At > res.Matches[2].At || res.Elapsed != res.Matches[2].At {
 		t.Errorf("timings out of order: %v %v %v elapsed %v", res.Matches[0].At, res.Matches[1].At, res.Matches[2].At, res.Elapsed)
 	}
-	if res.Accel != "tcg" || res.Scale != TCGTimeoutScale || res.LogPath != logPath {
+	if res.Accel != "tcg" || res.Scale != tcgTimeoutScale || res.LogPath != logPath {
 		t.Errorf("accel %q scale %v log %q", res.Accel, res.Scale, res.LogPath)
 	}
 	log, err := os.ReadFile(logPath)
@@ -94,7 +94,7 @@ func TestRunFakeMarkerTimeout(t *testing.T) {
 	_, err := Run(context.Background(), Machine{Binary: bin}, []Marker{
 		Substring("first", "first marker", 5*time.Second),
 		Regexp("second", `second (\w+)`, 200*time.Millisecond),
-	}, Options{LogPath: logPath, TimeoutScale: 2, OnStart: func(p int) { pid = p }, Getenv: noEnv})
+	}, Options{LogPath: logPath, TimeoutScale: 2, OnStart: func(p int) { pid = p }, getenv: noEnv})
 	if took := time.Since(begin); took > 10*time.Second {
 		t.Errorf("Run took %v; the fake sleeps 30s, the marker allowed 0.4s", took)
 	}
@@ -140,7 +140,7 @@ func TestRunFakeAbort(t *testing.T) {
 	_, err := Run(context.Background(), Machine{Binary: bin}, []Marker{
 		Substring("boot", "booting", 5*time.Second),
 		Substring("ready", "agent: ready", time.Minute),
-	}, Options{Abort: regexp.MustCompile(`agent: FAILED`), OnStart: func(p int) { pid = p }, Getenv: noEnv})
+	}, Options{Abort: regexp.MustCompile(`agent: FAILED`), OnStart: func(p int) { pid = p }, getenv: noEnv})
 	if took := time.Since(begin); took > 10*time.Second {
 		t.Errorf("Run took %v: the abort line should have ended it", took)
 	}
@@ -155,7 +155,7 @@ func TestRunFakeAbort(t *testing.T) {
 
 	bin, _ = fakeQEMU(t, `echo "agent: ready"; echo "agent: FAILED later"; sleep 30`)
 	if _, err := Run(context.Background(), Machine{Binary: bin}, []Marker{Substring("ready", "agent: ready", 5*time.Second)},
-		Options{Abort: regexp.MustCompile(`agent: FAILED`), Getenv: noEnv}); err != nil {
+		Options{Abort: regexp.MustCompile(`agent: FAILED`), getenv: noEnv}); err != nil {
 		t.Errorf("abort line after the last marker: %v", err)
 	}
 }
@@ -167,14 +167,14 @@ func TestRunFakeTypes(t *testing.T) {
 	prompt := Substring("prompt", "login:", 5*time.Second)
 	prompt.Then = "ctld status\n"
 	res, err := Run(context.Background(), Machine{Binary: bin}, []Marker{prompt, Substring("answer", "you typed <ctld status>", 5*time.Second)},
-		Options{Getenv: noEnv})
+		Options{getenv: noEnv})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Matches) != 2 {
 		t.Fatalf("%d matches", len(res.Matches))
 	}
-	if _, err := Run(context.Background(), Machine{Binary: bin, Serial: SerialSocket}, []Marker{prompt}, Options{Getenv: noEnv}); err == nil || !strings.Contains(err.Error(), "SerialStdio") {
+	if _, err := Run(context.Background(), Machine{Binary: bin, Serial: SerialSocket}, []Marker{prompt}, Options{getenv: noEnv}); err == nil || !strings.Contains(err.Error(), "SerialStdio") {
 		t.Errorf("typing on a socket console: %v", err)
 	}
 }
@@ -182,7 +182,7 @@ func TestRunFakeTypes(t *testing.T) {
 func TestRunFakeExit(t *testing.T) {
 	bin, _ := fakeQEMU(t, `echo "qemu-system-x86_64: -drive file=x: Could not open 'x'" >&2; exit 1`)
 	_, err := Run(context.Background(), Machine{Binary: bin}, []Marker{Substring("x", "never", time.Minute)},
-		Options{LogPath: filepath.Join(t.TempDir(), "log"), Getenv: noEnv})
+		Options{LogPath: filepath.Join(t.TempDir(), "log"), getenv: noEnv})
 	if !errors.Is(err, ErrQEMUExited) {
 		t.Fatalf("err = %v, want ErrQEMUExited", err)
 	}
@@ -195,7 +195,7 @@ func TestRunFakeExit(t *testing.T) {
 	// unfinished last line a non-literal regexp waits on.
 	bin, _ = fakeQEMU(t, `printf 'done 7'; exit 0`)
 	res, err := Run(context.Background(), Machine{Binary: bin}, []Marker{Regexp("done", `done (\d+)`, time.Minute)},
-		Options{LogPath: filepath.Join(t.TempDir(), "log"), Getenv: noEnv})
+		Options{LogPath: filepath.Join(t.TempDir(), "log"), getenv: noEnv})
 	if err != nil || res.Matches[0].Values[0] != "7" {
 		t.Fatalf("got %v, %v", res.Matches, err)
 	}
@@ -223,7 +223,7 @@ func TestRunFakeCancel(t *testing.T) {
 				cancel()
 			}
 		},
-		Getenv: noEnv,
+		getenv: noEnv,
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -252,7 +252,7 @@ func TestRunFakeCommandLine(t *testing.T) {
 	}
 	m := Machine{Binary: bin, Firmware: PflashOVMF(code, vars), Disks: []Disk{USBKey(usb)}, Args: []string{"-s"}}
 	res, err := Run(context.Background(), m, []Marker{Substring("ok", "ok", time.Minute)},
-		Options{LogPath: filepath.Join(dir, "log"), Getenv: noEnv})
+		Options{LogPath: filepath.Join(dir, "log"), getenv: noEnv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,13 +306,13 @@ func TestRunSettingsErrors(t *testing.T) {
 		{Machine{Binary: "sh", Firmware: SplitPflash(odd, 2000)}, Options{}, mk, "split pflash"},
 		{Machine{Binary: "sh", Disks: []Disk{USBKey(filepath.Join(dir, "usb.img"))}}, Options{}, mk, "usb.img"},
 		{Machine{Binary: "sh", Accel: "hvf"}, Options{}, mk, `accel "hvf"`},
-		{Machine{Binary: "sh"}, Options{Getenv: func(string) string { return "fast" }}, mk, "FWBUILD_TIMEOUT_SCALE"},
+		{Machine{Binary: "sh"}, Options{getenv: func(string) string { return "fast" }}, mk, "FWBUILD_TIMEOUT_SCALE"},
 		{Machine{Binary: "sh"}, Options{}, nil, "no markers"},
 		{Machine{Binary: "sh"}, Options{}, []Marker{{Name: "empty"}}, "neither Text nor Pattern"},
 	}
 	for _, c := range cases {
-		if c.opts.Getenv == nil {
-			c.opts.Getenv = noEnv
+		if c.opts.getenv == nil {
+			c.opts.getenv = noEnv
 		}
 		_, err := Run(ctx, c.m, c.mk, c.opts)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -325,9 +325,9 @@ func TestAccelAndScale(t *testing.T) {
 	env := func(kvm, scale string) func(string) string {
 		return func(k string) string {
 			switch k {
-			case EnvKVM:
+			case envKVM:
 				return kvm
-			case EnvTimeoutScale:
+			case envTimeoutScale:
 				return scale
 			}
 			return ""
@@ -360,8 +360,8 @@ func TestAccelAndScale(t *testing.T) {
 		envVal string
 		want   float64
 	}{
-		{0, "tcg", "", TCGTimeoutScale},
-		{0, "kvm", "", KVMTimeoutScale},
+		{0, "tcg", "", tcgTimeoutScale},
+		{0, "kvm", "", kvmTimeoutScale},
 		{0, "tcg", "10", 10},
 		{0, "kvm", "0.5", 0.5},
 		{2, "tcg", "10", 2}, // the option wins over the environment

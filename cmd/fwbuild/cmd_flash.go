@@ -36,8 +36,8 @@ func (e *env) progress(p flash.Progress) {
 		return
 	}
 	rate := ""
-	if s := p.Elapsed.Seconds(); s > 0 && p.Done > 0 {
-		rate = fmt.Sprintf(" %.1f MB/s", float64(p.Done)/s/1e6)
+	if r := p.Rate(); r > 0 {
+		rate = fmt.Sprintf(" %.1f MB/s", r/1e6)
 	}
 	if p.Total > 0 {
 		fmt.Fprintf(e.stderr, "\r%-8s %d/%d bytes (%.0f%%)%s %v   ", p.Phase, p.Done, p.Total, 100*float64(p.Done)/float64(p.Total), rate, p.Elapsed.Round(100*time.Millisecond))
@@ -91,7 +91,7 @@ func cmdFlashSPI(e *env, args []string) error {
 	for _, r := range b.Outputs.SPI.Regions {
 		layout = append(layout, flash.Region{Name: r.Name, Start: uint64(r.Start), Size: uint64(r.Size), Preserve: r.Preserve})
 	}
-	res, err := flash.FlashSPI(e.ctx, flash.SPIOptions{
+	res, err := flash.WriteSPI(e.ctx, flash.SPIOptions{
 		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data, Regions: layout,
 		Write: regions, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
 	})
@@ -152,7 +152,7 @@ func cmdFlashUSB(e *env, args []string) error {
 		}
 		*img = filepath.Join(defaultOut(b.Name), "usb.img")
 	}
-	res, err := flash.FlashUSB(e.ctx, flash.USBOptions{Device: *device, Image: *img, Force: *force, Progress: e.progress, Logger: e.log})
+	res, err := flash.WriteUSB(e.ctx, flash.USBOptions{Device: *device, Image: *img, Force: *force, Progress: e.progress, Logger: e.log})
 	if err != nil {
 		return err
 	}
