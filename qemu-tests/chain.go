@@ -1,7 +1,6 @@
 package qemutests
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -67,23 +66,4 @@ func BootChain(kind string) ([]Marker, error) {
 		Regexp("linux", `Linux version (\d+\.\d+\S*)`, TimeoutLinux),
 		Regexp("ctld-ready", contract.ReadyPattern, TimeoutReady),
 	), nil
-}
-
-// MeasureBoot boots m until the last marker and returns the time from QEMU's
-// start to it, with the full result (per-marker times). It is what a
-// benchmark of built artefacts calls once per iteration, e.g.
-//
-//	for b.Loop() {
-//		d, _, err := qemutests.MeasureBoot(ctx, m, markers, opts)
-//		...
-//		b.ReportMetric(d.Seconds(), "s/boot")
-//	}
-//
-// The log of each boot goes to opts.LogPath (overwritten) or a new temp file.
-func MeasureBoot(ctx context.Context, m Machine, markers []Marker, opts Options) (time.Duration, Result, error) {
-	res, err := Run(ctx, m, markers, opts)
-	if err != nil {
-		return 0, res, err
-	}
-	return res.Elapsed, res, nil
 }
