@@ -52,7 +52,7 @@ func FuzzParseGuestBundle(f *testing.F) {
 // its size, a damaged one with the reason.
 func TestInspectGuestBundle(t *testing.T) {
 	spec := synthSpec(t, minimalPE(5000))
-	spec.Regions[0].Fill = GuestBundle([]byte("the guests' cpio"))
+	spec.Fills["data"] = GuestBundle([]byte("the guests' cpio"))
 	chip, err := BuildSPI(spec)
 	if err != nil {
 		t.Fatal(err)
