@@ -3,6 +3,7 @@ package boardcfg
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -140,6 +141,29 @@ func TestBadProfiles(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), c.wantErr) {
 				t.Fatalf("error\n  %v\nwant it to contain\n  %s", err, c.wantErr)
+			}
+		})
+	}
+}
+
+// Every region name a later stage (image's layout check, flashrom, the
+// flasher) would refuse is refused at load, at the name.
+func TestBadRegionNames(t *testing.T) {
+	for _, c := range []struct{ name, want string }{
+		{strings.Repeat("a", 65), "is 65 bytes long: at most 64"},
+		{"my data", "has ' '"},
+		{"a:b", "has ':'"},
+		{"a\tb", "has '\\t'"},
+		{"bíos", "has 'í'"},
+		{"a/b", "has '/'"},
+		{"", "required field is missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := strings.Replace(valid, "{name: vpd,", "{name: "+strconv.Quote(c.name)+",", 1)
+			_, err := Load(writeProfile(t, dir, "t1.yaml", text), dir)
+			if want := "t1.yaml:34:16: outputs.spi.regions[0].name: "; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error\n  %v\nwant %s...%s", err, want, c.want)
 			}
 		})
 	}

@@ -31,10 +31,7 @@ func (b *Board) missing(field string) error {
 	return b.errAt(field, "required field is missing")
 }
 
-var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]*$`)
-	regionRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-)
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]*$`)
 
 // validate checks what decoding cannot: required fields, references between
 // sections, and the SPI layout. All problems are reported, not just the first.
@@ -274,11 +271,11 @@ func (b *Board) validateRegions(s *SPI) []error {
 	var spans []span
 	for i, r := range s.Regions {
 		f := fmt.Sprintf("outputs.spi.regions[%d]", i)
-		switch {
+		switch err := CheckRegionName(r.Name); {
 		case r.Name == "":
 			errs = append(errs, b.missing(f+".name"))
-		case !regionRE.MatchString(r.Name):
-			errs = append(errs, b.errAt(f+".name", "%q: flashrom region names are letters, digits, . _ -", r.Name))
+		case err != nil:
+			errs = append(errs, b.errAt(f+".name", "%v", err))
 		case names[r.Name]:
 			errs = append(errs, b.errAt(f+".name", "region %q is defined twice", r.Name))
 		}

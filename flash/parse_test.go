@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
 )
 
 // Outputs of Debian's flashrom 1.3.0 (captured on the dev machine with the dummy programmer).
@@ -86,40 +88,35 @@ func TestShellJoin(t *testing.T) {
 	}
 }
 
-// The layout file flashrom gets (image.ParseFlashromLayout reads this format too).
-func TestFormatLayout(t *testing.T) {
-	rs := []Region{{Name: "vpd", Start: 0, Size: 0x10000}, {Name: "bios", Start: 0x10000, Size: 0xff0000}}
-	if s := FormatLayout(rs); s != "00000000:0000ffff vpd\n00010000:00ffffff bios\n" {
-		t.Errorf("format %q", s)
-	}
-}
-
 func TestValidateRegions(t *testing.T) {
 	for _, tc := range []struct {
-		rs   []Region
+		rs   []boardcfg.Region
 		want string
 	}{
 		{nil, "no layout regions"},
-		{[]Region{{Name: "a", Start: 0, Size: 0}}, "size 0"},
-		{[]Region{{Name: "a", Start: 0xff0, Size: 0x20}}, "does not fit in the 4096-byte"},
-		{[]Region{{Name: "a", Start: 0x1000, Size: 1}}, "does not fit"},
-		{[]Region{{Name: "a", Start: 1, Size: ^uint64(0)}}, "does not fit"},
-		{[]Region{{Name: "b", Start: 0x800, Size: 0x100}, {Name: "a", Start: 0, Size: 0x801}}, `regions "a" (0x0-0x800) and "b" (0x800-0x8ff) overlap`},
-		{[]Region{{Name: "a b", Size: 1}}, "spaces"},
+		{[]boardcfg.Region{{Name: "a", Start: 0, Size: 0}}, "size 0"},
+		{[]boardcfg.Region{{Name: "a", Start: 0xff0, Size: 0x20}}, "does not fit in the 4096-byte"},
+		{[]boardcfg.Region{{Name: "a", Start: 0x1000, Size: 1}}, "does not fit"},
+		{[]boardcfg.Region{{Name: "a", Start: 1, Size: ^boardcfg.Size(0)}}, "does not fit"},
+		{[]boardcfg.Region{{Name: "b", Start: 0x800, Size: 0x100}, {Name: "a", Start: 0, Size: 0x801}}, `regions "a" (0x0-0x800) and "b" (0x800-0x8ff) overlap`},
+		// The profile's name rule: what passes `fwbuild check` passes here, and no more.
+		{[]boardcfg.Region{{Name: "a b", Size: 1}}, `region name "a b" has ' '`},
+		{[]boardcfg.Region{{Name: strings.Repeat("a", 65), Size: 1}}, "at most 64"},
+		{[]boardcfg.Region{{Name: "bíos", Size: 1}}, "has 'í'"},
 	} {
 		if _, err := validateRegions(tc.rs, 4096); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.rs, err, tc.want)
 		}
 	}
-	rs, err := validateRegions([]Region{{Name: "b", Start: 0x800, Size: 0x800}, {Name: "a", Size: 0x800}}, 4096)
+	rs, err := validateRegions([]boardcfg.Region{{Name: "b", Start: 0x800, Size: 0x800}, {Name: "a", Size: 0x800}}, 4096)
 	if err != nil || rs[0].Name != "a" {
 		t.Errorf("%+v %v", rs, err)
 	}
 }
 
 func TestSelectRegions(t *testing.T) {
-	rs := []Region{{Name: "fd", Size: 1, Preserve: true}, {Name: "me", Start: 1, Size: 1, Preserve: true}, {Name: "bios", Start: 2, Size: 1}}
-	names := func(rs []Region) (n []string) {
+	rs := []boardcfg.Region{{Name: "fd", Size: 1, Preserve: true}, {Name: "me", Start: 1, Size: 1, Preserve: true}, {Name: "bios", Start: 2, Size: 1}}
+	names := func(rs []boardcfg.Region) (n []string) {
 		for _, r := range rs {
 			n = append(n, r.Name)
 		}
@@ -144,21 +141,21 @@ func TestChangedBlocks(t *testing.T) {
 	img[0x2fff] = 1 // adjacent block: merged with the first
 	img[0x37ff] = 1 // last byte of the region, partial last block
 	img[0x3800] = 1 // after the region
-	got := changedBlocks(old, img, []Region{{Name: "r", Start: 0x1800, Size: 0x2000}}, 0x1000)
+	got := changedBlocks(old, img, []boardcfg.Region{{Name: "r", Start: 0x1800, Size: 0x2000}}, 0x1000)
 	want := []RegionChange{{Region: "r", Start: 0x1800, Size: 0x2000, BlockSize: 0x1000, Blocks: 3, ChangedBlocks: 3,
 		Ranges: []BlockRange{{0x1800, 0x37ff}}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v", got)
 	}
 	img[0x2fff] = 0
-	got = changedBlocks(old, img, []Region{{Name: "r", Start: 0x1800, Size: 0x2000}}, 0x1000)
+	got = changedBlocks(old, img, []boardcfg.Region{{Name: "r", Start: 0x1800, Size: 0x2000}}, 0x1000)
 	if r := got[0].Ranges; got[0].ChangedBlocks != 2 || len(r) != 2 || r[0] != (BlockRange{0x1800, 0x1fff}) || r[1] != (BlockRange{0x3000, 0x37ff}) {
 		t.Errorf("got %+v", got)
 	}
 }
 
 func TestCompareReadback(t *testing.T) {
-	all := []Region{{Name: "a", Start: 0, Size: 4}, {Name: "w", Start: 4, Size: 4}, {Name: "c", Start: 12, Size: 4, Preserve: true}}
+	all := []boardcfg.Region{{Name: "a", Start: 0, Size: 4}, {Name: "w", Start: 4, Size: 4}, {Name: "c", Start: 12, Size: 4, Preserve: true}}
 	old := []byte("oooooooooooooooo")
 	img := []byte("iiiiiiiiiiiiiiii")
 	rb := []byte("ooooiiiioooooooo")

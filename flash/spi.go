@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
 )
 
 // SPIOptions describes one SPI flash through flashrom.
@@ -27,8 +29,9 @@ type SPIOptions struct {
 	Chip string
 	// Image is the whole-chip image (e.g. spi.bin); its size must equal the chip's.
 	Image []byte
-	// Regions is the flash layout. Every region to write must be in it.
-	Regions []Region
+	// Regions is the flash layout (the board profile's outputs.spi.regions; name, start,
+	// size and preserve count). Every region to write must be in it.
+	Regions []boardcfg.Region
 	// Write names the regions to write. Empty means every region not marked Preserve.
 	// A preserved region is written only when named here.
 	Write []string
@@ -112,7 +115,7 @@ func WriteSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.Layout = FormatLayout(plan.regions)
+	res.Layout = boardcfg.FlashromLayout(plan.regions)
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
@@ -134,9 +137,9 @@ func WriteSPI(ctx context.Context, o SPIOptions) (SPIResult, error) {
 // spiPlan is a checked request: what WriteSPI may touch, decided before flashrom runs.
 type spiPlan struct {
 	image   []byte
-	regions []Region // the whole layout, sorted by start
-	write   []Region // the regions to write, sorted by start
-	block   uint64   // erase block size of the change report
+	regions []boardcfg.Region // the whole layout, sorted by start
+	write   []boardcfg.Region // the regions to write, sorted by start
+	block   uint64            // erase block size of the change report
 	dryRun  bool
 	// backupDir receives the full-chip backup.
 	backupDir string
@@ -391,14 +394,14 @@ func anyChanged(cs []RegionChange) bool {
 }
 
 // selectRegions resolves the names to write; empty means every non-preserved region.
-func selectRegions(regions []Region, names []string) ([]Region, error) {
-	byName := map[string]Region{}
+func selectRegions(regions []boardcfg.Region, names []string) ([]boardcfg.Region, error) {
+	byName := map[string]boardcfg.Region{}
 	var all []string
 	for _, r := range regions {
 		byName[r.Name] = r
 		all = append(all, r.Name)
 	}
-	var out []Region
+	var out []boardcfg.Region
 	if len(names) == 0 {
 		for _, r := range regions {
 			if !r.Preserve {
@@ -427,12 +430,13 @@ func selectRegions(regions []Region, names []string) ([]Region, error) {
 }
 
 // changedBlocks compares old and img inside each region, erase block by erase block.
-func changedBlocks(old, img []byte, regions []Region, blk uint64) []RegionChange {
+func changedBlocks(old, img []byte, regions []boardcfg.Region, blk uint64) []RegionChange {
 	var out []RegionChange
 	for _, r := range regions {
-		c := RegionChange{Region: r.Name, Start: r.Start, Size: r.Size, BlockSize: blk}
-		for b := r.Start &^ (blk - 1); b <= r.End(); b += blk {
-			lo, hi := max(b, r.Start), min(b+blk, r.End()+1)
+		start, end := uint64(r.Start), uint64(r.End())
+		c := RegionChange{Region: r.Name, Start: start, Size: uint64(r.Size), BlockSize: blk}
+		for b := start &^ (blk - 1); b <= end; b += blk {
+			lo, hi := max(b, start), min(b+blk, end+1)
 			c.Blocks++
 			if bytes.Equal(old[lo:hi], img[lo:hi]) {
 				continue
@@ -451,7 +455,7 @@ func changedBlocks(old, img []byte, regions []Region, blk uint64) []RegionChange
 
 // compareReadback checks the written regions against the image and every other byte
 // against the backup; it returns the written regions' hashes and any mismatches.
-func compareReadback(rb, img, old []byte, all, written []Region) (map[string]string, []string) {
+func compareReadback(rb, img, old []byte, all, written []boardcfg.Region) (map[string]string, []string) {
 	var problems []string
 	if len(rb) != len(img) {
 		return nil, []string{fmt.Sprintf("read back %d bytes, chip size is %d", len(rb), len(img))}
@@ -460,7 +464,7 @@ func compareReadback(rb, img, old []byte, all, written []Region) (map[string]str
 	for _, r := range written {
 		got, want := sum(rb[r.Start:r.End()+1]), sum(img[r.Start:r.End()+1])
 		if got != want {
-			off, n := firstDiff(rb, img, r.Start, r.End()+1)
+			off, n := firstDiff(rb, img, uint64(r.Start), uint64(r.End())+1)
 			problems = append(problems, fmt.Sprintf("region %q: sha256 %s, image has %s (%d bytes differ, first at 0x%x)",
 				r.Name, got[:16], want[:16], n, off))
 			continue
@@ -478,8 +482,8 @@ func compareReadback(rb, img, old []byte, all, written []Region) (map[string]str
 			lo, hi-1, regionAt(all, off), n, off))
 	}
 	for _, r := range written {
-		check(pos, r.Start)
-		pos = r.End() + 1
+		check(pos, uint64(r.Start))
+		pos = uint64(r.End()) + 1
 	}
 	check(pos, uint64(len(rb)))
 	return hashes, problems
@@ -498,9 +502,9 @@ func firstDiff(a, b []byte, lo, hi uint64) (first uint64, n int) {
 	return first, n
 }
 
-func regionAt(all []Region, off uint64) string {
+func regionAt(all []boardcfg.Region, off uint64) string {
 	for _, r := range all {
-		if off >= r.Start && off <= r.End() {
+		if off >= uint64(r.Start) && off <= uint64(r.End()) {
 			if r.Preserve {
 				return "region " + r.Name + ", preserved"
 			}

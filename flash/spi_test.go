@@ -15,12 +15,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
 )
 
 const chipSize = 16 << 20 // W25Q128FV
 
 // qemuLayout is the qemu-q35 board's chip: preserved factory data at the bottom, fwbuild's BIOS above.
-var qemuLayout = []Region{
+var qemuLayout = []boardcfg.Region{
 	{Name: "vpd", Start: 0, Size: 0x10000, Preserve: true},
 	{Name: "bios", Start: 0x10000, Size: chipSize - 0x10000},
 }
@@ -242,7 +244,7 @@ func TestWriteSPIRefusesWrongSizeImage(t *testing.T) {
 	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image:   randBytes(7, 8<<20),
-		Regions: []Region{{Name: "bios", Start: 0, Size: 8 << 20}}, BackupDir: backups,
+		Regions: []boardcfg.Region{{Name: "bios", Start: 0, Size: 8 << 20}}, BackupDir: backups,
 	})
 	e := asError(t, err)
 	if e.Op != "spi check" || !strings.Contains(e.Msg, "image is 8388608 bytes (8 MiB)") ||
@@ -391,7 +393,7 @@ func TestWriteSPIMultipleChipDefinitions(t *testing.T) {
 	opts := SPIOptions{
 		Flashrom: fr, Programmer: "dummy:emulate=MX25L6436,image=" + chip,
 		Image:     img,
-		Regions:   []Region{{Name: "vars", Start: 0, Size: 0x84000, Preserve: true}, {Name: "code", Start: 0x84000, Size: size - 0x84000}},
+		Regions:   []boardcfg.Region{{Name: "vars", Start: 0, Size: 0x84000, Preserve: true}, {Name: "code", Start: 0x84000, Size: size - 0x84000}},
 		BackupDir: t.TempDir(),
 	}
 	_, err := WriteSPI(context.Background(), opts)
@@ -430,7 +432,7 @@ func TestWriteSPINoChip(t *testing.T) {
 func TestWriteSPIMissingFlashrom(t *testing.T) {
 	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: filepath.Join(t.TempDir(), "flashrom"), Programmer: "dummy",
-		Image: []byte{1}, Regions: []Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
+		Image: []byte{1}, Regions: []boardcfg.Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
 	if err == nil || !strings.Contains(err.Error(), aptFlashrom) {
 		t.Errorf("error %v does not give the apt line", err)
@@ -442,7 +444,7 @@ func TestWriteSPITimeout(t *testing.T) {
 	start := time.Now()
 	_, err := WriteSPI(context.Background(), SPIOptions{
 		Flashrom: hang, Programmer: "dummy", Timeout: 300 * time.Millisecond,
-		Image: []byte{1}, Regions: []Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
+		Image: []byte{1}, Regions: []boardcfg.Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
 	e := asError(t, err)
 	if e.Op != "spi probe" || !strings.Contains(e.Msg, "timed out after 300ms") {
@@ -456,7 +458,7 @@ func TestWriteSPITimeout(t *testing.T) {
 	time.AfterFunc(200*time.Millisecond, cancel)
 	_, err = WriteSPI(ctx, SPIOptions{
 		Flashrom: hang, Programmer: "dummy",
-		Image: []byte{1}, Regions: []Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
+		Image: []byte{1}, Regions: []boardcfg.Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancel: %v", err)

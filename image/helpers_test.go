@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 	"github.com/linuxboot/fiano/pkg/guid"
 )
@@ -33,7 +34,7 @@ func ovmfVars(t testing.TB) []byte { return readComponent(t, "ovmf", "vars") }
 func q35Spec16(base, payload []byte) SPISpec {
 	return SPISpec{
 		ChipSize: 16 << 20,
-		Regions: []Region{
+		Regions: []boardcfg.Region{
 			{Name: "vpd", Start: 0, Size: 0x10000, Preserve: true},
 			{Name: "bios", Start: 0x10000, Size: 0xFF0000, Firmware: true},
 		},
@@ -45,10 +46,11 @@ func q35Spec16(base, payload []byte) SPISpec {
 func q35Spec8(base, vars, payload []byte) SPISpec {
 	return SPISpec{
 		ChipSize: 8 << 20,
-		Regions: []Region{
-			{Name: "vars", Start: 0, Size: 0x84000, Fill: vars},
+		Regions: []boardcfg.Region{
+			{Name: "vars", Start: 0, Size: 0x84000},
 			{Name: "bios", Start: 0x84000, Size: 0x77C000, Firmware: true},
 		},
+		Fills:        map[string][]byte{"vars": vars},
 		BaseFirmware: base, GrowFV: growGUID, SlotFile: shellGUID, Payload: payload,
 	}
 }

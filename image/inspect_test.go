@@ -72,10 +72,9 @@ func FuzzInspectFirmware(f *testing.F) {
 
 // A chip's guests region shows up in inspect, checked: a good bundle with
 // its size, a damaged one with the reason.
-
 func TestInspectGuestBundle(t *testing.T) {
 	spec := synthSpec(t, minimalPE(5000))
-	spec.Regions[0].Fill = contract.EncodeBundle([]byte("the guests' cpio"))
+	spec.Fills["data"] = contract.EncodeBundle([]byte("the guests' cpio"))
 	chip, err := BuildSPI(spec)
 	if err != nil {
 		t.Fatal(err)

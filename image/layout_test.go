@@ -1,84 +1,42 @@
 package image
 
 import (
-	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
 )
 
-func TestFlashromLayout(t *testing.T) {
-	rs := []Region{
-		{Name: "bios", Start: 0x10000, Size: 0xFF0000, Firmware: true},
-		{Name: "vpd", Start: 0, Size: 0x10000, Preserve: true},
+func TestCheckLayout(t *testing.T) {
+	layout := func() []boardcfg.Region {
+		return []boardcfg.Region{
+			{Name: "bios", Start: 0x10000, Size: 0xFF0000, Firmware: true},
+			{Name: "vars", Start: 0, Size: 0x10000},
+		}
 	}
-	got := FlashromLayout(rs)
-	want := "00000000:0000ffff vpd\n00010000:00ffffff bios\n"
-	if got != want {
-		t.Fatalf("layout:\n%s\nwant:\n%s", got, want)
+	rs, fw, err := checkLayout(16<<20, layout(), map[string][]byte{"vars": []byte("store")})
+	if err != nil || rs[0].Name != "vars" || fw != 1 {
+		t.Fatalf("sorted %+v, firmware %d, %v", rs, fw, err)
 	}
-	back, err := ParseFlashromLayout(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantBack := []Region{{Name: "vpd", Start: 0, Size: 0x10000}, {Name: "bios", Start: 0x10000, Size: 0xFF0000}}
-	if !reflect.DeepEqual(back, wantBack) {
-		t.Fatalf("parsed back %+v", back)
-	}
-}
-
-func TestParseFlashromLayout(t *testing.T) {
-	// What flashrom's own layout files look like: 0x prefixes, CRLF, blank lines.
-	rs, err := ParseFlashromLayout("0x00000000:0x00083fff vars\r\n\n0x84000:0x7fffff bios\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []Region{{Name: "vars", Size: 0x84000}, {Name: "bios", Start: 0x84000, Size: 0x77C000}}; !reflect.DeepEqual(rs, want) {
-		t.Fatalf("got %+v", rs)
-	}
-	for _, bad := range []struct{ text, want string }{
-		{"0:fff", "want \"start:end name\""},
-		{"0-fff bios", "no ':'"},
-		{"0:xyz bios", "hex"},
-		{"1000:fff bios", "below start"},
-		{"0:fff a b", "region name \"a b\""},
-		{"0:fff a\n1000:1fff a", "already defined on line 1"},
-		{"0:1fff a\n1000:2fff b", "overlap"},
-		{"# comment\n0:fff a", "no comments"},
-		{"0:ffffffffffffffff all", "whole 64-bit"},
-		{"-1:fff a", "hex"},
+	for _, c := range []struct {
+		name  string
+		edit  func([]boardcfg.Region)
+		fills map[string][]byte
+		want  string
+	}{
+		// The name rule is the profile's: what passes `fwbuild check` passes here.
+		{"long name", func(rs []boardcfg.Region) { rs[1].Name = strings.Repeat("v", 65) }, nil, "at most 64"},
+		{"space in name", func(rs []boardcfg.Region) { rs[1].Name = "my vars" }, nil, `region name "my vars" has ' '`},
+		{"fill without region", nil, map[string][]byte{"nvram": {1}}, `fill content for region "nvram", which the layout does not have`},
+		{"fill too big", nil, map[string][]byte{"vars": make([]byte, 0x10001)}, "exceeds its size"},
+		{"firmware fill", nil, map[string][]byte{"bios": {1}}, "cannot also have fill content"},
 	} {
-		if _, err := ParseFlashromLayout(bad.text); err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("%q: error %v, want %q", bad.text, err, bad.want)
+		rs := layout()
+		if c.edit != nil {
+			c.edit(rs)
+		}
+		if _, _, err := checkLayout(16<<20, rs, c.fills); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
 		}
 	}
-}
-
-func FuzzParseFlashromLayout(f *testing.F) {
-	f.Add("00000000:0000ffff vpd\n00010000:00ffffff bios\n")
-	f.Add("0x0:0x83fff vars\r\n0x84000:0x7fffff bios")
-	f.Add("0:0 a\n1:1 b\n")
-	f.Add("ffffffffffffffff:ffffffffffffffff top")
-	f.Fuzz(func(t *testing.T, text string) {
-		rs, err := ParseFlashromLayout(text)
-		if err != nil {
-			return
-		}
-		// Whatever parses renders to a canonical file that parses to the
-		// same regions, sorted and disjoint.
-		again, err := ParseFlashromLayout(FlashromLayout(rs))
-		if err != nil {
-			t.Fatalf("canonical form of %q does not parse: %v", text, err)
-		}
-		if !reflect.DeepEqual(rs, again) {
-			t.Fatalf("round trip changed %+v to %+v", rs, again)
-		}
-		for i, r := range rs {
-			if r.Size == 0 || r.End() < r.Start || !validName(r.Name) {
-				t.Fatalf("bad region %+v", r)
-			}
-			if i > 0 && r.Start <= rs[i-1].End() {
-				t.Fatalf("regions overlap: %+v", rs)
-			}
-		}
-	})
 }

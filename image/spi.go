@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/linuxboot/fiano/pkg/guid"
 	"github.com/linuxboot/fiano/pkg/uefi"
 	"github.com/linuxboot/fiano/pkg/visitors"
@@ -17,7 +18,13 @@ import (
 // SPISpec describes a flash chip image for a UEFI board.
 type SPISpec struct {
 	ChipSize uint64
-	Regions  []Region
+	// Regions is the chip layout as the board profile gives it; the image
+	// uses each region's name, start, size, preserve and firmware flags.
+	Regions []boardcfg.Region
+	// Fills maps a region name to content placed at the start of that
+	// (non-firmware, non-preserved) region, e.g. an OVMF variable store;
+	// the rest of the region is 0xFF.
+	Fills map[string][]byte
 	// BaseFirmware is the UEFI firmware (e.g. OVMF_CODE_4M.fd). It is
 	// placed at the top of the firmware region.
 	BaseFirmware []byte
@@ -89,7 +96,8 @@ func checkPE(what string, b []byte) error {
 // spiPlan is a validated SPISpec with the firmware region laid out before
 // fiano sees it.
 type spiPlan struct {
-	regions []Region
+	regions []boardcfg.Region
+	fills   map[string][]byte
 	fw      int
 	region  []byte // firmware region: base at the top, GrowFV enlarged
 	baseOff uint64 // where the base firmware starts in region
@@ -99,28 +107,29 @@ type spiPlan struct {
 }
 
 func planSPI(s SPISpec) (*spiPlan, error) {
-	rs, fw, err := checkLayout(s.ChipSize, s.Regions)
+	rs, fw, err := checkLayout(s.ChipSize, s.Regions, s.Fills)
 	if err != nil {
 		return nil, err
 	}
-	p := &spiPlan{regions: rs, fw: fw}
+	p := &spiPlan{regions: rs, fills: s.Fills, fw: fw}
 	if p.slot, err = parseGUID("slot file", s.SlotFile); err != nil {
 		return nil, err
 	}
 	r := rs[fw]
+	size := uint64(r.Size)
 	base := s.BaseFirmware
 	if len(base) == 0 {
 		return nil, errors.New("image: base firmware is empty")
 	}
-	if uint64(len(base)) > r.Size {
-		return nil, fmt.Errorf("image: base firmware (%#x bytes) is larger than firmware region %q (%#x bytes)", len(base), r.Name, r.Size)
+	if uint64(len(base)) > size {
+		return nil, fmt.Errorf("image: base firmware (%#x bytes) is larger than firmware region %q (%#x bytes)", len(base), r.Name, size)
 	}
 	fvs := topLevelFVs(base)
 	if len(fvs) == 0 {
 		return nil, fmt.Errorf("image: base firmware (%d bytes) is not a UEFI image: no firmware volume header found", len(base))
 	}
-	p.region = bytes.Repeat([]byte{0xFF}, int(r.Size))
-	p.baseOff = r.Size - uint64(len(base))
+	p.region = bytes.Repeat([]byte{0xFF}, int(size))
+	p.baseOff = size - uint64(len(base))
 	if s.GrowFV == "" {
 		copy(p.region[p.baseOff:], base)
 		return p, nil
@@ -146,7 +155,7 @@ func planSPI(s SPISpec) (*spiPlan, error) {
 	}
 	// The volume keeps its header and files at the bottom of the region;
 	// everything above it in the base (SECFV) stays byte for byte at the top.
-	p.growLen = r.Size - uint64(len(base)) + h.Length
+	p.growLen = size - uint64(len(base)) + h.Length
 	p.baseOff = 0
 	copy(p.region, base[:h.Length])
 	copy(p.region[p.growLen:], base[h.Length:])
@@ -163,7 +172,7 @@ func (p *spiPlan) chip(size uint64, region []byte) []byte {
 		if i == p.fw {
 			copy(out[r.Start:r.Start+r.Size], region)
 		} else if !r.Preserve {
-			copy(out[r.Start:], r.Fill)
+			copy(out[r.Start:], p.fills[r.Name])
 		}
 	}
 	return out

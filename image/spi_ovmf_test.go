@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
@@ -211,7 +212,7 @@ func TestBuildSPIQ35Flashrom(t *testing.T) {
 	if err := os.WriteFile(img, f.chip, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(layout, []byte(FlashromLayout(f.spec.Regions)), 0o644); err != nil {
+	if err := os.WriteFile(layout, []byte(boardcfg.FlashromLayout(f.spec.Regions)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// A chip whose vpd region holds factory data that must survive.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
 )
 
 // slotPE returns the PE32 section data of the slot file in a chip image.
@@ -217,9 +219,9 @@ func FuzzBuildSPI(f *testing.F) {
 		}
 		s := SPISpec{
 			ChipSize: 0x10000 + size,
-			Regions: []Region{
+			Regions: []boardcfg.Region{
 				{Name: "vpd", Start: 0, Size: 0x10000, Preserve: true},
-				{Name: "bios", Start: 0x10000, Size: size, Firmware: true},
+				{Name: "bios", Start: 0x10000, Size: boardcfg.Size(size), Firmware: true},
 			},
 			BaseFirmware: base, GrowFV: synthGrow, SlotFile: shellGUID, Payload: payload,
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/linuxboot/fiano/pkg/compression"
 	"github.com/linuxboot/fiano/pkg/guid"
 )
@@ -141,10 +142,11 @@ func synthBase(t testing.TB) []byte {
 func synthSpec(t testing.TB, payload []byte) SPISpec {
 	return SPISpec{
 		ChipSize: 0x40000,
-		Regions: []Region{
-			{Name: "data", Start: 0, Size: 0x10000, Fill: []byte("factory")},
+		Regions: []boardcfg.Region{
+			{Name: "data", Start: 0, Size: 0x10000},
 			{Name: "bios", Start: 0x10000, Size: 0x30000, Firmware: true},
 		},
+		Fills:        map[string][]byte{"data": []byte("factory")},
 		BaseFirmware: synthBase(t), GrowFV: synthGrow, SlotFile: shellGUID, Payload: payload,
 	}
 }
@@ -179,7 +181,7 @@ func synthCompressedBase(t testing.TB) []byte {
 func synthCompressedSpec(t testing.TB, payload []byte) SPISpec {
 	return SPISpec{
 		ChipSize: 0x20000,
-		Regions: []Region{
+		Regions: []boardcfg.Region{
 			{Name: "vpd", Start: 0, Size: 0x10000, Preserve: true},
 			{Name: "bios", Start: 0x10000, Size: 0x10000, Firmware: true},
 		},

@@ -313,12 +313,8 @@ func TestFlashedChipBoots(t *testing.T) {
 	if err := os.WriteFile(chip, old, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var regions []flash.Region
-	for _, r := range b.Outputs.SPI.Regions {
-		regions = append(regions, flash.Region{Name: r.Name, Start: uint64(r.Start), Size: uint64(r.Size), Preserve: r.Preserve})
-	}
 	res, err := flash.WriteSPI(context.Background(), flash.SPIOptions{
-		Programmer: "dummy:emulate=W25Q128FV,image=" + chip, Image: img, Regions: regions, BackupDir: dir,
+		Programmer: "dummy:emulate=W25Q128FV,image=" + chip, Image: img, Regions: b.Outputs.SPI.Regions, BackupDir: dir,
 	})
 	if err != nil {
 		t.Fatal(err)

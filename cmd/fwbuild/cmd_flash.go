@@ -87,12 +87,8 @@ func cmdFlashSPI(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("image: %w (run `fwbuild build --board %s` first, or pass --image)", err, b.Name)
 	}
-	var layout []flash.Region
-	for _, r := range b.Outputs.SPI.Regions {
-		layout = append(layout, flash.Region{Name: r.Name, Start: uint64(r.Start), Size: uint64(r.Size), Preserve: r.Preserve})
-	}
 	res, err := flash.WriteSPI(e.ctx, flash.SPIOptions{
-		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data, Regions: layout,
+		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data, Regions: b.Outputs.SPI.Regions,
 		Write: regions, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
 	})
 	if e.json {

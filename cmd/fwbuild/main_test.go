@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,14 +44,21 @@ func TestExitCodes(t *testing.T) {
 }
 
 func TestCheckBadProfileNamesFileAndLine(t *testing.T) {
-	dir := t.TempDir()
 	data, _ := os.ReadFile("../../boards/qemu-q35.yaml")
-	bad := strings.Replace(string(data), "chip_size: 16MiB", "chip_size: 16 megs", 1)
-	p := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(p, []byte(bad), 0o644)
-	code, _, errs := runCLI(t, "check", "--board", p)
-	if code != 1 || !strings.Contains(errs, "bad.yaml:") || !strings.Contains(errs, "outputs.spi.chip_size") {
-		t.Fatalf("exit %d, stderr %s", code, errs)
+	vpd := "      - name: vpd\n"
+	vpdLine := strings.Count(string(data[:strings.Index(string(data), vpd)]), "\n") + 1
+	for _, c := range []struct{ old, new, want string }{
+		{"chip_size: 16MiB", "chip_size: 16 megs", "outputs.spi.chip_size"},
+		// A name the image stage and flashrom would refuse fails check, not the build.
+		{vpd, "      - name: " + strings.Repeat("v", 65) + "\n", fmt.Sprintf("bad.yaml:%d:15: outputs.spi.regions[0].name: ", vpdLine)},
+		{vpd, "      - name: \"v p d\"\n", fmt.Sprintf("bad.yaml:%d:15: outputs.spi.regions[0].name: ", vpdLine)},
+	} {
+		p := filepath.Join(t.TempDir(), "bad.yaml")
+		os.WriteFile(p, []byte(strings.Replace(string(data), c.old, c.new, 1)), 0o644)
+		code, _, errs := runCLI(t, "check", "--board", p)
+		if code != 1 || !strings.Contains(errs, "bad.yaml:") || !strings.Contains(errs, c.want) {
+			t.Errorf("%q: exit %d, stderr %s", c.new, code, errs)
+		}
 	}
 }
 

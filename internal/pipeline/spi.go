@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,7 +23,8 @@ func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image
 	if s == nil {
 		return image.SPISpec{}, fmt.Errorf("spi: board %s has no outputs.spi", b.Name)
 	}
-	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile), Payload: payload}
+	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), Regions: s.Regions, Fills: map[string][]byte{},
+		GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile), Payload: payload}
 	comp, role, _ := strings.Cut(s.Firmware, ":")
 	fwPath, err := comps.File(comp, role, b)
 	if err != nil {
@@ -32,9 +34,8 @@ func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image
 		return spec, fmt.Errorf("spi: base firmware: %w", err)
 	}
 	for i, reg := range s.Regions {
-		ir := image.Region{Name: reg.Name, Start: uint64(reg.Start), Size: uint64(reg.Size), Preserve: reg.Preserve, Firmware: reg.Firmware}
 		if reg.Guests {
-			ir.Fill = guests
+			spec.Fills[reg.Name] = guests
 		}
 		if reg.Fill != "" {
 			c, role, _ := strings.Cut(reg.Fill, ":")
@@ -42,11 +43,10 @@ func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image
 			if err != nil {
 				return spec, fmt.Errorf("spi: region %s fill (%s): %w", reg.Name, b.Loc(fmt.Sprintf("outputs.spi.regions[%d].fill", i)), err)
 			}
-			if ir.Fill, err = os.ReadFile(p); err != nil {
+			if spec.Fills[reg.Name], err = os.ReadFile(p); err != nil {
 				return spec, fmt.Errorf("spi: %w", err)
 			}
 		}
-		spec.Regions = append(spec.Regions, ir)
 	}
 	return spec, nil
 }
@@ -113,7 +113,7 @@ func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResu
 		if err := os.WriteFile(filepath.Join(dir, "spi.bin"), chip, 0o644); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "spi.layout"), []byte(image.FlashromLayout(spec.Regions)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "spi.layout"), []byte(boardcfg.FlashromLayout(spec.Regions)), 0o644); err != nil {
 			return err
 		}
 		return writeSizeTable(filepath.Join(dir, "sizes.json"), table)
@@ -125,11 +125,9 @@ func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (
 	// checked against its own size after the payload.
 	greg, hasRegion := guestsRegion(r.Board)
 	bspec := spec
-	bspec.Regions = slices.Clone(spec.Regions)
-	for i := range bspec.Regions {
-		if hasRegion && bspec.Regions[i].Name == greg.Name {
-			bspec.Regions[i].Fill = nil
-		}
+	bspec.Fills = maps.Clone(spec.Fills)
+	if hasRegion {
+		delete(bspec.Fills, greg.Name)
 	}
 	budget, err := image.SlotBudget(bspec)
 	limit := ""
@@ -166,10 +164,8 @@ func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (
 		parts = append(parts, SizeRow{Component: fmt.Sprintf("guests (%d, appended to the control domain)", len(r.Board.Guests)), Bytes: g})
 	}
 	t := newSizeTable(parts, int64(len(spec.Payload)), budget, limit)
-	for _, reg := range spec.Regions {
-		if hasRegion && reg.Name == greg.Name {
-			t.Guests = &RegionUse{Region: reg.Name, Guests: len(r.Board.Guests), Bytes: int64(len(reg.Fill)), Size: int64(reg.Size)}
-		}
+	if hasRegion {
+		t.Guests = &RegionUse{Region: greg.Name, Guests: len(r.Board.Guests), Bytes: int64(len(spec.Fills[greg.Name])), Size: int64(greg.Size)}
 	}
 	return t, nil
 }
