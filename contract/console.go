@@ -32,7 +32,7 @@ func (r Ready) String() string {
 
 // ReadyPattern matches the ready line; its groups are Xen's version, dom0's
 // memory in MiB and the number of guests.
-const ReadyPattern = `fwbuild-ctld: ready xen=(\S+) dom0_mem=(\d+) guests=(\d+)`
+const ReadyPattern = CtldPrefix + `ready xen=(\S+) dom0_mem=(\d+) guests=(\d+)`
 
 var readyRE = regexp.MustCompile(ReadyPattern)
 
@@ -72,13 +72,15 @@ func (g GuestRunning) String() string {
 
 // GuestRunningPattern matches a guest's running line; its group is the
 // domain id.
-func GuestRunningPattern(name string) string {
-	return `fwbuild-ctld: guest ` + regexp.QuoteMeta(name) + ` running domid=(\d+)`
+func GuestRunningPattern(name string) string { return guestRunningPattern(regexp.QuoteMeta(name)) }
+
+func guestRunningPattern(name string) string {
+	return CtldPrefix + `guest ` + name + ` running domid=(\d+)`
 }
 
 // ParseGuestRunning reads a guest's running line.
 func ParseGuestRunning(line string) (GuestRunning, error) {
-	m := regexp.MustCompile(`fwbuild-ctld: guest (\S+) running domid=(\d+)`).FindStringSubmatch(line)
+	m := regexp.MustCompile(guestRunningPattern(`(\S+)`)).FindStringSubmatch(line)
 	if m == nil {
 		return GuestRunning{}, fmt.Errorf("not a ctld guest running line: %q", line)
 	}
@@ -124,7 +126,7 @@ func (g GuestStopped) String() string {
 
 // FailurePattern matches every ctld line that reports a failure: a test
 // seeing one stops at once instead of waiting out its next marker.
-const FailurePattern = `fwbuild-ctld: (FAILED |guests FAILED|guest \S+ FAILED|guest \S+ stopped: crashed)`
+const FailurePattern = CtldPrefix + `(FAILED |guests FAILED|guest \S+ FAILED|guest \S+ stopped: crashed)`
 
 // BundleLoaded is ctld's line for a guests region it checked and unpacked.
 type BundleLoaded struct {
@@ -155,13 +157,13 @@ type GuestUp struct {
 func (g GuestUp) String() string { return fmt.Sprintf(GuestPrefix+"%s: up domid=%d", g.Name, g.DomID) }
 
 // GuestUpPattern matches a guest's up line; its group is the domain id.
-func GuestUpPattern(name string) string {
-	return `fwbuild-guest ` + regexp.QuoteMeta(name) + `: up domid=(\d+)`
-}
+func GuestUpPattern(name string) string { return guestUpPattern(regexp.QuoteMeta(name)) }
+
+func guestUpPattern(name string) string { return GuestPrefix + name + `: up domid=(\d+)` }
 
 // ParseGuestUp reads a guest's up line.
 func ParseGuestUp(line string) (GuestUp, error) {
-	m := regexp.MustCompile(`fwbuild-guest (\S+): up domid=(\d+)`).FindStringSubmatch(line)
+	m := regexp.MustCompile(guestUpPattern(`(\S+)`)).FindStringSubmatch(line)
 	if m == nil {
 		return GuestUp{}, fmt.Errorf("not a guest up line: %q", line)
 	}

@@ -42,7 +42,7 @@ const (
 //	Welcome to GRUB!
 //	(XEN) Xen version 4.17.7 (Debian 4.17.7+13-g2445b30a44-0+deb12u1) (...)
 //	[    0.000000] Linux version 6.1.0-47-amd64 (debian-kernel@lists.debian.org) (...)
-//	fwbuild-ctld: ready xen=4.17.7 dom0_mem=512 guests=0
+//	<ctld's ready line: contract.Ready>
 //
 // Debian's Xen prints no "Latest ChangeSet:" line at boot (its changeset is
 // empty), so the chain does not wait for one.
