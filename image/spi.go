@@ -5,7 +5,7 @@ import (
 	"debug/pe"
 	"errors"
 	"fmt"
-	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"regexp"
 	"strings"
 
@@ -241,7 +241,7 @@ func WriteSPI(path string, s SPISpec) error {
 	if err != nil {
 		return err
 	}
-	if err := cache.WriteFile(path, b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
 		return fmt.Errorf("image: write %s: %w", path, err)
 	}
 	return nil

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"os"
 	"path"
 	"time"
@@ -75,7 +75,7 @@ func WriteUSB(path string, u USBSpec) error {
 	if err != nil {
 		return err
 	}
-	err = cache.Write(path, 0o644, func(f *os.File) error { return writeESPDisk(f, u, start, end, true) })
+	err = atomicfile.Write(path, 0o644, func(f *os.File) error { return writeESPDisk(f, u, start, end, true) })
 	if err != nil {
 		return fmt.Errorf("image: write %s: %w", path, err)
 	}

@@ -20,7 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"io"
 	"log/slog"
 	"os"
@@ -486,7 +486,7 @@ func exists(p string) bool {
 }
 
 func hashFile(path string) (string, error) {
-	sum, _, err := cache.HashFile(path)
+	sum, _, err := atomicfile.HashFile(path)
 	return sum, err
 }
 

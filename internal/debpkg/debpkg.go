@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
 	"pault.ag/go/debian/deb"
 )
@@ -205,7 +206,7 @@ func (c *Cache) adopt(dir string, p Pkg) error {
 	if len(matches) != 1 {
 		return fmt.Errorf("debpkg: apt-get download of %s (%s) left no .deb in %s", p, p.Origin, dir)
 	}
-	sum, _, err := cache.HashFile(matches[0])
+	sum, _, err := atomicfile.HashFile(matches[0])
 	if err != nil {
 		return fmt.Errorf("debpkg: %s: %w", p, err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/fwbuild/fwbuild"
 	"github.com/fwbuild/fwbuild/boardcfg"
-	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 )
 
 // DefaultEpoch is the timestamp written into outputs when SOURCE_DATE_EPOCH
@@ -214,7 +214,7 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 		for _, n := range names {
 			sum := sha256.Sum256(extra[n])
 			p := filepath.Join(dir, hex.EncodeToString(sum[:]))
-			if err := cache.WriteFile(p, extra[n], 0o644); err != nil {
+			if err := atomicfile.WriteFile(p, extra[n], 0o644); err != nil {
 				return published{}, err
 			}
 			arts = append(arts, Artefact{Name: n, Size: int64(len(extra[n])), SHA256: hex.EncodeToString(sum[:]), src: p})
@@ -248,7 +248,7 @@ func (r *run) hashArtefact(p string) (string, int64, error) {
 			return sum, n, nil
 		}
 	}
-	sum, n, err := cache.HashFile(p)
+	sum, n, err := atomicfile.HashFile(p)
 	if err != nil {
 		return "", 0, err
 	}

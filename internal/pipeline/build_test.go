@@ -15,7 +15,7 @@ import (
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract"
-	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
 
@@ -44,7 +44,7 @@ func snapshot(t *testing.T, dir string) map[string]fileState {
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		st, _ := os.Stat(p)
-		sum, _, err := cache.HashFile(p)
+		sum, _, err := atomicfile.HashFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestBuildQemuQ35(t *testing.T) {
 		t.Errorf("manifest incomplete: board %q, %d components, sizes %+v", m.Board, len(m.Components), m.Sizes)
 	}
 	for _, a := range m.Outputs {
-		sum, n, _ := cache.HashFile(filepath.Join(out, a.Name))
+		sum, n, _ := atomicfile.HashFile(filepath.Join(out, a.Name))
 		if sum != a.SHA256 || n != a.Size {
 			t.Errorf("manifest: %s: %s/%d, file has %s/%d", a.Name, a.SHA256, a.Size, sum, n)
 		}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 )
 
 // Artefact is one file of the build's output directory.
@@ -73,7 +73,7 @@ func publish(outDir string, arts []Artefact) ([]string, error) {
 			continue
 		}
 		dst := filepath.Join(outDir, a.Name)
-		if sum, _, err := cache.HashFile(dst); err == nil && sum == a.SHA256 {
+		if sum, _, err := atomicfile.HashFile(dst); err == nil && sum == a.SHA256 {
 			recordState(state, dst, a)
 			continue
 		}
@@ -92,7 +92,7 @@ func publish(outDir string, arts []Artefact) ([]string, error) {
 	if old, err := os.ReadFile(filepath.Join(outDir, stateFile)); err == nil && bytes.Equal(old, b) {
 		return written, nil // a no-op rebuild touches nothing, not even this file
 	}
-	if err := cache.WriteFile(filepath.Join(outDir, stateFile), b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(outDir, stateFile), b, 0o644); err != nil {
 		return written, fmt.Errorf("output: %w", err)
 	}
 	return written, nil
@@ -123,7 +123,7 @@ func copyAtomic(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	return cache.Write(dst, 0o644, func(f *os.File) error {
+	return atomicfile.Write(dst, 0o644, func(f *os.File) error {
 		_, err := io.Copy(f, in)
 		return err
 	})
