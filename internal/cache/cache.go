@@ -1,12 +1,25 @@
-// Package cache holds the pieces every stage uses to keep work it has done:
-// where the cache lives and a cross-process lock.
+// Package cache is fwbuild's content-addressed cache. Every result lives at
+// <root>/<kind>/<key>, where the key hashes everything that went into it, so
+// an entry is built once and never changes.
+//
+// An entry appears only when a complete temporary directory (or file) is
+// renamed into place: its existence is the hit test, and a build that fails,
+// is cancelled or crashes leaves at most a temporary ".<key>.tmp-*" that the
+// next builder of that key removes. Builders of one key, in this process or
+// another, serialise on <root>/<kind>/<key>.lock and recheck after the wait,
+// so the second finds the first one's entry instead of building it again.
 package cache
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // DefaultDir is $FWBUILD_CACHE, else $XDG_CACHE_HOME/fwbuild, else ~/.cache/fwbuild.
@@ -24,22 +37,239 @@ func DefaultDir() (string, error) {
 	return filepath.Join(home, ".cache", "fwbuild"), nil
 }
 
-// Lock takes an exclusive advisory lock on path (created if needed), waiting
-// for other processes that hold it; the returned func releases it.
-func Lock(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("cache: lock %s: %w", path, err)
+// Dir is a cache rooted at one directory. It holds no open files or locks,
+// so any number of Dirs (in any number of processes) may share a root.
+type Dir struct {
+	root    string
+	waiting func(kind, key string)
+}
+
+// Open returns the cache rooted at root, which is created on first use.
+// Entry paths are under root as given: a caller that hands them to a tool
+// running elsewhere (make O=) opens an absolute root.
+func Open(root string) (*Dir, error) {
+	if root == "" {
+		return nil, errors.New("cache: no cache directory given")
 	}
+	return &Dir{root: root}, nil
+}
+
+// Root is the cache's root directory.
+func (d *Dir) Root() string { return d.root }
+
+// WithWaiting returns a copy of d that calls waiting once per claim that has
+// to wait for another builder of the same key, so that a caller can say why
+// nothing seems to happen.
+func (d *Dir) WithWaiting(waiting func(kind, key string)) *Dir {
+	c := *d
+	c.waiting = waiting
+	return &c
+}
+
+// Path is where the entry (kind, key) lives, whether or not it exists yet.
+func (d *Dir) Path(kind, key string) string {
+	return filepath.Join(d.root, filepath.FromSlash(kind), key)
+}
+
+// Lookup returns the entry's path if it exists. It takes no lock: entries
+// appear complete or not at all.
+func (d *Dir) Lookup(kind, key string) (string, bool) {
+	if checkName(kind, key) != nil {
+		return "", false
+	}
+	p := d.Path(kind, key)
+	return p, exists(p)
+}
+
+// Entry is an entry of the cache.
+type Entry struct {
+	Path string // <root>/<kind>/<key>
+	Hit  bool   // it was already there: nothing was built
+}
+
+// Entry returns the directory entry (kind, key), building it on a miss:
+// build fills tmpDir, a fresh empty directory on the same file system, which
+// is renamed to the entry's path if build succeeds and removed if it fails.
+// Errors from build are returned as they are; waiting for the lock ends with
+// ctx.
+func (d *Dir) Entry(ctx context.Context, kind, key string, build func(tmpDir string) error) (Entry, error) {
+	e, c, err := d.Claim(ctx, kind, key)
+	if err != nil || c == nil {
+		return e, err
+	}
+	defer c.Release()
+	if err := build(c.Temp()); err != nil {
+		return Entry{}, err
+	}
+	return c.Commit()
+}
+
+// Claim is a locked miss: its holder alone may create the entry. It fills
+// Temp and then calls Commit, or Release to give up; Release is also safe
+// after Commit, so it can be deferred. Claim exists for callers that fill
+// several entries with one piece of work (one apt-get for many packages);
+// others use Dir.Entry.
+type Claim struct {
+	path   string // the entry
+	tmpDir string // the temporary directory, removed on Release
+	tmp    string // what the holder fills: tmpDir, or a file in it
+	unlock func()
+}
+
+// Claim returns the directory entry (kind, key) as a hit, or, on a miss, a
+// Claim on it whose Temp is an empty directory. The wait for another
+// builder's lock ends with ctx.
+func (d *Dir) Claim(ctx context.Context, kind, key string) (Entry, *Claim, error) {
+	return d.claim(ctx, kind, key, false)
+}
+
+// ClaimFile is Claim for an entry that is a single file (a downloaded
+// package): Temp is the path of a file, not yet created, that Commit renames
+// to the entry.
+func (d *Dir) ClaimFile(ctx context.Context, kind, name string) (Entry, *Claim, error) {
+	return d.claim(ctx, kind, name, true)
+}
+
+func (d *Dir) claim(ctx context.Context, kind, key string, file bool) (Entry, *Claim, error) {
+	if err := checkName(kind, key); err != nil {
+		return Entry{}, nil, err
+	}
+	path := d.Path(kind, key)
+	if exists(path) {
+		return Entry{Path: path, Hit: true}, nil, nil
+	}
+	parent := filepath.Dir(path)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return Entry{}, nil, fmt.Errorf("cache: %w", err)
+	}
+	var waiting func()
+	if d.waiting != nil {
+		waiting = func() { d.waiting(kind, key) }
+	}
+	unlock, err := Lock(ctx, path+".lock", waiting)
+	if err != nil {
+		return Entry{}, nil, err
+	}
+	if exists(path) { // built by the holder we waited for
+		unlock()
+		return Entry{Path: path, Hit: true}, nil, nil
+	}
+	// Only a lock holder creates temporaries of this key, so any left now are
+	// a crashed or killed holder's.
+	stale, _ := filepath.Glob(filepath.Join(parent, "."+key+".tmp-*"))
+	for _, s := range stale {
+		if err := os.RemoveAll(s); err != nil {
+			unlock()
+			return Entry{}, nil, fmt.Errorf("cache: remove a crashed build's %s: %w", s, err)
+		}
+	}
+	tmpDir, err := os.MkdirTemp(parent, "."+key+".tmp-")
+	if err != nil {
+		unlock()
+		return Entry{}, nil, fmt.Errorf("cache: %w", err)
+	}
+	c := &Claim{path: path, tmpDir: tmpDir, tmp: tmpDir, unlock: unlock}
+	if file {
+		c.tmp = filepath.Join(tmpDir, key)
+	}
+	return Entry{Path: path}, c, nil
+}
+
+// Temp is what the holder fills: a directory, or for ClaimFile a file path.
+func (c *Claim) Temp() string { return c.tmp }
+
+// Path is where the entry will be after Commit.
+func (c *Claim) Path() string { return c.path }
+
+// Commit renames Temp to the entry and releases the claim.
+func (c *Claim) Commit() (Entry, error) {
+	if c.unlock == nil {
+		return Entry{}, fmt.Errorf("cache: commit %s: claim already released", c.path)
+	}
+	defer c.Release()
+	if err := os.Rename(c.tmp, c.path); err != nil {
+		// A writer that takes no lock (an older fwbuild) may have got there
+		// first; keys name content, so its entry is as good as ours.
+		if exists(c.path) {
+			return Entry{Path: c.path}, nil
+		}
+		return Entry{}, fmt.Errorf("cache: commit: %w", err)
+	}
+	return Entry{Path: c.path}, nil
+}
+
+// Release gives up an uncommitted claim, removing its temporary, and unlocks.
+// It does nothing on a released claim.
+func (c *Claim) Release() {
+	if c.unlock == nil {
+		return
+	}
+	os.RemoveAll(c.tmpDir) // after a Commit: gone already, or the empty wrapper of a file
+	c.unlock()
+	c.unlock = nil
+}
+
+// Lock takes an exclusive flock on path (created if needed), polling so that
+// ctx can end the wait; waiting (if not nil) is called once if the lock is
+// busy. flock locks belong to the open file, so two holders in one process
+// exclude each other as two processes do, and the kernel drops the lock of a
+// process that dies. The lock file is never removed: removing it would let a
+// third builder lock a new inode while the second still holds the old one.
+func Lock(ctx context.Context, path string, waiting func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("cache: lock %s: %w", path, err)
+		return nil, fmt.Errorf("cache: lock: %w", err) // names path
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cache: lock %s: %w", path, err)
+	// Short polls first: most waits are for a stage that is nearly done.
+	poll := 5 * time.Millisecond
+	for told := false; ; {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+				f.Close()
+			}, nil
+		}
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("cache: lock %s: %w", path, err)
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			f.Close()
+			return nil, fmt.Errorf("cache: lock %s: %w", path, ctx.Err())
+		case <-t.C:
+		}
+		poll = min(2*poll, 200*time.Millisecond)
 	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
+}
+
+var reName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*$`)
+
+// checkName keeps entries inside the root and their names free of glob
+// characters (stale temporaries are found by a pattern built from the key).
+func checkName(kind, key string) error {
+	if !reName.MatchString(key) {
+		return fmt.Errorf("cache: key %q: want letters, digits and ._- not starting with a dot", key)
+	}
+	for _, part := range strings.Split(kind, "/") {
+		if !reName.MatchString(part) {
+			return fmt.Errorf("cache: kind %q: want /-separated names of letters, digits and ._- not starting with a dot", kind)
+		}
+	}
+	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

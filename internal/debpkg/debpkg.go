@@ -92,7 +92,7 @@ func (c *Cache) Fetch(ctx context.Context, pkgs []Pkg) ([]Fetched, error) {
 			return nil, fmt.Errorf("debpkg: %s (%s): no valid sha256 pinned", p, p.Origin)
 		}
 	}
-	unlock, err := cache.Lock(filepath.Join(c.Dir, "debs.lock"))
+	unlock, err := cache.Lock(ctx, filepath.Join(c.Dir, "debs.lock"), nil)
 	if err != nil {
 		return nil, err
 	}

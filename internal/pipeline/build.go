@@ -167,14 +167,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return r.finish(ctx, arts)
 	}
 
-	usb, err := timed(ctx, r, "usb", imageTimeout, func(context.Context) (stageResult, error) { return r.usb(pay) })
+	usb, err := timed(ctx, r, "usb", imageTimeout, func(ctx context.Context) (stageResult, error) { return r.usb(ctx, pay) })
 	if err != nil {
 		return nil, err
 	}
 	arts = append(arts, artefact("usb.img", usb.path("usb.img")))
 
 	if b.Outputs.SPI != nil {
-		spi, err := timed(ctx, r, "spi", imageTimeout, func(context.Context) (stageResult, error) { return r.spi(pay, k, ird, gst) })
+		spi, err := timed(ctx, r, "spi", imageTimeout, func(ctx context.Context) (stageResult, error) { return r.spi(ctx, pay, k, ird, gst) })
 		if err != nil {
 			return nil, err
 		}

@@ -77,7 +77,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 		}
 	}
 	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
-	return stage(r.CacheDir, "guests", gk, func(dir string) error {
+	return r.stage(ctx, "guests", gk, func(dir string) error {
 		var files []initramfs.File
 		initrds := map[boardcfg.Compression][]byte{}
 		for i, g := range b.Guests {

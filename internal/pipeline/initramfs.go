@@ -18,7 +18,7 @@ func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 		pkgIDs = append(pkgIDs, name+"="+f.SHA256)
 	}
 	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), string(cd.Compression), r.Epoch.UTC().Format(time.RFC3339))
-	return stage(r.CacheDir, "initramfs", k, func(dir string) error {
+	return r.stage(ctx, "initramfs", k, func(dir string) error {
 		arch, err := initramfs.Build(ctx, initramfs.Spec{
 			Commands:    cd.Commands,
 			Toolstack:   cd.Toolstack.Files,

@@ -43,7 +43,7 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
 	}
 	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
-	return stage(r.CacheDir, "payload", pk, func(dir string) error {
+	return r.stage(ctx, "payload", pk, func(dir string) error {
 		efiPath, err := r.comps.File(xen.Name, "efi", b)
 		if err != nil {
 			return fmt.Errorf("payload: %w", err)

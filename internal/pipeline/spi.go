@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,7 +68,7 @@ func (r *run) spiSpec(pay, gst stageResult) (image.SPISpec, error) {
 	return SPISpec(r.Board, r.comps, payload, bundle)
 }
 
-func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResult, error) {
+func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst stageResult) (stageResult, error) {
 	b := r.Board
 	s := b.Outputs.SPI
 	comp, _, _ := strings.Cut(s.Firmware, ":")
@@ -81,7 +82,7 @@ func (r *run) spi(pay stageResult, k kernelOut, ird, gst stageResult) (stageResu
 		}
 	}
 	sk := key("spi/2", r.tool, pay.Key, gst.Key, string(fw.SHA256), s.Firmware, jsonKey(s), jsonKey(fills))
-	return stage(r.CacheDir, "spi", sk, func(dir string) error {
+	return r.stage(ctx, "spi", sk, func(dir string) error {
 		spec, err := r.spiSpec(pay, gst)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -51,44 +52,36 @@ func (r stageResult) read(name string) ([]byte, error) {
 	return b, nil
 }
 
-// stage returns <cache>/stages/<name>/<key>, running produce into a fresh
-// directory and renaming it into place when the key has no result yet. A
-// crashed or cancelled produce leaves only a temp directory that the next
-// run ignores (and cleans).
-func stage(cacheDir, name, k string, produce func(dir string) error) (stageResult, error) {
+// stage returns <cache>/stages/<name>/<k>, running produce into a fresh
+// directory that becomes the entry when produce succeeds (cache.Dir.Entry).
+// A wait for another fwbuild building the same stage ends with ctx.
+func (r *run) stage(ctx context.Context, name, k string, produce func(dir string) error) (stageResult, error) {
 	start := time.Now()
-	dir := filepath.Join(cacheDir, "stages", name, k)
-	if _, err := os.Stat(filepath.Join(dir, ".done")); err == nil {
-		return stageResult{Dir: dir, Key: k, Cached: true, Took: time.Since(start)}, nil
-	}
-	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return stageResult{}, fmt.Errorf("%s: %w", name, err)
-	}
-	unlock, err := cache.Lock(filepath.Join(parent, k+".lock"))
+	d, err := cache.Open(r.CacheDir)
 	if err != nil {
 		return stageResult{}, fmt.Errorf("%s: %w", name, err)
 	}
-	defer unlock()
-	if _, err := os.Stat(filepath.Join(dir, ".done")); err == nil { // built while we waited
-		return stageResult{Dir: dir, Key: k, Cached: true, Took: time.Since(start)}, nil
-	}
-	os.RemoveAll(dir)
-	tmp, err := os.MkdirTemp(parent, "."+k[:12]+".tmp-")
+	d = d.WithWaiting(func(string, string) {
+		r.log().Info("waiting for another fwbuild building the same stage", "stage", name, "key", k[:12])
+	})
+	var produceErr error
+	e, err := d.Entry(ctx, "stages/"+name, k, func(tmp string) error {
+		if produceErr = produce(tmp); produceErr != nil {
+			return produceErr
+		}
+		// The entry needs no marker (it appears by rename, complete), but an
+		// older fwbuild sharing the cache takes a stage directory without
+		// .done for a half-built one and deletes it.
+		if err := os.WriteFile(filepath.Join(tmp, ".done"), nil, 0o644); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
 	if err != nil {
+		if err == produceErr {
+			return stageResult{}, err // the stage's own error, worded by it
+		}
 		return stageResult{}, fmt.Errorf("%s: %w", name, err)
 	}
-	if err := produce(tmp); err != nil {
-		os.RemoveAll(tmp)
-		return stageResult{}, err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".done"), nil, 0o644); err != nil {
-		os.RemoveAll(tmp)
-		return stageResult{}, fmt.Errorf("%s: %w", name, err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
-		return stageResult{}, fmt.Errorf("%s: %w", name, err)
-	}
-	return stageResult{Dir: dir, Key: k, Took: time.Since(start)}, nil
+	return stageResult{Dir: e.Path, Key: k, Cached: e.Hit, Took: time.Since(start)}, nil
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -8,10 +9,10 @@ import (
 	"github.com/fwbuild/fwbuild/image"
 )
 
-func (r *run) usb(pay stageResult) (stageResult, error) {
+func (r *run) usb(ctx context.Context, pay stageResult) (stageResult, error) {
 	b := r.Board
 	k := key("usb/1", r.tool, pay.Key, b.Name, fmt.Sprint(uint64(b.Outputs.USB.Size)), r.Epoch.UTC().Format(time.RFC3339))
-	return stage(r.CacheDir, "usb", k, func(dir string) error {
+	return r.stage(ctx, "usb", k, func(dir string) error {
 		esp, err := pay.read("payload-esp.efi")
 		if err != nil {
 			return err
