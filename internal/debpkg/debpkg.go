@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,64 +73,143 @@ func (c *Cache) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func (c *Cache) debPath(p Pkg) string  { return filepath.Join(c.Dir, "debs", p.SHA256+".deb") }
-func (c *Cache) rootPath(p Pkg) string { return filepath.Join(c.Dir, "pkgs", p.SHA256) }
+func (c *Cache) open() (*cache.Dir, error) {
+	d, err := cache.Open(c.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("debpkg: %w", err)
+	}
+	return d.WithWaiting(func(kind, key string) {
+		c.log().Info("waiting for another fwbuild fetching the same package", "entry", kind+"/"+key)
+	}), nil
+}
+
+// The .deb and its unpacked tree are both cache entries named by the pinned
+// hash: debs/<sha256>.deb and pkgs/<sha256>/.
+const (
+	debsKind = "debs"
+	pkgsKind = "pkgs"
+)
+
+func debName(p Pkg) string { return p.SHA256 + ".deb" }
+
+func (c *Cache) fetched(d *cache.Dir, p Pkg) Fetched {
+	return Fetched{Pkg: p, Deb: d.Path(debsKind, debName(p)), Root: d.Path(pkgsKind, p.SHA256)}
+}
 
 // Lookup returns a package already in the cache, without any download.
 func (c *Cache) Lookup(p Pkg) (Fetched, bool) {
-	root := c.rootPath(p)
-	if st, err := os.Stat(root); err == nil && st.IsDir() {
-		return Fetched{Pkg: p, Deb: c.debPath(p), Root: root}, true
+	d, err := c.open()
+	if err != nil {
+		return Fetched{}, false
 	}
-	return Fetched{}, false
+	if _, ok := d.Lookup(pkgsKind, p.SHA256); !ok {
+		return Fetched{}, false
+	}
+	return c.fetched(d, p), true
 }
 
 // Fetch makes every package available unpacked. Missing ones are downloaded
 // with one apt-get call, verified and unpacked; present ones cost a stat.
+// Waits for another fwbuild fetching the same packages end with ctx.
 func (c *Cache) Fetch(ctx context.Context, pkgs []Pkg) ([]Fetched, error) {
 	for _, p := range pkgs {
 		if len(p.SHA256) != 64 {
 			return nil, fmt.Errorf("debpkg: %s (%s): no valid sha256 pinned", p, p.Origin)
 		}
 	}
-	unlock, err := cache.Lock(ctx, filepath.Join(c.Dir, "debs.lock"), nil)
+	d, err := c.open()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-
 	out := make([]Fetched, len(pkgs))
-	var missingDeb []Pkg
+	var missing []Pkg
 	for i, p := range pkgs {
-		if f, ok := c.Lookup(p); ok {
-			out[i] = f
-			continue
-		}
-		if _, err := os.Stat(c.debPath(p)); err != nil && !containsPkg(missingDeb, p) {
-			missingDeb = append(missingDeb, p)
+		if _, ok := d.Lookup(pkgsKind, p.SHA256); ok {
+			out[i] = c.fetched(d, p)
+		} else if !containsPkg(missing, p) {
+			missing = append(missing, p)
 		}
 	}
-	if len(missingDeb) > 0 {
-		if err := c.download(ctx, missingDeb); err != nil {
-			return nil, err
-		}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	downloaded, err := c.fill(ctx, d, missing)
+	if err != nil {
+		return nil, err
 	}
 	for i, p := range pkgs {
-		if out[i].Root != "" {
-			continue
+		if out[i].Root == "" {
+			out[i] = c.fetched(d, p)
+			// A package listed twice was downloaded once, for the first.
+			out[i].Downloaded = downloaded[p.SHA256]
+			delete(downloaded, p.SHA256)
 		}
-		if f, ok := c.Lookup(p); ok { // an earlier duplicate unpacked it
-			out[i] = f
-			continue
-		}
-		start := time.Now()
-		if err := c.unpack(p); err != nil {
-			return nil, err
-		}
-		c.log().Info("unpacked", "package", p.String(), "took", time.Since(start).Round(time.Millisecond))
-		out[i] = Fetched{Pkg: p, Deb: c.debPath(p), Root: c.rootPath(p), Downloaded: containsPkg(missingDeb, p)}
 	}
 	return out, nil
+}
+
+// missingPkg is a package whose unpacked tree this process has claimed.
+type missingPkg struct {
+	Pkg
+	tree *cache.Claim
+	deb  *cache.Claim // nil when the .deb is in the cache
+}
+
+// fill downloads and unpacks the packages, reporting which it downloaded.
+// All claims are taken in one order, trees before .debs and each kind by
+// hash, so two fwbuilds fetching overlapping sets cannot deadlock.
+func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]bool, error) {
+	pkgs = slices.Clone(pkgs)
+	slices.SortFunc(pkgs, func(a, b Pkg) int { return strings.Compare(a.SHA256, b.SHA256) })
+	var todo []*missingPkg
+	defer func() {
+		for _, m := range todo {
+			m.tree.Release()
+			if m.deb != nil {
+				m.deb.Release()
+			}
+		}
+	}()
+	for _, p := range pkgs {
+		_, tree, err := d.Claim(ctx, pkgsKind, p.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("debpkg: %s: %w", p, err)
+		}
+		if tree != nil { // else another fwbuild unpacked it while we waited
+			todo = append(todo, &missingPkg{Pkg: p, tree: tree})
+		}
+	}
+	var download []*missingPkg
+	for _, m := range todo {
+		_, deb, err := d.ClaimFile(ctx, debsKind, debName(m.Pkg))
+		if err != nil {
+			return nil, fmt.Errorf("debpkg: %s: %w", m.Pkg, err)
+		}
+		if deb != nil {
+			m.deb = deb
+			download = append(download, m)
+		}
+	}
+	downloaded := map[string]bool{}
+	if len(download) > 0 {
+		if err := c.download(ctx, download); err != nil {
+			return nil, err
+		}
+		for _, m := range download {
+			downloaded[m.SHA256] = true
+		}
+	}
+	for _, m := range todo {
+		start := time.Now()
+		if err := Unpack(d.Path(debsKind, debName(m.Pkg)), m.tree.Temp()); err != nil {
+			return nil, fmt.Errorf("debpkg: %s (%s): %w", m.Pkg, m.Origin, err)
+		}
+		if _, err := m.tree.Commit(); err != nil {
+			return nil, fmt.Errorf("debpkg: %s: %w", m.Pkg, err)
+		}
+		c.log().Info("unpacked", "package", m.Pkg.String(), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return downloaded, nil
 }
 
 func containsPkg(list []Pkg, p Pkg) bool {
@@ -141,7 +221,9 @@ func containsPkg(list []Pkg, p Pkg) bool {
 	return false
 }
 
-func (c *Cache) download(ctx context.Context, pkgs []Pkg) error {
+// download fetches the claimed .debs with one apt-get call and commits each
+// once verified.
+func (c *Cache) download(ctx context.Context, pkgs []*missingPkg) error {
 	apt := c.AptGet
 	if apt == "" {
 		apt = "apt-get"
@@ -160,8 +242,10 @@ func (c *Cache) download(ctx context.Context, pkgs []Pkg) error {
 	defer os.RemoveAll(tmp)
 
 	args := []string{"download", "-q", "-o", "APT::Sandbox::User=root"}
-	for _, p := range pkgs {
-		args = append(args, p.String())
+	plain := make([]Pkg, len(pkgs))
+	for i, m := range pkgs {
+		args = append(args, m.String())
+		plain[i] = m.Pkg
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
@@ -173,10 +257,10 @@ func (c *Cache) download(ctx context.Context, pkgs []Pkg) error {
 	start := time.Now()
 	c.log().Info("downloading", "packages", len(pkgs), "cmd", apt+" "+strings.Join(args, " "))
 	if err := cmd.Run(); err != nil {
-		return aptError(pkgs, stderr.String(), err)
+		return aptError(plain, stderr.String(), err)
 	}
-	for _, p := range pkgs {
-		if err := c.adopt(tmp, p); err != nil {
+	for _, m := range pkgs {
+		if err := adopt(tmp, m); err != nil {
 			return err
 		}
 	}
@@ -198,8 +282,10 @@ func aptError(pkgs []Pkg, out string, err error) error {
 	return fmt.Errorf("debpkg: apt-get download failed: %w\n%s", err, strings.TrimSpace(out))
 }
 
-// adopt verifies the .deb apt put in dir and moves it into the cache.
-func (c *Cache) adopt(dir string, p Pkg) error {
+// adopt verifies the .deb apt put in dir and commits it as the package's
+// cache entry.
+func adopt(dir string, m *missingPkg) error {
+	p := m.Pkg
 	// apt names files NAME_VERSION_ARCH.deb with the epoch's ':' escaped as %3a.
 	version := strings.ReplaceAll(p.Version, ":", "%3a")
 	matches, _ := filepath.Glob(filepath.Join(dir, p.Name+"_"+version+"_*.deb"))
@@ -214,27 +300,11 @@ func (c *Cache) adopt(dir string, p Pkg) error {
 		os.Remove(matches[0])
 		return &HashMismatchError{Pkg: p, Actual: sum, Filename: filepath.Base(matches[0])}
 	}
-	if err := os.MkdirAll(filepath.Dir(c.debPath(p)), 0o755); err != nil {
-		return fmt.Errorf("debpkg: %w", err)
+	if err := os.Rename(matches[0], m.deb.Temp()); err != nil {
+		return fmt.Errorf("debpkg: %s: %w", p, err)
 	}
-	return os.Rename(matches[0], c.debPath(p))
-}
-
-func (c *Cache) unpack(p Pkg) error {
-	if err := os.MkdirAll(filepath.Join(c.Dir, "pkgs"), 0o755); err != nil {
-		return fmt.Errorf("debpkg: %w", err)
-	}
-	tmp, err := os.MkdirTemp(filepath.Join(c.Dir, "pkgs"), "."+p.SHA256[:12]+".tmp-")
-	if err != nil {
-		return fmt.Errorf("debpkg: %w", err)
-	}
-	if err := Unpack(c.debPath(p), tmp); err != nil {
-		os.RemoveAll(tmp)
-		return fmt.Errorf("debpkg: %s (%s): %w", p, p.Origin, err)
-	}
-	if err := os.Rename(tmp, c.rootPath(p)); err != nil {
-		os.RemoveAll(tmp)
-		return fmt.Errorf("debpkg: %w", err)
+	if _, err := m.deb.Commit(); err != nil {
+		return fmt.Errorf("debpkg: %s: %w", p, err)
 	}
 	return nil
 }

@@ -1,13 +1,22 @@
 package debpkg
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
+	"github.com/fwbuild/fwbuild/internal/cache"
 )
 
 // yajl is a small real package of qemu-q35's toolstack.
@@ -85,5 +94,103 @@ func TestUnpackRejectsNonDeb(t *testing.T) {
 	os.WriteFile(p, []byte("!<arch>\nnot really"), 0o644)
 	if err := Unpack(p, t.TempDir()); err == nil {
 		t.Fatal("Unpack accepted garbage")
+	}
+}
+
+// fakeApt writes an apt-get that "downloads" deb as NAME_VERSION_all.deb
+// after a pause, counting its runs; it returns the package and the run count.
+func fakeApt(t *testing.T, c *Cache) (Pkg, func() int) {
+	t.Helper()
+	deb := makeDeb(t, []*tar.Header{{Name: "./usr/share/fake", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}}, []string{"fake"})
+	sum := sha256.Sum256(deb)
+	p := Pkg{Name: "fwbuild-fake", Version: "1:1.0", SHA256: hex.EncodeToString(sum[:]), Origin: "test"}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "payload.deb")
+	if err := os.WriteFile(src, deb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runs := filepath.Join(dir, "runs")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nsleep 0.3\ncp %s ./fwbuild-fake_1%%3a1.0_all.deb\n", runs, src)
+	c.AptGet = filepath.Join(dir, "apt-get")
+	if err := os.WriteFile(c.AptGet, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p, func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "\n")
+	}
+}
+
+// Two fetches of one package at once: one downloads and unpacks, the other
+// waits and finds its result; a package listed twice is fetched once.
+func TestFetchConcurrentDownloadsOnce(t *testing.T) {
+	dir := t.TempDir()
+	c := &Cache{Dir: dir}
+	p, runs := fakeApt(t, c)
+	var wg sync.WaitGroup
+	var got [2][]Fetched
+	var errs [2]error
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = c.Fetch(context.Background(), []Pkg{p, p}) })
+	}
+	wg.Wait()
+	downloads := 0
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		for _, f := range got[i] {
+			if f.Downloaded {
+				downloads++
+			}
+			if b, err := os.ReadFile(f.Path("usr/share/fake")); err != nil || string(b) != "fake" {
+				t.Errorf("unpacked file: %q, %v", b, err)
+			}
+		}
+	}
+	if downloads != 1 || runs() != 1 {
+		t.Errorf("%d results downloaded, apt-get ran %d times; want 1 and 1", downloads, runs())
+	}
+	for sub, want := range map[string]string{
+		"debs": p.SHA256 + ".deb " + p.SHA256 + ".deb.lock",
+		"pkgs": p.SHA256 + " " + p.SHA256 + ".lock",
+	} {
+		ents, _ := os.ReadDir(filepath.Join(dir, sub))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if strings.Join(names, " ") != want {
+			t.Errorf("%s/ holds %v, want %s", sub, names, want)
+		}
+	}
+	if sum, _, err := atomicfile.HashFile(got[0][0].Deb); err != nil || sum != p.SHA256 {
+		t.Errorf("cached .deb: %s, %v", sum, err)
+	}
+}
+
+// Ctrl-C must end a wait for another fwbuild fetching the same package.
+func TestFetchWaitEndsOnCancel(t *testing.T) {
+	dir := t.TempDir()
+	c := &Cache{Dir: dir}
+	p, runs := fakeApt(t, c)
+	os.MkdirAll(filepath.Join(dir, "pkgs"), 0o755)
+	unlock, err := cache.Lock(context.Background(), filepath.Join(dir, "pkgs", p.SHA256+".lock"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Fetch(ctx, []Pkg{p})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), p.String()) {
+		t.Errorf("err = %v, want context.DeadlineExceeded naming %s", err, p)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Fetch returned %s after a 200ms deadline", d)
+	}
+	if runs() != 0 {
+		t.Error("apt-get ran without the lock")
 	}
 }
