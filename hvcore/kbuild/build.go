@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"io"
 	"log/slog"
 	"os"
@@ -33,6 +32,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
+	"github.com/fwbuild/fwbuild/internal/cache"
 )
 
 // Fixed identity embedded in the kernel's version string (uname -v, /proc/version).
@@ -210,62 +212,43 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	}
 	key, inputs := in.hash()
 
-	kernDir := filepath.Join(cacheDir, "kernel")
-	outDir := filepath.Join(kernDir, key)
+	d, err := cache.Open(cacheDir)
+	if err != nil {
+		return Result{}, fmt.Errorf("kbuild: %w", err)
+	}
+	outDir := d.Path("kernel", key)
 	res := Result{
 		BzImage: filepath.Join(outDir, "bzImage"),
 		Config:  filepath.Join(outDir, "config"),
 		Log:     filepath.Join(outDir, "build.log"),
 		Key:     key,
 	}
-	// The output directory appears by rename only when complete, so its presence is a hit.
-	if exists(res.BzImage) {
-		res.Cached = true
-		res.Duration = time.Since(start)
-		return res, nil
-	}
-	if err := os.MkdirAll(kernDir, 0o755); err != nil {
-		return Result{}, fmt.Errorf("kbuild: cache: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(kernDir, key+".lock"), func() {
-		progress(fmt.Sprintf("kbuild: %s: waiting for another build of the same kernel", short(key)))
-	})
-	if err != nil {
-		return Result{}, fmt.Errorf("kbuild: lock cache entry %s: %w", short(key), err)
-	}
-	defer unlock()
-	if exists(res.BzImage) {
-		res.Cached = true
-		res.Duration = time.Since(start)
-		return res, nil
-	}
-	if err := checkTools(ctx, tc.cc); err != nil {
-		return Result{}, err
-	}
-
 	b := &builder{
 		spec: s, frag: frag, key: key, progress: progress, tc: tc,
-		tmp: filepath.Join(kernDir, key+".tmp"),
+		work: filepath.Join(filepath.Dir(outDir), key+".tmp"),
 	}
-	t := time.Now()
-	progress(fmt.Sprintf("kbuild: %s: preparing kernel source %s", short(key), filepath.Base(s.SourceTarball)))
-	if b.src, err = ensureSource(ctx, cacheDir, s.SourceTarball, srcSum); err != nil {
-		return Result{}, err
-	}
-	res.Stages = append(res.Stages, Stage{"source", time.Since(t)})
-	err = b.run(ctx, &res)
-	if b.log != nil {
-		defer b.log.f.Close()
-	}
+	var buildErr error
+	e, err := d.WithWaiting(func(string, string) {
+		progress(fmt.Sprintf("kbuild: %s: waiting for another build of the same kernel", short(key)))
+	}).Entry(ctx, "kernel", key, func(tmp string) error {
+		buildErr = b.build(ctx, d, srcSum, inputs, tmp, &res)
+		return buildErr
+	})
 	if err != nil {
+		if err != buildErr {
+			err = fmt.Errorf("kbuild: cache entry %s: %w", short(key), err)
+		}
 		return Result{}, err
 	}
-
-	t = time.Now()
-	if err := b.install(inputs, outDir); err != nil {
-		return Result{}, err
+	if e.Hit {
+		res.Cached = true
+		res.Duration = time.Since(start)
+		return res, nil
 	}
-	res.Stages = append(res.Stages, Stage{"install", time.Since(t)})
+	// The object tree (hundreds of MB) is not reused: any input change is a new key.
+	if err := os.RemoveAll(b.work); err != nil {
+		return Result{}, fmt.Errorf("kbuild: remove build dir: %w", err)
+	}
 	res.Duration = time.Since(start)
 	progress(fmt.Sprintf("kbuild: %s: built %s in %s", short(key), res.BzImage, res.Duration.Round(time.Second)))
 	return res, nil
@@ -278,26 +261,54 @@ type builder struct {
 	progress func(string)
 	tc       toolchainInfo
 	src      string // pristine source tree
-	tmp      string // <key>.tmp: obj/ and build.log while building
+	work     string // kernel/<key>.tmp: obj/ and build.log while building
 	log      *logWriter
 }
 
-func (b *builder) obj() string { return filepath.Join(b.tmp, "obj") }
+func (b *builder) obj() string { return filepath.Join(b.work, "obj") }
 
-// run configures and builds in b.tmp; on failure b.tmp stays for inspection (the next
-// build of the key removes it).
+// build runs a cold build and installs its results into dst, the cache
+// entry's temporary directory. It runs under the entry's lock.
+func (b *builder) build(ctx context.Context, d *cache.Dir, srcSum string, inputs []byte, dst string, res *Result) error {
+	if err := checkTools(ctx, b.tc.cc); err != nil {
+		return err
+	}
+	t := time.Now()
+	b.progress(fmt.Sprintf("kbuild: %s: preparing kernel source %s", short(b.key), filepath.Base(b.spec.SourceTarball)))
+	var err error
+	if b.src, err = ensureSource(ctx, d, b.spec.SourceTarball, srcSum); err != nil {
+		return err
+	}
+	res.Stages = append(res.Stages, Stage{"source", time.Since(t)})
+	err = b.run(ctx, res)
+	if b.log != nil {
+		defer b.log.f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	t = time.Now()
+	if err := b.install(inputs, dst); err != nil {
+		return err
+	}
+	res.Stages = append(res.Stages, Stage{"install", time.Since(t)})
+	return nil
+}
+
+// run configures and builds in b.work; on failure b.work stays for inspection (the next
+// build of the key removes it), and the error names its build.log.
 func (b *builder) run(ctx context.Context, res *Result) error {
-	if err := os.RemoveAll(b.tmp); err != nil {
+	if err := os.RemoveAll(b.work); err != nil {
 		return fmt.Errorf("kbuild: remove stale build dir: %w", err)
 	}
 	if err := os.MkdirAll(b.obj(), 0o755); err != nil {
 		return fmt.Errorf("kbuild: %w", err)
 	}
-	lf, err := os.Create(filepath.Join(b.tmp, "build.log"))
+	lf, err := os.Create(filepath.Join(b.work, "build.log"))
 	if err != nil {
 		return fmt.Errorf("kbuild: %w", err)
 	}
-	b.log = &logWriter{f: lf} // closed by Build
+	b.log = &logWriter{f: lf} // closed by build
 
 	t := time.Now()
 	base := b.spec.base()
@@ -373,36 +384,26 @@ func (b *builder) reportProgress(start time.Time) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// install copies the results out of the build tree and renames them into place.
-func (b *builder) install(inputs []byte, outDir string) error {
-	stage := filepath.Join(b.tmp, "out")
-	if err := os.MkdirAll(stage, 0o755); err != nil {
-		return fmt.Errorf("kbuild: %w", err)
-	}
+// install copies the results out of the object tree into dst, which the cache renames
+// into place.
+func (b *builder) install(inputs []byte, dst string) error {
 	for _, f := range []struct{ from, to string }{
 		{"arch/x86/boot/bzImage", "bzImage"},
 		{".config", "config"},
 		{"System.map", "System.map"},
 	} {
-		if err := copyFile(filepath.Join(b.obj(), f.from), filepath.Join(stage, f.to)); err != nil {
+		if err := copyFile(filepath.Join(b.obj(), f.from), filepath.Join(dst, f.to)); err != nil {
 			return fmt.Errorf("kbuild: install %s: %w", f.to, err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(stage, "inputs.json"), inputs, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dst, "inputs.json"), inputs, 0o644); err != nil {
 		return fmt.Errorf("kbuild: %w", err)
 	}
 	if err := b.log.f.Sync(); err != nil {
 		return fmt.Errorf("kbuild: %w", err)
 	}
-	if err := copyFile(b.log.f.Name(), filepath.Join(stage, "build.log")); err != nil {
+	if err := copyFile(b.log.f.Name(), filepath.Join(dst, "build.log")); err != nil {
 		return fmt.Errorf("kbuild: install build.log: %w", err)
-	}
-	if err := os.Rename(stage, outDir); err != nil {
-		return fmt.Errorf("kbuild: install: %w", err)
-	}
-	// The object tree (hundreds of MB) is not reused: any input change is a new key.
-	if err := os.RemoveAll(b.tmp); err != nil {
-		return fmt.Errorf("kbuild: remove build dir: %w", err)
 	}
 	return nil
 }

@@ -120,7 +120,8 @@ func TestBuildCacheHitRunsNoMake(t *testing.T) {
 	}
 	// Nothing but the source tree, the result and lock files stays in the cache.
 	left, _ := filepath.Glob(filepath.Join(cache, "*", "*.tmp"))
-	if len(left) > 0 {
+	entryTmps, _ := filepath.Glob(filepath.Join(cache, "*", ".*.tmp-*"))
+	if left = append(left, entryTmps...); len(left) > 0 {
 		t.Errorf("temporary dirs left: %v", left)
 	}
 
@@ -226,6 +227,63 @@ func TestBuildCancel(t *testing.T) {
 	// The fixture sleeps 60 s in a child of make: killing only make would wait for it.
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("cancel took %s", d)
+	}
+}
+
+// A second build of a key that is being built waits, says so, and stops waiting when its
+// context ends (Ctrl-C), leaving the first build alone.
+func TestBuildLockWaitEndsOnCancel(t *testing.T) {
+	s := miniSpec(t, "CONFIG_SLOW=y\n")
+	cache := t.TempDir()
+	first, stopFirst := context.WithCancel(context.Background())
+	defer stopFirst()
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := Build(first, cache, s, func(string) {})
+		firstErr <- err
+	}()
+	// The first build holds the lock once its object tree exists.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if m, _ := filepath.Glob(filepath.Join(cache, "kernel", "*.tmp", "obj")); len(m) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first build never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var mu sync.Mutex
+	var msgs []string
+	start := time.Now()
+	_, err := Build(ctx, cache, s, func(m string) {
+		mu.Lock()
+		msgs = append(msgs, m)
+		mu.Unlock()
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), "kbuild: ") {
+		t.Errorf("err = %v, want a kbuild error wrapping context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the wait ended %s after start, its deadline was 500ms", d)
+	}
+	mu.Lock()
+	waited := strings.Join(msgs, "\n")
+	mu.Unlock()
+	if !strings.Contains(waited, ": waiting for another build of the same kernel") {
+		t.Errorf("no waiting message in %q", waited)
+	}
+	select {
+	case err := <-firstErr:
+		t.Fatalf("the first build ended when the second gave up: %v", err)
+	default:
+	}
+	stopFirst()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Errorf("first build: %v, want context.Canceled", err)
 	}
 }
 

@@ -11,47 +11,32 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
+	"github.com/fwbuild/fwbuild/internal/cache"
 )
 
 // ensureSource returns the kernel tree extracted from tarball, extracting it into
 // <cache>/src/<sum>/ on first use. The tree is shared by all builds of that source and is
 // never written to: builds use make O=.
-func ensureSource(ctx context.Context, cacheDir, tarball, sum string) (string, error) {
-	srcDir := filepath.Join(cacheDir, "src")
-	dir := filepath.Join(srcDir, sum)
-	if top, err := topDir(dir); err == nil {
-		return top, nil
-	}
-	if err := os.MkdirAll(srcDir, 0o755); err != nil {
-		return "", fmt.Errorf("kbuild: source cache: %w", err)
-	}
-	unlock, err := lockFile(ctx, filepath.Join(srcDir, sum+".lock"), nil)
+func ensureSource(ctx context.Context, d *cache.Dir, tarball, sum string) (string, error) {
+	var buildErr error
+	e, err := d.Entry(ctx, "src", sum, func(tmp string) error {
+		buildErr = extract(ctx, tarball, sum, tmp)
+		if buildErr == nil {
+			if _, err := topDir(tmp); err != nil {
+				buildErr = fmt.Errorf("kbuild: %s: %w", tarball, err)
+			}
+		}
+		return buildErr
+	})
 	if err != nil {
-		return "", fmt.Errorf("kbuild: lock source cache: %w", err)
-	}
-	defer unlock()
-	if top, err := topDir(dir); err == nil {
-		return top, nil
-	}
-	tmp := dir + ".tmp"
-	if err := os.RemoveAll(tmp); err != nil {
-		return "", fmt.Errorf("kbuild: source cache: %w", err)
-	}
-	if err := os.Mkdir(tmp, 0o755); err != nil {
-		return "", fmt.Errorf("kbuild: source cache: %w", err)
-	}
-	if err := extract(ctx, tarball, sum, tmp); err != nil {
-		os.RemoveAll(tmp)
+		if err != buildErr {
+			err = fmt.Errorf("kbuild: source cache: %w", err)
+		}
 		return "", err
 	}
-	if _, err := topDir(tmp); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("kbuild: %s: %w", tarball, err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		return "", fmt.Errorf("kbuild: source cache: %w", err)
-	}
-	return topDir(dir)
+	return topDir(e.Path)
 }
 
 // extract unpacks tarball into dir with tar(1) (xz decompression in Go is several times
@@ -129,10 +114,7 @@ func sourceSum(cacheDir, tarball string) (string, error) {
 	}
 	// The memo is an optimisation: failing to write it is not an error.
 	if os.MkdirAll(filepath.Dir(memo), 0o755) == nil {
-		tmp := fmt.Sprintf("%s.%d.tmp", memo, os.Getpid())
-		if os.WriteFile(tmp, []byte(sum), 0o644) == nil {
-			os.Rename(tmp, memo)
-		}
+		atomicfile.WriteFile(memo, []byte(sum), 0o644)
 	}
 	return sum, nil
 }
