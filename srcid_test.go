@@ -43,7 +43,7 @@ func TestControlDomainSourcesAreTheRealOnes(t *testing.T) {
 	for _, f := range ControlDomainSources() {
 		embedded[f.Path] = f.Data
 	}
-	for _, dir := range []string{"cmd/ctld", "cmd/guestinit", "contract"} {
+	for _, dir := range []string{"cmd/ctld", "cmd/guestinit", "contract", "contract/bundle"} {
 		names, err := filepath.Glob(dir + "/*.go")
 		if err != nil || len(names) == 0 {
 			t.Fatalf("%s: %v", dir, err)

@@ -41,7 +41,7 @@ func ParseGuestsRegion(cmdline string) (r GuestsRegion, ok bool, err error) {
 		a, s, _ := strings.Cut(v, ",")
 		addr, err1 := strconv.ParseUint(a, 0, 64)
 		size, err2 := strconv.ParseUint(s, 0, 64)
-		if err1 != nil || err2 != nil || size < BundleHeaderSize || addr+size < addr {
+		if err1 != nil || err2 != nil || size == 0 || addr+size < addr {
 			return GuestsRegion{}, true, fmt.Errorf("%q: want %s=<address>,<size>", f, GuestsRegionParam)
 		}
 		return GuestsRegion{Addr: addr, Size: size}, true, nil

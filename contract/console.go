@@ -2,8 +2,6 @@ package contract
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
 	"strings"
 )
 
@@ -11,7 +9,9 @@ import (
 // boot tests, `fwbuild test` and operators read them. Each has a String that
 // prints it and a Parse that reads it back from a console line (anywhere in
 // the line: a shell prompt may precede it); Pattern functions give the
-// regular expression a test waits for.
+// regular expression a test waits for. The parsers do without package
+// regexp: guestinit imports this package, and regexp's tables would add
+// some 170 KB to every guest's initramfs.
 
 // Prefixes of every line ctld and guestinit print.
 const (
@@ -34,21 +34,28 @@ func (r Ready) String() string {
 // memory in MiB and the number of guests.
 const ReadyPattern = CtldPrefix + `ready xen=(\S+) dom0_mem=(\d+) guests=(\d+)`
 
-var readyRE = regexp.MustCompile(ReadyPattern)
-
 // ParseReady reads a ready line.
 func ParseReady(line string) (Ready, error) {
-	m := readyRE.FindStringSubmatch(line)
-	if m == nil {
+	var r Ready
+	if !scanAfter(line, CtldPrefix+"ready ", "xen=%s dom0_mem=%d guests=%d", &r.Xen, &r.Dom0MemMiB, &r.Guests) {
 		return Ready{}, fmt.Errorf("not a ctld ready line: %q", line)
 	}
-	mem, err1 := strconv.Atoi(m[2])
-	n, err2 := strconv.Atoi(m[3])
-	if err1 != nil || err2 != nil {
-		return Ready{}, fmt.Errorf("ctld ready line %q: numbers out of range", line)
-	}
-	return Ready{Xen: m[1], Dom0MemMiB: mem, Guests: n}, nil
+	return r, nil
 }
+
+// scanAfter scans what follows marker in line with fmt's verbs.
+func scanAfter(line, marker, format string, args ...any) bool {
+	_, rest, ok := strings.Cut(line, marker)
+	if !ok {
+		return false
+	}
+	n, err := fmt.Sscanf(rest, format, args...)
+	return err == nil && n == len(args)
+}
+
+// quoteName escapes a guest name for a pattern: ValidGuestName leaves '.'
+// as the one character special to a regular expression.
+func quoteName(name string) string { return strings.ReplaceAll(name, ".", `\.`) }
 
 // Failed is ctld's line for a boot step that failed, instead of the ready
 // line. Reason is kept to one line.
@@ -72,23 +79,17 @@ func (g GuestRunning) String() string {
 
 // GuestRunningPattern matches a guest's running line; its group is the
 // domain id.
-func GuestRunningPattern(name string) string { return guestRunningPattern(regexp.QuoteMeta(name)) }
-
-func guestRunningPattern(name string) string {
-	return CtldPrefix + `guest ` + name + ` running domid=(\d+)`
+func GuestRunningPattern(name string) string {
+	return CtldPrefix + `guest ` + quoteName(name) + ` running domid=(\d+)`
 }
 
 // ParseGuestRunning reads a guest's running line.
 func ParseGuestRunning(line string) (GuestRunning, error) {
-	m := regexp.MustCompile(guestRunningPattern(`(\S+)`)).FindStringSubmatch(line)
-	if m == nil {
+	var g GuestRunning
+	if !scanAfter(line, CtldPrefix+"guest ", "%s running domid=%d", &g.Name, &g.DomID) {
 		return GuestRunning{}, fmt.Errorf("not a ctld guest running line: %q", line)
 	}
-	id, err := strconv.Atoi(m[2])
-	if err != nil {
-		return GuestRunning{}, fmt.Errorf("ctld guest running line %q: %w", line, err)
-	}
-	return GuestRunning{Name: m[1], DomID: id}, nil
+	return g, nil
 }
 
 // GuestFailed is ctld's line for a guest it could not start. With no Name,
@@ -157,21 +158,17 @@ type GuestUp struct {
 func (g GuestUp) String() string { return fmt.Sprintf(GuestPrefix+"%s: up domid=%d", g.Name, g.DomID) }
 
 // GuestUpPattern matches a guest's up line; its group is the domain id.
-func GuestUpPattern(name string) string { return guestUpPattern(regexp.QuoteMeta(name)) }
-
-func guestUpPattern(name string) string { return GuestPrefix + name + `: up domid=(\d+)` }
+func GuestUpPattern(name string) string { return GuestPrefix + quoteName(name) + `: up domid=(\d+)` }
 
 // ParseGuestUp reads a guest's up line.
 func ParseGuestUp(line string) (GuestUp, error) {
-	m := regexp.MustCompile(guestUpPattern(`(\S+)`)).FindStringSubmatch(line)
-	if m == nil {
+	var g GuestUp
+	var name string
+	if !scanAfter(line, GuestPrefix, "%s up domid=%d", &name, &g.DomID) || !strings.HasSuffix(name, ":") {
 		return GuestUp{}, fmt.Errorf("not a guest up line: %q", line)
 	}
-	id, err := strconv.Atoi(m[2])
-	if err != nil {
-		return GuestUp{}, fmt.Errorf("guest up line %q: %w", line, err)
-	}
-	return GuestUp{Name: m[1], DomID: id}, nil
+	g.Name = strings.TrimSuffix(name, ":")
+	return g, nil
 }
 
 // GuestInitFailed is the line a guest's init prints when a step fails.
@@ -198,20 +195,15 @@ func (s Status) String() string {
 // dom0's memory in MiB and the running guest domains.
 const StatusPattern = `xen (\d+\.\d+\S*), dom0 (\d+) MiB, (\d+) guest domain\(s\) running`
 
-var statusRE = regexp.MustCompile(StatusPattern)
-
 // ParseStatus reads the status line.
 func ParseStatus(line string) (Status, error) {
-	m := statusRE.FindStringSubmatch(line)
-	if m == nil {
+	var st Status
+	var xen string
+	if !scanAfter(" "+line, " xen ", "%s dom0 %d MiB, %d guest domain(s) running", &xen, &st.Dom0MemMiB, &st.Running) || !strings.HasSuffix(xen, ",") {
 		return Status{}, fmt.Errorf("not a ctld status line: %q", line)
 	}
-	mem, err1 := strconv.Atoi(m[2])
-	n, err2 := strconv.Atoi(m[3])
-	if err1 != nil || err2 != nil {
-		return Status{}, fmt.Errorf("ctld status line %q: numbers out of range", line)
-	}
-	return Status{Xen: m[1], Dom0MemMiB: mem, Running: n}, nil
+	st.Xen = strings.TrimSuffix(xen, ",")
+	return st, nil
 }
 
 // GuestRow is a declared guest's row in `ctld guests` (and `ctld status`).
@@ -224,16 +216,26 @@ type GuestRow struct {
 // GuestRowPattern matches a declared guest's row; its groups are autostart
 // ("yes" or "no") and the state.
 func GuestRowPattern(name string) string {
-	return `(?:^|\s)` + regexp.QuoteMeta(name) + `\s+(yes|no)\s+(running|paused|shutdown|crashed|dying|not running)\s`
+	return `(?:^|\s)` + quoteName(name) + `\s+(yes|no)\s+(running|paused|shutdown|crashed|dying|not running)\s`
 }
 
 // ParseGuestRow reads a declared guest's row.
 func ParseGuestRow(name, line string) (GuestRow, error) {
-	m := regexp.MustCompile(GuestRowPattern(name)).FindStringSubmatch(line + " ")
-	if m == nil {
-		return GuestRow{}, fmt.Errorf("no row for guest %s in %q", name, line)
+	f := strings.Fields(line)
+	for i := 0; i+2 < len(f); i++ {
+		if f[i] != name || f[i+1] != "yes" && f[i+1] != "no" {
+			continue
+		}
+		state := f[i+2]
+		if state == "not" && i+3 < len(f) && f[i+3] == "running" {
+			state = "not running"
+		}
+		switch state {
+		case "running", "paused", "shutdown", "crashed", "dying", "not running":
+			return GuestRow{Name: name, Autostart: f[i+1] == "yes", State: state}, nil
+		}
 	}
-	return GuestRow{Name: name, Autostart: m[1] == "yes", State: m[2]}, nil
+	return GuestRow{}, fmt.Errorf("no row for guest %s in %q", name, line)
 }
 
 // OneLine folds white space, so that whatever a tool printed keeps a

@@ -18,7 +18,7 @@ func TestGuestsRegionRoundTrip(t *testing.T) {
 	if _, ok, err := ParseGuestsRegion("console=hvc0"); ok || err != nil {
 		t.Errorf("no parameter: ok %v, err %v", ok, err)
 	}
-	for _, bad := range []string{"fwbuild.guests=0xff010000", "fwbuild.guests=x,0x100", "fwbuild.guests=0x100,0x10", "fwbuild.guests=0xffffffffffffff00,0x1000"} {
+	for _, bad := range []string{"fwbuild.guests=0xff010000", "fwbuild.guests=x,0x100", "fwbuild.guests=0x100,0", "fwbuild.guests=0xffffffffffffff00,0x1000"} {
 		if _, ok, err := ParseGuestsRegion(bad); !ok || err == nil || !strings.Contains(err.Error(), "want fwbuild.guests=<address>,<size>") {
 			t.Errorf("%s: ok %v, err %v", bad, ok, err)
 		}

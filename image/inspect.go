@@ -10,7 +10,7 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/bundle"
 	"github.com/linuxboot/fiano/pkg/uefi"
 )
 
@@ -99,15 +99,15 @@ func InspectFirmware(b []byte) (*Node, error) {
 // boundaries, where a flashrom region starts, and reports whether each checks.
 func findGuestBundles(b []byte) []*Node {
 	var out []*Node
-	for off := 0; off+contract.BundleHeaderSize <= len(b); off += 4096 {
-		if string(b[off:off+len(contract.BundleMagic)]) != contract.BundleMagic {
+	for off := 0; off+bundle.HeaderSize <= len(b); off += 4096 {
+		if string(b[off:off+len(bundle.Magic)]) != bundle.Magic {
 			continue
 		}
 		n := &Node{Kind: "guests", Name: "guest bundle", Offset: int64(off)}
-		if archive, err := contract.DecodeBundle(b[off:]); err != nil {
+		if archive, err := bundle.Decode(b[off:]); err != nil {
 			n.Note = err.Error()
 		} else {
-			n.Size = int64(contract.BundleHeaderSize + len(archive))
+			n.Size = int64(bundle.HeaderSize + len(archive))
 			n.Note = fmt.Sprintf("cpio archive of %d bytes, SHA-256 ok", len(archive))
 		}
 		out = append(out, n)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/bundle"
 )
 
 func TestInspectFirmwareOVMF(t *testing.T) {
@@ -74,7 +74,7 @@ func FuzzInspectFirmware(f *testing.F) {
 // its size, a damaged one with the reason.
 func TestInspectGuestBundle(t *testing.T) {
 	spec := synthSpec(t, minimalPE(5000))
-	spec.Fills["data"] = contract.EncodeBundle([]byte("the guests' cpio"))
+	spec.Fills["data"] = bundle.Encode([]byte("the guests' cpio"))
 	chip, err := BuildSPI(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -84,10 +84,10 @@ func TestInspectGuestBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := n.Find("guests", "guest bundle")
-	if g == nil || g.Offset != 0 || g.Size != contract.BundleHeaderSize+16 || !strings.Contains(g.Note, "SHA-256 ok") {
+	if g == nil || g.Offset != 0 || g.Size != bundle.HeaderSize+16 || !strings.Contains(g.Note, "SHA-256 ok") {
 		t.Fatalf("guests node: %+v", g)
 	}
-	chip[contract.BundleHeaderSize+2] ^= 1
+	chip[bundle.HeaderSize+2] ^= 1
 	if n, err = InspectFirmware(chip); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
-	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/bundle"
 	"github.com/fwbuild/fwbuild/flash"
 	"github.com/fwbuild/fwbuild/image"
 	"github.com/fwbuild/fwbuild/internal/boottest"
@@ -198,9 +198,9 @@ func TestBootSPICorruptGuestsStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle := contract.EncodeBundle(archive)
-	bundle[len(bundle)/2] ^= 0x01 // one bit in the middle of the guest kernel
-	err = bootChip(t, payload, bundle)
+	region := bundle.Encode(archive)
+	region[len(region)/2] ^= 0x01 // one bit in the middle of the guest kernel
+	err = bootChip(t, payload, region)
 	var me *qemutests.MarkerError
 	if !errors.As(err, &me) || !errors.Is(err, qemutests.ErrAborted) {
 		t.Fatalf("boot with a corrupt guests region: err = %v, want a MarkerError with ErrAborted", err)

@@ -12,12 +12,13 @@ import (
 
 	"github.com/cavaliergopher/cpio"
 	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/bundle"
 )
 
 // A board whose flash payload has no room for its guests keeps them in a
 // region of the SPI chip, and fwbuild tells ctld where on the dom0 command
 // line (contract.GuestsRegion). ctld reads the region through privcmd,
-// checks the bundle (contract.ParseBundleHeader), and unpacks the guests
+// checks the bundle (bundle.ParseHeader), and unpacks the guests
 // into the same places the USB payload's initramfs puts them, so everything
 // after this step is the same for both.
 
@@ -75,15 +76,15 @@ func (a *agent) loadGuestBundle(context.Context) error {
 		return err
 	}
 	where := fmt.Sprintf("guests region at %#x", reg.Addr)
-	hb, err := a.sys.readPhys(reg.Addr, contract.BundleHeaderSize)
+	hb, err := a.sys.readPhys(reg.Addr, bundle.HeaderSize)
 	if err != nil {
 		return fmt.Errorf("%s: read: %w", where, err)
 	}
-	h, err := contract.ParseBundleHeader(hb, reg.Size-contract.BundleHeaderSize)
+	h, err := bundle.ParseHeader(hb, reg.Size)
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	archive, err := a.sys.readPhys(reg.Addr+contract.BundleHeaderSize, h.Length)
+	archive, err := a.sys.readPhys(reg.Addr+bundle.HeaderSize, h.Length)
 	if err != nil {
 		return fmt.Errorf("%s: read: %w", where, err)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/bundle"
 	"github.com/fwbuild/fwbuild/initramfs"
 )
 
@@ -20,7 +20,7 @@ func region(t *testing.T, files []initramfs.File, size int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := contract.EncodeBundle(a.Data)
+	b := bundle.Encode(a.Data)
 	if len(b) > size {
 		t.Fatalf("bundle of %d bytes in a %d-byte region", len(b), size)
 	}
@@ -33,7 +33,7 @@ var demoFiles = []initramfs.File{
 	{Path: "/var/lib/fwbuild/guests/demo/initrd", Data: []byte("070701...")},
 }
 
-// TestBundleMatchesImage: what fwbuild writes (contract.EncodeBundle of an
+// TestBundleMatchesImage: what fwbuild writes (bundle.Encode of an
 // initramfs.Pack archive) is what ctld reads, and the guests it unpacks are
 // counted on the ready line.
 func TestBundleMatchesImage(t *testing.T) {
@@ -70,7 +70,7 @@ func TestBundleFailures(t *testing.T) {
 		want    string
 	}{
 		{"erased", "fwbuild.guests=0xff010000,0x10000", bytes.Repeat([]byte{0xff}, 0x10000), "the region is erased"},
-		{"corrupt archive", "fwbuild.guests=0xff010000,0x10000", flip(contract.BundleHeaderSize + 200), "SHA-256 of the archive"},
+		{"corrupt archive", "fwbuild.guests=0xff010000,0x10000", flip(bundle.HeaderSize + 200), "SHA-256 of the archive"},
 		{"not a bundle", "fwbuild.guests=0xff010000,0x10000", flip(0), "does not hold fwbuild guests"},
 		{"length past region", "fwbuild.guests=0xff010000,0x100", good, "does not fit the 200-byte region"},
 		{"bad parameter", "fwbuild.guests=0xff010000", good, `"fwbuild.guests=0xff010000": want fwbuild.guests=<address>,<size>`},

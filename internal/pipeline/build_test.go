@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
-	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/bundle"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
@@ -227,7 +227,7 @@ func checkGuests(t *testing.T, out string) {
 	if !ok {
 		t.Fatal("qemu-q35 has no guests region")
 	}
-	got, err := contract.DecodeBundle(chip[reg.Start : reg.Start+reg.Size])
+	got, err := bundle.Decode(chip[reg.Start : reg.Start+reg.Size])
 	if err != nil || !bytes.Equal(got, archive) {
 		t.Fatalf("guests region: %v (archive equal: %v)", err, bytes.Equal(got, archive))
 	}

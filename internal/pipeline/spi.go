@@ -12,12 +12,12 @@ import (
 	"strings"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
-	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/bundle"
 	"github.com/fwbuild/fwbuild/image"
 )
 
 // SPISpec maps a board's SPI output to the image stage's inputs, with
-// payload as the flash payload and guests (a contract.EncodeBundle) as the
+// payload as the flash payload and guests (a bundle.Encode) as the
 // content of the guests region, if the board has one.
 func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image.SPISpec, error) {
 	s := b.Outputs.SPI
@@ -57,15 +57,15 @@ func (r *run) spiSpec(pay, gst stageResult) (image.SPISpec, error) {
 	if err != nil {
 		return image.SPISpec{}, err
 	}
-	var bundle []byte
+	var region []byte
 	if guestsParam(r.Board) != "" {
 		archive, err := gst.read("guests.cpio")
 		if err != nil {
 			return image.SPISpec{}, err
 		}
-		bundle = contract.EncodeBundle(archive)
+		region = bundle.Encode(archive)
 	}
-	return SPISpec(r.Board, r.comps, payload, bundle)
+	return SPISpec(r.Board, r.comps, payload, region)
 }
 
 func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst stageResult) (stageResult, error) {

@@ -1,4 +1,4 @@
-package contract
+package bundle
 
 import (
 	"bytes"
@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-func TestEncodeBundle(t *testing.T) {
+func TestEncode(t *testing.T) {
 	archive := []byte("070701 pretend cpio")
-	region := append(EncodeBundle(archive), bytes.Repeat([]byte{0xff}, 100)...)
-	got, err := DecodeBundle(region)
+	region := append(Encode(archive), bytes.Repeat([]byte{0xff}, 100)...)
+	got, err := Decode(region)
 	if err != nil || !bytes.Equal(got, archive) {
 		t.Fatalf("round trip: %q, %v", got, err)
 	}
@@ -25,24 +25,24 @@ func TestEncodeBundle(t *testing.T) {
 		{"magic", corrupt(func(b []byte) []byte { b[0] = 'X'; return b }), `magic "XWGUESTS"`},
 		{"version", corrupt(func(b []byte) []byte { b[8] = 2; return b }), "format version 2"},
 		{"length", corrupt(func(b []byte) []byte { b[20] = 1; return b }), "does not fit"},
-		{"flipped byte", corrupt(func(b []byte) []byte { b[BundleHeaderSize+3] ^= 1; return b }), "SHA-256 of the archive"},
-		{"truncated", region[:BundleHeaderSize+len(archive)-1], "does not fit"},
+		{"flipped byte", corrupt(func(b []byte) []byte { b[HeaderSize+3] ^= 1; return b }), "SHA-256 of the archive"},
+		{"truncated", region[:HeaderSize+len(archive)-1], "does not fit"},
 	} {
-		if _, err := DecodeBundle(c.b); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := Decode(c.b); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
 		}
 	}
 }
 
-func FuzzDecodeBundle(f *testing.F) {
-	f.Add(EncodeBundle([]byte("archive")))
+func FuzzDecode(f *testing.F) {
+	f.Add(Encode([]byte("archive")))
 	f.Add(bytes.Repeat([]byte{0xff}, 64))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		archive, err := DecodeBundle(b)
+		archive, err := Decode(b)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(EncodeBundle(archive), b[:BundleHeaderSize+len(archive)]) {
+		if !bytes.Equal(Encode(archive), b[:HeaderSize+len(archive)]) {
 			t.Fatalf("accepted a bundle that does not re-encode to itself")
 		}
 	})
