@@ -57,19 +57,19 @@ func TestInspectGuestBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := InspectFirmware(chip)
+	n, err := inspectFirmware(chip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := n.Find("guests", "guest bundle")
+	g := n.find("guests", "guest bundle")
 	if g == nil || g.Offset != 0 || g.Size != GuestBundleHeader+16 || !strings.Contains(g.Note, "SHA-256 ok") {
 		t.Fatalf("guests node: %+v", g)
 	}
 	chip[GuestBundleHeader+2] ^= 1
-	if n, err = InspectFirmware(chip); err != nil {
+	if n, err = inspectFirmware(chip); err != nil {
 		t.Fatal(err)
 	}
-	if g := n.Find("guests", "guest bundle"); g == nil || !strings.Contains(g.Note, "SHA-256 of the archive") {
+	if g := n.find("guests", "guest bundle"); g == nil || !strings.Contains(g.Note, "SHA-256 of the archive") {
 		t.Fatalf("damaged bundle node: %+v", g)
 	}
 }

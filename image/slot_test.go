@@ -93,3 +93,39 @@ func TestOpenSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildSPINested builds a chip from the nested layout: the payload
+// lands two volume levels down, and inspection shows the whole path to it.
+func TestBuildSPINested(t *testing.T) {
+	s := synthSpec(t, minimalPE(3500))
+	s.BaseFirmware = synthNestedBase(t)
+	chip, err := BuildSPI(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slotPE(t, chip, shellGUID); !bytes.Equal(got, s.Payload) {
+		t.Fatal("slot does not hold the payload")
+	}
+	n, err := inspectFirmware(chip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := n.find("fv", synthGrow)
+	if outer == nil || len(n.Children) != 2 || n.find("fv", synthSec) == nil {
+		t.Fatalf("top-level nodes %+v: want the two volumes and no padding", n.Children)
+	}
+	if f := outer.find("file", nvarGUID); f == nil || f.Type != "EFI_FV_FILETYPE_RAW" {
+		t.Errorf("NVAR store file: %+v", f)
+	}
+	mid := outer.find("fv", synthMid)
+	if mid == nil || mid.Size != 0x8000 || mid.Note != "" {
+		t.Fatalf("middle volume: %+v", mid)
+	}
+	inner := mid.find("fv", synthDXE)
+	if inner == nil || inner.Size != 0x4000 || inner.Note != "in LZMA section" {
+		t.Fatalf("inner volume: %+v", inner)
+	}
+	if f := inner.find("file", "Shell"); f == nil || f.GUID != shellGUID {
+		t.Errorf("Shell in the inner volume: %+v", f)
+	}
+}
