@@ -3,7 +3,8 @@
 // \EFI\BOOT\BOOTX64.EFI) and the SPI chip image for UEFI boards (fiano: the
 // payload replaces the PE32 section of a slot file in the base firmware,
 // laid out on the chip per a list of regions), the flashrom layout file for
-// that chip, slot budgets, and read-only inspection of both image kinds.
+// that chip, slot budgets, and read-only inspection (Inspect) of those
+// images, of payloads and of guest bundles.
 //
 // Everything takes plain values and is reproducible: the same spec gives
 // the same bytes (GUIDs derived from a name, timestamps from a given epoch,

@@ -1,7 +1,8 @@
 // Package pe appends sections to an existing PE/COFF image (such as Xen's
-// EFI loader) without disturbing what is already there. debug/pe can read
-// such files but nothing in the standard library writes them, and shelling
-// out to objcopy would make the result depend on the host's binutils.
+// EFI loader) without disturbing what is already there, and reads the
+// section table back for inspection. debug/pe can read such files but
+// nothing in the standard library writes them, and shelling out to objcopy
+// would make the result depend on the host's binutils.
 package pe
 
 import (
