@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -288,5 +289,35 @@ func TestInspectUnopenedSection(t *testing.T) {
 	}
 	if f := n.find("file", "A4EF5A93-0000-4232-A1C4-F0910E6D1D9C"); f == nil || f.Note != "EFI_SECTION_COMPRESSION not opened by fiano" || len(f.Children) != 0 {
 		t.Errorf("file with an EFI-compressed volume: %+v", f)
+	}
+}
+
+// TestInspectFlashDescriptor lists the regions of an Intel flash
+// descriptor image, with the volumes of its BIOS region inside.
+func TestInspectFlashDescriptor(t *testing.T) {
+	bios := synthBase(t)
+	img := append(make([]byte, 0x1000), bios...)
+	copy(img[16:], flashSignature)
+	img[0x16] = 0x04 // FLMAP0: the region section at 0x40
+	img[0x18] = 0x06 // FLMAP1: the master section at 0x60
+	// FLREG1 (BIOS): 4 KiB blocks 1 to 16; every other region is unused.
+	binary.LittleEndian.PutUint16(img[0x44:], 1)
+	binary.LittleEndian.PutUint16(img[0x46:], uint16(len(bios)/0x1000))
+	if f := detect(img); f != formatFirmware {
+		t.Fatalf("detected %q", f)
+	}
+	n, err := inspectFirmware(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Note != "Intel flash descriptor" || len(n.Children) != 1 {
+		t.Fatalf("root %+v: want the descriptor note and one region", n)
+	}
+	r := n.Children[0]
+	if r.Kind != "region" || r.Name != "BIOS" || r.Offset != 0x1000 || r.Size != int64(len(bios)) || len(r.Children) != 2 {
+		t.Fatalf("BIOS region %+v", r)
+	}
+	if fv := r.find("fv", synthGrow); fv == nil || fv.Offset != 0 || fv.find("file", "Shell") == nil {
+		t.Errorf("first volume of the BIOS region: %+v", fv)
 	}
 }
