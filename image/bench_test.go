@@ -33,11 +33,11 @@ func BenchmarkBuildSPI16(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				n, err := InspectFirmware(chip)
+				n, err := inspectFirmware(chip)
 				if err != nil {
 					b.Fatal(err)
 				}
-				fv := n.Find("fv", growGUID)
+				fv := n.find("fv", growGUID)
 				b.ReportMetric(float64(fv.Size-*fv.Free), "fvmain-used-bytes")
 			})
 		}

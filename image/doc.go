@@ -3,8 +3,9 @@
 // \EFI\BOOT\BOOTX64.EFI) and the SPI chip image for UEFI boards (fiano: the
 // payload replaces the PE32 section of a slot file in the base firmware,
 // laid out on the chip per the board's regions), slot budgets, and
-// read-only inspection of both image kinds. The chip's flashrom layout file
-// comes from boardcfg.FlashromLayout, which the flasher uses too.
+// read-only inspection (Inspect) of those images, of payloads and of guest
+// bundles. The chip's flashrom layout file comes from
+// boardcfg.FlashromLayout, which the flasher uses too.
 //
 // Everything takes plain values and is reproducible: the same spec gives
 // the same bytes (GUIDs derived from a name, timestamps from a given epoch,

@@ -129,3 +129,21 @@ func checksum16(b []byte) uint16 {
 	}
 	return s
 }
+
+// hasVolume reports whether b holds, at or after from, a firmware volume
+// signature where fiano looks for one: in the header of a volume that
+// starts 8-byte aligned in b. The header is not checked (fiano does not
+// check its checksum either), so a volume fiano can read is not turned away.
+func hasVolume(b []byte, from int) bool {
+	for off := from; off >= 0 && off+fvSignature <= len(b); {
+		i := bytes.Index(b[off+fvSignature:], []byte("_FVH"))
+		if i < 0 {
+			return false
+		}
+		if (off+i)%8 == 0 {
+			return true
+		}
+		off += i + 1
+	}
+	return false
+}

@@ -1,25 +1,34 @@
 package image
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	iofs "io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
+	"strconv"
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/fwbuild/fwbuild/contract/bundle"
+	"github.com/fwbuild/fwbuild/hvcore/pe"
 	"github.com/linuxboot/fiano/pkg/uefi"
 )
 
 // Node is one element of an image, for `fwbuild inspect` (plain values,
 // JSON-serializable). Offsets count from the start of the parent's data:
 // the image for top-level volumes and partitions, the volume for files,
-// the decompressed section for volumes nested in a compressed section.
+// the decompressed section for volumes nested in a compressed section,
+// the archive for the files of a cpio archive or guest bundle.
 type Node struct {
-	Kind     string  `json:"kind"` // image, region, fv, file, guests, disk, partition, dir
+	// image, region, fv, file, guests, disk, partition, dir, pe, section,
+	// cpio, symlink, special
+	Kind     string  `json:"kind"`
 	Name     string  `json:"name,omitempty"`
 	GUID     string  `json:"guid,omitempty"`
 	Type     string  `json:"type,omitempty"`
@@ -30,9 +39,9 @@ type Node struct {
 	Children []*Node `json:"children,omitempty"`
 }
 
-// Find returns the first node (depth first) with the given kind and GUID
+// find returns the first node (depth first) with the given kind and GUID
 // or name.
-func (n *Node) Find(kind, guidOrName string) *Node {
+func (n *Node) find(kind, guidOrName string) *Node {
 	if n == nil {
 		return nil
 	}
@@ -40,59 +49,236 @@ func (n *Node) Find(kind, guidOrName string) *Node {
 		return n
 	}
 	for _, c := range n.Children {
-		if m := c.Find(kind, guidOrName); m != nil {
+		if m := c.find(kind, guidOrName); m != nil {
 			return m
 		}
 	}
 	return nil
 }
 
-// InspectFirmware lists the firmware volumes of a chip or firmware image
-// and the files in them, descending into compressed and nested volumes.
-func InspectFirmware(b []byte) (*Node, error) {
+// Inspect lists what the file at p holds, telling its format from its
+// content: the firmware volumes and files of a chip or firmware image
+// (and the guest bundles on a chip), the partitions and files of a GPT
+// disk image, the sections of a PE image such as a payload, or the files
+// of a guest bundle or cpio archive.
+func Inspect(p string) (*Node, error) {
+	n, err := inspectFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("image: inspect %s: %w", p, err)
+	}
+	return n, nil
+}
+
+func inspectFile(p string) (*Node, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	defer f.Close()
+	// go-diskfs reads a disk image in place, and a disk image can be far
+	// larger than any chip, so it is recognised from its first sectors
+	// before the rest of the file is read.
+	head := make([]byte, gptHeaderEnd)
+	n, err := io.ReadFull(f, head)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return nil, unwrapPath(err)
+	}
+	if detect(head[:n]) == formatDisk {
+		return inspectDisk(p)
+	}
+	rest, err := io.ReadAll(f)
+	if err != nil {
+		return nil, unwrapPath(err)
+	}
+	b := append(head[:n], rest...)
+	switch detect(b) {
+	case formatFirmware:
+		return inspectFirmware(b)
+	case formatPE:
+		return inspectPE(p, b)
+	case formatGuests:
+		return inspectGuestBundle(b, 0), nil
+	case formatCPIO:
+		return inspectCPIO(filepath.Base(p), b), nil
+	}
 	if len(b) == 0 {
-		return nil, errors.New("image: inspect firmware: empty image")
+		return nil, errors.New("empty file")
+	}
+	return nil, errors.New("not a chip or firmware image, GPT disk image, PE image, guest bundle or cpio archive")
+}
+
+// unwrapPath drops the path from an os error: Inspect names the file once.
+func unwrapPath(err error) error {
+	var pathErr *iofs.PathError
+	if errors.As(err, &pathErr) {
+		return pathErr.Err
+	}
+	return err
+}
+
+// format is a kind of file Inspect takes apart.
+type format string
+
+const (
+	formatUnknown  format = ""
+	formatFirmware format = "firmware" // chip image, BIOS region, firmware volume
+	formatDisk     format = "disk"     // GPT disk image
+	formatPE       format = "pe"       // PE image: EFI application, unified Xen
+	formatGuests   format = "guests"   // guest bundle: a board's guests region
+	formatCPIO     format = "cpio"     // newc cpio archive, such as guests.cpio
+)
+
+const (
+	gptHeaderEnd = 520 // "EFI PART" at LBA 1 of 512-byte sectors
+	// flashSignature marks an Intel flash descriptor, at offset 16 (PCH)
+	// or 0 (ICH8-10): 0x0FF0A55A, little endian.
+	flashSignature = "\x5a\xa5\xf0\x0f"
+)
+
+// detect tells what b holds from signatures, most specific first. A chip
+// may have its first firmware volume anywhere (after a guests region, for
+// instance) while a bundle or archive may carry a volume image among its
+// files, so a file that starts like a bundle is a chip only if a volume
+// follows the bundle.
+func detect(b []byte) format {
+	switch {
+	case len(b) >= gptHeaderEnd && string(b[512:gptHeaderEnd]) == "EFI PART":
+		return formatDisk
+	case bytes.HasPrefix(b, []byte("MZ")):
+		return formatPE
+	case bytes.HasPrefix(b, []byte(bundle.Magic)):
+		end := bundle.HeaderSize // a damaged bundle: volumes may follow its header
+		if archive, err := bundle.Decode(b); err == nil {
+			end += len(archive)
+		}
+		if hasVolume(b, end) {
+			return formatFirmware
+		}
+		return formatGuests
+	case bytes.HasPrefix(b, []byte(cpioNewc)) || bytes.HasPrefix(b, []byte(cpioNewcCRC)):
+		return formatCPIO
+	case bytes.HasPrefix(b, []byte(flashSignature)),
+		len(b) >= 20 && string(b[16:20]) == flashSignature,
+		hasVolume(b, 0):
+		return formatFirmware
+	}
+	return formatUnknown
+}
+
+// inspectFirmware lists the firmware volumes of a chip or firmware image
+// and the files in them, descending into compressed and nested volumes.
+func inspectFirmware(b []byte) (*Node, error) {
+	if len(b) == 0 {
+		return nil, errors.New("empty image")
 	}
 	root := &Node{Kind: "image", Size: int64(len(b))}
 	err := withFiano(pinnedXZ, func(l *fianoLogger) error {
 		fw, err := uefi.Parse(b)
 		if err != nil {
-			return fmt.Errorf("image: inspect firmware: not a UEFI image: %v%s", err, l.detail())
+			return fmt.Errorf("not a UEFI image: %v%s", err, l.detail())
 		}
-		switch fw := fw.(type) {
-		case *uefi.FlashImage:
-			root.Note = "Intel flash descriptor"
-			for _, r := range fw.Regions {
-				reg, ok := r.Value.(uefi.Region)
-				if !ok {
-					continue
-				}
-				fr := reg.FlashRegion()
-				n := &Node{Kind: "region", Name: reg.Type().String()}
-				if fr != nil {
-					n.Offset, n.Size = int64(fr.BaseOffset()), int64(fr.EndOffset()-fr.BaseOffset())
-				}
-				if br, ok := r.Value.(*uefi.BIOSRegion); ok {
-					n.Children = inspectBIOS(br)
-				}
-				root.Children = append(root.Children, n)
-			}
-		case *uefi.BIOSRegion:
-			root.Children = inspectBIOS(fw)
-		}
-		return nil
+		return (&inspector{parent: root}).Run(fw)
 	})
-	if errors.Is(err, errFiano) {
-		return nil, fmt.Errorf("image: inspect firmware: %w", err)
-	}
 	if err != nil {
 		return nil, err
 	}
 	if len(root.Children) == 0 {
-		return nil, errors.New("image: inspect firmware: no firmware volume found; is this a UEFI image?")
+		return nil, errors.New("no firmware volume found; is this a UEFI image?")
 	}
 	root.Children = append(root.Children, findGuestBundles(b)...)
 	return root, nil
+}
+
+// inspector is a fiano Visitor that builds the report of a firmware tree:
+// flash regions, volumes and files become nodes, a file takes its name
+// from its UI section, and a volume nested in a compressed section says
+// so. Every other node type is descended into, so a volume is reported
+// wherever fiano finds one.
+type inspector struct {
+	parent *Node  // where the nodes found now go
+	file   *Node  // the file whose sections are visited, named by its UI section
+	at     int64  // the offset of the file visited next in its volume
+	note   string // for volumes: the compressed section they lie in
+}
+
+func (v *inspector) Run(f uefi.Firmware) error { return f.Apply(v) }
+
+func (v *inspector) Visit(f uefi.Firmware) error {
+	switch f := f.(type) {
+	case *uefi.FlashImage:
+		// The regions are listed as the descriptor lays them out, each
+		// with what fiano found in it.
+		v.parent.Note = "Intel flash descriptor"
+		if err := f.IFD.Apply(v); err != nil {
+			return err
+		}
+		for _, r := range f.Regions {
+			in := v
+			if reg, ok := r.Value.(uefi.Region); ok {
+				n := &Node{Kind: "region", Name: reg.Type().String()}
+				if fr := reg.FlashRegion(); fr != nil {
+					n.Offset, n.Size = int64(fr.BaseOffset()), int64(fr.EndOffset()-fr.BaseOffset())
+				}
+				v.parent.Children = append(v.parent.Children, n)
+				in = &inspector{parent: n}
+			}
+			if err := r.Value.Apply(in); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *uefi.FirmwareVolume:
+		free := int64(f.FreeSpace)
+		n := &Node{Kind: "fv", GUID: fvName(f), Type: f.FVType, Offset: int64(f.FVOffset), Size: int64(f.Length), Free: &free, Note: v.note}
+		if n.Type == "" {
+			n.Type = f.FileSystemGUID.String()
+		}
+		v.parent.Children = append(v.parent.Children, n)
+		// fiano does not record where a file starts: files follow the
+		// header 8-byte aligned, pad files included.
+		pos := f.DataOffset
+		for _, file := range f.Files {
+			pos = uefi.Align8(pos)
+			if err := file.Apply(&inspector{parent: n, at: int64(pos)}); err != nil {
+				return err
+			}
+			pos += uint64(len(file.Buf()))
+		}
+		return nil
+	case *uefi.File:
+		if f.Header.Type == uefi.FVFileTypePad {
+			// Free space between files, not content: not reported itself.
+			return f.ApplyChildren(v)
+		}
+		n := &Node{Kind: "file", GUID: f.Header.GUID.String(), Type: f.Header.Type.String(), Offset: v.at, Size: int64(len(f.Buf()))}
+		v.parent.Children = append(v.parent.Children, n)
+		return f.ApplyChildren(&inspector{parent: n, file: n})
+	case *uefi.Section:
+		switch f.Header.Type {
+		case uefi.SectionTypeUserInterface:
+			if v.file != nil && v.file.Name == "" {
+				v.file.Name = f.Name
+			}
+		case uefi.SectionTypeCompression, uefi.SectionTypeGUIDDefined, uefi.SectionTypeDisposable:
+			if len(f.Encapsulated) == 0 && v.file != nil && v.file.Note == "" {
+				// fiano opens only the compression it knows (not EFI 1.1
+				// compression, as in VirtualBox's DXE volume): a volume
+				// image that shows no volume says why.
+				v.file.Note = f.Header.Type.String() + " not opened by fiano"
+			}
+			if f.TypeSpecific == nil { // only GUID-defined sections have one
+				break
+			}
+			if gd, ok := f.TypeSpecific.Header.(*uefi.SectionGUIDDefined); ok && gd.Compression != "" {
+				in := *v
+				in.note = "in " + gd.Compression + " section"
+				return f.ApplyChildren(&in)
+			}
+		}
+		return f.ApplyChildren(v)
+	default:
+		return f.ApplyChildren(v)
+	}
 }
 
 // findGuestBundles finds guest bundles (a board's guests region) on 4 KiB
@@ -100,93 +286,135 @@ func InspectFirmware(b []byte) (*Node, error) {
 func findGuestBundles(b []byte) []*Node {
 	var out []*Node
 	for off := 0; off+bundle.HeaderSize <= len(b); off += 4096 {
-		if string(b[off:off+len(bundle.Magic)]) != bundle.Magic {
-			continue
-		}
-		n := &Node{Kind: "guests", Name: "guest bundle", Offset: int64(off)}
-		if archive, err := bundle.Decode(b[off:]); err != nil {
-			n.Note = err.Error()
-		} else {
-			n.Size = int64(bundle.HeaderSize + len(archive))
-			n.Note = fmt.Sprintf("cpio archive of %d bytes, SHA-256 ok", len(archive))
-		}
-		out = append(out, n)
-	}
-	return out
-}
-
-func inspectBIOS(br *uefi.BIOSRegion) []*Node {
-	var out []*Node
-	for _, e := range br.Elements {
-		if fv, ok := e.Value.(*uefi.FirmwareVolume); ok {
-			out = append(out, inspectFV(fv, int64(fv.FVOffset), ""))
+		if string(b[off:off+len(bundle.Magic)]) == bundle.Magic {
+			out = append(out, inspectGuestBundle(b, off))
 		}
 	}
 	return out
 }
 
-func inspectFV(fv *uefi.FirmwareVolume, off int64, note string) *Node {
-	free := int64(fv.FreeSpace)
-	n := &Node{Kind: "fv", GUID: fvName(fv), Type: fv.FVType, Offset: off, Size: int64(fv.Length), Free: &free, Note: note}
-	if n.Type == "" {
-		n.Type = fv.FileSystemGUID.String()
+// inspectGuestBundle reports the bundle at b[off:] with the files of its
+// archive. A bundle that does not check is a node with the reason, not an
+// error: that is what a stale or damaged guests region looks like.
+func inspectGuestBundle(b []byte, off int) *Node {
+	n := &Node{Kind: "guests", Name: "guest bundle", Offset: int64(off)}
+	archive, err := bundle.Decode(b[off:])
+	if err != nil {
+		n.Note = err.Error()
+		return n
 	}
-	pos := fv.DataOffset
-	for _, f := range fv.Files {
-		pos = uefi.Align8(pos)
-		at := pos
-		pos += uint64(len(f.Buf()))
-		if f.Header.Type == uefi.FVFileTypePad {
-			continue
-		}
-		fn := &Node{Kind: "file", GUID: f.Header.GUID.String(), Type: f.Header.Type.String(), Offset: int64(at), Size: int64(len(f.Buf()))}
-		for _, s := range f.Sections {
-			inspectSection(s, fn, "")
-		}
-		n.Children = append(n.Children, fn)
+	n.Size = int64(bundle.HeaderSize + len(archive))
+	n.Note = fmt.Sprintf("cpio archive of %d bytes, SHA-256 ok", len(archive))
+	if n.Children, err = listCPIO(archive); err != nil {
+		n.Note += "; " + err.Error()
 	}
 	return n
 }
 
-// inspectSection names the file from its UI section and adds volumes
-// found in (possibly compressed) sections below it.
-func inspectSection(s *uefi.Section, file *Node, note string) {
-	switch s.Header.Type {
-	case uefi.SectionTypeUserInterface:
-		if file.Name == "" {
-			file.Name = s.Name
-		}
-	case uefi.SectionTypeGUIDDefined:
-		if gd, ok := s.TypeSpecific.Header.(*uefi.SectionGUIDDefined); ok && gd.Compression != "" {
-			note = "in " + gd.Compression + " section"
-		}
+func inspectCPIO(name string, b []byte) *Node {
+	n := &Node{Kind: "cpio", Name: name, Size: int64(len(b))}
+	var err error
+	if n.Children, err = listCPIO(b); err != nil {
+		n.Note = err.Error()
 	}
-	for _, e := range s.Encapsulated {
-		switch v := e.Value.(type) {
-		case *uefi.FirmwareVolume:
-			file.Children = append(file.Children, inspectFV(v, 0, note))
-		case *uefi.Section:
-			inspectSection(v, file, note)
+	return n
+}
+
+const (
+	cpioNewc       = "070701"
+	cpioNewcCRC    = "070702"
+	cpioHeaderSize = 110 // magic and 13 fields of 8 hex digits
+	cpioTrailer    = "TRAILER!!!"
+)
+
+// listCPIO lists the entries of a newc cpio archive in archive order, up
+// to the first damage, which it returns as the error. The archive is in
+// memory, so this reads it in place and checks every length against it
+// (a header's name size alone could make a stream reader allocate 4 GiB).
+func listCPIO(b []byte) ([]*Node, error) {
+	var out []*Node
+	for off := 0; ; {
+		if len(b)-off < cpioHeaderSize {
+			return out, fmt.Errorf("cpio: archive ends at %d without a trailer", len(b))
 		}
+		h := b[off : off+cpioHeaderSize]
+		if m := string(h[:6]); m != cpioNewc && m != cpioNewcCRC {
+			return out, fmt.Errorf("cpio: header at %d: magic %q, not newc", off, m)
+		}
+		field := func(i int) (uint64, error) {
+			return strconv.ParseUint(string(h[6+8*i:14+8*i]), 16, 32)
+		}
+		mode, err1 := field(1)
+		size, err2 := field(6)
+		nameSize, err3 := field(11)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return out, fmt.Errorf("cpio: header at %d: %w", off, err)
+		}
+		nameEnd := uint64(off+cpioHeaderSize) + nameSize
+		if nameSize == 0 || nameEnd > uint64(len(b)) || b[nameEnd-1] != 0 {
+			return out, fmt.Errorf("cpio: header at %d: name of %d bytes does not fit the archive", off, nameSize)
+		}
+		name := string(b[off+cpioHeaderSize : nameEnd-1])
+		if name == cpioTrailer {
+			return out, nil
+		}
+		data := align4(nameEnd)
+		if size > uint64(len(b)) || data > uint64(len(b))-size {
+			return out, fmt.Errorf("cpio: %s: %d bytes of data run past the archive", name, size)
+		}
+		n := &Node{Kind: "file", Name: path.Clean("/" + name), Offset: int64(data), Size: int64(size)}
+		switch mode & 0o170000 {
+		case 0o100000:
+		case 0o040000:
+			n.Kind = "dir"
+		case 0o120000:
+			n.Kind = "symlink"
+			n.Note = "-> " + string(b[data:data+size])
+		default:
+			n.Kind = "special"
+			n.Note = fmt.Sprintf("mode %06o", mode)
+		}
+		out = append(out, n)
+		off = int(align4(data + size))
 	}
 }
 
-// InspectDisk lists the partitions of a GPT disk image and the files of
+func align4(v uint64) uint64 { return (v + 3) &^ 3 }
+
+// inspectPE lists a PE image's sections: for a unified Xen image, where
+// .config, .kernel and .ramdisk sit and how big they are.
+func inspectPE(name string, b []byte) (*Node, error) {
+	f, err := pe.Read(b)
+	if err != nil {
+		return nil, err
+	}
+	root := &Node{Kind: "pe", Name: name, Size: int64(len(b)),
+		Note: fmt.Sprintf("image base %#x, size of image %#x, entry %#x", f.ImageBase, f.SizeOfImage, f.AddressOfEntryPoint)}
+	for _, s := range f.Sections {
+		root.Children = append(root.Children, &Node{
+			Kind: "section", Name: s.Name, Offset: int64(s.Offset), Size: int64(s.Size),
+			Note: fmt.Sprintf("VA %#x, virtual size %#x", f.ImageBase+uint64(s.VirtualAddress), s.VirtualSize),
+		})
+	}
+	return root, nil
+}
+
+// inspectDisk lists the partitions of a GPT disk image and the files of
 // the FAT file systems on them.
-func InspectDisk(p string) (*Node, error) {
+func inspectDisk(p string) (*Node, error) {
 	d, err := diskfs.Open(p, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
-		return nil, fmt.Errorf("image: inspect %s: %w", p, err)
+		return nil, err
 	}
 	defer d.Close()
 	root := &Node{Kind: "disk", Name: path.Base(p), Size: d.Size}
 	t, err := d.GetPartitionTable()
 	if err != nil {
-		return nil, fmt.Errorf("image: inspect %s: no partition table: %w", p, err)
+		return nil, fmt.Errorf("no partition table: %w", err)
 	}
 	g, ok := t.(*gpt.Table)
 	if !ok {
-		return nil, fmt.Errorf("image: inspect %s: partition table is %s, not GPT", p, t.Type())
+		return nil, fmt.Errorf("partition table is %s, not GPT", t.Type())
 	}
 	root.GUID = g.GUID
 	root.Type = "gpt"
@@ -206,7 +434,7 @@ func InspectDisk(p string) (*Node, error) {
 			pn.Note = "FAT32"
 		}
 		if err := listDir(fs, ".", pn, 0); err != nil {
-			return nil, fmt.Errorf("image: inspect %s partition %d: %w", p, part.Index, err)
+			return nil, fmt.Errorf("partition %d: %w", part.Index, err)
 		}
 	}
 	return root, nil

@@ -29,37 +29,31 @@ type fvLen struct {
 	len uint64
 }
 
-// children lists a fiano node's direct children.
-func children(f uefi.Firmware) []uefi.Firmware {
-	var out []uefi.Firmware
-	switch f := f.(type) {
-	case *uefi.BIOSRegion:
-		for _, e := range f.Elements {
-			out = append(out, e.Value)
-		}
-	case *uefi.FirmwareVolume:
-		for _, x := range f.Files {
-			out = append(out, x)
-		}
-	case *uefi.File:
-		for _, x := range f.Sections {
-			out = append(out, x)
-		}
-	case *uefi.Section:
-		for _, e := range f.Encapsulated {
-			out = append(out, e.Value)
-		}
-	}
-	return out
+// treeWalk is a fiano Visitor that calls fn for every node of a tree,
+// parents before children, with the node's ancestors (outermost first).
+// fiano's ApplyChildren decides what a node's children are, so every node
+// type is walked: NVAR stores in files, padding between volumes, the
+// regions of a flash image, and whatever types later fiano versions add.
+type treeWalk struct {
+	fn   func(f uefi.Firmware, ancestors []uefi.Firmware)
+	path []uefi.Firmware
+}
+
+func (w *treeWalk) Run(f uefi.Firmware) error { return f.Apply(w) }
+
+func (w *treeWalk) Visit(f uefi.Firmware) error {
+	// A full slice expression, so fn cannot keep an alias of the path that
+	// later appends overwrite.
+	w.fn(f, w.path[:len(w.path):len(w.path)])
+	w.path = append(w.path, f)
+	err := f.ApplyChildren(w)
+	w.path = w.path[:len(w.path)-1]
+	return err
 }
 
 // walk calls fn for every node below (and including) f with its ancestors.
-func walk(f uefi.Firmware, path []uefi.Firmware, fn func(f uefi.Firmware, path []uefi.Firmware)) {
-	fn(f, path)
-	path = append(path, f)
-	for _, c := range children(f) {
-		walk(c, path[:len(path):len(path)], fn)
-	}
+func walk(f uefi.Firmware, fn func(f uefi.Firmware, ancestors []uefi.Firmware)) error {
+	return (&treeWalk{fn: fn}).Run(f)
 }
 
 func fvName(fv *uefi.FirmwareVolume) string {
@@ -71,10 +65,10 @@ func fvName(fv *uefi.FirmwareVolume) string {
 
 // fvLengths lists every volume below f in walk order, keyed by name with a
 // counter so volumes without a name GUID stay distinct.
-func fvLengths(f uefi.Firmware) []fvLen {
+func fvLengths(f uefi.Firmware) ([]fvLen, error) {
 	var out []fvLen
 	seen := map[string]int{}
-	walk(f, nil, func(f uefi.Firmware, _ []uefi.Firmware) {
+	err := walk(f, func(f uefi.Firmware, _ []uefi.Firmware) {
 		if fv, ok := f.(*uefi.FirmwareVolume); ok {
 			k := fvName(fv)
 			seen[k]++
@@ -84,7 +78,10 @@ func fvLengths(f uefi.Firmware) []fvLen {
 			out = append(out, fvLen{k, fv, fv.Length})
 		}
 	})
-	return out
+	if err != nil {
+		return nil, fmt.Errorf("image: list firmware volumes: %w", err)
+	}
+	return out, nil
 }
 
 func isCompressed(s *uefi.Section) bool {
@@ -103,7 +100,7 @@ func openSlot(p *spiPlan, l *fianoLogger) (*slotTree, error) {
 	}
 	t := &slotTree{p: p, br: r.(*uefi.BIOSRegion)}
 	var matches int
-	walk(t.br, nil, func(f uefi.Firmware, path []uefi.Firmware) {
+	err = walk(t.br, func(f uefi.Firmware, path []uefi.Firmware) {
 		file, ok := f.(*uefi.File)
 		if !ok || file.Header.GUID != p.slot {
 			return
@@ -125,6 +122,9 @@ func openSlot(p *spiPlan, l *fianoLogger) (*slotTree, error) {
 			}
 		}
 	})
+	if err != nil {
+		return nil, fmt.Errorf("image: look for the slot file %v: %w", p.slot, err)
+	}
 	switch {
 	case matches == 0:
 		return nil, fmt.Errorf("image: base firmware has no file %v to hold the payload%s", p.slot, l.detail())
@@ -156,7 +156,9 @@ func openSlot(p *spiPlan, l *fianoLogger) (*slotTree, error) {
 	if t.pe == nil {
 		return nil, fmt.Errorf("image: slot file %v has no PE32 section of its own (is it an EFI application or driver?)", p.slot)
 	}
-	t.before = fvLengths(t.container)
+	if t.before, err = fvLengths(t.container); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -282,7 +284,10 @@ func (t *slotTree) assemble() (uint64, error) {
 		c.Length, c.Blocks[0].Count = t.planned, count
 		c.SetBuf(c.Buf()[:c.DataOffset])
 	}
-	after := fvLengths(c)
+	after, err := fvLengths(c)
+	if err != nil {
+		return 0, err
+	}
 	if len(after) != len(t.before) {
 		return 0, fmt.Errorf("image: assembling changed the number of firmware volumes from %d to %d", len(t.before), len(after))
 	}

@@ -2,7 +2,6 @@ package image
 
 import (
 	"bytes"
-	"debug/pe"
 	"errors"
 	"fmt"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
@@ -10,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/hvcore/pe"
 	"github.com/linuxboot/fiano/pkg/guid"
 	"github.com/linuxboot/fiano/pkg/uefi"
 	"github.com/linuxboot/fiano/pkg/visitors"
@@ -82,13 +82,9 @@ func checkPE(what string, b []byte) error {
 	if len(b) == 0 {
 		return fmt.Errorf("image: %s is empty", what)
 	}
-	f, err := pe.NewFile(bytes.NewReader(b))
-	if err != nil {
+	// pe.Read requires the optional header an EFI application has.
+	if _, err := pe.Read(b); err != nil {
 		return fmt.Errorf("image: %s (%d bytes) is not a PE32 EFI image: %v", what, len(b), err)
-	}
-	defer f.Close()
-	if f.OptionalHeader == nil {
-		return fmt.Errorf("image: %s is a PE file without an optional header, not an EFI application", what)
 	}
 	return nil
 }

@@ -125,15 +125,15 @@ func TestBuildSPIQ35(t *testing.T) {
 	if !bytes.Equal(f.chip[len(f.chip)-secfv:], code[len(code)-secfv:]) {
 		t.Errorf("SECFV is not unchanged at the top of the chip")
 	}
-	n, err := InspectFirmware(f.chip)
+	n, err := inspectFirmware(f.chip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	main := n.Find("fv", growGUID)
+	main := n.find("fv", growGUID)
 	if main == nil || main.Offset != 0x10000 || main.Size != 0xFF0000-secfv {
 		t.Fatalf("FVMAIN_COMPACT: %+v, want offset 0x10000 size %#x", main, 0xFF0000-secfv)
 	}
-	if dxe := n.Find("fv", dxeGUID); dxe == nil || dxe.Size != 0xC00000 {
+	if dxe := n.find("fv", dxeGUID); dxe == nil || dxe.Size != 0xC00000 {
 		t.Fatalf("DXEFV: %+v, want 0xC00000 bytes", dxe)
 	}
 	if got := slotPE(t, f.chip, shellGUID); !bytes.Equal(got, f.spec.Payload) {

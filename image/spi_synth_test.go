@@ -14,11 +14,11 @@ import (
 // slotPE returns the PE32 section data of the slot file in a chip image.
 func slotPE(t testing.TB, chip []byte, slot string) []byte {
 	t.Helper()
-	n, err := InspectFirmware(chip)
+	n, err := inspectFirmware(chip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.Find("file", slot) == nil {
+	if n.find("file", slot) == nil {
 		t.Fatalf("slot file %s not in image", slot)
 	}
 	var pe []byte
@@ -179,11 +179,11 @@ func TestBuildSPICompressed(t *testing.T) {
 	if got := slotPE(t, chip, shellGUID); !bytes.Equal(got, s.Payload) {
 		t.Errorf("slot does not hold the payload")
 	}
-	n, err := InspectFirmware(chip)
+	n, err := inspectFirmware(chip)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in := n.Find("fv", synthDXE); in == nil || in.Size != 0x10000 || in.Note != "in LZMA section" {
+	if in := n.find("fv", synthDXE); in == nil || in.Size != 0x10000 || in.Note != "in LZMA section" {
 		t.Errorf("inner volume: %+v", in)
 	}
 	s.Payload = minimalPE(int(budget) + 6<<10)

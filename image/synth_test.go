@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
@@ -162,7 +163,17 @@ const (
 func synthCompressedBase(t testing.TB) []byte {
 	shell := synthFile{guid: shellGUID, ftype: 0x09, sections: [][]byte{section(0x10, minimalPE(3000)), uiSection("Shell")}}
 	inner := synthFV(t, synthDXE, 0x10000, shell)
-	raw := section(0x17, append(make([]byte, 0, len(inner)), inner...))
+	wrapped := lzmaSection(t, fvImageSection(inner))
+	outer := synthFV(t, synthGrow, 0x8000, synthFile{guid: "9E21FD93-0000-4C15-8C4B-E77F1DB2D792", ftype: 0x0B, sections: [][]byte{wrapped}})
+	return append(outer, synthFV(t, synthSec, 0x4000)...)
+}
+
+// fvImageSection wraps a volume in an EFI_SECTION_FIRMWARE_VOLUME_IMAGE.
+func fvImageSection(fv []byte) []byte { return section(0x17, fv) }
+
+// lzmaSection compresses a section into an LZMA GUID-defined section, as
+// EDK II's build does with the volume images of FVMAIN_COMPACT.
+func lzmaSection(t testing.TB, raw []byte) []byte {
 	enc, err := (&compression.LZMA{}).Encode(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -171,9 +182,39 @@ func synthCompressedBase(t testing.TB) []byte {
 	copy(gd, guidBytes(t, lzmaGUID))
 	binary.LittleEndian.PutUint16(gd[16:], 24) // data offset: headers
 	binary.LittleEndian.PutUint16(gd[18:], 1)  // processing required
-	wrapped := section(0x02, append(gd, enc...))
-	outer := synthFV(t, synthGrow, 0x8000, synthFile{guid: "9E21FD93-0000-4C15-8C4B-E77F1DB2D792", ftype: 0x0B, sections: [][]byte{wrapped}})
-	return append(outer, synthFV(t, synthSec, 0x4000)...)
+	return section(0x02, append(gd, enc...))
+}
+
+const (
+	synthMid = "22222222-3333-4444-5555-666666666666"
+	nvarGUID = "CEF5B9A3-476D-497F-9FDC-E98143E0422C" // AMI's NVAR store file
+)
+
+// nvarEntry is one variable of an AMI NVAR store (fiano parses the
+// store from a raw file named nvarGUID): signature, size, no next entry,
+// valid with its GUID and an ASCII name inline, then the data.
+func nvarEntry(t testing.TB, name string, data []byte) []byte {
+	body := append(append(guidBytes(t, "4599D26F-1A11-49B8-B91F-858745CFF824"), name+"\x00"...), data...)
+	e := []byte("NVAR")
+	e = binary.LittleEndian.AppendUint16(e, uint16(10+len(body)))
+	e = append(e, 0xFF, 0xFF, 0xFF, 0x80|0x04|0x02)
+	return append(e, body...)
+}
+
+// synthNestedBase puts the Shell-like slot two volume levels down, below
+// an LZMA section, as VirtualBox's firmware does its DXE volume, next to
+// node types a hand-written walk easily misses: an NVAR store in a raw
+// file and padding between the top-level volumes.
+func synthNestedBase(t testing.TB) []byte {
+	shell := synthFile{guid: shellGUID, ftype: 0x09, sections: [][]byte{section(0x10, minimalPE(3000)), uiSection("Shell")}}
+	inner := synthFV(t, synthDXE, 0x4000, shell)
+	middle := synthFV(t, synthMid, 0x8000, synthFile{guid: "9E21FD93-0000-4C15-8C4B-E77F1DB2D792", ftype: 0x0B,
+		sections: [][]byte{lzmaSection(t, fvImageSection(inner))}})
+	nvar := synthFile{guid: nvarGUID, ftype: 0x01, sections: [][]byte{nvarEntry(t, "Setup", []byte{1, 2, 3})}}
+	outer := synthFV(t, synthGrow, 0x10000, nvar, synthFile{guid: "A4EF5A93-0000-4232-A1C4-F0910E6D1D9C", ftype: 0x0B,
+		sections: [][]byte{fvImageSection(middle)}})
+	gap := bytes.Repeat([]byte{0xFF}, 0x1000)
+	return slices.Concat(outer, gap, synthFV(t, synthSec, 0x4000))
 }
 
 // synthCompressedSpec grows the first volume to 0xC000 bytes: less than

@@ -125,7 +125,7 @@ func TestWriteUSBReadBack(t *testing.T) {
 	if !strings.Contains(mdir, "2024-05-17") || !strings.Contains(mdir, "12:34") {
 		t.Errorf("BOOTX64.EFI not stamped with the epoch:\n%s", mdir)
 	}
-	n, err := InspectDisk(img)
+	n, err := Inspect(img)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestWriteUSBReadBack(t *testing.T) {
 		n.Children[0].Offset != firstLBA*sector || n.Children[0].Type != "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" {
 		t.Fatalf("partitions: %+v", n.Children)
 	}
-	f := n.Find("file", bootPath)
+	f := n.find("file", bootPath)
 	if f == nil || f.Size != int64(len(payload)) {
 		t.Fatalf("inspect finds %+v for %s", f, bootPath)
 	}

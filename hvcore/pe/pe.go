@@ -1,7 +1,8 @@
 // Package pe appends sections to an existing PE/COFF image (such as Xen's
-// EFI loader) without disturbing what is already there. debug/pe can read
-// such files but nothing in the standard library writes them, and shelling
-// out to objcopy would make the result depend on the host's binutils.
+// EFI loader) without disturbing what is already there, and reads the
+// section table back for inspection. debug/pe can read such files but
+// nothing in the standard library writes them, and shelling out to objcopy
+// would make the result depend on the host's binutils.
 package pe
 
 import (
@@ -51,6 +52,7 @@ type image struct {
 	coff       int // offset of the COFF file header
 	opt        int // offset of the optional header
 	optSize    int
+	pe32plus   bool
 	secTable   int // offset of the section table
 	nsec       int
 	sizeOfHdrs uint32
@@ -74,7 +76,9 @@ func put32(b []byte, off int, v uint32) {
 	binary.LittleEndian.PutUint32(b[off:], v)
 }
 
-func parse(b []byte) (*image, error) {
+// readHeaders locates the headers and reads the section table, checking
+// only that what it reads lies inside b.
+func readHeaders(b []byte) (*image, error) {
 	if len(b) < 0x40 || b[0] != 'M' || b[1] != 'Z' {
 		return nil, fmt.Errorf("%w: no MZ header", ErrNotPE)
 	}
@@ -93,6 +97,7 @@ func parse(b []byte) (*image, error) {
 	case le16(b, im.opt) == 0x10b: // PE32
 		dirCountOff = 92
 	case le16(b, im.opt) == 0x20b: // PE32+
+		im.pe32plus = true
 		dirCountOff = 108
 	default:
 		return nil, fmt.Errorf("%w: unknown optional header magic 0x%x", ErrNotPE, le16(b, im.opt))
@@ -105,26 +110,14 @@ func parse(b []byte) (*image, error) {
 	im.sizeOfHdrs = le32(b, im.opt+60)
 	im.ndirs = int(le32(b, im.opt+dirCountOff))
 	im.dirs = im.opt + dirCountOff + 4
-	if im.ndirs > (im.optSize-dirCountOff-4)/8 {
-		return nil, fmt.Errorf("pe: %d data directories do not fit in the optional header", im.ndirs)
-	}
-	// The PE spec caps FileAlignment at 64 KiB; larger values would only
-	// make the output huge.
-	if !pow2(im.fileAlign) || im.fileAlign > 0x10000 || !pow2(im.secAlign) || im.secAlign < im.fileAlign {
-		return nil, fmt.Errorf("pe: bad alignment: SectionAlignment 0x%x, FileAlignment 0x%x", im.secAlign, im.fileAlign)
-	}
 	im.secTable = im.opt + im.optSize
-	tableEnd := im.secTable + im.nsec*sectionHeaderSize
-	if tableEnd > len(b) || uint64(tableEnd) > uint64(im.sizeOfHdrs) {
+	if tableEnd := im.secTable + im.nsec*sectionHeaderSize; tableEnd > len(b) {
 		return nil, fmt.Errorf("pe: section table (%d sections, ends at 0x%x) exceeds the headers (0x%x) or the file (0x%x)",
 			im.nsec, tableEnd, im.sizeOfHdrs, len(b))
 	}
-	if uint64(im.sizeOfHdrs) > uint64(len(b)) {
-		return nil, fmt.Errorf("pe: SizeOfHeaders 0x%x beyond the end of the file (0x%x)", im.sizeOfHdrs, len(b))
-	}
 	for i := 0; i < im.nsec; i++ {
 		o := im.secTable + i*sectionHeaderSize
-		h := header{
+		im.sections = append(im.sections, header{
 			name:            cstr(b[o : o+8]),
 			virtualSize:     le32(b, o+8),
 			virtualAddr:     le32(b, o+12),
@@ -132,7 +125,33 @@ func parse(b []byte) (*image, error) {
 			pointerToRaw:    le32(b, o+20),
 			pointerToRelocs: le32(b, o+24),
 			ptrLines:        le32(b, o+28),
-		}
+		})
+	}
+	return im, nil
+}
+
+// parse reads the headers and checks everything AddSections relies on.
+func parse(b []byte) (*image, error) {
+	im, err := readHeaders(b)
+	if err != nil {
+		return nil, err
+	}
+	if im.ndirs > (im.optSize-(im.dirs-im.opt))/8 {
+		return nil, fmt.Errorf("pe: %d data directories do not fit in the optional header", im.ndirs)
+	}
+	// The PE spec caps FileAlignment at 64 KiB; larger values would only
+	// make the output huge.
+	if !pow2(im.fileAlign) || im.fileAlign > 0x10000 || !pow2(im.secAlign) || im.secAlign < im.fileAlign {
+		return nil, fmt.Errorf("pe: bad alignment: SectionAlignment 0x%x, FileAlignment 0x%x", im.secAlign, im.fileAlign)
+	}
+	if tableEnd := im.secTable + im.nsec*sectionHeaderSize; uint64(tableEnd) > uint64(im.sizeOfHdrs) {
+		return nil, fmt.Errorf("pe: section table (%d sections, ends at 0x%x) exceeds the headers (0x%x) or the file (0x%x)",
+			im.nsec, tableEnd, im.sizeOfHdrs, len(b))
+	}
+	if uint64(im.sizeOfHdrs) > uint64(len(b)) {
+		return nil, fmt.Errorf("pe: SizeOfHeaders 0x%x beyond the end of the file (0x%x)", im.sizeOfHdrs, len(b))
+	}
+	for _, h := range im.sections {
 		if h.sizeOfRaw > 0 {
 			if h.pointerToRaw < im.sizeOfHdrs || uint64(h.pointerToRaw)+uint64(h.sizeOfRaw) > uint64(len(b)) {
 				return nil, fmt.Errorf("pe: section %q raw data 0x%x+0x%x lies outside 0x%x..0x%x",
@@ -142,9 +161,52 @@ func parse(b []byte) (*image, error) {
 		if h.virtualAddr < im.sizeOfHdrs {
 			return nil, fmt.Errorf("pe: section %q at RVA 0x%x overlaps the headers (0x%x bytes)", h.name, h.virtualAddr, im.sizeOfHdrs)
 		}
-		im.sections = append(im.sections, h)
 	}
 	return im, nil
+}
+
+// File is what Read finds in the headers of a PE image.
+type File struct {
+	ImageBase           uint64
+	SizeOfImage         uint32
+	AddressOfEntryPoint uint32 // an RVA
+	Sections            []SectionHeader
+}
+
+// SectionHeader is one entry of the section table. Names are the 8-byte
+// field as stored: image loaders do not read COFF long names either.
+type SectionHeader struct {
+	Name           string
+	VirtualAddress uint32 // an RVA
+	VirtualSize    uint32
+	Offset         uint32 // PointerToRawData
+	Size           uint32 // SizeOfRawData
+}
+
+// Read parses the headers of a PE image. It checks only that they lie in
+// img, not what AddSections (or a loader) needs beyond that, so a payload
+// that would be refused can still be examined.
+func Read(img []byte) (*File, error) {
+	im, err := readHeaders(img)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{
+		SizeOfImage:         le32(img, im.opt+56),
+		AddressOfEntryPoint: le32(img, im.opt+16),
+	}
+	if im.pe32plus {
+		f.ImageBase = binary.LittleEndian.Uint64(img[im.opt+24:])
+	} else {
+		f.ImageBase = uint64(le32(img, im.opt+28))
+	}
+	for _, h := range im.sections {
+		f.Sections = append(f.Sections, SectionHeader{
+			Name: h.name, VirtualAddress: h.virtualAddr, VirtualSize: h.virtualSize,
+			Offset: h.pointerToRaw, Size: h.sizeOfRaw,
+		})
+	}
+	return f, nil
 }
 
 func (im *image) dir(i int) (rva, size uint32) {

@@ -406,3 +406,74 @@ func FuzzAddSections(f *testing.F) {
 		}
 	})
 }
+
+// TestRead checks the header reader against debug/pe, on Xen's loader and
+// on synthetic PE32 and PE32+ images.
+func TestRead(t *testing.T) {
+	imgs := map[string][]byte{
+		"xen.efi": xenEFI(t),
+		"PE32+":   pesynth.Image(pesynth.Options{}),
+		"PE32":    pesynth.Image(pesynth.Options{PE32: true, Sections: []pesynth.Sec{{Name: ".text", Size: 0x100}, {Name: ".bss", VSize: 0x800}}}),
+	}
+	for name, img := range imgs {
+		t.Run(name, func(t *testing.T) {
+			got, err := pew.Read(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := pe.NewFile(bytes.NewReader(img))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var base uint64
+			var size, entry uint32
+			switch o := ref.OptionalHeader.(type) {
+			case *pe.OptionalHeader64:
+				base, size, entry = o.ImageBase, o.SizeOfImage, o.AddressOfEntryPoint
+			case *pe.OptionalHeader32:
+				base, size, entry = uint64(o.ImageBase), o.SizeOfImage, o.AddressOfEntryPoint
+			}
+			if got.ImageBase != base || got.SizeOfImage != size || got.AddressOfEntryPoint != entry {
+				t.Errorf("base %#x size %#x entry %#x, debug/pe says %#x %#x %#x",
+					got.ImageBase, got.SizeOfImage, got.AddressOfEntryPoint, base, size, entry)
+			}
+			if len(got.Sections) != len(ref.Sections) {
+				t.Fatalf("%d sections, debug/pe finds %d", len(got.Sections), len(ref.Sections))
+			}
+			for i, s := range ref.Sections {
+				want := pew.SectionHeader{Name: s.Name, VirtualAddress: s.VirtualAddress, VirtualSize: s.VirtualSize, Offset: s.Offset, Size: s.Size}
+				if got.Sections[i] != want {
+					t.Errorf("section %d: %+v, want %+v", i, got.Sections[i], want)
+				}
+			}
+		})
+	}
+	// What AddSections refuses can still be read: headers that claim no
+	// room for the section table.
+	bad := pesynth.Image(pesynth.Options{})
+	binary.LittleEndian.PutUint32(bad[0x80+4+20+60:], 0) // SizeOfHeaders
+	if _, err := pew.AddSections(bad, 0, pew.Section{Name: ".k", Data: []byte{1}}); err == nil {
+		t.Error("AddSections accepted SizeOfHeaders 0")
+	}
+	if f, err := pew.Read(bad); err != nil || len(f.Sections) != 2 {
+		t.Errorf("Read of a malformed but complete image: %+v, %v", f, err)
+	}
+	if _, err := pew.Read(pesynth.Image(pesynth.Options{})[:0x100]); err == nil || !errors.Is(err, pew.ErrNotPE) {
+		t.Errorf("truncated image: %v", err)
+	}
+}
+
+func FuzzRead(f *testing.F) {
+	f.Add(pesynth.Image(pesynth.Options{}))
+	f.Add(pesynth.Image(pesynth.Options{PE32: true, SizeOfHeaders: 0x200, FileAlign: 0x20}))
+	f.Fuzz(func(t *testing.T, img []byte) {
+		got, err := pew.Read(img)
+		if err != nil {
+			return
+		}
+		// Whatever Read accepts, debug/pe parses with the same sections.
+		if ref, err := pe.NewFile(bytes.NewReader(img)); err == nil && len(ref.Sections) != len(got.Sections) {
+			t.Errorf("%d sections, debug/pe finds %d", len(got.Sections), len(ref.Sections))
+		}
+	})
+}
