@@ -322,6 +322,7 @@ func TestInspectFlashDescriptor(t *testing.T) {
 		t.Errorf("first volume of the BIOS region: %+v", fv)
 	}
 }
+
 // A chip's guests region shows up in inspect, checked: a good bundle with
 // its size, a damaged one with the reason.
 func TestInspectGuestBundle(t *testing.T) {
