@@ -86,13 +86,19 @@ func cmdBoards(e *env, args []string) error {
 	return tw.Flush()
 }
 
-func cmdCheck(e *env, args []string) error {
-	fs := e.flags("check", "--board B")
+// boardCommand parses the flags of a command that takes only --board and
+// loads the board.
+func (e *env) boardCommand(name string, args []string) (*boardcfg.Board, error) {
+	fs := e.flags(name, "--board B")
 	board := fs.String("board", "", "board name or profile path")
 	if err := e.parse(fs, args); err != nil {
-		return err
+		return nil, err
 	}
-	b, err := e.loadBoard(*board)
+	return e.loadBoard(*board)
+}
+
+func cmdCheck(e *env, args []string) error {
+	b, err := e.boardCommand("check", args)
 	if err != nil {
 		return err
 	}
@@ -104,12 +110,7 @@ func cmdCheck(e *env, args []string) error {
 }
 
 func cmdFetch(e *env, args []string) error {
-	fs := e.flags("fetch", "--board B")
-	board := fs.String("board", "", "board name or profile path")
-	if err := e.parse(fs, args); err != nil {
-		return err
-	}
-	b, err := e.loadBoard(*board)
+	b, err := e.boardCommand("fetch", args)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,15 @@ func (c Components) File(component, role string, b *boardcfg.Board) (string, err
 	return p, nil
 }
 
+// Read returns the content of a component's file role.
+func (c Components) Read(component, role string, b *boardcfg.Board) ([]byte, error) {
+	p, err := c.File(component, role, b)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
 // Fetch downloads (or finds in the cache) every component of the board.
 func Fetch(ctx context.Context, b *boardcfg.Board, cacheDir string, log *slog.Logger) (Components, error) {
 	pkgs := make([]debpkg.Pkg, len(b.Components))

@@ -44,11 +44,7 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 	}
 	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
 	return r.stage(ctx, "payload", pk, func(dir string) error {
-		efiPath, err := r.comps.File(xen.Name, "efi", b)
-		if err != nil {
-			return fmt.Errorf("payload: %w", err)
-		}
-		xenEFI, err := os.ReadFile(efiPath)
+		xenEFI, err := r.comps.Read(xen.Name, "efi", b)
 		if err != nil {
 			return fmt.Errorf("payload: %w", err)
 		}
@@ -90,11 +86,7 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 		if err != nil {
 			return fmt.Errorf("payload: %w", err)
 		}
-		gzPath, err := r.comps.File(xen.Name, "gz", b)
-		if err != nil {
-			return fmt.Errorf("payload: %w", err)
-		}
-		xenGz, err := os.ReadFile(gzPath)
+		xenGz, err := r.comps.Read(xen.Name, "gz", b)
 		if err != nil {
 			return fmt.Errorf("payload: %w", err)
 		}

@@ -27,12 +27,9 @@ func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image
 	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), Regions: s.Regions, Fills: map[string][]byte{},
 		GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile), Payload: payload}
 	comp, role, _ := strings.Cut(s.Firmware, ":")
-	fwPath, err := comps.File(comp, role, b)
-	if err != nil {
+	var err error
+	if spec.BaseFirmware, err = comps.Read(comp, role, b); err != nil {
 		return spec, fmt.Errorf("spi: base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
-	}
-	if spec.BaseFirmware, err = os.ReadFile(fwPath); err != nil {
-		return spec, fmt.Errorf("spi: base firmware: %w", err)
 	}
 	for i, reg := range s.Regions {
 		if reg.Guests {
@@ -40,12 +37,8 @@ func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image
 		}
 		if reg.Fill != "" {
 			c, role, _ := strings.Cut(reg.Fill, ":")
-			p, err := comps.File(c, role, b)
-			if err != nil {
+			if spec.Fills[reg.Name], err = comps.Read(c, role, b); err != nil {
 				return spec, fmt.Errorf("spi: region %s fill (%s): %w", reg.Name, b.Loc(fmt.Sprintf("outputs.spi.regions[%d].fill", i)), err)
-			}
-			if spec.Fills[reg.Name], err = os.ReadFile(p); err != nil {
-				return spec, fmt.Errorf("spi: %w", err)
 			}
 		}
 	}
