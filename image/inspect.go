@@ -29,14 +29,14 @@ import (
 type Node struct {
 	// image, region, fv, file, guests, disk, partition, dir, pe, section,
 	// cpio, symlink, special
-	Kind     string  `json:"kind"`
-	Name     string  `json:"name,omitempty"`
-	GUID     string  `json:"guid,omitempty"`
-	Type     string  `json:"type,omitempty"`
-	Offset   int64   `json:"offset"`
-	Size     int64   `json:"size"`
-	Free     *int64  `json:"free,omitempty"` // volumes: bytes of free space at the end
-	Note     string  `json:"note,omitempty"`
+	Kind   string `json:"kind"`
+	Name   string `json:"name,omitempty"`
+	GUID   string `json:"guid,omitempty"`
+	Type   string `json:"type,omitempty"`
+	Offset int64  `json:"offset"`
+	Size   int64  `json:"size"`
+	Free   *int64 `json:"free,omitempty"` // volumes: bytes of free space at the end
+	Note   string `json:"note,omitempty"`
 	// Warning says what is wrong with the node's bytes, as a predicate
 	// of the node ("runs past the end of the file: ..."): a length or
 	// offset that runs past its parent or the file, which would otherwise
