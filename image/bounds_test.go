@@ -19,7 +19,9 @@ import (
 // checkBounds fails if a node below n claims bytes beyond its parent: every
 // offset and size is non-negative and a node with bytes lies inside its
 // parent. Volumes in a compressed section count from the decompressed
-// data, which no node stands for, so they are checked only for sign.
+// data, which no node stands for, and the files of a FAT directory have
+// no offset (capFiles bounds them by the partition), so they are checked
+// only for sign.
 func checkBounds(t *testing.T, n *Node) {
 	t.Helper()
 	var visit func(p *Node)
@@ -29,7 +31,7 @@ func checkBounds(t *testing.T, n *Node) {
 				t.Fatalf("%s in %s: offset %d, size %d", c.label(), p.label(), c.Offset, c.Size)
 			}
 			decompressed := c.Kind == "fv" && p.Kind == "file" && strings.Contains(c.Note, " section")
-			if c.Size > 0 && !decompressed && c.Offset+c.Size > p.Size {
+			if c.Size > 0 && !decompressed && p.Kind != "dir" && c.Offset+c.Size > p.Size {
 				t.Fatalf("%s claims %#x..%#x, beyond its parent %s of %#x bytes", c.label(), c.Offset, c.Offset+c.Size, p.label(), p.Size)
 			}
 			visit(c)
@@ -274,5 +276,61 @@ func TestInspectFFS1Volume(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "volume "+synthGrow+" at 0x0 (FFS1 ("+ffs1+")) is in an unsupported volume format") ||
 		!strings.Contains(err.Error(), "the slot may be inside") {
 		t.Errorf("build with the slot in an FFS1 volume: %v", err)
+	}
+}
+
+// A disk image cut short lists its partition with the bytes present and a
+// warning; a FAT that claims more than its partition is not read (go-diskfs
+// would allocate what it claims). Both are read by offset, not into memory.
+func TestInspectTruncatedDisk(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "usb.img")
+	if err := WriteUSB(img, USBSpec{Size: 40 << 20, Payload: minimalPE(100 << 10), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Inspect(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.Children) != 1 || n.Children[0].Warning != "" {
+		t.Fatalf("complete disk: %+v", n.Children)
+	}
+	part := *n.Children[0]
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cut := filepath.Join(t.TempDir(), "cut.img")
+	if err := os.WriteFile(cut, b[:20<<20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err = Inspect(cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBounds(t, n)
+	p := n.Children[0]
+	want := fmt.Sprintf("runs past the end of the disk image: %d of %d bytes present (the image is truncated)", 20<<20-part.Offset, part.Size)
+	if p.Size != 20<<20-part.Offset || !strings.HasPrefix(p.Warning, want) {
+		t.Errorf("partition of a cut disk: %+v, want warning %q", p, want)
+	}
+
+	bomb := slices.Clone(b)
+	binary.LittleEndian.PutUint32(bomb[part.Offset+0x24:], 0xFFFFFFFF) // sectors per FAT
+	if err := os.WriteFile(cut, bomb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	n, err = Inspect(cut)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := n.Children[0]; !strings.Contains(p.Warning, "claims a 2199023255040-byte FAT, more than the") || len(p.Children) != 0 {
+		t.Errorf("partition with a huge FAT: %+v", p)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("%d bytes allocated to inspect a 40 MiB disk image", alloc)
 	}
 }

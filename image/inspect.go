@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -667,6 +668,22 @@ func inspectDisk(p string) (*Node, error) {
 		pn := &Node{Kind: "partition", Name: part.Name, GUID: part.GUID, Type: string(part.Type),
 			Offset: part.GetStart(), Size: part.GetSize()}
 		root.Children = append(root.Children, pn)
+		// The table may describe a larger disk than the file holds (a copy
+		// cut short, a partition table edited by hand).
+		truncated := pn.Offset+pn.Size > d.Size
+		if pn.Offset >= d.Size {
+			pn.warn("lies past the end of the disk image (%d bytes; the partition starts at %#x): its files are not listed", d.Size, pn.Offset)
+			pn.Size = 0
+			continue
+		}
+		if truncated {
+			pn.warn("runs past the end of the disk image: %d of %d bytes present (the image is truncated)", d.Size-pn.Offset, pn.Size)
+			pn.Size = d.Size - pn.Offset
+		}
+		if err := checkFAT(d.Backend, pn.Offset, pn.Size); err != nil {
+			pn.warn("%v: its files are not listed", err)
+			continue
+		}
 		fs, err := d.GetFilesystem(part.Index)
 		if err != nil {
 			pn.Note = "no readable file system"
@@ -676,10 +693,43 @@ func inspectDisk(p string) (*Node, error) {
 			pn.Note = "FAT32"
 		}
 		if err := listDir(fs, ".", pn, 0); err != nil {
+			if truncated {
+				pn.warn("its file system cannot be read to the end (%v): the files listed are those found before the damage", err)
+				continue
+			}
 			return nil, fmt.Errorf("partition %d: %w", part.Index, err)
 		}
+		capFiles(pn, pn.Size)
 	}
 	return root, nil
+}
+
+// capFiles warns of files under n that claim more than the partition's
+// size bytes: a damaged directory entry, or a partition cut short.
+func capFiles(n *Node, size int64) {
+	for _, c := range n.Children {
+		if c.Size > size {
+			c.warn("is %d bytes, more than its %d-byte partition holds", c.Size, size)
+			c.Size = size
+		}
+		capFiles(c, size)
+	}
+}
+
+// checkFAT refuses a FAT32 boot sector at off whose FAT does not fit the
+// size-byte partition: go-diskfs allocates the FAT as the boot sector
+// says (up to 4 GiB, twice) before it checks anything.
+func checkFAT(r io.ReaderAt, off, size int64) error {
+	bs := make([]byte, 512)
+	if n, _ := r.ReadAt(bs, off); n < len(bs) || string(bs[0x52:0x5A]) != "FAT32   " {
+		return nil // not FAT32: go-diskfs tells
+	}
+	bytesPerSector := int64(binary.LittleEndian.Uint16(bs[0x0B:]))
+	fat := int64(binary.LittleEndian.Uint32(bs[0x24:])) * bytesPerSector
+	if fat > size {
+		return fmt.Errorf("its FAT32 boot sector claims a %d-byte FAT, more than the %d-byte partition", fat, size)
+	}
+	return nil
 }
 
 func listDir(fs iofs.ReadDirFS, dir string, parent *Node, depth int) error {
