@@ -194,23 +194,22 @@ func inspectFile(p string) (*Node, error) {
 // regularFile refuses what has no size to bound a read by.
 func regularFile(info iofs.FileInfo) error {
 	m := info.Mode()
-	var what string
+	// A device is read into a file by the tool that knows it; a pipe's
+	// content is whatever is written to it.
+	what, hint := "not a regular file", "copy it to a file first"
 	switch {
 	case m.IsRegular():
 		return nil
 	case m.IsDir():
 		return errors.New("is a directory: inspect takes one file")
 	case m&iofs.ModeDevice != 0:
-		what = "a device"
+		what, hint = "a device", "read a chip or disk into a file first (flashrom -r FILE, dd if=DEVICE of=FILE)"
 	case m&iofs.ModeNamedPipe != 0:
-		what = "a named pipe"
+		what, hint = "a named pipe", "write what it carries to a file first"
 	case m&iofs.ModeSocket != 0:
 		what = "a socket"
-	default:
-		what = "not a regular file"
 	}
-	return fmt.Errorf("%s, not a regular file: inspect reads image files, whose size bounds the read; "+
-		"copy a chip or disk to a file first (flashrom -r FILE, dd of=FILE)", what)
+	return fmt.Errorf("%s, not a regular file: inspect reads image files, whose size bounds the read; %s", what, hint)
 }
 
 // detectHead tells from the first bytes of a file what it may be and how
