@@ -334,3 +334,25 @@ func TestInspectTruncatedDisk(t *testing.T) {
 		t.Errorf("%d bytes allocated to inspect a 40 MiB disk image", alloc)
 	}
 }
+
+// A guest bundle or cpio archive cut short lists the files before the cut
+// and says the rest is missing.
+func TestInspectTruncatedArchives(t *testing.T) {
+	archive := testArchive(t)
+	b := bundle.Encode(archive)
+	cut := len(b) - 200 // in the device entry, as TestListCPIO cuts it
+	g := inspectGuestBundle(b[:cut], 0)
+	checkBounds(t, g)
+	want := fmt.Sprintf("runs past the end of the file: %d of %d archive bytes present (the file is truncated); "+
+		"is damaged: cpio: archive ends at %d without a trailer", cut-bundle.HeaderSize, len(archive), cut-bundle.HeaderSize)
+	if g.Size != int64(cut) || len(g.Children) != 3 || g.Warning != want {
+		t.Errorf("cut bundle: %+v\nwant warning %q", g, want)
+	}
+	c := inspectCPIO("guests.cpio", archive[:len(archive)-200])
+	if len(c.Children) != 3 || !strings.HasPrefix(c.Warning, "is damaged: cpio: archive ends at") {
+		t.Errorf("cut cpio: %+v", c)
+	}
+	if w := inspectCPIO("guests.cpio", archive).Warnings(); len(w) != 0 {
+		t.Errorf("complete archive: warnings %q", w)
+	}
+}

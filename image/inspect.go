@@ -527,19 +527,33 @@ func findGuestBundles(b []byte) []*Node {
 }
 
 // inspectGuestBundle reports the bundle at b[off:] with the files of its
-// archive. A bundle that does not check is a node with the reason, not an
-// error: that is what a stale or damaged guests region looks like.
+// archive. A bundle that does not check is a node with a warning, not an
+// error: that is what a stale or damaged guests region looks like. One
+// whose archive runs past the end of b lists the files that are there.
 func inspectGuestBundle(b []byte, off int) *Node {
 	n := &Node{Kind: "guests", Name: "guest bundle", Offset: int64(off)}
-	archive, err := bundle.Decode(b[off:])
+	region := b[off:]
+	if len(region) >= bundle.HeaderSize && string(region[:len(bundle.Magic)]) == bundle.Magic {
+		if length := binary.LittleEndian.Uint64(region[16:]); length > uint64(len(region)-bundle.HeaderSize) {
+			present := region[bundle.HeaderSize:]
+			n.Size = int64(len(region))
+			n.warn("runs past the end of the file: %d of %d archive bytes present (the file is truncated)", len(present), length)
+			var err error
+			if n.Children, err = listCPIO(present); err != nil {
+				n.warn("is damaged: %v", err)
+			}
+			return n
+		}
+	}
+	archive, err := bundle.Decode(region)
 	if err != nil {
-		n.Note = err.Error()
+		n.warn("does not check: %v", err)
 		return n
 	}
 	n.Size = int64(bundle.HeaderSize + len(archive))
 	n.Note = fmt.Sprintf("cpio archive of %d bytes, SHA-256 ok", len(archive))
 	if n.Children, err = listCPIO(archive); err != nil {
-		n.Note += "; " + err.Error()
+		n.warn("is damaged: %v", err)
 	}
 	return n
 }
@@ -548,7 +562,7 @@ func inspectCPIO(name string, b []byte) *Node {
 	n := &Node{Kind: "cpio", Name: name, Size: int64(len(b))}
 	var err error
 	if n.Children, err = listCPIO(b); err != nil {
-		n.Note = err.Error()
+		n.warn("is damaged: %v", err)
 	}
 	return n
 }

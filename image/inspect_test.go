@@ -357,7 +357,7 @@ func TestInspectGuestBundle(t *testing.T) {
 	if n, err = inspectFirmware(chip); err != nil {
 		t.Fatal(err)
 	}
-	if g := n.find("guests", "guest bundle"); g == nil || !strings.Contains(g.Note, "SHA-256 of the archive") {
+	if g := n.find("guests", "guest bundle"); g == nil || !strings.Contains(g.Warning, "SHA-256 of the archive") {
 		t.Fatalf("damaged bundle node: %+v", g)
 	}
 }
