@@ -91,6 +91,12 @@ func withFiano(xzPath string, fn func(l *fianoLogger) error) (err error) {
 	return fn(l)
 }
 
+// resetErasePolarity forgets the erase polarity fiano took from the volumes
+// parsed so far, for a second parse inside the same withFiano call.
+func resetErasePolarity() {
+	uefi.Attributes = uefi.ROMAttributes{ErasePolarity: poisonedPolarity}
+}
+
 // pinnedXZ is the xzPath every exported function gives fiano. Empty makes
 // exec.LookPath fail, which selects fiano's pure-Go encoder (github.com/ulikunitz/xz, pinned in go.sum): the
 // same bytes on every machine and no host tool to install. System xz

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/linuxboot/fiano/pkg/guid"
+	"github.com/linuxboot/fiano/pkg/uefi"
 )
 
 // EFI_FIRMWARE_VOLUME_HEADER field offsets (PI spec vol. 3, 3.2.1).
@@ -146,4 +147,58 @@ func hasVolume(b []byte, from int) bool {
 		off += i + 1
 	}
 	return false
+}
+
+// fianoListsFiles reports whether fiano parses the files of a volume with
+// this file system GUID. fiano v1.2.0 parses only FFS2 and FFS3 volumes
+// (its unexported supportedFVs) and returns any other volume with no
+// files, which looks just like an empty volume unless the caller says so.
+func fianoListsFiles(fs guid.GUID) bool {
+	return fs == *uefi.FFS2 || fs == *uefi.FFS3
+}
+
+// fvFormat names a volume's file system GUID for a message: fiano's short
+// name (FFS1, NVRAM_EVSA, ...) with the GUID, or the GUID alone.
+func fvFormat(fs guid.GUID) string {
+	if name, ok := uefi.FVGUIDs[fs]; ok {
+		return name + " (" + fs.String() + ")"
+	}
+	return fs.String()
+}
+
+// mayHoldFiles reports whether a volume of this format can hold FFS files
+// (so a slot file may hide in it): NVRAM variable stores cannot.
+func mayHoldFiles(fs guid.GUID) bool {
+	return fs != *uefi.EVSA && fs != *uefi.EVSA2 && fs != *uefi.NVAR
+}
+
+// unsupportedNote is what a volume whose files fiano does not parse says.
+func unsupportedNote(fs guid.GUID) string {
+	return "unsupported volume format " + fvFormat(fs) + ": its files are not listed"
+}
+
+// truncatedFV finds a top-level volume that runs past the end of b, the
+// way fiano walks a BIOS region (FindFirmwareVolumeOffset, then the next
+// volume after each one's length), so that a truncated image can be
+// listed up to the damage instead of failing as "not a UEFI image".
+func truncatedFV(b []byte) (off int, length uint64, ok bool) {
+	for at := 0; at < len(b); {
+		o := uefi.FindFirmwareVolumeOffset(b[at:])
+		if o < 0 {
+			return 0, 0, false
+		}
+		start := at + int(o)
+		if start+fvLength+8 > len(b) {
+			return 0, 0, false
+		}
+		length = binary.LittleEndian.Uint64(b[start+fvLength:])
+		if length > uint64(len(b)-start) {
+			return start, length, true
+		}
+		if length < uefi.FirmwareVolumeMinSize {
+			return 0, 0, false // fiano fails on this one for another reason
+		}
+		at = start + int(length)
+	}
+	return 0, 0, false
 }

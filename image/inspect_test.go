@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,11 +71,17 @@ func FuzzInspectFirmware(f *testing.F) {
 	f.Add(synthBase(f))
 	f.Add(synthBase(f)[:0x200])
 	f.Add([]byte("_FVH"))
+	f.Add(synthBase(f)[:0xE000])                                                  // the second volume cut short
+	f.Add(slices.Concat(asFFS1(f, synthBase(f)[:0xC000]), synthBase(f)[0xC000:])) // an FFS1 volume
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n, err := inspectFirmware(b)
-		if err == nil && n.Size != int64(len(b)) {
+		if err != nil {
+			return
+		}
+		if n.Size != int64(len(b)) {
 			t.Fatalf("root size %d for %d bytes", n.Size, len(b))
 		}
+		checkBounds(t, n)
 	})
 }
 
@@ -274,6 +281,12 @@ func FuzzListCPIO(f *testing.F) {
 				t.Fatalf("entry %+v lies outside the %d-byte archive", n, len(b))
 			}
 		}
+		checkBounds(t, inspectCPIO("fuzz.cpio", b))
+		if g := inspectGuestBundle(b, 0); g.Size > int64(len(b)) {
+			t.Fatalf("bundle of %d bytes in %d", g.Size, len(b))
+		} else {
+			checkBounds(t, g)
+		}
 		detect(b)
 	})
 }
@@ -344,7 +357,7 @@ func TestInspectGuestBundle(t *testing.T) {
 	if n, err = inspectFirmware(chip); err != nil {
 		t.Fatal(err)
 	}
-	if g := n.find("guests", "guest bundle"); g == nil || !strings.Contains(g.Note, "SHA-256 of the archive") {
+	if g := n.find("guests", "guest bundle"); g == nil || !strings.Contains(g.Warning, "SHA-256 of the archive") {
 		t.Fatalf("damaged bundle node: %+v", g)
 	}
 }

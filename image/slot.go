@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/linuxboot/fiano/pkg/uefi"
 )
@@ -100,7 +101,11 @@ func openSlot(p *spiPlan, l *fianoLogger) (*slotTree, error) {
 	}
 	t := &slotTree{p: p, br: r.(*uefi.BIOSRegion)}
 	var matches int
+	var unread []string // volumes fiano keeps without their files
 	err = walk(t.br, func(f uefi.Firmware, path []uefi.Firmware) {
+		if fv, ok := f.(*uefi.FirmwareVolume); ok && !fianoListsFiles(fv.FileSystemGUID) && mayHoldFiles(fv.FileSystemGUID) {
+			unread = append(unread, fmt.Sprintf("%s at %#x (%s)", fvName(fv), fv.FVOffset, fvFormat(fv.FileSystemGUID)))
+		}
 		file, ok := f.(*uefi.File)
 		if !ok || file.Header.GUID != p.slot {
 			return
@@ -126,6 +131,17 @@ func openSlot(p *spiPlan, l *fianoLogger) (*slotTree, error) {
 		return nil, fmt.Errorf("image: look for the slot file %v: %w", p.slot, err)
 	}
 	switch {
+	case matches == 0 && len(unread) > 0:
+		// The slot may well be in there: "not found" would send the user
+		// looking for the wrong mistake.
+		which := "volume " + unread[0] + " is"
+		if len(unread) > 1 {
+			which = "volumes " + strings.Join(unread, ", ") + " are"
+		}
+		return nil, fmt.Errorf("image: base firmware has no file %v to hold the payload in the volumes fiano can read, "+
+			"but its %s in an unsupported volume format, whose files fiano does not read: "+
+			"the slot may be inside; use a base firmware whose volumes are FFS2 or FFS3 (as EDK II builds them)",
+			p.slot, which)
 	case matches == 0:
 		return nil, fmt.Errorf("image: base firmware has no file %v to hold the payload%s", p.slot, l.detail())
 	case matches > 1:

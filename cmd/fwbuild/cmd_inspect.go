@@ -20,6 +20,11 @@ func cmdInspect(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Damage is listed on its node and repeated on stderr, where it is
+	// seen even when the listing is long or goes to a JSON consumer.
+	for _, w := range root.Warnings() {
+		fmt.Fprintf(e.stderr, "fwbuild inspect: warning: %s\n", w)
+	}
 	if e.json {
 		return e.printJSON(root)
 	}
@@ -46,6 +51,9 @@ func printNode(w io.Writer, n *image.Node, depth int) {
 	}
 	if n.Note != "" {
 		fmt.Fprintf(&b, " (%s)", n.Note)
+	}
+	if n.Warning != "" {
+		fmt.Fprintf(&b, " WARNING: %s", n.Warning)
 	}
 	fmt.Fprintln(w, b.String())
 	for _, c := range n.Children {

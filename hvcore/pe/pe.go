@@ -181,11 +181,16 @@ type SectionHeader struct {
 	VirtualSize    uint32
 	Offset         uint32 // PointerToRawData
 	Size           uint32 // SizeOfRawData
+	// Present is how much of the raw data lies in the image: Size unless
+	// the file ends early (a truncated copy or download), so a reader
+	// can say so instead of reading past the end.
+	Present uint32
 }
 
 // Read parses the headers of a PE image. It checks only that they lie in
 // img, not what AddSections (or a loader) needs beyond that, so a payload
-// that would be refused can still be examined.
+// that would be refused can still be examined; a section whose raw data
+// runs past the end of img has Present < Size.
 func Read(img []byte) (*File, error) {
 	im, err := readHeaders(img)
 	if err != nil {
@@ -203,10 +208,18 @@ func Read(img []byte) (*File, error) {
 	for _, h := range im.sections {
 		f.Sections = append(f.Sections, SectionHeader{
 			Name: h.name, VirtualAddress: h.virtualAddr, VirtualSize: h.virtualSize,
-			Offset: h.pointerToRaw, Size: h.sizeOfRaw,
+			Offset: h.pointerToRaw, Size: h.sizeOfRaw, Present: present(h, len(img)),
 		})
 	}
 	return f, nil
+}
+
+// present is how many bytes of h's raw data lie in a file of n bytes.
+func present(h header, n int) uint32 {
+	if uint64(h.pointerToRaw) >= uint64(n) {
+		return 0
+	}
+	return uint32(min(uint64(h.sizeOfRaw), uint64(n)-uint64(h.pointerToRaw)))
 }
 
 func (im *image) dir(i int) (rva, size uint32) {

@@ -441,7 +441,7 @@ func TestRead(t *testing.T) {
 				t.Fatalf("%d sections, debug/pe finds %d", len(got.Sections), len(ref.Sections))
 			}
 			for i, s := range ref.Sections {
-				want := pew.SectionHeader{Name: s.Name, VirtualAddress: s.VirtualAddress, VirtualSize: s.VirtualSize, Offset: s.Offset, Size: s.Size}
+				want := pew.SectionHeader{Name: s.Name, VirtualAddress: s.VirtualAddress, VirtualSize: s.VirtualSize, Offset: s.Offset, Size: s.Size, Present: s.Size}
 				if got.Sections[i] != want {
 					t.Errorf("section %d: %+v, want %+v", i, got.Sections[i], want)
 				}
@@ -471,9 +471,39 @@ func FuzzRead(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// No section claims bytes beyond the input.
+		for _, s := range got.Sections {
+			if s.Present > s.Size || s.Present > 0 && uint64(s.Offset)+uint64(s.Present) > uint64(len(img)) {
+				t.Fatalf("section %+v: %d bytes present past the end of the %d-byte image", s, s.Present, len(img))
+			}
+		}
 		// Whatever Read accepts, debug/pe parses with the same sections.
 		if ref, err := pe.NewFile(bytes.NewReader(img)); err == nil && len(ref.Sections) != len(got.Sections) {
 			t.Errorf("%d sections, debug/pe finds %d", len(got.Sections), len(ref.Sections))
 		}
 	})
+}
+
+// A PE image cut short keeps its section table, and Read says how much of
+// each section's raw data is left rather than pointing past the end.
+func TestReadTruncated(t *testing.T) {
+	img := pesynth.Image(pesynth.Options{}) // .text 0x400+0x400, .data 0x800+0x200
+	for _, c := range []struct {
+		cut           int
+		text, dataLen uint32
+	}{
+		{len(img), 0x400, 0x200},
+		{0x900, 0x400, 0x100},
+		{0x600, 0x200, 0},
+		{0x400, 0, 0},
+	} {
+		f, err := pew.Read(img[:c.cut])
+		if err != nil {
+			t.Fatalf("cut at %#x: %v", c.cut, err)
+		}
+		if len(f.Sections) != 2 || f.Sections[0].Size != 0x400 || f.Sections[1].Size != 0x200 ||
+			f.Sections[0].Present != c.text || f.Sections[1].Present != c.dataLen {
+			t.Errorf("cut at %#x: %+v, want %#x and %#x bytes present", c.cut, f.Sections, c.text, c.dataLen)
+		}
+	}
 }
