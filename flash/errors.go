@@ -49,10 +49,38 @@ func (e *Error) Error() string {
 	if e.Restore != "" {
 		fmt.Fprintf(&b, "\n  restore: %s", e.Restore)
 	}
-	if e.Hint != "" {
-		fmt.Fprintf(&b, "\n  what to do: %s", e.Hint)
-	}
+	fmt.Fprintf(&b, "\n  what to do: %s", e.whatToDo())
 	return b.String()
+}
+
+// whatToDo is the hint as printed: never empty, whoever built the Error, because a
+// bare "what to do:" line leaves someone holding a half-written chip with nothing.
+func (e *Error) whatToDo() string {
+	if h := joinHints(e.Hint); h != "" {
+		return h
+	}
+	switch {
+	case e.Chip == ChipModified || e.Chip == ChipUnknown:
+		if e.Restore != "" {
+			return "restore the backup with the restore command above, then run again with -v for flashrom's full output"
+		}
+		return "do not power-cycle the board; run again with -v for flashrom's full output"
+	case e.Chip == ChipUnchanged || strings.HasSuffix(e.Op, " check"):
+		return "nothing was written: fix the cause above and run again (-v shows flashrom's full output)"
+	}
+	return "run again with -v for the full output"
+}
+
+// joinHints joins the non-empty parts with "; ": hints are assembled from several
+// places (flashrom's diagnosis, the step that failed), and any of them may be empty.
+func joinHints(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p = strings.Trim(p, " \t\n;"); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func (e *Error) Unwrap() error { return e.Err }
