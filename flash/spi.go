@@ -88,8 +88,8 @@ type SPIResult struct {
 	// Overwritten is what the preserved regions named in OverwritePreserved held before
 	// (and what they get), as given to ConfirmOverwrite.
 	Overwritten []PreservedLoss
-	Written  []string       // regions written and verified; empty on a dry run or when UpToDate
-	UpToDate bool           // the requested regions already held the image: nothing was written
+	Written     []string // regions written and verified; empty on a dry run or when UpToDate
+	UpToDate    bool     // the requested regions already held the image: nothing was written
 	// Verified maps each written region to the SHA-256 of its bytes, read back from the chip.
 	Verified map[string]string
 	DryRun   bool
