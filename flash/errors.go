@@ -21,6 +21,7 @@ type Error struct {
 	Flashrom []string // flashrom's own relevant output lines
 	Hint     string   // what to do
 	Chip     string   // ChipUnchanged, ChipModified, ChipUnknown or "" (not applicable)
+	ChipNote string   // how Chip is known, e.g. "nothing was written to it"; "" prints the default for Chip
 	Backup   string   // full-chip backup taken before the write, if any
 	Restore  string   // shell command that writes Backup back to the whole chip
 	Err      error    // underlying error, if any
@@ -35,13 +36,17 @@ func (e *Error) Error() string {
 	for _, l := range e.Flashrom {
 		fmt.Fprintf(&b, "\n  flashrom: %s", l)
 	}
-	switch e.Chip {
-	case ChipUnchanged:
-		b.WriteString("\n  chip: unchanged (read back, it equals the backup)")
-	case ChipModified:
-		b.WriteString("\n  chip: MODIFIED, it no longer equals the backup")
-	case ChipUnknown:
-		b.WriteString("\n  chip: state unknown (could not read it back)")
+	if e.Chip != "" {
+		note := e.ChipNote
+		if note == "" {
+			note = map[string]string{ChipUnchanged: "read back, it equals the backup",
+				ChipModified: "it no longer equals the backup", ChipUnknown: "could not read it back"}[e.Chip]
+		}
+		state := map[string]string{ChipUnchanged: "unchanged", ChipModified: "MODIFIED", ChipUnknown: "state unknown"}[e.Chip]
+		if state == "" {
+			state = e.Chip
+		}
+		fmt.Fprintf(&b, "\n  chip: %s (%s)", state, note)
 	}
 	if e.Backup != "" {
 		fmt.Fprintf(&b, "\n  backup: %s", e.Backup)

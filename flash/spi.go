@@ -344,7 +344,7 @@ func (s *spiSession) flash(ctx context.Context) error {
 		s.res.Overwritten = preservedLosses(s.old, s.image, s.overwrite, s.res.Backup)
 		if err := s.confirm(s.res.Overwritten); err != nil {
 			return &Error{Op: "spi write", Msg: "overwriting the preserved regions was not confirmed", Err: err,
-				Chip: ChipUnchanged, Backup: s.res.Backup, Hint: "nothing was written"}
+				Chip: ChipUnchanged, ChipNote: "nothing was written to it", Backup: s.res.Backup, Hint: "nothing was written"}
 		}
 	}
 	write, readback, err := s.stage()
@@ -360,7 +360,8 @@ func (s *spiSession) flash(ctx context.Context) error {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
-		return &Error{Op: "spi write", Msg: "interrupted before writing", Err: err, Chip: ChipUnchanged, Backup: s.res.Backup,
+		return &Error{Op: "spi write", Msg: "interrupted before writing", Err: err, Chip: ChipUnchanged,
+			ChipNote: "nothing was written to it", Backup: s.res.Backup,
 			Hint: "nothing was written; run the same command again to flash"}
 	}
 	if err := s.writeRegions(ctx, write); err != nil {
@@ -521,23 +522,23 @@ func (s *spiSession) interrupted(ctx context.Context, op, phase string, d diagno
 		what := map[string]string{"probe": "probing the chip", "backup": "reading the chip for the backup",
 			"backup-verify": "checking the backup against the chip"}[phase]
 		e.Msg = "interrupted while " + what + ": nothing was written"
-		e.Chip = ChipUnchanged
+		e.Chip, e.ChipNote = ChipUnchanged, "nothing was written to it yet"
 		e.Hint = "the chip is as it was, no restore needed; run the same command again to flash"
 	case "write":
 		e.Msg = "interrupted while writing " + regionNames(s.write) + ": the chip may be partly written and not boot"
-		e.Chip = ChipUnknown
+		e.Chip, e.ChipNote = ChipUnknown, "flashrom was stopped mid-write; not read back, to stop as asked"
 		switch d.Changed {
 		case 1:
-			e.Chip = ChipModified
+			e.Chip, e.ChipNote = ChipModified, "flashrom said so when it was stopped"
 		case -1:
-			e.Chip = ChipUnchanged
+			e.Chip, e.ChipNote = ChipUnchanged, "flashrom said nothing had changed when it was stopped"
 		}
 		e.Restore = s.res.Restore
 		e.Hint = "do not power the board off or reset it yet: restore the backup with the restore command above, " +
 			"or run the same flash again to finish writing"
 	default: // "verify": flashrom finished (and verified) the write; fwbuild's read-back did not finish
 		e.Msg = "interrupted while reading the chip back: flashrom wrote " + regionNames(s.write) + ", fwbuild did not finish checking it"
-		e.Chip = ChipModified
+		e.Chip, e.ChipNote = ChipModified, "flashrom wrote the regions; fwbuild's read-back was stopped"
 		e.Restore = s.res.Restore
 		e.Hint = "run the same command again to check the chip (it writes nothing if the chip already holds the image), " +
 			"or restore the backup with the restore command above"
