@@ -64,16 +64,22 @@ func (e *Error) whatToDo() string {
 	if h := joinHints(e.Hint); h != "" {
 		return h
 	}
+	verbose := "run again with -v for flashrom's full output"
+	if strings.HasPrefix(e.Op, "usb") {
+		verbose = "run again with -v for details"
+	}
 	switch {
 	case e.Chip == ChipModified || e.Chip == ChipUnknown:
 		if e.Restore != "" {
-			return "restore the backup with the restore command above, then run again with -v for flashrom's full output"
+			return "restore the backup with the restore command above, then " + verbose
 		}
-		return "do not power-cycle the board; run again with -v for flashrom's full output"
+		return "do not power-cycle the board; " + verbose
 	case e.Chip == ChipUnchanged || strings.HasSuffix(e.Op, " check"):
-		return "nothing was written: fix the cause above and run again (-v shows flashrom's full output)"
+		return "nothing was written: fix the cause above and run again"
+	case strings.HasPrefix(e.Op, "usb"):
+		return "the target may be partly written and not boot: write it again (the device may be failing if this repeats)"
 	}
-	return "run again with -v for the full output"
+	return verbose
 }
 
 // joinHints joins the non-empty parts with "; ": hints are assembled from several
