@@ -101,8 +101,12 @@ func cmdFlashSPI(e *env, args []string) error {
 		Write: regions, OverwritePreserved: overwrite, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
 		// Printed before anything is written, and to stderr so that --json keeps it too.
 		ConfirmOverwrite: func(ls []flash.PreservedLoss) error {
+			label := "WARNING"
+			if *dry {
+				label = "WARNING (dry run: nothing is written now)"
+			}
 			for _, l := range ls {
-				fmt.Fprintf(e.stderr, "WARNING: %s\n", l)
+				fmt.Fprintf(e.stderr, "%s: %s\n", label, l)
 			}
 			return nil
 		},
