@@ -28,8 +28,11 @@ func CheckFirmware(chip []byte, regions []boardcfg.Region, payloadFile string) e
 	if len(chip) == 0 || end > uint64(len(chip)) || start >= end {
 		return fmt.Errorf("%s is not inside the %d-byte image", where, len(chip))
 	}
-	n, err := InspectFirmware(chip[start:end])
+	n, err := inspectFirmware(chip[start:end])
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "no firmware volume") {
+			return fmt.Errorf("no firmware volume in %s: is this a UEFI image?", where)
+		}
 		return fmt.Errorf("no firmware volume in %s: %w", where, err)
 	}
 	// Top-level volumes, also those under an Intel descriptor's BIOS region.
@@ -76,7 +79,7 @@ func findFile(n *Node, guid string) bool {
 // system holds a non-empty \EFI\BOOT\BOOTX64.EFI (what removable-media boot
 // starts).
 func CheckDisk(p string) error {
-	n, err := InspectDisk(p)
+	n, err := inspectDisk(p)
 	if err != nil {
 		return fmt.Errorf("not a GPT disk image: %w", err)
 	}
