@@ -243,6 +243,20 @@ func writeBlock(ctx context.Context, o USBOptions, img *os.File, size int64, pat
 		return res, &Error{Op: "usb verify", Msg: fmt.Sprintf("%s reads back sha256 %s, wrote %s", path, sumR, sumW),
 			Hint: "the device does not keep what is written: it may be failing or fake-capacity; use another one"}
 	}
+	// The image's backup GPT ends the image, which is the middle of a larger device.
+	rel, moved, err := relocateBackupGPT(r, w, w.Sync, size, devSize)
+	if err != nil {
+		return res, &Error{Op: "usb write", Msg: path + " holds the image, but moving its backup GPT to the end of the device failed", Err: err,
+			Hint: "the disk boots from the primary GPT; run `sgdisk -e " + path + "` to move the backup, or write again"}
+	}
+	if moved {
+		if err := checkGPTAt(r, devSize); err != nil {
+			return res, &Error{Op: "usb verify", Msg: path + ": the GPT does not check after moving its backup to the end", Err: err,
+				Hint: "write again; `sgdisk -v " + path + "` shows the problem"}
+		}
+		res.BackupGPTFrom, res.BackupGPTTo = rel.From, rel.To
+		log.Debug("flash: backup GPT moved to the end of the device", "device", path, "from", rel.From, "to", rel.To)
+	}
 	// Let the kernel (and lsblk) see the new partition table; not possible on every device
 	// (loop devices without partscan), and not needed for the write itself.
 	if err := unix.IoctlSetInt(int(w.Fd()), unix.BLKRRPART, 0); err != nil {

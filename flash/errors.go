@@ -21,6 +21,7 @@ type Error struct {
 	Flashrom []string // flashrom's own relevant output lines
 	Hint     string   // what to do
 	Chip     string   // ChipUnchanged, ChipModified, ChipUnknown or "" (not applicable)
+	ChipNote string   // how Chip is known, e.g. "nothing was written to it"; "" prints the default for Chip
 	Backup   string   // full-chip backup taken before the write, if any
 	Restore  string   // shell command that writes Backup back to the whole chip
 	Err      error    // underlying error, if any
@@ -35,13 +36,17 @@ func (e *Error) Error() string {
 	for _, l := range e.Flashrom {
 		fmt.Fprintf(&b, "\n  flashrom: %s", l)
 	}
-	switch e.Chip {
-	case ChipUnchanged:
-		b.WriteString("\n  chip: unchanged (read back, it equals the backup)")
-	case ChipModified:
-		b.WriteString("\n  chip: MODIFIED, it no longer equals the backup")
-	case ChipUnknown:
-		b.WriteString("\n  chip: state unknown (could not read it back)")
+	if e.Chip != "" {
+		note := e.ChipNote
+		if note == "" {
+			note = map[string]string{ChipUnchanged: "read back, it equals the backup",
+				ChipModified: "it no longer equals the backup", ChipUnknown: "could not read it back"}[e.Chip]
+		}
+		state := map[string]string{ChipUnchanged: "unchanged", ChipModified: "MODIFIED", ChipUnknown: "state unknown"}[e.Chip]
+		if state == "" {
+			state = e.Chip
+		}
+		fmt.Fprintf(&b, "\n  chip: %s (%s)", state, note)
 	}
 	if e.Backup != "" {
 		fmt.Fprintf(&b, "\n  backup: %s", e.Backup)
@@ -49,10 +54,44 @@ func (e *Error) Error() string {
 	if e.Restore != "" {
 		fmt.Fprintf(&b, "\n  restore: %s", e.Restore)
 	}
-	if e.Hint != "" {
-		fmt.Fprintf(&b, "\n  what to do: %s", e.Hint)
-	}
+	fmt.Fprintf(&b, "\n  what to do: %s", e.whatToDo())
 	return b.String()
+}
+
+// whatToDo is the hint as printed: never empty, whoever built the Error, because a
+// bare "what to do:" line leaves someone holding a half-written chip with nothing.
+func (e *Error) whatToDo() string {
+	if h := joinHints(e.Hint); h != "" {
+		return h
+	}
+	verbose := "run again with -v for flashrom's full output"
+	if strings.HasPrefix(e.Op, "usb") {
+		verbose = "run again with -v for details"
+	}
+	switch {
+	case e.Chip == ChipModified || e.Chip == ChipUnknown:
+		if e.Restore != "" {
+			return "restore the backup with the restore command above, then " + verbose
+		}
+		return "do not power-cycle the board; " + verbose
+	case e.Chip == ChipUnchanged || strings.HasSuffix(e.Op, " check"):
+		return "nothing was written: fix the cause above and run again"
+	case strings.HasPrefix(e.Op, "usb"):
+		return "the target may be partly written and not boot: write it again (the device may be failing if this repeats)"
+	}
+	return verbose
+}
+
+// joinHints joins the non-empty parts with "; ": hints are assembled from several
+// places (flashrom's diagnosis, the step that failed), and any of them may be empty.
+func joinHints(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p = strings.Trim(p, " \t\n;"); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/image"
 )
 
 // SPIOptions describes one SPI flash through flashrom.
@@ -29,12 +30,34 @@ type SPIOptions struct {
 	Chip string
 	// Image is the whole-chip image (e.g. spi.bin); its size must equal the chip's.
 	Image []byte
+	// ChipSize is the board's chip size (outputs.spi.chip_size). When set, an image of
+	// another size is refused before anything else, naming both sizes.
+	ChipSize uint64
 	// Regions is the flash layout (the board profile's outputs.spi.regions; name, start,
-	// size and preserve count). Every region to write must be in it.
+	// size, preserve and firmware count). Every region to write must be in it.
 	Regions []boardcfg.Region
+	// PayloadFile is the GUID of the file that holds the board's payload
+	// (outputs.spi.payload_file); when set, the firmware region must hold it.
+	PayloadFile string
+	// AnyImage skips the check that Image is UEFI firmware (image.CheckFirmware: a
+	// firmware volume in the firmware region, holding PayloadFile). Only for images that
+	// are deliberately not firmware, such as test patterns; every other check still applies.
+	AnyImage bool
+	// Built lists what the build's records say the image is (see FindBuilt); the image's
+	// SHA-256 must equal each.
+	Built []Built
 	// Write names the regions to write. Empty means every region not marked Preserve.
-	// A preserved region is written only when named here.
+	// A preserved region is never written unless it is named both here and in
+	// OverwritePreserved: one name is a typo away, two are a decision.
 	Write []string
+	// OverwritePreserved names the preserved regions that Write may overwrite. Each must
+	// be preserved and named in Write too, and ConfirmOverwrite must be set.
+	OverwritePreserved []string
+	// ConfirmOverwrite is called after the backup and before any write (on a dry run too)
+	// with what each preserved region about to be overwritten holds on the chip and in
+	// the image; it must show that to the user. An error from it stops the flash with
+	// nothing written.
+	ConfirmOverwrite func([]PreservedLoss) error
 	// BackupDir receives the full-chip backup (spi-backup-<UTC time>.bin + .sha256). Created if missing.
 	BackupDir string
 	// DryRun reads the chip (and keeps the backup) and reports what would change and the
@@ -62,8 +85,11 @@ type SPIResult struct {
 	// would run. The layout and image paths in them are temporary files removed on return.
 	Commands []string
 	Changed  []RegionChange // per requested region, the erase blocks that differ (chip before vs image)
-	Written  []string       // regions written and verified; empty on a dry run or when UpToDate
-	UpToDate bool           // the requested regions already held the image: nothing was written
+	// Overwritten is what the preserved regions named in OverwritePreserved held before
+	// (and what they get), as given to ConfirmOverwrite.
+	Overwritten []PreservedLoss
+	Written     []string // regions written and verified; empty on a dry run or when UpToDate
+	UpToDate    bool     // the requested regions already held the image: nothing was written
 	// Verified maps each written region to the SHA-256 of its bytes, read back from the chip.
 	Verified map[string]string
 	DryRun   bool
@@ -96,6 +122,36 @@ func (c RegionChange) String() string {
 		}
 	}
 	return s
+}
+
+// PreservedLoss describes a preserved region about to be overwritten: what the chip
+// holds there (also kept in the backup) and what the image puts there.
+type PreservedLoss struct {
+	Region      string
+	Start, End  uint64 // End inclusive
+	ChipSHA256  string // the region's bytes on the chip before writing
+	ChipBlank   bool   // the chip's region is all 0xFF (erased): nothing is lost
+	ImageSHA256 string
+	ImageBlank  bool
+	Backup      string // full-chip backup holding the chip's bytes
+}
+
+// String renders the loss for people, e.g. "preserved region vpd 0x0-0xffff (64 KiB)
+// will be OVERWRITTEN: the chip holds data (sha256 ...), the image has blank (all 0xFF)
+// (sha256 ...); the chip's bytes stay in the backup ...".
+func (l PreservedLoss) String() string {
+	what := func(blank bool) string {
+		if blank {
+			return "blank (all 0xFF)"
+		}
+		return "data"
+	}
+	head := fmt.Sprintf("preserved region %s 0x%x-0x%x (%s)", l.Region, l.Start, l.End, humanSize(l.End-l.Start+1))
+	if l.ChipSHA256 == l.ImageSHA256 {
+		return fmt.Sprintf("%s: the chip already holds the image's bytes (%s, sha256 %s): nothing is lost", head, what(l.ChipBlank), l.ChipSHA256)
+	}
+	return fmt.Sprintf("%s will be OVERWRITTEN: the chip holds %s (sha256 %s), the image has %s (sha256 %s); the chip's bytes stay in the backup %s",
+		head, what(l.ChipBlank), l.ChipSHA256, what(l.ImageBlank), l.ImageSHA256, l.Backup)
 }
 
 // BlockRange is a byte range of the chip, End inclusive.
@@ -143,6 +199,9 @@ type spiPlan struct {
 	dryRun  bool
 	// backupDir receives the full-chip backup.
 	backupDir string
+	// overwrite are the preserved regions among write, each allowed by OverwritePreserved.
+	overwrite []boardcfg.Region
+	confirm   func([]PreservedLoss) error
 }
 
 // planSPI refuses options that cannot work before anything is read or written.
@@ -160,12 +219,24 @@ func planSPI(o SPIOptions) (spiPlan, error) {
 	if o.BackupDir == "" {
 		return spiPlan{}, check("no backup directory given: WriteSPI always backs the chip up first")
 	}
-	p := spiPlan{image: o.Image, block: o.EraseBlock, dryRun: o.DryRun, backupDir: o.BackupDir}
+	p := spiPlan{image: o.Image, block: o.EraseBlock, dryRun: o.DryRun, backupDir: o.BackupDir, confirm: o.ConfirmOverwrite}
 	if p.block == 0 {
 		p.block = 4096
 	}
 	if p.block&(p.block-1) != 0 {
 		return spiPlan{}, check("erase block size %d is not a power of two", p.block)
+	}
+	// The size first: a wrong-size image makes every region look wrong, and naming a
+	// region would hide the real mistake (an image built for another chip).
+	if o.ChipSize != 0 && o.ChipSize != p.size() {
+		return spiPlan{}, &Error{Op: "spi check",
+			Msg: fmt.Sprintf("image is %s, the board's chip is %s (outputs.spi.chip_size): a %d-byte image cannot be flashed to a %d-byte chip",
+				humanSize(p.size()), humanSize(o.ChipSize), p.size(), o.ChipSize),
+			Hint: "nothing was read or written; pass the spi.bin built for this board (fwbuild build --board ...)"}
+	}
+	if end := layoutEnd(o.Regions); end > p.size() {
+		return spiPlan{}, check("image is %s, but the layout's regions reach 0x%x (%s): a %d-byte image is too small for this layout",
+			humanSize(p.size()), end-1, humanSize(end), p.size())
 	}
 	var err error
 	if p.regions, err = validateRegions(o.Regions, p.size()); err != nil {
@@ -174,7 +245,77 @@ func planSPI(o SPIOptions) (spiPlan, error) {
 	if p.write, err = selectRegions(p.regions, o.Write); err != nil {
 		return spiPlan{}, check("%v", err)
 	}
+	if err := checkPreserved(p.regions, p.write, o); err != nil {
+		return spiPlan{}, err
+	}
+	for _, r := range p.write {
+		if r.Preserve {
+			p.overwrite = append(p.overwrite, r)
+		}
+	}
+	// The content last: hashing and parsing firmware take a moment, option mistakes none.
+	if err := checkBuilt(sum(o.Image), o.Built); err != nil {
+		return spiPlan{}, &Error{Op: "spi check", Msg: err.Error(),
+			Hint: "nothing was read or written; rebuild (fwbuild build) and flash the new spi.bin, or pass the image you meant with --image"}
+	}
+	if !o.AnyImage {
+		if err := image.CheckFirmware(o.Image, p.regions, o.PayloadFile); err != nil {
+			return spiPlan{}, &Error{Op: "spi check", Msg: "the image is not firmware for this board: " + err.Error(),
+				Hint: "nothing was read or written; flash the spi.bin that `fwbuild build` made for this board"}
+		}
+	}
 	return p, nil
+}
+
+// layoutEnd is one past the last byte any region covers.
+func layoutEnd(regions []boardcfg.Region) uint64 {
+	var end uint64
+	for _, r := range regions {
+		end = max(end, uint64(r.Start)+uint64(r.Size))
+	}
+	return end
+}
+
+// checkPreserved refuses writing a preserved region unless it is deliberately named
+// twice (Write and OverwritePreserved) and someone is shown what it holds.
+func checkPreserved(regions, write []boardcfg.Region, o SPIOptions) error {
+	byName := map[string]boardcfg.Region{}
+	for _, r := range regions {
+		byName[r.Name] = r
+	}
+	writing := map[string]bool{}
+	for _, r := range write {
+		writing[r.Name] = true
+	}
+	allowed := map[string]bool{}
+	for _, n := range o.OverwritePreserved {
+		r, ok := byName[n]
+		switch {
+		case !ok:
+			return &Error{Op: "spi check", Msg: fmt.Sprintf("--overwrite-preserved %s: no region %q in the layout", n, n),
+				Hint: "nothing was read or written; name a preserved region of the board profile"}
+		case !r.Preserve:
+			return &Error{Op: "spi check", Msg: fmt.Sprintf("--overwrite-preserved %s: region %q is not marked preserve, there is nothing to override", n, n),
+				Hint: "nothing was read or written; drop --overwrite-preserved " + n}
+		case !writing[n]:
+			return &Error{Op: "spi check", Msg: fmt.Sprintf("--overwrite-preserved %s without writing %s: the override names the region again, it does not select it", n, n),
+				Hint: fmt.Sprintf("nothing was read or written; to overwrite it, pass --region %s --overwrite-preserved %s", n, n)}
+		}
+		allowed[n] = true
+	}
+	for _, r := range write {
+		if r.Preserve && !allowed[r.Name] {
+			return &Error{Op: "spi check",
+				Msg: fmt.Sprintf("refusing to write region %s (0x%x-0x%x): the board profile marks it preserve (factory data such as serial numbers and MAC addresses, which no build can restore)",
+					r.Name, uint64(r.Start), uint64(r.End())),
+				Hint: fmt.Sprintf("nothing was read or written; to overwrite it anyway, deliberately, add --overwrite-preserved %s (what will be lost is printed first, and the whole chip is backed up)", r.Name)}
+		}
+	}
+	if len(allowed) > 0 && o.ConfirmOverwrite == nil {
+		return &Error{Op: "spi check", Msg: "OverwritePreserved is set but ConfirmOverwrite is not: what will be lost must be shown before it is overwritten",
+			Hint: "nothing was read or written; set SPIOptions.ConfirmOverwrite"}
+	}
+	return nil
 }
 
 func (p spiPlan) size() uint64 { return uint64(len(p.image)) }
@@ -199,6 +340,13 @@ func (s *spiSession) flash(ctx context.Context) error {
 		return err
 	}
 	s.res.Changed = changedBlocks(s.old, s.image, s.write, s.block)
+	if len(s.overwrite) > 0 {
+		s.res.Overwritten = preservedLosses(s.old, s.image, s.overwrite, s.res.Backup)
+		if err := s.confirm(s.res.Overwritten); err != nil {
+			return &Error{Op: "spi write", Msg: "overwriting the preserved regions was not confirmed", Err: err,
+				Chip: ChipUnchanged, ChipNote: "nothing was written to it", Backup: s.res.Backup, Hint: "nothing was written"}
+		}
+	}
 	write, readback, err := s.stage()
 	if err != nil {
 		return err
@@ -212,7 +360,9 @@ func (s *spiSession) flash(ctx context.Context) error {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
-		return &Error{Op: "spi write", Msg: "cancelled before writing", Err: err, Chip: ChipUnchanged, Backup: s.res.Backup}
+		return &Error{Op: "spi write", Msg: "interrupted before writing", Err: err, Chip: ChipUnchanged,
+			ChipNote: "nothing was written to it", Backup: s.res.Backup,
+			Hint: "nothing was written; run the same command again to flash"}
 	}
 	if err := s.writeRegions(ctx, write); err != nil {
 		return err
@@ -231,7 +381,7 @@ func (s *spiSession) run(ctx context.Context, op, phase string, total int64, arg
 func (s *spiSession) probe(ctx context.Context) error {
 	d, err := s.run(ctx, "spi probe", "probe", 0, s.fr.args("--flash-size"))
 	if err != nil {
-		return err
+		return s.interrupted(ctx, "spi probe", "probe", d, err)
 	}
 	if len(d.Found) > 0 {
 		s.res.Chip = d.Found[len(d.Found)-1]
@@ -264,7 +414,10 @@ func (s *spiSession) backup(ctx context.Context) error {
 	if err := persistBackup(path, s.res.BackupSHA256); err != nil {
 		return &Error{Op: "spi backup", Msg: "sync backup", Err: err, Backup: path}
 	}
-	if _, err := s.run(ctx, "spi backup", "backup-verify", int64(s.size()), s.fr.args("-v", path)); err != nil {
+	if d, err := s.run(ctx, "spi backup", "backup-verify", int64(s.size()), s.fr.args("-v", path)); err != nil {
+		if ctx.Err() != nil {
+			return s.interrupted(ctx, "spi backup", "backup-verify", d, err)
+		}
 		var e *Error
 		if errors.As(err, &e) {
 			e.Backup = path
@@ -284,10 +437,10 @@ func (s *spiSession) readBackup(ctx context.Context) (string, error) {
 		return "", &Error{Op: "spi backup", Msg: "create backup file in " + s.backupDir, Err: err}
 	}
 	partial := path + ".partial"
-	if _, err := s.run(ctx, "spi backup", "backup", int64(s.size()), s.fr.args("-r", partial)); err != nil {
+	if d, err := s.run(ctx, "spi backup", "backup", int64(s.size()), s.fr.args("-r", partial)); err != nil {
 		os.Remove(partial)
 		os.Remove(path)
-		return "", err
+		return "", s.interrupted(ctx, "spi backup", "backup", d, err)
 	}
 	if err := os.Rename(partial, path); err != nil {
 		return "", &Error{Op: "spi backup", Msg: "rename backup", Err: err}
@@ -339,6 +492,9 @@ func (s *spiSession) writeRegions(ctx context.Context, args []string) error {
 	if err == nil {
 		return nil
 	}
+	if ctx.Err() != nil {
+		return s.interrupted(ctx, "spi write", "write", d, err)
+	}
 	var e *Error
 	if !errors.As(err, &e) {
 		return err
@@ -346,16 +502,87 @@ func (s *spiSession) writeRegions(ctx context.Context, args []string) error {
 	e.Backup, e.Restore = s.res.Backup, s.res.Restore
 	e.Chip = chipState(ctx, s.fr, s.readbackPath(), s.old, d)
 	if e.Chip != ChipUnchanged {
-		e.Hint += "; then restore the backup with the command above"
+		e.Hint = joinHints(e.Hint, "restore the backup with the restore command above before powering the board")
 	}
 	return e
+}
+
+// interrupted reports a step stopped by ctx (Ctrl-C, SIGTERM) as what it is, with the
+// chip's state as far as it is known, instead of as the flashrom failure that the
+// killed flashrom looks like (a cancelled backup-verify is not a flaky clip). The chip is
+// not read back: whoever interrupted wants flashrom to stop, not another slow read.
+// A failure not caused by ctx is returned unchanged.
+func (s *spiSession) interrupted(ctx context.Context, op, phase string, d diagnosis, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	e := &Error{Op: op, Err: ctx.Err(), Flashrom: d.Lines, Backup: s.res.Backup}
+	switch phase {
+	case "probe", "backup", "backup-verify":
+		what := map[string]string{"probe": "probing the chip", "backup": "reading the chip for the backup",
+			"backup-verify": "checking the backup against the chip"}[phase]
+		e.Msg = "interrupted while " + what + ": nothing was written"
+		e.Chip, e.ChipNote = ChipUnchanged, "nothing was written to it yet"
+		e.Hint = "the chip is as it was, no restore needed; run the same command again to flash"
+	case "write":
+		e.Msg = "interrupted while writing " + regionNames(s.write) + ": the chip may be partly written and not boot"
+		e.Chip, e.ChipNote = ChipUnknown, "flashrom was stopped mid-write; not read back, to stop as asked"
+		switch d.Changed {
+		case 1:
+			e.Chip, e.ChipNote = ChipModified, "flashrom said so when it was stopped"
+		case -1:
+			e.Chip, e.ChipNote = ChipUnchanged, "flashrom said nothing had changed when it was stopped"
+		}
+		e.Restore = s.res.Restore
+		e.Hint = "do not power the board off or reset it yet: restore the backup with the restore command above, " +
+			"or run the same flash again to finish writing"
+	default: // "verify": flashrom finished (and verified) the write; fwbuild's read-back did not finish
+		e.Msg = "interrupted while reading the chip back: flashrom wrote " + regionNames(s.write) + ", fwbuild did not finish checking it"
+		e.Chip, e.ChipNote = ChipModified, "flashrom wrote the regions; fwbuild's read-back was stopped"
+		e.Restore = s.res.Restore
+		e.Hint = "run the same command again to check the chip (it writes nothing if the chip already holds the image), " +
+			"or restore the backup with the restore command above"
+	}
+	return e
+}
+
+func regionNames(rs []boardcfg.Region) string {
+	n := make([]string, len(rs))
+	for i, r := range rs {
+		n[i] = r.Name
+	}
+	return strings.Join(n, ", ")
+}
+
+// preservedLosses says what each preserved region holds on the chip and in the image.
+func preservedLosses(old, img []byte, regions []boardcfg.Region, backup string) []PreservedLoss {
+	var out []PreservedLoss
+	for _, r := range regions {
+		lo, hi := uint64(r.Start), uint64(r.End())+1
+		out = append(out, PreservedLoss{Region: r.Name, Start: lo, End: hi - 1, Backup: backup,
+			ChipSHA256: sum(old[lo:hi]), ChipBlank: blank(old[lo:hi]),
+			ImageSHA256: sum(img[lo:hi]), ImageBlank: blank(img[lo:hi])})
+	}
+	return out
+}
+
+func blank(b []byte) bool {
+	for _, c := range b {
+		if c != 0xFF {
+			return false
+		}
+	}
+	return true
 }
 
 // verify reads the whole chip back: the written regions must hash like the image and
 // every other byte must still equal the backup.
 func (s *spiSession) verify(ctx context.Context, args []string) error {
 	backup, restore := s.res.Backup, s.res.Restore
-	if _, err := s.run(ctx, "spi verify", "verify", int64(s.size()), args); err != nil {
+	if d, err := s.run(ctx, "spi verify", "verify", int64(s.size()), args); err != nil {
+		if ctx.Err() != nil {
+			return s.interrupted(ctx, "spi verify", "verify", d, err)
+		}
 		var e *Error
 		if errors.As(err, &e) {
 			e.Msg = "read-back after a successful write failed: " + e.Msg
@@ -409,7 +636,7 @@ func selectRegions(regions []boardcfg.Region, names []string) ([]boardcfg.Region
 			}
 		}
 		if len(out) == 0 {
-			return nil, fmt.Errorf("every layout region is marked preserve (%s): name the regions to write explicitly",
+			return nil, fmt.Errorf("every layout region is marked preserve (%s): there is nothing to write unless regions are named with an override (--region R --overwrite-preserved R)",
 				strings.Join(all, ", "))
 		}
 		return out, nil

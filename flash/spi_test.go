@@ -95,7 +95,7 @@ func TestWriteSPIWritesOnlyRequestedRegion(t *testing.T) {
 	img := randBytes(2, chipSize) // stands in for spi.bin
 	backups := filepath.Join(t.TempDir(), "backups")
 	var phases []string
-	res, err := WriteSPI(context.Background(), SPIOptions{
+	res, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom:   fr,
 		Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image:      img,
@@ -160,7 +160,7 @@ func TestWriteSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 		img[i] ^= 0xff
 	}
 	img[0x80123] ^= 1 // one byte -> one block
-	opts := SPIOptions{
+	opts := SPIOptions{AnyImage: true,
 		Flashrom:   fr,
 		Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image:      img,
@@ -217,13 +217,23 @@ func TestWriteSPIDryRunThenWriteChangedBlocks(t *testing.T) {
 	}
 }
 
-func TestWriteSPIPreservedRegionOnlyWhenNamed(t *testing.T) {
+// A preserved region is written only with the override naming it again, and only after
+// ConfirmOverwrite was shown what it held (the refusals are in preserve_test.go).
+func TestWriteSPIPreservedRegionOnlyWithOverride(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 4, chipSize)
 	img := randBytes(5, chipSize)
-	res, err := WriteSPI(context.Background(), SPIOptions{
+	var shown []PreservedLoss
+	res, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
-		Image: img, Regions: qemuLayout, Write: []string{"vpd"}, BackupDir: t.TempDir(),
+		Image: img, Regions: qemuLayout, Write: []string{"vpd"}, OverwritePreserved: []string{"vpd"}, BackupDir: t.TempDir(),
+		ConfirmOverwrite: func(l []PreservedLoss) error {
+			shown = l
+			if now := readFile(t, chip); !bytes.Equal(now, old) {
+				t.Error("chip written before ConfirmOverwrite returned")
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -235,13 +245,17 @@ func TestWriteSPIPreservedRegionOnlyWhenNamed(t *testing.T) {
 	if !reflect.DeepEqual(res.Written, []string{"vpd"}) {
 		t.Errorf("Written %v", res.Written)
 	}
+	want := []PreservedLoss{{Region: "vpd", Start: 0, End: 0xffff, ChipSHA256: sha(old[:0x10000]), ImageSHA256: sha(img[:0x10000]), Backup: res.Backup}}
+	if !reflect.DeepEqual(shown, want) || !reflect.DeepEqual(res.Overwritten, want) {
+		t.Errorf("shown %+v\nwant %+v", shown, want)
+	}
 }
 
 func TestWriteSPIRefusesWrongSizeImage(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 6, chipSize)
 	backups := filepath.Join(t.TempDir(), "b")
-	_, err := WriteSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image:   randBytes(7, 8<<20),
 		Regions: []boardcfg.Region{{Name: "bios", Start: 0, Size: 8 << 20}}, BackupDir: backups,
@@ -264,7 +278,7 @@ func TestWriteSPIRefusesUnknownRegion(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "ran")
 	// flashrom must not even run: this stand-in records any call.
 	fake := writeScript(t, "#!/bin/sh\ntouch "+marker+"\nexit 1\n")
-	_, err := WriteSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: fake, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 		Image: randBytes(9, chipSize), Regions: qemuLayout, Write: []string{"bios", "coreboot"}, BackupDir: t.TempDir(),
 	})
@@ -314,7 +328,7 @@ func TestWriteSPIVerifyFailureIsRestorable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			chip, old := emulatedChip(t, 10, chipSize)
 			img := randBytes(11, chipSize)
-			res, err := WriteSPI(context.Background(), SPIOptions{
+			res, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 				Flashrom: corruptingFlashrom(t, fr, chip, tc.off), Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 				Image: img, Regions: qemuLayout, BackupDir: t.TempDir(),
 			})
@@ -346,7 +360,7 @@ func TestWriteSPIWriteProtectedChip(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 12, chipSize)
 	// SRP0 + BP2..0 set and WP# asserted: flashrom cannot lift the protection.
-	_, err := WriteSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,spi_status=0x9c,hwwp=yes,image=" + chip,
 		Image: randBytes(13, chipSize), Regions: qemuLayout, BackupDir: t.TempDir(),
 	})
@@ -369,7 +383,7 @@ func TestWriteSPIWriteProtectedChip(t *testing.T) {
 func TestWriteSPIFailedWriteReportsModifiedChip(t *testing.T) {
 	fr := realFlashrom(t)
 	chip, old := emulatedChip(t, 14, chipSize)
-	_, err := WriteSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,spi_blacklist=0x02,image=" + chip, // page program refused
 		Image: randBytes(15, chipSize), Regions: qemuLayout, BackupDir: t.TempDir(),
 	})
@@ -390,7 +404,7 @@ func TestWriteSPIMultipleChipDefinitions(t *testing.T) {
 	const size = 8 << 20
 	chip, old := emulatedChip(t, 16, size)
 	img := randBytes(17, size)
-	opts := SPIOptions{
+	opts := SPIOptions{AnyImage: true,
 		Flashrom: fr, Programmer: "dummy:emulate=MX25L6436,image=" + chip,
 		Image:     img,
 		Regions:   []boardcfg.Region{{Name: "vars", Start: 0, Size: 0x84000, Preserve: true}, {Name: "code", Start: 0x84000, Size: size - 0x84000}},
@@ -419,7 +433,7 @@ func TestWriteSPIMultipleChipDefinitions(t *testing.T) {
 
 func TestWriteSPINoChip(t *testing.T) {
 	fr := realFlashrom(t)
-	_, err := WriteSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: fr, Programmer: "dummy", // emulates nothing
 		Image: randBytes(18, chipSize), Regions: qemuLayout, BackupDir: t.TempDir(),
 	})
@@ -430,7 +444,7 @@ func TestWriteSPINoChip(t *testing.T) {
 }
 
 func TestWriteSPIMissingFlashrom(t *testing.T) {
-	_, err := WriteSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: filepath.Join(t.TempDir(), "flashrom"), Programmer: "dummy",
 		Image: []byte{1}, Regions: []boardcfg.Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
@@ -442,7 +456,7 @@ func TestWriteSPIMissingFlashrom(t *testing.T) {
 func TestWriteSPITimeout(t *testing.T) {
 	hang := writeScript(t, "#!/bin/sh\nexec sleep 60\n")
 	start := time.Now()
-	_, err := WriteSPI(context.Background(), SPIOptions{
+	_, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 		Flashrom: hang, Programmer: "dummy", Timeout: 300 * time.Millisecond,
 		Image: []byte{1}, Regions: []boardcfg.Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
@@ -456,7 +470,7 @@ func TestWriteSPITimeout(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	_, err = WriteSPI(ctx, SPIOptions{
+	_, err = WriteSPI(ctx, SPIOptions{AnyImage: true,
 		Flashrom: hang, Programmer: "dummy",
 		Image: []byte{1}, Regions: []boardcfg.Region{{Name: "a", Size: 1}}, BackupDir: t.TempDir(),
 	})
@@ -484,7 +498,7 @@ func BenchmarkWriteSPI16MiB(b *testing.B) {
 	}
 	b.SetBytes(chipSize - 0x10000)
 	for i := 0; b.Loop(); i++ {
-		if _, err := WriteSPI(context.Background(), SPIOptions{
+		if _, err := WriteSPI(context.Background(), SPIOptions{AnyImage: true,
 			Flashrom: fr, Programmer: "dummy:emulate=W25Q128FV,image=" + chip,
 			Image: imgs[i%2], Regions: qemuLayout, BackupDir: dir,
 		}); err != nil {

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/fwbuild/fwbuild/image"
 )
 
 // USBOptions describes writing a disk image (e.g. usb.img) to a block device or a file.
@@ -26,6 +28,13 @@ type USBOptions struct {
 	// Force allows a block device that does not report itself removable (USB SSDs, loop
 	// devices). It never allows a mounted, swap, busy, root or too-small device, or a partition.
 	Force bool
+	// AnyImage skips the check that Image is a bootable disk image (image.CheckDisk: GPT,
+	// an EFI System Partition holding \EFI\BOOT\BOOTX64.EFI). Only for images that are
+	// deliberately something else, such as test patterns.
+	AnyImage bool
+	// Built lists what the build's records say the image is (see FindBuilt); the image's
+	// SHA-256 must equal each.
+	Built []Built
 	// Progress, if set, receives "write", "sync" and "verify" reports.
 	Progress func(Progress)
 	// Logger receives debug logs; nil means slog.Default().
@@ -40,6 +49,11 @@ type USBResult struct {
 	Bytes       int64 // image bytes written
 	SHA256      string
 	Elapsed     time.Duration // write + sync + verify
+	// BackupGPTFrom and BackupGPTTo are the LBAs of the backup GPT header as the image
+	// had it and where WriteUSB moved it: the device's last LBA, since the device is
+	// larger than the image. Both 0 when nothing was moved. The device then differs from
+	// the image in LBA 0-1 (protective MBR, primary header) and past the image's end.
+	BackupGPTFrom, BackupGPTTo uint64
 }
 
 // host names the kernel interfaces the USB safety checks read, so tests can point them at
@@ -89,6 +103,27 @@ func writeUSB(ctx context.Context, o USBOptions, h host) (USBResult, error) {
 	}
 	if !ist.Mode().IsRegular() || ist.Size() == 0 {
 		return res, check("image %s is not a non-empty regular file", o.Image)
+	}
+	// What is written must be what fwbuild builds, and what this build made: a bootable
+	// disk is the only thing this command exists to put on a key.
+	if !o.AnyImage {
+		if err := image.CheckDisk(o.Image); err != nil {
+			return res, &Error{Op: "usb check", Msg: "the image is not a bootable disk image: " + err.Error(),
+				Hint: "nothing was written; write the usb.img that `fwbuild build` made (out/<board>/usb.img)"}
+		}
+	}
+	if len(o.Built) > 0 {
+		h := sha256.New()
+		if _, err := io.Copy(h, img); err != nil {
+			return res, check("read image %s: %v", o.Image, err)
+		}
+		if _, err := img.Seek(0, io.SeekStart); err != nil {
+			return res, check("image %s: %v", o.Image, err)
+		}
+		if err := checkBuilt(hexSum(h), o.Built); err != nil {
+			return res, &Error{Op: "usb check", Msg: err.Error(),
+				Hint: "nothing was written; rebuild (fwbuild build) and write the new usb.img, or pass the image you meant with --image"}
+		}
 	}
 
 	target, err := filepath.EvalSymlinks(o.Device)

@@ -49,7 +49,7 @@ func TestWriteUSBFile(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "new.img")
 	pl := newProgressLog(t)
-	res, err := WriteUSB(context.Background(), USBOptions{Device: target, Image: imgPath, Progress: pl.fn})
+	res, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: target, Image: imgPath, Progress: pl.fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestWriteUSBFile(t *testing.T) {
 	if err := os.Chmod(old, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteUSB(context.Background(), USBOptions{Device: old, Image: imgPath}); err != nil {
+	if _, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: old, Image: imgPath}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(old)
@@ -97,7 +97,7 @@ func TestWriteUSBRefusesBadTargets(t *testing.T) {
 		{"missing image", filepath.Join(t.TempDir(), "x"), filepath.Join(t.TempDir(), "nope"), "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := WriteUSB(context.Background(), USBOptions{Device: tc.dev, Image: tc.img, Force: true})
+			_, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: tc.dev, Image: tc.img, Force: true})
 			if e := asError(t, err); e.Op != "usb check" || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v, want %q", err, tc.want)
 			}
@@ -112,7 +112,7 @@ func TestWriteUSBCancel(t *testing.T) {
 	imgPath := writeTemp(t, "usb.img", randBytes(33, 9<<20))
 	target := filepath.Join(t.TempDir(), "t.img")
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := WriteUSB(ctx, USBOptions{Device: target, Image: imgPath, Progress: func(p Progress) {
+	_, err := WriteUSB(ctx, USBOptions{AnyImage: true, Device: target, Image: imgPath, Progress: func(p Progress) {
 		if p.Phase == "write" {
 			cancel()
 		}
@@ -193,7 +193,7 @@ func TestWriteUSBLoopDevice(t *testing.T) {
 	img := randBytes(34, 9<<20+512)
 	imgPath := writeTemp(t, "usb.img", img)
 
-	_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath})
+	_, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: dev, Image: imgPath})
 	if e := asError(t, err); !strings.Contains(e.Msg, "it is not removable") || !strings.Contains(e.Hint, "--force") {
 		t.Errorf("non-removable loop device: %v", err)
 	}
@@ -202,7 +202,7 @@ func TestWriteUSBLoopDevice(t *testing.T) {
 	}
 
 	pl := newProgressLog(t)
-	res, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true, Progress: pl.fn})
+	res, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: dev, Image: imgPath, Force: true, Progress: pl.fn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestWriteUSBLoopDevice(t *testing.T) {
 func TestWriteUSBRefusesTooSmallDevice(t *testing.T) {
 	dev, backing := loopDevice(t, 4<<20)
 	imgPath := writeTemp(t, "usb.img", randBytes(35, 8<<20))
-	_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
+	_, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: dev, Image: imgPath, Force: true})
 	if e := asError(t, err); !strings.Contains(e.Msg, "it holds 4194304 bytes (4 MiB), the image needs 8388608 (8 MiB)") {
 		t.Errorf("err %v", err)
 	}
@@ -256,7 +256,7 @@ func TestWriteUSBRefusesMountedDevice(t *testing.T) {
 	img := randBytes(36, 1<<20)
 	imgPath := writeTemp(t, "usb.img", img)
 	intactAfter(t, dev, mnt, backing, img, func() {
-		_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
+		_, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: dev, Image: imgPath, Force: true})
 		want := fmt.Sprintf("it is mounted: %s on %s", dev, mnt)
 		if e := asError(t, err); !strings.Contains(e.Msg, want) || !strings.Contains(e.Hint, "umount "+mnt) {
 			t.Errorf("err %v, want %q", err, want)
@@ -287,12 +287,12 @@ func TestWriteUSBRefusesDiskWithMountedPartition(t *testing.T) {
 	img := randBytes(37, 1<<20)
 	imgPath := writeTemp(t, "usb.img", img)
 	intactAfter(t, part, mnt, backing, img, func() {
-		_, err := WriteUSB(context.Background(), USBOptions{Device: dev, Image: imgPath, Force: true})
+		_, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: dev, Image: imgPath, Force: true})
 		want := fmt.Sprintf("it is mounted: %s on %s", part, mnt)
 		if e := asError(t, err); !strings.Contains(e.Msg, want) {
 			t.Errorf("err %v, want %q", err, want)
 		}
-		_, err = WriteUSB(context.Background(), USBOptions{Device: part, Image: imgPath, Force: true})
+		_, err = WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: part, Image: imgPath, Force: true})
 		want = fmt.Sprintf("it is partition 1 of %s", dev)
 		if e := asError(t, err); !strings.Contains(e.Msg, want) {
 			t.Errorf("err %v, want %q", err, want)
@@ -451,7 +451,7 @@ func BenchmarkWriteUSBFile64MiB(b *testing.B) {
 	target := filepath.Join(b.TempDir(), "out.img")
 	b.SetBytes(64 << 20)
 	for b.Loop() {
-		if _, err := WriteUSB(context.Background(), USBOptions{Device: target, Image: img}); err != nil {
+		if _, err := WriteUSB(context.Background(), USBOptions{AnyImage: true, Device: target, Image: img}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -59,8 +59,9 @@ func cmdFlashSPI(e *env, args []string) error {
 	backups := fs.String("backup-dir", "", "where the pre-write chip backup goes (default: OUT/backups)")
 	dry := fs.Bool("dry-run", false, "read the chip and show what would change, write nothing")
 	flashrom := fs.String("flashrom", "flashrom", "flashrom binary")
-	var regions stringList
+	var regions, overwrite stringList
 	fs.Var(&regions, "region", "region to write (repeatable; default: every region the profile does not preserve)")
+	fs.Var(&overwrite, "overwrite-preserved", "allow writing this preserved region (factory data), also named with --region; prints what will be lost first (repeatable)")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -87,9 +88,28 @@ func cmdFlashSPI(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("image: %w (run `fwbuild build --board %s` first, or pass --image)", err, b.Name)
 	}
+	// The build's records next to the image (out/<board>/ for the default image) say
+	// what it must be; an explicit --image is checked against its own neighbours.
+	built, err := flash.FindBuilt(*img, b.Name)
+	if err != nil {
+		return fmt.Errorf("image %s: %w; nothing was read or written", *img, err)
+	}
+	spi := b.Outputs.SPI
 	res, err := flash.WriteSPI(e.ctx, flash.SPIOptions{
-		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data, Regions: b.Outputs.SPI.Regions,
-		Write: regions, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
+		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data,
+		ChipSize: uint64(spi.ChipSize), Regions: spi.Regions, PayloadFile: string(spi.PayloadFile), Built: built,
+		Write: regions, OverwritePreserved: overwrite, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
+		// Printed before anything is written, and to stderr so that --json keeps it too.
+		ConfirmOverwrite: func(ls []flash.PreservedLoss) error {
+			label := "WARNING"
+			if *dry {
+				label = "WARNING (dry run: nothing is written now)"
+			}
+			for _, l := range ls {
+				fmt.Fprintf(e.stderr, "%s: %s\n", label, l)
+			}
+			return nil
+		},
 	})
 	if e.json {
 		if jerr := e.printJSON(res); jerr != nil {
@@ -138,17 +158,25 @@ func cmdFlashUSB(e *env, args []string) error {
 	if *device == "" {
 		return usagef("--device is required")
 	}
-	if *img == "" {
-		if *board == "" {
-			return usagef("give --image or --board")
-		}
+	if *img == "" && *board == "" {
+		return usagef("give --image or --board")
+	}
+	boardName := ""
+	if *board != "" {
 		b, err := e.loadBoard(*board)
 		if err != nil {
 			return err
 		}
-		*img = filepath.Join(defaultOut(b.Name), "usb.img")
+		boardName = b.Name
+		if *img == "" {
+			*img = filepath.Join(defaultOut(b.Name), "usb.img")
+		}
 	}
-	res, err := flash.WriteUSB(e.ctx, flash.USBOptions{Device: *device, Image: *img, Force: *force, Progress: e.progress, Logger: e.log})
+	built, err := flash.FindBuilt(*img, boardName)
+	if err != nil {
+		return fmt.Errorf("image %s: %w; nothing was written", *img, err)
+	}
+	res, err := flash.WriteUSB(e.ctx, flash.USBOptions{Device: *device, Image: *img, Force: *force, Built: built, Progress: e.progress, Logger: e.log})
 	if err != nil {
 		return err
 	}
@@ -156,5 +184,8 @@ func cmdFlashUSB(e *env, args []string) error {
 		return e.printJSON(res)
 	}
 	fmt.Fprintf(e.stdout, "wrote %d bytes to %s and verified (sha256 %s) in %v\n", res.Bytes, res.Target, res.SHA256, res.Elapsed.Round(time.Millisecond))
+	if res.BackupGPTTo != 0 {
+		fmt.Fprintf(e.stdout, "the device is larger than the image: moved the backup GPT from LBA %d to the device's last LBA %d\n", res.BackupGPTFrom, res.BackupGPTTo)
+	}
 	return nil
 }
