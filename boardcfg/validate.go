@@ -33,6 +33,10 @@ func (b *Board) missing(field string) error {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]*$`)
 
+// maxName bounds board and component names: they name cache entries,
+// output files and log lines.
+const maxName = 64
+
 // validate checks what decoding cannot: required fields, references between
 // sections, and the SPI layout. All problems are reported, not just the first.
 func (b *Board) validate() error {
@@ -44,8 +48,8 @@ func (b *Board) validate() error {
 		}
 	}
 	req("name", b.Name)
-	if b.Name != "" && !nameRE.MatchString(b.Name) {
-		add(b.errAt("name", "%q: use lower-case letters, digits and - . _ +", b.Name))
+	if b.Name != "" && (!nameRE.MatchString(b.Name) || len(b.Name) > maxName) {
+		add(b.errAt("name", "%q: use lower-case letters, digits and - . _ +, at most %d", b.Name, maxName))
 	}
 	req("description", b.Description)
 	req("arch", b.Arch)
@@ -63,8 +67,20 @@ func (b *Board) validate() error {
 		req(f+".package", c.Package)
 		req(f+".version", c.Version)
 		req(f+".sha256", string(c.SHA256))
-		if _, dup := comps[c.Name]; dup && c.Name != "" {
+		if c.Name != "" && (!nameRE.MatchString(c.Name) || len(c.Name) > maxName) {
+			add(b.errAt(f+".name", "%q: a component name is lower-case letters, digits and - . _ +, starting with a letter or digit, at most %d", c.Name, maxName))
+		} else if _, dup := comps[c.Name]; dup && c.Name != "" {
 			add(b.errAt(f+".name", "component %q is defined twice", c.Name))
+		}
+		if c.Package != "" {
+			if err := CheckPackageName(c.Package); err != nil {
+				add(b.errAt(f+".package", "%v", err))
+			}
+		}
+		if c.Version != "" {
+			if err := CheckVersion(c.Version); err != nil {
+				add(b.errAt(f+".version", "%v", err))
+			}
 		}
 		for role, p := range c.Files {
 			if strings.HasPrefix(p, "/") || strings.Contains(p, "..") || p == "" {
