@@ -74,3 +74,51 @@ func TestHostilePackages(t *testing.T) {
 		{"version bad epoch", ver, `    version: "a:4.17"`, `t1.yaml:7:14: components[0].version: version "a:4.17": the epoch`},
 	})
 }
+
+// A key given twice is refused in a profile that extends another and in
+// the profile it extends, at the second occurrence, as without extends.
+func TestDuplicateKeysWithExtends(t *testing.T) {
+	for _, c := range []struct {
+		name, base, child, want string
+	}{
+		{"child top level", valid, "extends: t1\nname: c\narch: amd64\narch: amd64\n", "child.yaml:4:1: arch: key appears twice"},
+		{"child nested", valid, "extends: t1\nname: c\nhypervisor:\n  dom0:\n    memory: 512MiB\n    memory: 1GiB\n", "child.yaml:6:5: hypervisor.dom0.memory: key appears twice"},
+		{"child extends twice", valid, "extends: t1\nname: c\nextends: t1\n", "child.yaml:3:1: extends: key appears twice"},
+		{"child list item", valid, "extends: t1\nname: c\ncomponents:\n  - name: ovmf\n    version: \"1\"\n    version: \"2\"\n", "child.yaml:6:5: components[0].version: key appears twice"},
+		{"child map", valid, "extends: t1\nname: c\ncomponents:\n  - name: ovmf\n    files: {code: a, code: b}\n", "child.yaml:5:22: components[0].files.code: key appears twice"},
+		{"base overridden by child", strings.Replace(valid, "arch: amd64", "arch: amd64\narch: i386", 1), "extends: t1\nname: c\narch: amd64\n", "t1.yaml:4:1: arch: key appears twice"},
+		{"base not overridden", strings.Replace(valid, "  cpu: qemu64,+svm", "  cpu: qemu64,+svm\n  cpu: max", 1), "extends: t1\nname: c\n", "t1.yaml:39:3: qemu.cpu: key appears twice"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeProfile(t, dir, "t1.yaml", c.base)
+			_, err := Load(writeProfile(t, dir, "child.yaml", c.child), dir)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error\n  %v\nwant it to contain\n  %s", err, c.want)
+			}
+		})
+	}
+}
+
+// Control characters are refused in every string, key and list item: they
+// end up in xl configs, manifests, logs and command lines.
+func TestControlCharacters(t *testing.T) {
+	runHostile(t, []hostileCase{
+		{"component name newline", "  - name: xen\n", `  - name: "xen\n"` + "\n", `t1.yaml:5:11: components[0].name: has '\n' (U+000A, a control character)`},
+		{"component name escape", "  - name: xen\n", `  - name: "x\e[2Jen"` + "\n", `t1.yaml:5:11: components[0].name: has '\x1b'`},
+		{"description CR", "description: test board", `description: "test\rboard"`, `t1.yaml:2:14: description: has '\r'`},
+		{"description NUL", "description: test board", `description: "test\0board"`, `t1.yaml:2:14: description: has '\x00'`},
+		{"description bidi override", "description: test board", `description: "test\u202eboard"`, `t1.yaml:2:14: description: has '\u202e'`},
+		{"description block scalar", "description: test board", "description: |\n  test\n  board", `t1.yaml:2:14: description: has '\n'`},
+		{"dom0 cmdline tab", "    cmdline: console=hvc0", `    cmdline: "console=hvc0\tinit=/x"`, `t1.yaml:20:14: hypervisor.dom0.cmdline: has '\t'`},
+		{"xen options", "  options: console=com1", `  options: "console=com1\x85"`, `t1.yaml:17:12: hypervisor.options: has '\u0085'`},
+		{"command", "  commands: [github.com/u-root/u-root/cmds/core/init]", `  commands: ["github.com/u-root/u-root/cmds/core/init\n-toolexec=x"]`, `t1.yaml:25:14: control_domain.commands[0]: has '\n'`},
+		{"guest cmdline", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: g, memory: 64MiB, kernel: dom0, cmdline: \"a\\x7fb\"}\n", `t1.yaml:41:53: guests[0].cmdline: has '\x7f'`},
+		{"guest name", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: \"g\\n\", memory: 64MiB, kernel: dom0}\n", `t1.yaml:41:12: guests[0].name: has '\n'`},
+		{"file path", "files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}", `files: {code: "usr/share/OVMF/\nOVMF_CODE_4M.fd"}`, `t1.yaml:14:19: components[1].files.code: has '\n'`},
+		{"map key", "files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}", `files: {"co\nde": usr/share/OVMF/OVMF_CODE_4M.fd}`, `t1.yaml:14:13: components[1].files: key: has '\n'`},
+		{"unknown key", "arch: amd64", "arch: amd64\n\"col\\eour\": red", `t1.yaml:4:1: key: has '\x1b'`},
+		{"region name", "{name: vpd,", `{name: "vp\td",`, `t1.yaml:34:16: outputs.spi.regions[0].name: has '\t'`},
+		{"region name 300 characters", "{name: vpd,", "{name: " + strings.Repeat("v", 300) + ",", `t1.yaml:34:16: outputs.spi.regions[0].name: region name "` + strings.Repeat("v", 300) + `" is 300 bytes long: at most 64`},
+	})
+}

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -97,6 +99,12 @@ func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error)
 	}
 	root := doc.Content[0]
 	l.mark(root, path)
+	// Checked per file, before merging: the merge keeps one value per key,
+	// so a key given twice in a child or in its base would otherwise be
+	// lost silently (last one wins) instead of refused.
+	if err := checkFile(root, path, ""); err != nil {
+		return nil, nil, err
+	}
 
 	ext := mapValue(root, "extends")
 	if ext == nil {
@@ -234,4 +242,58 @@ func named(seq *yaml.Node) bool {
 		}
 	}
 	return true
+}
+
+// checkFile refuses, in one profile file, what no merge or decode must see:
+// a mapping key given twice (YAML forbids it; reported at the second one)
+// and control characters in any key or value. Every string of a profile
+// ends up in a file (xl configs, the manifest, flashrom layouts), a log line
+// or a command line, where a newline, escape or NUL forges or hides content.
+func checkFile(n *yaml.Node, file, path string) error {
+	if n.Kind == yaml.ScalarNode {
+		if err := checkText(n.Value); err != nil {
+			return &Error{Loc: Loc{file, n.Line, n.Column}, Field: path, Msg: err.Error()}
+		}
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if err := checkText(k.Value); err != nil {
+				return &Error{Loc: Loc{file, k.Line, k.Column}, Field: path, Msg: "key: " + err.Error()}
+			}
+			if seen[k.Value] {
+				return &Error{Loc: Loc{file, k.Line, k.Column}, Field: join(path, k.Value), Msg: "key appears twice (remove one; YAML keeps only one value)"}
+			}
+			seen[k.Value] = true
+			if err := checkFile(n.Content[i+1], file, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := checkFile(c, file, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkText refuses control characters (C0, DEL, C1), Unicode line
+// separators and bidirectional overrides, which make text read differently
+// from what it is. It names the character and its offset, not the text.
+func checkText(s string) error {
+	for i, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Errorf("has %q (%U, a control character) at byte %d: write the value on one line, in printable characters", r, r, i)
+		}
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return fmt.Errorf("invalid UTF-8 at byte %d", i)
+			}
+		}
+	}
+	return nil
 }
