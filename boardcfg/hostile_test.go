@@ -122,3 +122,31 @@ func TestControlCharacters(t *testing.T) {
 		{"region name 300 characters", "{name: vpd,", "{name: " + strings.Repeat("v", 300) + ",", `t1.yaml:34:16: outputs.spi.regions[0].name: region name "` + strings.Repeat("v", 300) + `" is 300 bytes long: at most 64`},
 	})
 }
+
+// Sizes whose arithmetic would wrap past 2^64, or that have no physical
+// meaning, fail at load instead of wrapping into a value that passes.
+func TestSizeOverflow(t *testing.T) {
+	const qemuMem = "  memory: 2GiB\n"
+	const vpd = "{name: vpd, start: 0, size: 64KiB, preserve: true}"
+	runHostile(t, []hostileCase{
+		{"guest memory near 2^64", qemuMem, qemuMem + "guests:\n  - {name: g, memory: 0xFFFFFFFFFFF00000, kernel: dom0}\n", `t1.yaml:41:23: guests[0].memory: 17592186044415MiB is more than the board's RAM (qemu.memory 2GiB)`},
+		{"guest memory beyond RAM", qemuMem, qemuMem + "guests:\n  - {name: g, memory: 4GiB, kernel: dom0}\n", `t1.yaml:41:23: guests[0].memory: 4GiB is more than the board's RAM (qemu.memory 2GiB)`},
+		{"guest memories that sum to 2^64", qemuMem, qemuMem + "guests:\n  - {name: g, memory: 0x8000000000000000, kernel: dom0}\n  - {name: h, memory: 0x8000000000000000, kernel: dom0}\n", `t1.yaml:42:23: guests[1].memory: 8589934592GiB is more than the board's RAM`},
+		{"guest vcpus", qemuMem, qemuMem + "guests:\n  - {name: g, memory: 64MiB, vcpus: 0x7fffffffffffffff, kernel: dom0}\n", `t1.yaml:41:37: guests[0].vcpus: 9223372036854775807: want 0 (the default) to 512`},
+		{"dom0 memory near 2^64", "    memory: 512MiB", "    memory: 0xFFFFFFFFFFF00000", `t1.yaml:19:13: hypervisor.dom0.memory: 17592186044415MiB is more than 1024GiB`},
+		{"dom0 vcpus", "    memory: 512MiB", "    memory: 512MiB\n    vcpus: 100000", `t1.yaml:20:12: hypervisor.dom0.vcpus: 100000: want 0 (the default) to 512`},
+		{"qemu memory", qemuMem, "  memory: 0xFFFFFFFFFFFFFFFF\n", `t1.yaml:39:11: qemu.memory: 18446744073709551615 is more than 1024GiB`},
+		{"qemu smp", qemuMem, qemuMem + "  smp: -1\n", `t1.yaml:40:8: qemu.smp: -1: want 0 (the default) to 512`},
+		{"usb size", "    size: 64MiB", "    size: 0xFFFFFFFFFFFFFFFF", `t1.yaml:28:11: outputs.usb.size: 18446744073709551615 is more than 64GiB`},
+		{"chip size", "    chip_size: 16MiB", "    chip_size: 0xFFFFFFFFFFFFF000", `t1.yaml:31:16: outputs.spi.chip_size: 18014398509481980KiB is more than 256MiB`},
+		{"chip size odd", "    chip_size: 16MiB", "    chip_size: 16777217", `t1.yaml:31:16: outputs.spi.chip_size: 16777217 is not a multiple of 4KiB`},
+		{"region wraps", vpd, "{name: vpd, start: 0xFFFFFFFFFFFF0000, size: 0x20000, preserve: true}", `t1.yaml:34:54: outputs.spi.regions[0].size: region "vpd" start 0xffffffffffff0000 plus size 0x20000 wraps past 2^64`},
+		{"region wraps to zero", vpd, "{name: vpd, start: 0x1000, size: 0xFFFFFFFFFFFFF000, preserve: true}", `t1.yaml:34:42: outputs.spi.regions[0].size: region "vpd" start 0x1000 plus size 0xfffffffffffff000 wraps past 2^64`},
+		{"region past chip", vpd, "{name: vpd, start: 0x2000000, size: 64KiB, preserve: true}", `t1.yaml:34:45: outputs.spi.regions[0].size: region "vpd" ends at 0x2010000, past the 16MiB chip`},
+		{"guests region past chip", vpd, "{name: vpd, start: 0x2000000, size: 64KiB, guests: true}", `outputs.spi.regions[0].size: region "vpd" ends at 0x2010000, past the 16MiB chip`},
+		{"size 16EiB", "    chip_size: 16MiB", "    chip_size: 16EiB", `t1.yaml:31:16: outputs.spi.chip_size: "16EiB" is not a size`},
+		{"size past 2^64", "    chip_size: 16MiB", "    chip_size: 17179869184GiB", `t1.yaml:31:16: outputs.spi.chip_size: "17179869184GiB" is too large`},
+		{"size past 2^64 decimal", "    chip_size: 16MiB", "    chip_size: 18446744073709551616", `t1.yaml:31:16: outputs.spi.chip_size: "18446744073709551616" is too large`},
+		{"size past 2^64 hex", "    chip_size: 16MiB", "    chip_size: 0x10000000000000000", `t1.yaml:31:16: outputs.spi.chip_size: "0x10000000000000000" is too large`},
+	})
+}

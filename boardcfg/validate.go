@@ -31,6 +31,25 @@ func (b *Board) missing(field string) error {
 	return b.errAt(field, "required field is missing")
 }
 
+// Upper bounds for sizes with a physical meaning. Besides catching typos
+// they keep every later sum and conversion (int64 for file sizes, MiB
+// counts in xl configs) far from overflow: a profile is at most 1 MiB, so
+// even thousands of guests at maxMemory sum far below 2^64.
+const (
+	maxMemory   = 1 << 40   // RAM of a board, dom0 or a guest: 1 TiB
+	maxChipSize = 256 << 20 // the largest SPI NOR chips
+	maxUSBSize  = 64 << 30  // the image is written out whole
+	maxVCPUs    = 512
+)
+
+// addSat adds sizes, saturating instead of wrapping past 2^64.
+func addSat(a, b Size) Size {
+	if a > ^Size(0)-b {
+		return ^Size(0)
+	}
+	return a + b
+}
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]*$`)
 
 // maxName bounds board and component names: they name cache entries,
@@ -130,9 +149,11 @@ func (b *Board) validate() error {
 		add(b.missing("hypervisor.dom0.memory"))
 	} else if h.Dom0.Memory%(1<<20) != 0 {
 		add(b.errAt("hypervisor.dom0.memory", "must be whole MiB"))
+	} else if h.Dom0.Memory > maxMemory {
+		add(b.errAt("hypervisor.dom0.memory", "%v is more than %v: give dom0 a real amount of RAM, below qemu.memory", h.Dom0.Memory, Size(maxMemory)))
 	}
-	if h.Dom0.VCPUs < 0 {
-		add(b.errAt("hypervisor.dom0.vcpus", "must not be negative"))
+	if h.Dom0.VCPUs < 0 || h.Dom0.VCPUs > maxVCPUs {
+		add(b.errAt("hypervisor.dom0.vcpus", "%d: want 0 (the default) to %d", h.Dom0.VCPUs, maxVCPUs))
 	}
 	k := h.Dom0.Kernel
 	kinds := 0
@@ -187,11 +208,18 @@ func (b *Board) validate() error {
 		add(b.missing("outputs.usb.size"))
 	} else if b.Outputs.USB.Size < 40<<20 {
 		add(b.errAt("outputs.usb.size", "%v is too small: the FAT32 ESP needs at least 34 MiB plus GPT (use 64MiB)", b.Outputs.USB.Size))
+	} else if b.Outputs.USB.Size > maxUSBSize {
+		add(b.errAt("outputs.usb.size", "%v is more than %v: the image is written out whole (use 64MiB; the key may be larger)", b.Outputs.USB.Size, Size(maxUSBSize)))
 	}
 	if s := b.Outputs.SPI; s != nil {
 		refFile("outputs.spi.firmware", s.Firmware)
-		if s.ChipSize == 0 {
+		switch {
+		case s.ChipSize == 0:
 			add(b.missing("outputs.spi.chip_size"))
+		case s.ChipSize > maxChipSize:
+			add(b.errAt("outputs.spi.chip_size", "%v is more than %v, the largest SPI NOR chips: give the chip's real size", s.ChipSize, Size(maxChipSize)))
+		case s.ChipSize%4096 != 0:
+			add(b.errAt("outputs.spi.chip_size", "%v is not a multiple of 4KiB (the erase block)", s.ChipSize))
 		}
 		if s.PayloadFile == "" {
 			add(b.missing("outputs.spi.payload_file"))
@@ -204,8 +232,13 @@ func (b *Board) validate() error {
 	req("qemu.cpu", q.CPU)
 	if q.Memory == 0 {
 		add(b.missing("qemu.memory"))
+	} else if q.Memory > maxMemory {
+		add(b.errAt("qemu.memory", "%v is more than %v", q.Memory, Size(maxMemory)))
 	} else if h.Dom0.Memory != 0 && q.Memory <= h.Dom0.Memory {
 		add(b.errAt("qemu.memory", "%v leaves nothing for Xen beside dom0's %v", q.Memory, h.Dom0.Memory))
+	}
+	if q.SMP < 0 || q.SMP > maxVCPUs {
+		add(b.errAt("qemu.smp", "%d: want 0 (the default) to %d", q.SMP, maxVCPUs))
 	}
 	switch q.SPIMode {
 	case "", "bios", "pflash":
@@ -241,10 +274,12 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 			errs = append(errs, b.missing(f+".memory"))
 		case g.Memory%(1<<20) != 0 || g.Memory < 32<<20:
 			errs = append(errs, b.errAt(f+".memory", "%v: give whole MiB, at least 32MiB (a PV Linux guest needs that much)", g.Memory))
+		case g.Memory > maxMemory || b.QEMU.Memory != 0 && g.Memory > b.QEMU.Memory:
+			errs = append(errs, b.errAt(f+".memory", "%v is more than the board's RAM (qemu.memory %v)", g.Memory, b.QEMU.Memory))
 		}
-		total += g.Memory
-		if g.VCPUs < 0 {
-			errs = append(errs, b.errAt(f+".vcpus", "must not be negative"))
+		total = addSat(total, g.Memory)
+		if g.VCPUs < 0 || g.VCPUs > maxVCPUs {
+			errs = append(errs, b.errAt(f+".vcpus", "%d: want 0 (the default) to %d", g.VCPUs, maxVCPUs))
 		}
 		switch g.Kernel {
 		case "":
@@ -266,7 +301,7 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 	}
 	// Xen itself and its heap need room beside dom0 and the guests.
 	const xenReserve = 128 << 20
-	if ram := b.QEMU.Memory; len(b.Guests) > 0 && ram != 0 && total+b.Hypervisor.Dom0.Memory+xenReserve > ram {
+	if ram := b.QEMU.Memory; len(b.Guests) > 0 && ram != 0 && addSat(addSat(total, b.Hypervisor.Dom0.Memory), xenReserve) > ram {
 		errs = append(errs, b.errAt("guests", "guests need %v and dom0 %v, plus %v for Xen: more than the board's %v RAM (qemu.memory)",
 			total, b.Hypervisor.Dom0.Memory, Size(xenReserve), ram))
 	}
@@ -303,6 +338,12 @@ func (b *Board) validateRegions(s *SPI) []error {
 		if r.Start%4096 != 0 || r.Size%4096 != 0 {
 			errs = append(errs, b.errAt(f, "region %q start and size must be multiples of 4KiB (the erase block)", r.Name))
 		}
+		// start+size is computed only once it cannot wrap past 2^64: a
+		// wrapped end would pass both the chip bound and the overlap check.
+		if r.Size > ^Size(0)-r.Start {
+			errs = append(errs, b.errAt(f+".size", "region %q start %#x plus size %#x wraps past 2^64: give the region's real start and size", r.Name, uint64(r.Start), uint64(r.Size)))
+			continue
+		}
 		end := uint64(r.Start) + uint64(r.Size)
 		if s.ChipSize != 0 && end > uint64(s.ChipSize) {
 			errs = append(errs, b.errAt(f+".size", "region %q ends at %#x, past the %v chip", r.Name, end, s.ChipSize))
@@ -318,7 +359,7 @@ func (b *Board) validateRegions(s *SPI) []error {
 			switch {
 			case r.Preserve || r.Firmware || r.Fill != "":
 				errs = append(errs, b.errAt(f+".guests", "region %q holds the guests: it cannot also be preserve, firmware or fill", r.Name))
-			case s.ChipSize != 0 && uint64(s.ChipSize)-uint64(r.Start) > MappedWindow:
+			case s.ChipSize != 0 && r.Start <= s.ChipSize && uint64(s.ChipSize)-uint64(r.Start) > MappedWindow:
 				errs = append(errs, b.errAt(f+".start", "guests region %q starts %#x below the chip's end: only the top 16MiB of the chip is memory-mapped, where ctld reads it", r.Name, uint64(s.ChipSize)-uint64(r.Start)))
 			}
 		}
