@@ -1,11 +1,15 @@
 package boardcfg
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/fwbuild/fwbuild/hvcore/kbuild"
 )
 
 // hostileCase edits one line of valid (see load_test.go) into something a
@@ -149,4 +153,181 @@ func TestSizeOverflow(t *testing.T) {
 		{"size past 2^64 decimal", "    chip_size: 16MiB", "    chip_size: 18446744073709551616", `t1.yaml:31:16: outputs.spi.chip_size: "18446744073709551616" is too large`},
 		{"size past 2^64 hex", "    chip_size: 16MiB", "    chip_size: 0x10000000000000000", `t1.yaml:31:16: outputs.spi.chip_size: "0x10000000000000000" is too large`},
 	})
+}
+
+// hostTree is a build host in miniature: a secret file, a boards directory
+// and a profile directory beside it, plus files that must never be read.
+type hostTree struct {
+	top, boards, prof string
+}
+
+const secretText = "root:SECRET-HASH:19000:0:99999:7:::\n"
+
+func newHostTree(t *testing.T) hostTree {
+	t.Helper()
+	top := t.TempDir()
+	h := hostTree{top: top, boards: filepath.Join(top, "boards"), prof: filepath.Join(top, "prof")}
+	for _, d := range []string{h.boards, h.prof, filepath.Join(h.boards, "fragments")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, text string) {
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(top, "secret"), secretText)
+	write(filepath.Join(top, "secret.yaml"), secretText)
+	write(filepath.Join(h.boards, "fragments", "ok.config"), "CONFIG_XEN=y\n")
+	write(filepath.Join(h.boards, "include-out.config"), "#include \"../secret\"\n")
+	write(filepath.Join(h.boards, "include-zero.config"), "CONFIG_A=y\n#include </dev/zero>\n")
+	write(filepath.Join(h.boards, "include-link.config"), "#include link.config\n")
+	write(filepath.Join(h.boards, "include-fifo.config"), "#include \"fifo.config\"\n")
+	write(filepath.Join(h.boards, "cycle.config"), "#include \"cycle.config\"\n")
+	for i := 0; i < 20; i++ {
+		write(filepath.Join(h.boards, fmt.Sprintf("fan%d.config", i)), fmt.Sprintf("#include \"fan%d.config\"\n#include \"fan%d.config\"\n", i+1, i+1))
+	}
+	write(filepath.Join(h.boards, "fan20.config"), "CONFIG_A=y\n")
+	write(filepath.Join(h.boards, "big.config"), strings.Repeat("# padding\n", 1<<17))
+	write(filepath.Join(h.boards, "t1.yaml"), valid)
+	write(filepath.Join(h.boards, "vmlinuz"), "kernel")
+	write(filepath.Join(h.boards, "evil.yaml"), "extends: ../secret.yaml\n")
+	write(filepath.Join(h.prof, "vmlinuz"), "kernel")
+	write(filepath.Join(h.prof, "big.yaml"), "name: big\n"+strings.Repeat("# padding\n", 1<<17))
+	for link, target := range map[string]string{
+		filepath.Join(h.boards, "link.config"): filepath.Join(top, "secret"),
+		filepath.Join(h.boards, "zero.config"): "/dev/zero",
+		filepath.Join(h.boards, "up"):          top,
+		filepath.Join(h.prof, "link-vmlinuz"):  filepath.Join(top, "secret"),
+		filepath.Join(h.prof, "base.yaml"):     filepath.Join(top, "secret.yaml"),
+		filepath.Join(h.prof, "boards"):        h.boards,
+	} {
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fifo := range []string{filepath.Join(h.boards, "fifo.config"), filepath.Join(h.prof, "fifo.yaml"), filepath.Join(h.prof, "fifo-vmlinuz")} {
+		if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A sparse kernel past the bound: nothing reads it, only stat sizes it.
+	f, err := os.Create(filepath.Join(h.prof, "huge-vmlinuz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(MaxKernelFile + 1)
+	f.Close()
+	return h
+}
+
+// Every file a profile names on the host (kernel fragment and its includes,
+// kernel path, extends) is confined, regular and bounded, checked at load
+// with file:line:col and the field, and no error shows a refused file's
+// content. Nothing is created anywhere.
+func TestHostilePaths(t *testing.T) {
+	const kernel = "      path: vmlinuz"
+	const xenFiles = "    files: {efi: boot/xen.efi, gz: boot/xen.gz}"
+	// fragment turns valid into a board that builds its kernel from source
+	// with the given fragment (line 23, column 17).
+	fragment := func(f string) string {
+		return strings.Replace(strings.Replace(valid, kernel, "      source: xen\n      fragment: "+f, 1),
+			xenFiles, "    files: {efi: boot/xen.efi, gz: boot/xen.gz, tarball: linux.tar.xz}", 1)
+	}
+	path := func(p string) string { return strings.Replace(valid, kernel, "      path: "+p, 1) }
+	const fragAt = "t1.yaml:23:17: hypervisor.dom0.kernel.fragment: "
+	const pathAt = "t1.yaml:22:13: hypervisor.dom0.kernel.path: "
+	for _, c := range []struct {
+		name    string
+		profile string // written to prof/t1.yaml
+		want    string // "" means Load succeeds
+	}{
+		{"fragment ok", fragment("fragments/ok.config"), ""},
+		{"fragment etc/shadow", fragment("../../../../../../../../etc/shadow"), fragAt + `fragment "../../../../../../../../etc/shadow" resolves to /etc/shadow, outside BOARDS:`},
+		{"fragment beside boards", fragment("../secret"), fragAt + `fragment "../secret" resolves to TOP/secret, outside BOARDS:`},
+		{"fragment dev/zero", fragment("../../../../../../../../dev/zero"), fragAt + `fragment "../../../../../../../../dev/zero" resolves to /dev/zero, outside BOARDS:`},
+		{"fragment absolute", fragment("/etc/shadow"), fragAt + `"/etc/shadow": give a path relative to the boards directory`},
+		{"fragment symlink out", fragment("link.config"), fragAt + `fragment "link.config" resolves to TOP/secret, outside BOARDS:`},
+		{"fragment symlink to device", fragment("zero.config"), fragAt + `fragment "zero.config" resolves to /dev/zero, outside BOARDS:`},
+		{"fragment through directory symlink", fragment("up/secret"), fragAt + `fragment "up/secret" resolves to TOP/secret, outside BOARDS:`},
+		{"fragment FIFO", fragment("fifo.config"), fragAt + `fragment "fifo.config" is not a regular file`},
+		{"fragment directory", fragment("fragments"), fragAt + `fragment "fragments" is not a regular file`},
+		{"fragment huge", fragment("big.config"), fragAt + `fragment "big.config" is 1310720 bytes: at most 1048576`},
+		{"fragment missing", fragment("nope.config"), fragAt + `fragment "nope.config" (BOARDS/nope.config) does not exist`},
+		{"fragment includes outside", fragment("include-out.config"), fragAt + `BOARDS/include-out.config:1: #include "../secret" resolves to TOP/secret, outside BOARDS:`},
+		{"fragment includes a device", fragment("include-zero.config"), fragAt + `BOARDS/include-zero.config:2: #include "/dev/zero" resolves to /dev/zero, outside BOARDS:`},
+		{"fragment includes through a symlink", fragment("include-link.config"), fragAt + `BOARDS/include-link.config:1: #include "link.config" resolves to TOP/secret, outside BOARDS:`},
+		{"fragment includes a FIFO", fragment("include-fifo.config"), fragAt + `BOARDS/include-fifo.config:1: #include "fifo.config" is not a regular file`},
+		{"fragment include cycle", fragment("cycle.config"), fragAt + `BOARDS/cycle.config:1: include cycle: BOARDS/cycle.config -> BOARDS/cycle.config`},
+		{"fragment include fan-out", fragment("fan0.config"), fragAt + "more than 256 fragment files read"},
+		{"kernel ok", path("vmlinuz"), ""},
+		{"kernel ok in boards", path("boards/vmlinuz"), ""},
+		{"kernel etc/shadow", path("/etc/shadow"), pathAt + `kernel "/etc/shadow" resolves to /etc/shadow, outside PROF and BOARDS:`},
+		{"kernel beside profile", path("../secret"), pathAt + `kernel "../secret" resolves to TOP/secret, outside PROF and BOARDS:`},
+		{"kernel dev/zero", path("../../../../../../../dev/zero"), pathAt + `kernel "../../../../../../../dev/zero" resolves to /dev/zero, outside PROF and BOARDS:`},
+		{"kernel symlink out", path("link-vmlinuz"), pathAt + `kernel "link-vmlinuz" resolves to TOP/secret, outside PROF and BOARDS:`},
+		{"kernel FIFO", path("fifo-vmlinuz"), pathAt + `kernel "fifo-vmlinuz" is not a regular file`},
+		{"kernel directory", path("."), pathAt + `kernel "." is not a regular file`},
+		{"kernel huge", path("huge-vmlinuz"), pathAt + `kernel "huge-vmlinuz" is 268435457 bytes: at most 268435456`},
+		{"extends ok by name", "extends: t1\nname: c\n", ""},
+		{"extends ok by path", "extends: ../boards/t1.yaml\nname: c\n", ""},
+		{"extends beside profile", "extends: ../secret.yaml\nname: c\n", `t1.yaml:1:10: extends: base profile "../secret.yaml" resolves to TOP/secret.yaml, outside PROF and BOARDS:`},
+		{"extends etc/passwd", "extends: /etc/passwd\nname: c\n", `t1.yaml:1:10: extends: base profile "/etc/passwd" resolves to /etc/passwd, outside PROF and BOARDS:`},
+		{"extends dev/zero", "extends: ../../../../../../../dev/zero\nname: c\n", `t1.yaml:1:10: extends: base profile "../../../../../../../dev/zero" resolves to /dev/zero, outside PROF and BOARDS:`},
+		{"extends symlink out", "extends: base.yaml\nname: c\n", `t1.yaml:1:10: extends: base profile "base.yaml" resolves to TOP/secret.yaml, outside PROF and BOARDS:`},
+		{"extends FIFO", "extends: fifo.yaml\nname: c\n", `t1.yaml:1:10: extends: base profile "fifo.yaml" is not a regular file`},
+		{"extends huge", "extends: big.yaml\nname: c\n", `t1.yaml:1:10: extends: base profile "big.yaml" is 1310730 bytes: at most 1048576`},
+		{"extends a name with ..", "extends: ..\nname: c\n", `t1.yaml:1:10: extends: "..": want a board name`},
+		{"base extends outside", "extends: evil\nname: c\n", `evil.yaml:1:10: extends: base profile "../secret.yaml" resolves to TOP/secret.yaml, outside BOARDS:`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHostTree(t)
+			p := filepath.Join(h.prof, "t1.yaml")
+			if err := os.WriteFile(p, []byte(c.profile), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := dirFiles(t, h.top)
+			_, err := Load(p, h.boards)
+			want := strings.NewReplacer("BOARDS", h.boards, "PROF", h.prof, "TOP", h.top).Replace(c.want)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("Load: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+				t.Fatalf("error\n  %v\nwant it to contain\n  %s", err, want)
+			case err != nil && strings.Contains(err.Error(), "SECRET"):
+				t.Fatalf("error shows a refused file's content: %v", err)
+			}
+			if after := dirFiles(t, h.top); !slices.Equal(before, after) {
+				t.Errorf("Load changed the host tree: %v -> %v", before, after)
+			}
+		})
+	}
+}
+
+// boardcfg cannot import hvcore/kbuild (kbuild's tests load boards), so it
+// repeats kbuild's fragment bounds and #include syntax; hold them equal.
+func TestFragmentRulesMatchKbuild(t *testing.T) {
+	if maxFragmentFile != kbuild.MaxFragmentFile {
+		t.Errorf("maxFragmentFile = %d, kbuild.MaxFragmentFile = %d", maxFragmentFile, kbuild.MaxFragmentFile)
+	}
+	h := newHostTree(t)
+	top := filepath.Join(h.boards, "forms.config")
+	os.WriteFile(top, []byte("#include \"fragments/ok.config\"\n  #include <fragments/ok.config>\n#include fragments/ok.config\n# include x\n"), 0o644)
+	f, err := kbuild.ParseFragmentIn(top, h.boards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &fragmentWalk{}
+	if err := checkIncludes(top, realDir(h.boards), w); err != nil || w.reads != len(f.Files) {
+		t.Errorf("checkIncludes read %d files (%v), kbuild %d (%q)", w.reads, err, len(f.Files), f.Files)
+	}
+	for _, name := range []string{"include-out.config", "include-zero.config", "include-link.config", "include-fifo.config", "fan0.config"} {
+		p := filepath.Join(h.boards, name)
+		_, kerr := kbuild.ParseFragmentIn(p, h.boards)
+		berr := checkIncludes(p, realDir(h.boards), &fragmentWalk{})
+		if kerr == nil || berr == nil {
+			t.Errorf("%s: kbuild %v, boardcfg %v: both must refuse", name, kerr, berr)
+		}
+	}
 }

@@ -59,7 +59,13 @@ type Kernel struct {
 	Base      string `yaml:"base,omitempty"`
 	// Fragment is a Kconfig fragment, relative to the boards directory.
 	Fragment string `yaml:"fragment,omitempty"`
-	Path     string `yaml:"path,omitempty"`
+	// Path is a kernel file, relative to the profile that sets it.
+	Path string `yaml:"path,omitempty"`
+
+	// FragmentFile and PathFile are Fragment and Path as Load resolved and
+	// checked them (see paths.go): what the build reads.
+	FragmentFile string `yaml:"-" json:"-"`
+	PathFile     string `yaml:"-" json:"-"`
 }
 
 type ControlDomain struct {
