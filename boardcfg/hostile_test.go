@@ -331,3 +331,27 @@ func TestFragmentRulesMatchKbuild(t *testing.T) {
 		}
 	}
 }
+
+// Strings that reach command lines, configs and package roots are refused
+// at load when the later stage would misread them.
+func TestHostileStrings(t *testing.T) {
+	const cmds = "  commands: [github.com/u-root/u-root/cmds/core/init]"
+	const cmdline = "    cmdline: console=hvc0"
+	runHostile(t, []hostileCase{
+		{"command is a go flag", cmds, `  commands: ["-toolexec=/tmp/x.sh"]`, `t1.yaml:25:14: control_domain.commands[0]: "-toolexec=/tmp/x.sh": want the Go import path of a command`},
+		{"command with space", cmds, `  commands: ["github.com/u-root/u-root/cmds/core/init -x"]`, `t1.yaml:25:14: control_domain.commands[0]: "github.com/u-root/u-root/cmds/core/init -x": want the Go import path`},
+		{"toolstack file escapes", cmds, cmds + "\n  toolstack:\n    packages: [xen]\n    files: [usr/../../../etc/shadow]", `t1.yaml:28:13: control_domain.toolstack.files[0]: "usr/../../../etc/shadow": give a path inside the packages, without ..`},
+		{"toolstack module escapes", cmds, cmds + "\n  toolstack:\n    packages: [xen]\n    modules: [../x.ko]", `t1.yaml:28:15: control_domain.toolstack.modules[0]: "../x.ko": give a path inside the packages`},
+		{"toolstack symlink escapes", cmds, cmds + "\n  toolstack:\n    packages: [xen]\n    symlinks: {../../x: /bin/sh}", `t1.yaml:28:25: control_domain.toolstack.symlinks.../../x: "../../x" -> "/bin/sh": give a path in the archive`},
+		{"file role", "files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}", `files: {code: usr/share/OVMF/OVMF_CODE_4M.fd, "a b": x}`, `t1.yaml:14:58: components[1].files.a b: role "a b": use lower-case letters`},
+		{"dom0 cmdline quote", cmdline, `    cmdline: console=hvc0 init="/bin/sh -c x"`, `t1.yaml:20:14: hypervisor.dom0.cmdline: '"' at byte 18: quotes and backslashes cannot be passed through GRUB`},
+		{"dom0 cmdline non-ASCII", cmdline, `    cmdline: console=hvc0 é`, `t1.yaml:20:14: hypervisor.dom0.cmdline: byte 13 is 0xc3: only printable ASCII`},
+		{"dom0 cmdline too long", cmdline, "    cmdline: " + strings.Repeat("x", 2049), `t1.yaml:20:14: hypervisor.dom0.cmdline: 2049 bytes long: at most 2048`},
+		{"xen options too long", "  options: console=com1", "  options: " + strings.Repeat("x", 1025), `t1.yaml:17:12: hypervisor.options: 1025 bytes long: at most 1024`},
+		{"xen options backslash", "  options: console=com1", `  options: console=com1\x`, `t1.yaml:17:12: hypervisor.options: '\\' at byte 12`},
+		{"guest cmdline too long", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: g, memory: 64MiB, kernel: dom0, cmdline: " + strings.Repeat("x", 2049) + "}\n", `t1.yaml:41:53: guests[0].cmdline: 2049 bytes long: at most 2048`},
+		{"description too long", "description: test board", "description: " + strings.Repeat("x", 257), `t1.yaml:2:14: description: 257 bytes long: at most 256`},
+		{"board name too long", "name: t1", "name: " + strings.Repeat("t", 65), `t1.yaml:1:7: name: "` + strings.Repeat("t", 65) + `": use lower-case letters, digits and - . _ +, at most 64`},
+		{"component name", "  - name: xen\n", "  - name: \"xen;rm -rf\"\n", `t1.yaml:5:11: components[0].name: "xen;rm -rf": a component name is lower-case letters`},
+	})
+}

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"golang.org/x/mod/module"
 )
 
 // errAt builds an error for field, located at the field itself or, for a
@@ -52,6 +54,42 @@ func addSat(a, b Size) Size {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]*$`)
 
+// maxDescription bounds the one-line description shown by boards and
+// written into manifests.
+const maxDescription = 256
+
+// checkCmdline applies what every command line of a profile goes through:
+// printable ASCII only (hvcore's rule for GRUB and Xen), no quotes or
+// backslashes (GRUB and xl configs would change them), at most max bytes.
+func checkCmdline(s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%d bytes long: at most %d", len(s), max)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("byte %d is %#x: only printable ASCII is allowed", i, c)
+		}
+	}
+	if i := strings.IndexAny(s, `'"\`); i >= 0 {
+		return fmt.Errorf("%q at byte %d: quotes and backslashes cannot be passed through GRUB and xl configs unchanged", s[i], i)
+	}
+	return nil
+}
+
+// packagePath reports whether p names a file inside the unpacked packages:
+// not empty, no ".." element (it is joined to a package root).
+func packagePath(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, e := range strings.Split(p, "/") {
+		if e == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 // maxName bounds board and component names: they name cache entries,
 // output files and log lines.
 const maxName = 64
@@ -66,11 +104,19 @@ func (b *Board) validate() error {
 			add(b.missing(field))
 		}
 	}
+	cmdline := func(field, v string, max int) {
+		if err := checkCmdline(v, max); err != nil {
+			add(b.errAt(field, "%v", err))
+		}
+	}
 	req("name", b.Name)
 	if b.Name != "" && (!nameRE.MatchString(b.Name) || len(b.Name) > maxName) {
 		add(b.errAt("name", "%q: use lower-case letters, digits and - . _ +, at most %d", b.Name, maxName))
 	}
 	req("description", b.Description)
+	if len(b.Description) > maxDescription {
+		add(b.errAt("description", "%d bytes long: at most %d (one line)", len(b.Description), maxDescription))
+	}
 	req("arch", b.Arch)
 	if b.Arch != "" && b.Arch != "amd64" {
 		add(b.errAt("arch", "%q is not supported (only amd64)", b.Arch))
@@ -104,6 +150,13 @@ func (b *Board) validate() error {
 		for role, p := range c.Files {
 			if strings.HasPrefix(p, "/") || strings.Contains(p, "..") || p == "" {
 				add(b.errAt(f+".files."+role, "%q: give a relative path inside the package, without ..", p))
+			}
+		}
+		if len(c.Files) > 0 {
+			for _, role := range sortedKeys(c.Files) {
+				if !nameRE.MatchString(role) || len(role) > maxName {
+					add(b.errAt(f+".files."+role, "role %q: use lower-case letters, digits and - . _ +", role))
+				}
 			}
 		}
 		comps[c.Name] = c
@@ -145,6 +198,11 @@ func (b *Board) validate() error {
 		}
 	}
 	req("hypervisor.options", h.Options)
+	// The Xen and dom0 command lines go through GRUB's parser (hvcore
+	// refuses the same at build time; here check says so first), and Xen
+	// and Linux truncate what is longer than their buffers.
+	cmdline("hypervisor.options", h.Options, 1024)
+	cmdline("hypervisor.dom0.cmdline", h.Dom0.Cmdline, 2048)
 	if h.Dom0.Memory == 0 {
 		add(b.missing("hypervisor.dom0.memory"))
 	} else if h.Dom0.Memory%(1<<20) != 0 {
@@ -196,6 +254,28 @@ func (b *Board) validate() error {
 	}
 	if len(cd.Commands) == 0 {
 		add(b.missing("control_domain.commands"))
+	}
+	// Commands go onto `go list` and the busybox build's command lines: an
+	// import path cannot start with '-', so none becomes an option.
+	for i, c := range cd.Commands {
+		if err := module.CheckImportPath(c); err != nil {
+			add(b.errAt(fmt.Sprintf("control_domain.commands[%d]", i), "%q: want the Go import path of a command, e.g. github.com/u-root/u-root/cmds/core/init (%v)", c, err))
+		}
+	}
+	for i, p := range cd.Toolstack.Files {
+		if !packagePath(p) {
+			add(b.errAt(fmt.Sprintf("control_domain.toolstack.files[%d]", i), "%q: give a path inside the packages, without ..", p))
+		}
+	}
+	for i, p := range cd.Toolstack.Modules {
+		if !packagePath(p) {
+			add(b.errAt(fmt.Sprintf("control_domain.toolstack.modules[%d]", i), "%q: give a path inside the packages, without ..", p))
+		}
+	}
+	for _, p := range sortedKeys(cd.Toolstack.Symlinks) {
+		if !packagePath(p) || cd.Toolstack.Symlinks[p] == "" {
+			add(b.errAt("control_domain.toolstack.symlinks."+p, "%q -> %q: give a path in the archive, without .., and a target", p, cd.Toolstack.Symlinks[p]))
+		}
 	}
 	for i, p := range cd.Toolstack.Packages {
 		ref(fmt.Sprintf("control_domain.toolstack.packages[%d]", i), p)
@@ -297,6 +377,8 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 		}
 		if strings.ContainsAny(g.Cmdline, "\"\n\\") {
 			errs = append(errs, b.errAt(f+".cmdline", "quotes, backslashes and newlines cannot go into an xl config"))
+		} else if err := checkCmdline(g.Cmdline, 2048); err != nil {
+			errs = append(errs, b.errAt(f+".cmdline", "%v", err))
 		}
 	}
 	// Xen itself and its heap need room beside dom0 and the guests.
