@@ -338,6 +338,7 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 	var errs []error
 	names := map[string]bool{}
 	var total Size
+	tooBig := false // a guest alone exceeds the RAM: the sum says nothing more
 	for i, g := range b.Guests {
 		f := fmt.Sprintf("guests[%d]", i)
 		switch {
@@ -356,6 +357,7 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 			errs = append(errs, b.errAt(f+".memory", "%v: give whole MiB, at least 32MiB (a PV Linux guest needs that much)", g.Memory))
 		case g.Memory > maxMemory || b.QEMU.Memory != 0 && g.Memory > b.QEMU.Memory:
 			errs = append(errs, b.errAt(f+".memory", "%v is more than the board's RAM (qemu.memory %v)", g.Memory, b.QEMU.Memory))
+			tooBig = true
 		}
 		total = addSat(total, g.Memory)
 		if g.VCPUs < 0 || g.VCPUs > maxVCPUs {
@@ -383,7 +385,7 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 	}
 	// Xen itself and its heap need room beside dom0 and the guests.
 	const xenReserve = 128 << 20
-	if ram := b.QEMU.Memory; len(b.Guests) > 0 && ram != 0 && addSat(addSat(total, b.Hypervisor.Dom0.Memory), xenReserve) > ram {
+	if ram := b.QEMU.Memory; len(b.Guests) > 0 && ram != 0 && !tooBig && addSat(addSat(total, b.Hypervisor.Dom0.Memory), xenReserve) > ram {
 		errs = append(errs, b.errAt("guests", "guests need %v and dom0 %v, plus %v for Xen: more than the board's %v RAM (qemu.memory)",
 			total, b.Hypervisor.Dom0.Memory, Size(xenReserve), ram))
 	}
