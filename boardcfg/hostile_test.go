@@ -355,3 +355,13 @@ func TestHostileStrings(t *testing.T) {
 		{"component name", "  - name: xen\n", "  - name: \"xen;rm -rf\"\n", `t1.yaml:5:11: components[0].name: "xen;rm -rf": a component name is lower-case letters`},
 	})
 }
+
+// qemu.machine and qemu.cpu become QEMU option values.
+func TestHostileQEMU(t *testing.T) {
+	runHostile(t, []hostileCase{
+		{"machine sub-options", "  machine: q35", "  machine: q35,memory-backend=x", `t1.yaml:37:12: qemu.machine: "q35,memory-backend=x": want a QEMU machine type`},
+		{"machine option", "  machine: q35", `  machine: "-drive"`, `t1.yaml:37:12: qemu.machine: "-drive": want a QEMU machine type`},
+		{"cpu with space", "  cpu: qemu64,+svm", `  cpu: "qemu64 -bios x"`, `t1.yaml:38:8: qemu.cpu: "qemu64 -bios x": want a QEMU CPU model`},
+		{"cpu empty feature", "  cpu: qemu64,+svm", `  cpu: "qemu64,,x"`, `t1.yaml:38:8: qemu.cpu: "qemu64,,x": want a QEMU CPU model`},
+	})
+}

@@ -310,6 +310,15 @@ func (b *Board) validate() error {
 	q := b.QEMU
 	req("qemu.machine", q.Machine)
 	req("qemu.cpu", q.CPU)
+	// Both become QEMU option values (-machine, -cpu): a machine type is one
+	// name (its comma sub-options are fwbuild's to set), a CPU a model with
+	// comma-separated features.
+	if q.Machine != "" && (!qemuMachineRE.MatchString(q.Machine) || len(q.Machine) > maxName) {
+		add(b.errAt("qemu.machine", "%q: want a QEMU machine type, e.g. q35 (letters, digits, . _ -)", q.Machine))
+	}
+	if q.CPU != "" && (!qemuCPURE.MatchString(q.CPU) || len(q.CPU) > 256) {
+		add(b.errAt("qemu.cpu", "%q: want a QEMU CPU model with optional ,+feature,-feature,key=value parts", q.CPU))
+	}
 	if q.Memory == 0 {
 		add(b.missing("qemu.memory"))
 	} else if q.Memory > maxMemory {
@@ -331,6 +340,11 @@ func (b *Board) validate() error {
 	errs = append(errs, b.validateGuests(comps)...)
 	return errors.Join(errs...)
 }
+
+var (
+	qemuMachineRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	qemuCPURE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(,[+-]?[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?)*$`)
+)
 
 var guestNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
