@@ -105,7 +105,7 @@ func (l *loader) load(path, real string, chain []string) (*yaml.Node, []string, 
 	// Checked per file, before merging: the merge keeps one value per key,
 	// so a key given twice in a child or in its base would otherwise be
 	// lost silently (last one wins) instead of refused.
-	if err := checkFile(root, path, ""); err != nil {
+	if err := checkNodes(root, path, ""); err != nil {
 		return nil, nil, err
 	}
 
@@ -256,12 +256,12 @@ func named(seq *yaml.Node) bool {
 	return true
 }
 
-// checkFile refuses, in one profile file, what no merge or decode must see:
+// checkNodes refuses, in one profile file, what no merge or decode must see:
 // a mapping key given twice (YAML forbids it; reported at the second one)
 // and control characters in any key or value. Every string of a profile
 // ends up in a file (xl configs, the manifest, flashrom layouts), a log line
 // or a command line, where a newline, escape or NUL forges or hides content.
-func checkFile(n *yaml.Node, file, path string) error {
+func checkNodes(n *yaml.Node, file, path string) error {
 	if n.Kind == yaml.ScalarNode {
 		if err := checkText(n.Value); err != nil {
 			return &Error{Loc: Loc{file, n.Line, n.Column}, Field: path, Msg: err.Error()}
@@ -279,13 +279,13 @@ func checkFile(n *yaml.Node, file, path string) error {
 				return &Error{Loc: Loc{file, k.Line, k.Column}, Field: join(path, k.Value), Msg: "key appears twice (remove one; YAML keeps only one value)"}
 			}
 			seen[k.Value] = true
-			if err := checkFile(n.Content[i+1], file, join(path, k.Value)); err != nil {
+			if err := checkNodes(n.Content[i+1], file, join(path, k.Value)); err != nil {
 				return err
 			}
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if err := checkFile(c, file, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			if err := checkNodes(c, file, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}

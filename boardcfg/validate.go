@@ -147,16 +147,12 @@ func (b *Board) validate() error {
 				add(b.errAt(f+".version", "%v", err))
 			}
 		}
-		for role, p := range c.Files {
-			if strings.HasPrefix(p, "/") || strings.Contains(p, "..") || p == "" {
-				add(b.errAt(f+".files."+role, "%q: give a relative path inside the package, without ..", p))
+		for _, role := range sortedKeys(c.Files) {
+			if !nameRE.MatchString(role) || len(role) > maxName {
+				add(b.errAt(f+".files."+role, "role %q: use lower-case letters, digits and - . _ +", role))
 			}
-		}
-		if len(c.Files) > 0 {
-			for _, role := range sortedKeys(c.Files) {
-				if !nameRE.MatchString(role) || len(role) > maxName {
-					add(b.errAt(f+".files."+role, "role %q: use lower-case letters, digits and - . _ +", role))
-				}
+			if p := c.Files[role]; strings.HasPrefix(p, "/") || strings.Contains(p, "..") || p == "" {
+				add(b.errAt(f+".files."+role, "%q: give a relative path inside the package, without ..", p))
 			}
 		}
 		comps[c.Name] = c
