@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -51,8 +53,8 @@ func List(boardsDir string) ([]string, error) {
 // Load reads the profile at path, merges what it extends (names resolve in
 // boardsDir), decodes strictly and validates.
 func Load(path, boardsDir string) (*Board, error) {
-	l := &loader{boardsDir: boardsDir, origin: map[*yaml.Node]string{}}
-	root, files, err := l.load(path, nil)
+	l := &loader{boardsDir: boardsDir, boardsReal: realDir(boardsDir), origin: map[*yaml.Node]string{}}
+	root, files, err := l.load(path, path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -64,27 +66,30 @@ func Load(path, boardsDir string) (*Board, error) {
 	b.locs = d.locs
 	b.locs[""] = Loc{File: path, Line: 1, Col: 1}
 	b.Extends = ""
-	if err := b.validate(); err != nil {
+	if err := errors.Join(b.validate(), errors.Join(b.checkHostFiles(boardsDir)...)); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
 type loader struct {
-	boardsDir string
-	origin    map[*yaml.Node]string
+	boardsDir  string
+	boardsReal string // boardsDir resolved (see realDir)
+	origin     map[*yaml.Node]string
 }
 
 func (l *loader) originOf(n *yaml.Node) string { return l.origin[n] }
 
-func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error) {
-	abs, _ := filepath.Abs(path)
+// load reads the profile named path (in messages) at real (what is opened:
+// for a base profile, the path confine resolved).
+func (l *loader) load(path, real string, chain []string) (*yaml.Node, []string, error) {
+	abs, _ := filepath.Abs(real)
 	for _, c := range chain {
 		if c == abs {
 			return nil, nil, fmt.Errorf("boardcfg: %s: extends cycle: %s -> %s", path, strings.Join(chain, " -> "), abs)
 		}
 	}
-	data, err := readProfile(path)
+	data, err := readProfile(path, real)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,6 +102,12 @@ func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error)
 	}
 	root := doc.Content[0]
 	l.mark(root, path)
+	// Checked per file, before merging: the merge keeps one value per key,
+	// so a key given twice in a child or in its base would otherwise be
+	// lost silently (last one wins) instead of refused.
+	if err := checkNodes(root, path, ""); err != nil {
+		return nil, nil, err
+	}
 
 	ext := mapValue(root, "extends")
 	if ext == nil {
@@ -111,11 +122,19 @@ func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error)
 		basePath = ext.Value
 	case strings.ContainsRune(ext.Value, '/') || strings.HasSuffix(ext.Value, ".yaml") || strings.HasSuffix(ext.Value, ".yml"):
 		basePath = filepath.Join(filepath.Dir(path), ext.Value)
+	case !nameRE.MatchString(ext.Value):
+		return nil, nil, &Error{Loc: Loc{path, ext.Line, ext.Column}, Field: "extends", Msg: fmt.Sprintf("%q: want a board name (lower-case letters, digits and - . _ +) or a profile path", ext.Value)}
 	}
-	if _, err := os.Stat(basePath); err != nil {
+	if _, err := os.Stat(basePath); os.IsNotExist(err) {
 		return nil, nil, &Error{Loc: Loc{path, ext.Line, ext.Column}, Field: "extends", Msg: fmt.Sprintf("base profile %s not found (a name from %s, or a path relative to this profile)", basePath, l.boardsDir)}
 	}
-	base, files, err := l.load(basePath, append(chain, abs))
+	// A base is in the extending profile's own directory tree or in boards/:
+	// extends must not read (and echo in YAML errors) any other host file.
+	baseReal, err := confine(basePath, ext.Value, []string{realDir(filepath.Dir(real)), l.boardsReal}, maxProfile, "base profile")
+	if err != nil {
+		return nil, nil, &Error{Loc: Loc{path, ext.Line, ext.Column}, Field: "extends", Msg: err.Error()}
+	}
+	base, files, err := l.load(basePath, baseReal, append(chain, abs))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -126,17 +145,18 @@ func (l *loader) load(path string, chain []string) (*yaml.Node, []string, error)
 // `extends:` that points at a device must not read forever.
 const maxProfile = 1 << 20
 
-func readProfile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
+func readProfile(path, real string) ([]byte, error) {
+	// Stat first: opening a device can act on it, even to fail.
+	st, err := os.Stat(real)
 	if err != nil {
 		return nil, fmt.Errorf("boardcfg: read profile: %w", err)
 	}
 	if !st.Mode().IsRegular() || st.Size() > maxProfile {
 		return nil, fmt.Errorf("boardcfg: %s: not a profile (want a regular YAML file under 1 MiB)", path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := ReadBounded(real, maxProfile)
 	if err != nil {
-		return nil, fmt.Errorf("boardcfg: read profile: %w", err)
+		return nil, fmt.Errorf("boardcfg: %s: not a profile (want a regular YAML file under 1 MiB): %w", path, err)
 	}
 	return data, nil
 }
@@ -234,4 +254,58 @@ func named(seq *yaml.Node) bool {
 		}
 	}
 	return true
+}
+
+// checkNodes refuses, in one profile file, what no merge or decode must see:
+// a mapping key given twice (YAML forbids it; reported at the second one)
+// and control characters in any key or value. Every string of a profile
+// ends up in a file (xl configs, the manifest, flashrom layouts), a log line
+// or a command line, where a newline, escape or NUL forges or hides content.
+func checkNodes(n *yaml.Node, file, path string) error {
+	if n.Kind == yaml.ScalarNode {
+		if err := checkText(n.Value); err != nil {
+			return &Error{Loc: Loc{file, n.Line, n.Column}, Field: path, Msg: err.Error()}
+		}
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if err := checkText(k.Value); err != nil {
+				return &Error{Loc: Loc{file, k.Line, k.Column}, Field: path, Msg: "key: " + err.Error()}
+			}
+			if seen[k.Value] {
+				return &Error{Loc: Loc{file, k.Line, k.Column}, Field: join(path, k.Value), Msg: "key appears twice (remove one; YAML keeps only one value)"}
+			}
+			seen[k.Value] = true
+			if err := checkNodes(n.Content[i+1], file, join(path, k.Value)); err != nil {
+				return err
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if err := checkNodes(c, file, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkText refuses control characters (C0, DEL, C1), Unicode line
+// separators and bidirectional overrides, which make text read differently
+// from what it is. It names the character and its offset, not the text.
+func checkText(s string) error {
+	for i, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Errorf("has %q (%U, a control character) at byte %d: write the value on one line, in printable characters", r, r, i)
+		}
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return fmt.Errorf("invalid UTF-8 at byte %d", i)
+			}
+		}
+	}
+	return nil
 }

@@ -31,7 +31,7 @@ hypervisor:
     memory: 512MiB
     cmdline: console=hvc0
     kernel:
-      path: /boot/vmlinuz
+      path: vmlinuz
 control_domain:
   compression: xz
   commands: [github.com/u-root/u-root/cmds/core/init]
@@ -51,8 +51,15 @@ qemu:
   memory: 2GiB
 `
 
+// writeProfile writes a profile, and next to it the kernel valid's
+// hypervisor.dom0.kernel.path names (a profile's files are checked at load).
 func writeProfile(t *testing.T, dir, name, text string) string {
 	t.Helper()
+	if k := filepath.Join(dir, "vmlinuz"); !exists(k) {
+		if err := os.WriteFile(k, []byte("kernel"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -114,7 +121,7 @@ func TestBadProfiles(t *testing.T) {
 		{"missing in list item", "    package: ovmf\n", "", "t1.yaml:10:5: components[1].package: required field is missing"},
 		{"dangling reference", "  xen: xen", "  xen: xen-hv", `t1.yaml:16:8: hypervisor.xen: no component named "xen-hv"`},
 		{"bad firmware ref", "    firmware: ovmf:code", "    firmware: ovmf:vars", `t1.yaml:30:15: outputs.spi.firmware: component "ovmf" has no file with role "vars"`},
-		{"two kernels", "      path: /boot/vmlinuz", "      path: /boot/vmlinuz\n      component: xen", "t1.yaml:22:7: hypervisor.dom0.kernel: give exactly one of"},
+		{"two kernels", "      path: vmlinuz", "      path: vmlinuz\n      component: xen", "t1.yaml:22:7: hypervisor.dom0.kernel: give exactly one of"},
 		{"duplicate key", "arch: amd64", "arch: amd64\narch: amd64", "t1.yaml:4:1: arch: key appears twice"},
 		{"bad compression", "  compression: xz", "  compression: lz4", `t1.yaml:24:16: control_domain.compression: "lz4": want xz, xz-x86`},
 		{"guest too big", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 1536MiB, kernel: dom0, autostart: true}\n", "t1.yaml:41:3: guests: guests need 1536MiB and dom0 512MiB, plus 128MiB for Xen: more than the board's 2GiB RAM"},
@@ -270,13 +277,17 @@ func TestSize(t *testing.T) {
 
 func TestExtendsReplacesKernelChoice(t *testing.T) {
 	dir := t.TempDir()
-	base := writeProfile(t, dir, "t1.yaml", strings.Replace(valid, "      path: /boot/vmlinuz", "      source: xen\n      fragment: x.config", 1))
-	child := writeProfile(t, t.TempDir(), "child.yaml", "extends: "+base+"\nname: child\nhypervisor:\n  dom0:\n    kernel:\n      path: /boot/other\n")
+	base := writeProfile(t, dir, "t1.yaml", strings.Replace(valid, "      path: vmlinuz", "      source: xen\n      fragment: x.config", 1))
+	childDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(childDir, "other"), []byte("kernel"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	child := writeProfile(t, childDir, "child.yaml", "extends: "+base+"\nname: child\nhypervisor:\n  dom0:\n    kernel:\n      path: other\n")
 	b, err := Load(child, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := b.Hypervisor.Dom0.Kernel; k.Path != "/boot/other" || k.Source != "" || k.Fragment != "" {
+	if k := b.Hypervisor.Dom0.Kernel; k.Path != "other" || k.PathFile != realDir(childDir)+"/other" || k.Source != "" || k.Fragment != "" {
 		t.Errorf("kernel = %+v, want only the child's path", k)
 	}
 }
@@ -292,4 +303,9 @@ func TestExtendsDropsSection(t *testing.T) {
 	if b.Outputs.SPI != nil || b.Outputs.USB.Size != 64<<20 {
 		t.Errorf("outputs = %+v, want USB only", b.Outputs)
 	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
 }

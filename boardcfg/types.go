@@ -2,6 +2,7 @@ package boardcfg
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -58,7 +59,13 @@ type Kernel struct {
 	Base      string `yaml:"base,omitempty"`
 	// Fragment is a Kconfig fragment, relative to the boards directory.
 	Fragment string `yaml:"fragment,omitempty"`
-	Path     string `yaml:"path,omitempty"`
+	// Path is a kernel file, relative to the profile that sets it.
+	Path string `yaml:"path,omitempty"`
+
+	// FragmentFile and PathFile are Fragment and Path as Load resolved and
+	// checked them (see paths.go): what the build reads.
+	FragmentFile string `yaml:"-" json:"-"`
+	PathFile     string `yaml:"-" json:"-"`
 }
 
 type ControlDomain struct {
@@ -192,6 +199,9 @@ func (s *Size) decodeScalar(v string) error {
 	v = strings.TrimSpace(v)
 	if strings.HasPrefix(v, "0x") || strings.HasPrefix(v, "0X") {
 		n, err := strconv.ParseUint(v[2:], 16, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return fmt.Errorf("%q is too large: a size is below 2^64", v)
+		}
 		if err != nil {
 			return fmt.Errorf("%q is not a size (use bytes, 0x hex, or KiB/MiB/GiB)", v)
 		}
@@ -204,11 +214,11 @@ func (s *Size) decodeScalar(v string) error {
 	}
 	n, err := strconv.ParseUint(m[1], 10, 64)
 	if err != nil {
-		return fmt.Errorf("%q is not a size: %v", v, err)
+		return fmt.Errorf("%q is too large: a size is below 2^64", v)
 	}
 	shift := map[string]uint{"": 0, "B": 0, "K": 10, "KiB": 10, "M": 20, "MiB": 20, "G": 30, "GiB": 30}[m[2]]
 	if n > (^uint64(0))>>shift {
-		return fmt.Errorf("%q is too large", v)
+		return fmt.Errorf("%q is too large: a size is below 2^64", v)
 	}
 	*s = Size(n << shift)
 	return nil

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"golang.org/x/mod/module"
 )
 
 // errAt builds an error for field, located at the field itself or, for a
@@ -31,7 +33,66 @@ func (b *Board) missing(field string) error {
 	return b.errAt(field, "required field is missing")
 }
 
+// Upper bounds for sizes with a physical meaning. Besides catching typos
+// they keep every later sum and conversion (int64 for file sizes, MiB
+// counts in xl configs) far from overflow: a profile is at most 1 MiB, so
+// even thousands of guests at maxMemory sum far below 2^64.
+const (
+	maxMemory   = 1 << 40   // RAM of a board, dom0 or a guest: 1 TiB
+	maxChipSize = 256 << 20 // the largest SPI NOR chips
+	maxUSBSize  = 64 << 30  // the image is written out whole
+	maxVCPUs    = 512
+)
+
+// addSat adds sizes, saturating instead of wrapping past 2^64.
+func addSat(a, b Size) Size {
+	if a > ^Size(0)-b {
+		return ^Size(0)
+	}
+	return a + b
+}
+
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]*$`)
+
+// maxDescription bounds the one-line description shown by boards and
+// written into manifests.
+const maxDescription = 256
+
+// checkCmdline applies what every command line of a profile goes through:
+// printable ASCII only (hvcore's rule for GRUB and Xen), no quotes or
+// backslashes (GRUB and xl configs would change them), at most max bytes.
+func checkCmdline(s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("%d bytes long: at most %d", len(s), max)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("byte %d is %#x: only printable ASCII is allowed", i, c)
+		}
+	}
+	if i := strings.IndexAny(s, `'"\`); i >= 0 {
+		return fmt.Errorf("%q at byte %d: quotes and backslashes cannot be passed through GRUB and xl configs unchanged", s[i], i)
+	}
+	return nil
+}
+
+// packagePath reports whether p names a file inside the unpacked packages:
+// not empty, no ".." element (it is joined to a package root).
+func packagePath(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, e := range strings.Split(p, "/") {
+		if e == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// maxName bounds board and component names: they name cache entries,
+// output files and log lines.
+const maxName = 64
 
 // validate checks what decoding cannot: required fields, references between
 // sections, and the SPI layout. All problems are reported, not just the first.
@@ -43,11 +104,19 @@ func (b *Board) validate() error {
 			add(b.missing(field))
 		}
 	}
+	cmdline := func(field, v string, max int) {
+		if err := checkCmdline(v, max); err != nil {
+			add(b.errAt(field, "%v", err))
+		}
+	}
 	req("name", b.Name)
-	if b.Name != "" && !nameRE.MatchString(b.Name) {
-		add(b.errAt("name", "%q: use lower-case letters, digits and - . _ +", b.Name))
+	if b.Name != "" && (!nameRE.MatchString(b.Name) || len(b.Name) > maxName) {
+		add(b.errAt("name", "%q: use lower-case letters, digits and - . _ +, at most %d", b.Name, maxName))
 	}
 	req("description", b.Description)
+	if len(b.Description) > maxDescription {
+		add(b.errAt("description", "%d bytes long: at most %d (one line)", len(b.Description), maxDescription))
+	}
 	req("arch", b.Arch)
 	if b.Arch != "" && b.Arch != "amd64" {
 		add(b.errAt("arch", "%q is not supported (only amd64)", b.Arch))
@@ -63,11 +132,26 @@ func (b *Board) validate() error {
 		req(f+".package", c.Package)
 		req(f+".version", c.Version)
 		req(f+".sha256", string(c.SHA256))
-		if _, dup := comps[c.Name]; dup && c.Name != "" {
+		if c.Name != "" && (!nameRE.MatchString(c.Name) || len(c.Name) > maxName) {
+			add(b.errAt(f+".name", "%q: a component name is lower-case letters, digits and - . _ +, starting with a letter or digit, at most %d", c.Name, maxName))
+		} else if _, dup := comps[c.Name]; dup && c.Name != "" {
 			add(b.errAt(f+".name", "component %q is defined twice", c.Name))
 		}
-		for role, p := range c.Files {
-			if strings.HasPrefix(p, "/") || strings.Contains(p, "..") || p == "" {
+		if c.Package != "" {
+			if err := CheckPackageName(c.Package); err != nil {
+				add(b.errAt(f+".package", "%v", err))
+			}
+		}
+		if c.Version != "" {
+			if err := CheckVersion(c.Version); err != nil {
+				add(b.errAt(f+".version", "%v", err))
+			}
+		}
+		for _, role := range sortedKeys(c.Files) {
+			if !nameRE.MatchString(role) || len(role) > maxName {
+				add(b.errAt(f+".files."+role, "role %q: use lower-case letters, digits and - . _ +", role))
+			}
+			if p := c.Files[role]; strings.HasPrefix(p, "/") || strings.Contains(p, "..") || p == "" {
 				add(b.errAt(f+".files."+role, "%q: give a relative path inside the package, without ..", p))
 			}
 		}
@@ -110,13 +194,20 @@ func (b *Board) validate() error {
 		}
 	}
 	req("hypervisor.options", h.Options)
+	// The Xen and dom0 command lines go through GRUB's parser (hvcore
+	// refuses the same at build time; here check says so first), and Xen
+	// and Linux truncate what is longer than their buffers.
+	cmdline("hypervisor.options", h.Options, 1024)
+	cmdline("hypervisor.dom0.cmdline", h.Dom0.Cmdline, 2048)
 	if h.Dom0.Memory == 0 {
 		add(b.missing("hypervisor.dom0.memory"))
 	} else if h.Dom0.Memory%(1<<20) != 0 {
 		add(b.errAt("hypervisor.dom0.memory", "must be whole MiB"))
+	} else if h.Dom0.Memory > maxMemory {
+		add(b.errAt("hypervisor.dom0.memory", "%v is more than %v: give dom0 a real amount of RAM, below qemu.memory", h.Dom0.Memory, Size(maxMemory)))
 	}
-	if h.Dom0.VCPUs < 0 {
-		add(b.errAt("hypervisor.dom0.vcpus", "must not be negative"))
+	if h.Dom0.VCPUs < 0 || h.Dom0.VCPUs > maxVCPUs {
+		add(b.errAt("hypervisor.dom0.vcpus", "%d: want 0 (the default) to %d", h.Dom0.VCPUs, maxVCPUs))
 	}
 	k := h.Dom0.Kernel
 	kinds := 0
@@ -160,6 +251,28 @@ func (b *Board) validate() error {
 	if len(cd.Commands) == 0 {
 		add(b.missing("control_domain.commands"))
 	}
+	// Commands go onto `go list` and the busybox build's command lines: an
+	// import path cannot start with '-', so none becomes an option.
+	for i, c := range cd.Commands {
+		if err := module.CheckImportPath(c); err != nil {
+			add(b.errAt(fmt.Sprintf("control_domain.commands[%d]", i), "%q: want the Go import path of a command, e.g. github.com/u-root/u-root/cmds/core/init (%v)", c, err))
+		}
+	}
+	for i, p := range cd.Toolstack.Files {
+		if !packagePath(p) {
+			add(b.errAt(fmt.Sprintf("control_domain.toolstack.files[%d]", i), "%q: give a path inside the packages, without ..", p))
+		}
+	}
+	for i, p := range cd.Toolstack.Modules {
+		if !packagePath(p) {
+			add(b.errAt(fmt.Sprintf("control_domain.toolstack.modules[%d]", i), "%q: give a path inside the packages, without ..", p))
+		}
+	}
+	for _, p := range sortedKeys(cd.Toolstack.Symlinks) {
+		if !packagePath(p) || cd.Toolstack.Symlinks[p] == "" {
+			add(b.errAt("control_domain.toolstack.symlinks."+p, "%q -> %q: give a path in the archive, without .., and a target", p, cd.Toolstack.Symlinks[p]))
+		}
+	}
 	for i, p := range cd.Toolstack.Packages {
 		ref(fmt.Sprintf("control_domain.toolstack.packages[%d]", i), p)
 	}
@@ -171,11 +284,18 @@ func (b *Board) validate() error {
 		add(b.missing("outputs.usb.size"))
 	} else if b.Outputs.USB.Size < 40<<20 {
 		add(b.errAt("outputs.usb.size", "%v is too small: the FAT32 ESP needs at least 34 MiB plus GPT (use 64MiB)", b.Outputs.USB.Size))
+	} else if b.Outputs.USB.Size > maxUSBSize {
+		add(b.errAt("outputs.usb.size", "%v is more than %v: the image is written out whole (use 64MiB; the key may be larger)", b.Outputs.USB.Size, Size(maxUSBSize)))
 	}
 	if s := b.Outputs.SPI; s != nil {
 		refFile("outputs.spi.firmware", s.Firmware)
-		if s.ChipSize == 0 {
+		switch {
+		case s.ChipSize == 0:
 			add(b.missing("outputs.spi.chip_size"))
+		case s.ChipSize > maxChipSize:
+			add(b.errAt("outputs.spi.chip_size", "%v is more than %v, the largest SPI NOR chips: give the chip's real size", s.ChipSize, Size(maxChipSize)))
+		case s.ChipSize%4096 != 0:
+			add(b.errAt("outputs.spi.chip_size", "%v is not a multiple of 4KiB (the erase block)", s.ChipSize))
 		}
 		if s.PayloadFile == "" {
 			add(b.missing("outputs.spi.payload_file"))
@@ -186,10 +306,24 @@ func (b *Board) validate() error {
 	q := b.QEMU
 	req("qemu.machine", q.Machine)
 	req("qemu.cpu", q.CPU)
+	// Both become QEMU option values (-machine, -cpu): a machine type is one
+	// name (its comma sub-options are fwbuild's to set), a CPU a model with
+	// comma-separated features.
+	if q.Machine != "" && (!qemuMachineRE.MatchString(q.Machine) || len(q.Machine) > maxName) {
+		add(b.errAt("qemu.machine", "%q: want a QEMU machine type, e.g. q35 (letters, digits, . _ -)", q.Machine))
+	}
+	if q.CPU != "" && (!qemuCPURE.MatchString(q.CPU) || len(q.CPU) > 256) {
+		add(b.errAt("qemu.cpu", "%q: want a QEMU CPU model with optional ,+feature,-feature,key=value parts", q.CPU))
+	}
 	if q.Memory == 0 {
 		add(b.missing("qemu.memory"))
+	} else if q.Memory > maxMemory {
+		add(b.errAt("qemu.memory", "%v is more than %v", q.Memory, Size(maxMemory)))
 	} else if h.Dom0.Memory != 0 && q.Memory <= h.Dom0.Memory {
 		add(b.errAt("qemu.memory", "%v leaves nothing for Xen beside dom0's %v", q.Memory, h.Dom0.Memory))
+	}
+	if q.SMP < 0 || q.SMP > maxVCPUs {
+		add(b.errAt("qemu.smp", "%d: want 0 (the default) to %d", q.SMP, maxVCPUs))
 	}
 	switch q.SPIMode {
 	case "", "bios", "pflash":
@@ -203,12 +337,18 @@ func (b *Board) validate() error {
 	return errors.Join(errs...)
 }
 
+var (
+	qemuMachineRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	qemuCPURE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*(,[+-]?[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?)*$`)
+)
+
 var guestNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
 func (b *Board) validateGuests(comps map[string]Component) []error {
 	var errs []error
 	names := map[string]bool{}
 	var total Size
+	tooBig := false // a guest alone exceeds the RAM: the sum says nothing more
 	for i, g := range b.Guests {
 		f := fmt.Sprintf("guests[%d]", i)
 		switch {
@@ -225,10 +365,13 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 			errs = append(errs, b.missing(f+".memory"))
 		case g.Memory%(1<<20) != 0 || g.Memory < 32<<20:
 			errs = append(errs, b.errAt(f+".memory", "%v: give whole MiB, at least 32MiB (a PV Linux guest needs that much)", g.Memory))
+		case g.Memory > maxMemory || b.QEMU.Memory != 0 && g.Memory > b.QEMU.Memory:
+			errs = append(errs, b.errAt(f+".memory", "%v is more than the board's RAM (qemu.memory %v)", g.Memory, b.QEMU.Memory))
+			tooBig = true
 		}
-		total += g.Memory
-		if g.VCPUs < 0 {
-			errs = append(errs, b.errAt(f+".vcpus", "must not be negative"))
+		total = addSat(total, g.Memory)
+		if g.VCPUs < 0 || g.VCPUs > maxVCPUs {
+			errs = append(errs, b.errAt(f+".vcpus", "%d: want 0 (the default) to %d", g.VCPUs, maxVCPUs))
 		}
 		switch g.Kernel {
 		case "":
@@ -246,11 +389,13 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 		}
 		if strings.ContainsAny(g.Cmdline, "\"\n\\") {
 			errs = append(errs, b.errAt(f+".cmdline", "quotes, backslashes and newlines cannot go into an xl config"))
+		} else if err := checkCmdline(g.Cmdline, 2048); err != nil {
+			errs = append(errs, b.errAt(f+".cmdline", "%v", err))
 		}
 	}
 	// Xen itself and its heap need room beside dom0 and the guests.
 	const xenReserve = 128 << 20
-	if ram := b.QEMU.Memory; len(b.Guests) > 0 && ram != 0 && total+b.Hypervisor.Dom0.Memory+xenReserve > ram {
+	if ram := b.QEMU.Memory; len(b.Guests) > 0 && ram != 0 && !tooBig && addSat(addSat(total, b.Hypervisor.Dom0.Memory), xenReserve) > ram {
 		errs = append(errs, b.errAt("guests", "guests need %v and dom0 %v, plus %v for Xen: more than the board's %v RAM (qemu.memory)",
 			total, b.Hypervisor.Dom0.Memory, Size(xenReserve), ram))
 	}
@@ -287,6 +432,12 @@ func (b *Board) validateRegions(s *SPI) []error {
 		if r.Start%4096 != 0 || r.Size%4096 != 0 {
 			errs = append(errs, b.errAt(f, "region %q start and size must be multiples of 4KiB (the erase block)", r.Name))
 		}
+		// start+size is computed only once it cannot wrap past 2^64: a
+		// wrapped end would pass both the chip bound and the overlap check.
+		if r.Size > ^Size(0)-r.Start {
+			errs = append(errs, b.errAt(f+".size", "region %q start %#x plus size %#x wraps past 2^64: give the region's real start and size", r.Name, uint64(r.Start), uint64(r.Size)))
+			continue
+		}
 		end := uint64(r.Start) + uint64(r.Size)
 		if s.ChipSize != 0 && end > uint64(s.ChipSize) {
 			errs = append(errs, b.errAt(f+".size", "region %q ends at %#x, past the %v chip", r.Name, end, s.ChipSize))
@@ -302,7 +453,7 @@ func (b *Board) validateRegions(s *SPI) []error {
 			switch {
 			case r.Preserve || r.Firmware || r.Fill != "":
 				errs = append(errs, b.errAt(f+".guests", "region %q holds the guests: it cannot also be preserve, firmware or fill", r.Name))
-			case s.ChipSize != 0 && uint64(s.ChipSize)-uint64(r.Start) > MappedWindow:
+			case s.ChipSize != 0 && r.Start <= s.ChipSize && uint64(s.ChipSize)-uint64(r.Start) > MappedWindow:
 				errs = append(errs, b.errAt(f+".start", "guests region %q starts %#x below the chip's end: only the top 16MiB of the chip is memory-mapped, where ctld reads it", r.Name, uint64(s.ChipSize)-uint64(r.Start)))
 			}
 		}

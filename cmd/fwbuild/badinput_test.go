@@ -117,14 +117,14 @@ func TestBadInputs(t *testing.T) {
 	}
 	truncSHA := strings.Repeat("ab", 32)
 	fakePackage(t, cache, truncSHA, map[string][]byte{"fw/OVMF_CODE.fd": code[:len(code)/3]})
-	notKernel := filepath.Join(t.TempDir(), "vmlinuz")
-	os.WriteFile(notKernel, bytes.Repeat([]byte("not a kernel "), 1000), 0o644)
+	notKernel := bytes.Repeat([]byte("not a kernel "), 1000)
 
 	cases := []struct {
 		name    string
 		profile string // YAML added to a qemu-q35 variant; empty: qemu-q35
 		args    []string
-		want    []string // all must appear in the output
+		want    []string          // all must appear in the output
+		files   map[string][]byte // written next to the variant (a kernel path: must be in its tree)
 	}{
 		{
 			name: "truncated firmware",
@@ -139,8 +139,9 @@ func TestBadInputs(t *testing.T) {
 		},
 		{
 			name:    "kernel that is not a bzImage",
-			profile: "hypervisor:\n  dom0:\n    kernel:\n      path: " + notKernel + "\n",
-			want:    []string{notKernel, "bzImage"},
+			profile: "hypervisor:\n  dom0:\n    kernel:\n      path: vmlinuz\n",
+			files:   map[string][]byte{"vmlinuz": notKernel},
+			want:    []string{"vmlinuz", "bzImage"},
 		},
 		{
 			name:    "profile mistake",
@@ -175,6 +176,9 @@ func TestBadInputs(t *testing.T) {
 			board := "qemu-q35"
 			if c.profile != "" {
 				board = variant(t, "bad-input", c.profile)
+			}
+			for name, data := range c.files {
+				os.WriteFile(filepath.Join(filepath.Dir(board), name), data, 0o644)
 			}
 			args := c.args
 			if args == nil {

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Option is one Kconfig symbol a fragment asks for.
@@ -53,12 +55,40 @@ var (
 
 const lineSyntax = `want CONFIG_X=y|m|n|"string"|number, "# CONFIG_X is not set", a comment, a blank line or #include "file"`
 
+// Bounds on what a fragment reads. A fragment is a few hundred lines; the
+// bounds keep a fragment (or an #include) naming /dev/zero, a FIFO or a huge
+// file, or a diamond of includes re-reading the same files exponentially
+// often, from exhausting memory or hanging the build.
+const (
+	MaxFragmentFile  = 1 << 20 // bytes in one fragment file
+	maxFragmentReads = 256     // files read, counting re-includes
+)
+
 // ParseFragment reads a Kconfig fragment: .config lines, comments, blank lines and
 // `#include "path"` lines (also `#include <path>` or a bare path), where path is relative
 // to the including file's directory. Errors name file:line. Including a file twice is
-// allowed (it is re-applied); an include cycle is an error.
+// allowed (it is re-applied); an include cycle is an error. Every file must be a regular
+// file of at most MaxFragmentFile bytes.
 func ParseFragment(path string) (Fragment, error) {
+	return ParseFragmentIn(path, "")
+}
+
+// ParseFragmentIn is ParseFragment with every file read, the top one and each include,
+// confined to the directory tree root (symlinks resolved first, so a link pointing out
+// of root counts as outside). A file outside root is not opened, so no error shows any
+// of its content. An empty root confines nothing.
+func ParseFragmentIn(path, root string) (Fragment, error) {
 	p := &fragParser{index: map[string]int{}}
+	if root != "" {
+		r, err := filepath.EvalSymlinks(root)
+		if err == nil {
+			r, err = filepath.Abs(r)
+		}
+		if err != nil {
+			return Fragment{}, fmt.Errorf("kbuild: fragment %s: directory %s: %w", path, root, err)
+		}
+		p.root = r
+	}
 	p.parse(path, nil, "")
 	if len(p.errs) > 0 {
 		return Fragment{}, fmt.Errorf("kbuild: fragment %s: %w", path, errors.Join(p.errs...))
@@ -72,9 +102,69 @@ type fragParser struct {
 	index     map[string]int // symbol -> position in opts
 	overrides []string
 	errs      []error
+	root      string // resolved; "" for no confinement
+	reads     int
+	tooMany   bool // reads passed maxFragmentReads: reported once, stop reading
+}
+
+// read returns the content of one fragment file after checking where it
+// really is, that it is a regular file and its size, in that order, so a
+// file that fails is never read.
+func (p *fragParser) read(path string) ([]byte, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, err
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return nil, err
+	}
+	if p.root != "" {
+		if rel, err := filepath.Rel(p.root, real); err != nil || !filepath.IsLocal(rel) {
+			return nil, fmt.Errorf("%s is outside %s: a fragment and its includes must be in the boards directory", real, p.root)
+		}
+	}
+	p.reads++
+	if p.reads > maxFragmentReads {
+		p.tooMany = true
+		return nil, fmt.Errorf("more than %d fragment files read (includes count each time): simplify the includes", maxFragmentReads)
+	}
+	// Stat before opening: opening a device can act (a tape rewinds, a
+	// terminal is acquired). Stat again after: the path may have been
+	// swapped meanwhile, and O_NONBLOCK keeps a FIFO swapped in from hanging.
+	if st, err := os.Stat(real); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v): give a fragment file", real, st.Mode().Type())
+	}
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v): give a fragment file", real, st.Mode().Type())
+	}
+	if st.Size() > MaxFragmentFile {
+		return nil, fmt.Errorf("%s is %d bytes: a fragment file has at most %d", real, st.Size(), MaxFragmentFile)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFragmentFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFragmentFile {
+		return nil, fmt.Errorf("%s grew past %d bytes while read", real, MaxFragmentFile)
+	}
+	return data, nil
 }
 
 func (p *fragParser) parse(path string, stack []string, from string) {
+	if p.tooMany {
+		return
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		p.errs = append(p.errs, fmt.Errorf("%s%w", from, err))
@@ -86,7 +176,7 @@ func (p *fragParser) parse(path string, stack []string, from string) {
 			return
 		}
 	}
-	data, err := os.ReadFile(path)
+	data, err := p.read(path)
 	if err != nil {
 		p.errs = append(p.errs, fmt.Errorf("%sread fragment: %w", from, err))
 		return

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
 	"pault.ag/go/debian/deb"
@@ -224,6 +225,14 @@ func containsPkg(list []Pkg, p Pkg) bool {
 // download fetches the claimed .debs with one apt-get call and commits each
 // once verified.
 func (c *Cache) download(ctx context.Context, pkgs []*missingPkg) error {
+	plain := make([]Pkg, len(pkgs))
+	for i, m := range pkgs {
+		plain[i] = m.Pkg
+	}
+	args, err := downloadArgs(plain)
+	if err != nil {
+		return err
+	}
 	apt := c.AptGet
 	if apt == "" {
 		apt = "apt-get"
@@ -241,12 +250,6 @@ func (c *Cache) download(ctx context.Context, pkgs []*missingPkg) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	args := []string{"download", "-q", "-o", "APT::Sandbox::User=root"}
-	plain := make([]Pkg, len(pkgs))
-	for i, m := range pkgs {
-		args = append(args, m.String())
-		plain[i] = m.Pkg
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, apt, args...)
@@ -266,6 +269,25 @@ func (c *Cache) download(ctx context.Context, pkgs []*missingPkg) error {
 	}
 	c.log().Info("downloaded", "packages", len(pkgs), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// downloadArgs is apt-get's command line for pkgs. apt-get runs as root and
+// takes "-oKEY=VALUE" anywhere on its command line, some of which run
+// programs, so each operand must be a Debian package name and version (the
+// profile loader checks the same rules with file:line), and "--" ends the
+// options whatever a caller passes.
+func downloadArgs(pkgs []Pkg) ([]string, error) {
+	args := []string{"download", "-q", "-o", "APT::Sandbox::User=root", "--"}
+	for _, p := range pkgs {
+		if err := boardcfg.CheckPackageName(p.Name); err != nil {
+			return nil, fmt.Errorf("debpkg: %s: refusing to run apt-get: %w", p.Origin, err)
+		}
+		if err := boardcfg.CheckVersion(p.Version); err != nil {
+			return nil, fmt.Errorf("debpkg: %s: refusing to run apt-get: %w", p.Origin, err)
+		}
+		args = append(args, p.String())
+	}
+	return args, nil
 }
 
 // aptError names the package apt could not find and the board component

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
@@ -34,9 +33,15 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 		if err != nil {
 			return kernelOut{}, fmt.Errorf("kernel: %w", err)
 		}
-		frag := filepath.Join(r.BoardsDir, filepath.FromSlash(kc.Fragment))
-		if _, err := os.Stat(frag); err != nil {
-			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", frag, b.Loc("hypervisor.dom0.kernel.fragment"), err)
+		// boardcfg.Load resolved the fragment in the boards directory and
+		// checked it and its includes; check again now, confined the same
+		// way, in case the files changed since.
+		frag := kc.FragmentFile
+		if frag == "" {
+			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s) was not checked: load the board with boardcfg.Load", kc.Fragment, b.Loc("hypervisor.dom0.kernel.fragment"))
+		}
+		if _, err := kbuild.ParseFragmentIn(frag, r.BoardsDir); err != nil {
+			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", kc.Fragment, b.Loc("hypervisor.dom0.kernel.fragment"), err)
 		}
 		res, err := kbuild.Build(ctx, r.CacheDir, kbuild.Spec{
 			SourceTarball: tarball,
@@ -74,7 +79,12 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 		}
 		return kernelOut{path: bz, config: cfgPath, id: "deb:" + string(c.SHA256) + ":" + c.Files["bzimage"], cached: true, from: c.Package + "=" + c.Version}, nil
 	default:
-		data, err := os.ReadFile(kc.Path)
+		// PathFile is Path as boardcfg.Load resolved and confined it; read
+		// bounded, as the file may have changed since.
+		if kc.PathFile == "" {
+			return kernelOut{}, fmt.Errorf("kernel: %s (%s) was not checked: load the board with boardcfg.Load", kc.Path, b.Loc("hypervisor.dom0.kernel.path"))
+		}
+		data, err := boardcfg.ReadBounded(kc.PathFile, boardcfg.MaxKernelFile)
 		if err != nil {
 			return kernelOut{}, fmt.Errorf("kernel: %s: %w", b.Loc("hypervisor.dom0.kernel.path"), err)
 		}
@@ -82,7 +92,7 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 			return kernelOut{}, fmt.Errorf("kernel: %s (%s): %w", kc.Path, b.Loc("hypervisor.dom0.kernel.path"), err)
 		}
 		sum := sha256.Sum256(data)
-		return kernelOut{path: kc.Path, id: "file:" + hex.EncodeToString(sum[:]), cached: true, from: kc.Path}, nil
+		return kernelOut{path: kc.PathFile, id: "file:" + hex.EncodeToString(sum[:]), cached: true, from: kc.Path}, nil
 	}
 }
 
