@@ -1,14 +1,16 @@
 package boardcfg
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/fwbuild/fwbuild/hvcore/kconfig"
 )
 
 // Files a profile names on the build host, and where each may be. fwbuild
@@ -29,13 +31,6 @@ import (
 // points out of the tree counts as outside. Paths inside packages
 // (components[].files, control_domain.toolstack) are relative and without
 // "..": they are resolved in the unpacked package, never on the host.
-
-// maxFragmentFile and maxFragmentReads are hvcore/kbuild's bounds
-// (MaxFragmentFile; a test holds them equal).
-const (
-	maxFragmentFile  = 1 << 20
-	maxFragmentReads = 256
-)
 
 // MaxKernelFile bounds a dom0 kernel given by path: bzImages are tens of MiB.
 const MaxKernelFile = 256 << 20
@@ -141,9 +136,14 @@ func (b *Board) checkHostFiles(boardsDir string) []error {
 		case boards == "":
 			errs = append(errs, b.errAt(field, "no boards directory %q to find the fragment in (use --boards DIR)", boardsDir))
 		default:
-			real, err := confine(filepath.Join(boardsDir, filepath.FromSlash(k.Fragment)), k.Fragment, []string{boards}, maxFragmentFile, "fragment")
+			real, err := confine(filepath.Join(boardsDir, filepath.FromSlash(k.Fragment)), k.Fragment, []string{boards}, kconfig.MaxFragmentFile, "fragment")
 			if err == nil {
-				err = checkIncludes(real, boards, &fragmentWalk{})
+				// The build parses it the same way; doing it here makes
+				// `fwbuild check` refuse an #include outside boards/ (or
+				// a syntax error) before anything runs.
+				if _, err = kconfig.ParseFragmentIn(real, boards); errors.Unwrap(err) != nil {
+					err = errors.Unwrap(err) // the field already names the fragment
+				}
 			}
 			if err != nil {
 				errs = append(errs, b.errAt(field, "%v", err))
@@ -167,58 +167,4 @@ func (b *Board) checkHostFiles(boardsDir string) []error {
 		}
 	}
 	return errs
-}
-
-// reInclude is hvcore/kbuild's #include syntax.
-var reInclude = regexp.MustCompile(`^#include(?:\s+(.*))?$`)
-
-type fragmentWalk struct {
-	reads int
-	stack []string
-}
-
-// checkIncludes confines the files a fragment #includes, recursively, as
-// hvcore/kbuild.ParseFragmentIn does at build time. It cannot call it:
-// kbuild's tests load boards through boardcfg, so boardcfg must not import
-// kbuild. It follows only #include lines and reports no syntax errors (the
-// build does), so no line of any file appears in its errors.
-func checkIncludes(real, root string, w *fragmentWalk) error {
-	w.reads++
-	if w.reads > maxFragmentReads {
-		return fmt.Errorf("more than %d fragment files read (includes count each time): simplify the includes", maxFragmentReads)
-	}
-	data, err := ReadBounded(real, maxFragmentFile)
-	if err != nil {
-		return err
-	}
-	w.stack = append(w.stack, real)
-	defer func() { w.stack = w.stack[:len(w.stack)-1] }()
-	for n, line := range strings.Split(string(data), "\n") {
-		m := reInclude.FindStringSubmatch(strings.TrimSpace(line))
-		if m == nil {
-			continue
-		}
-		arg := strings.TrimSpace(m[1])
-		if len(arg) >= 2 && (arg[0] == '"' && arg[len(arg)-1] == '"' || arg[0] == '<' && arg[len(arg)-1] == '>') {
-			arg = arg[1 : len(arg)-1]
-		}
-		if arg == "" {
-			continue // the build reports it
-		}
-		p := arg
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(real), p)
-		}
-		inc, err := confine(p, arg, []string{root}, maxFragmentFile, "#include")
-		if err != nil {
-			return fmt.Errorf("%s:%d: %w", real, n+1, err)
-		}
-		if slices.Contains(w.stack, inc) {
-			return fmt.Errorf("%s:%d: include cycle: %s -> %s", real, n+1, strings.Join(w.stack, " -> "), inc)
-		}
-		if err := checkIncludes(inc, root, w); err != nil {
-			return err
-		}
-	}
-	return nil
 }

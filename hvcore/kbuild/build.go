@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fwbuild/fwbuild/hvcore/kconfig"
+
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
 )
@@ -60,7 +62,7 @@ type Spec struct {
 	SourceSHA256 string
 	// Base is the make target the fragment applies to: "tinyconfig" (default) or "allnoconfig".
 	Base string
-	// Fragment is the path of the top Kconfig fragment (see ParseFragment).
+	// Fragment is the path of the top Kconfig fragment (see kconfig.ParseFragment).
 	Fragment string
 	// MakeVars are extra make variables (CC, KCFLAGS, ...), passed on every make command line.
 	MakeVars map[string]string
@@ -180,7 +182,7 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	if err != nil {
 		return Result{}, fmt.Errorf("kbuild: cache dir: %w", err)
 	}
-	frag, err := ParseFragment(s.Fragment)
+	frag, err := kconfig.ParseFragment(s.Fragment)
 	if err != nil {
 		return Result{}, err
 	}
@@ -256,7 +258,7 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 
 type builder struct {
 	spec     Spec
-	frag     Fragment
+	frag     kconfig.Fragment
 	key      string
 	progress func(string)
 	tc       toolchainInfo

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fwbuild/fwbuild/hvcore/kconfig"
 )
 
 // miniTarball packs testdata/minikernel (a Makefile with the targets kbuild runs) as a
@@ -178,7 +180,7 @@ func TestBuildDroppedOption(t *testing.T) {
 	s := miniSpec(t, "CONFIG_64BIT=y\n\n# needs CONFIG_DEP, which is missing\nCONFIG_NEEDS_DEP=y\n")
 	runs := countingMake(t, false)
 	_, err := Build(context.Background(), t.TempDir(), s, func(string) {})
-	var de *DroppedError
+	var de *kconfig.DroppedError
 	if !errors.As(err, &de) || len(de.Dropped) != 1 || de.Dropped[0].Name != "CONFIG_NEEDS_DEP" {
 		t.Fatalf("err = %v, want CONFIG_NEEDS_DEP dropped", err)
 	}
@@ -390,11 +392,11 @@ func TestKeyIgnoresFragmentLayout(t *testing.T) {
 	a := writeFile(t, filepath.Join(dir, "a.config"), "# one\nCONFIG_A=y\n\n# CONFIG_B is not set\n")
 	writeFile(t, filepath.Join(dir, "sub", "inc.config"), "CONFIG_A=y\n")
 	b := writeFile(t, filepath.Join(dir, "b.config"), "#include \"sub/inc.config\"\n# two\nCONFIG_B=n\n")
-	fa, err := ParseFragment(a)
+	fa, err := kconfig.ParseFragment(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb, err := ParseFragment(b)
+	fb, err := kconfig.ParseFragment(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,4 +470,15 @@ func TestBuildRelativeCacheDir(t *testing.T) {
 	if want := filepath.Join(dir, "cache", "kernel", r.Key, "bzImage"); r.BzImage != want {
 		t.Errorf("BzImage = %s, want %s", r.BzImage, want)
 	}
+}
+
+func writeFile(t *testing.T, path, text string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/hvcore/kconfig"
+
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
 
@@ -105,7 +107,7 @@ func TestBuildQemuQ35(t *testing.T) {
 	t.Logf("bzImage %d bytes (%.2f MB)", len(img), float64(len(img))/1e6)
 	checkBzImage(t, img, s.Epoch)
 	// The stored config still holds every option the fragment asked for.
-	frag, err := ParseFragment(s.Fragment)
+	frag, err := kconfig.ParseFragment(s.Fragment)
 	if err != nil {
 		t.Fatal(err)
 	}

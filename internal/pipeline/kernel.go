@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/fwbuild/fwbuild/hvcore/kconfig"
+
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/hvcore"
 	"github.com/fwbuild/fwbuild/hvcore/kbuild"
@@ -40,7 +42,7 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 		if frag == "" {
 			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s) was not checked: load the board with boardcfg.Load", kc.Fragment, b.Loc("hypervisor.dom0.kernel.fragment"))
 		}
-		if _, err := kbuild.ParseFragmentIn(frag, r.BoardsDir); err != nil {
+		if _, err := kconfig.ParseFragmentIn(frag, r.BoardsDir); err != nil {
 			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", kc.Fragment, b.Loc("hypervisor.dom0.kernel.fragment"), err)
 		}
 		res, err := kbuild.Build(ctx, r.CacheDir, kbuild.Spec{

@@ -1,4 +1,4 @@
-package kbuild
+package kconfig
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package kbuild
+package kconfig
 
 import (
 	"bufio"
@@ -85,13 +85,13 @@ func ParseFragmentIn(path, root string) (Fragment, error) {
 			r, err = filepath.Abs(r)
 		}
 		if err != nil {
-			return Fragment{}, fmt.Errorf("kbuild: fragment %s: directory %s: %w", path, root, err)
+			return Fragment{}, fmt.Errorf("kconfig: fragment %s: directory %s: %w", path, root, err)
 		}
 		p.root = r
 	}
 	p.parse(path, nil, "")
 	if len(p.errs) > 0 {
-		return Fragment{}, fmt.Errorf("kbuild: fragment %s: %w", path, errors.Join(p.errs...))
+		return Fragment{}, fmt.Errorf("kconfig: fragment %s: %w", path, errors.Join(p.errs...))
 	}
 	return Fragment{Files: p.files, Options: p.opts, Overrides: p.overrides}, nil
 }
