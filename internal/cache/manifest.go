@@ -1,0 +1,278 @@
+package cache
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
+)
+
+// ManifestName is the file, at the top of every directory entry, that records
+// what the entry held when it was built: a key names the inputs, not the
+// bytes on disk, so without it a damaged entry (a flipped bit, an edited
+// file) would be reused silently and the build's manifest would lie.
+const ManifestName = ".files.json"
+
+// manifestVersion changes if the format does.
+const manifestVersion = 1
+
+// File types in a manifest.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+)
+
+// FileRecord is one file, directory or symlink of an entry.
+type FileRecord struct {
+	Type   string      `json:"type"`
+	Mode   fs.FileMode `json:"mode,omitempty"` // permission bits of a file; 0: not checked
+	Size   int64       `json:"size,omitempty"`
+	SHA256 string      `json:"sha256,omitempty"`
+	Target string      `json:"target,omitempty"` // of a symlink
+	// Stat lets a quick check skip hashing a file that has not been touched
+	// since it was hashed (as git's index does): any write through the file
+	// system changes mtime and ctime, and ctime cannot be set back.
+	Stat *Fingerprint `json:"stat,omitempty"`
+}
+
+// Fingerprint identifies one state of a file's inode.
+type Fingerprint struct {
+	Ino   uint64 `json:"ino"`
+	Mtime int64  `json:"mtime_ns"`
+	Ctime int64  `json:"ctime_ns"`
+}
+
+// Manifest is the content of a directory entry by slash-separated path
+// relative to it; the manifest file itself is not listed.
+type Manifest struct {
+	Version int                   `json:"version"`
+	Files   map[string]FileRecord `json:"files"`
+}
+
+// File returns the recorded hash and size of a regular file of the entry.
+func (m *Manifest) File(rel string) (sha256 string, size int64, ok bool) {
+	if m == nil {
+		return "", 0, false
+	}
+	f, ok := m.Files[filepath.ToSlash(rel)]
+	if !ok || f.Type != TypeFile {
+		return "", 0, false
+	}
+	return f.SHA256, f.Size, true
+}
+
+// ErrUnrecorded means an entry has no manifest: an older fwbuild built it.
+var ErrUnrecorded = errors.New("cache: entry has no " + ManifestName)
+
+// CorruptError is an entry whose files differ from its manifest.
+type CorruptError struct {
+	Entry  string // the entry's path
+	File   string // relative path of the first difference ("" for the manifest itself)
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("cache entry %s is damaged: %s", e.Entry, e.Reason)
+	}
+	return fmt.Sprintf("cache entry %s is damaged: %s %s", e.Entry, e.File, e.Reason)
+}
+
+// BuildManifest hashes every file under dir (not following symlinks).
+func BuildManifest(dir string) (*Manifest, error) {
+	m := &Manifest{Version: manifestVersion, Files: map[string]FileRecord{}}
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if rel == "." || rel == ManifestName {
+			return nil
+		}
+		rec, err := recordOf(p, de)
+		if err != nil {
+			return err
+		}
+		if rec.Type == TypeFile {
+			if rec.SHA256, _, err = atomicfile.HashFile(p); err != nil {
+				return err
+			}
+		}
+		m.Files[filepath.ToSlash(rel)] = rec
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: record %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// recordOf describes p without hashing it.
+func recordOf(p string, de fs.DirEntry) (FileRecord, error) {
+	info, err := de.Info()
+	if err != nil {
+		return FileRecord{}, err
+	}
+	switch t := info.Mode().Type(); {
+	case t == 0:
+		return FileRecord{Type: TypeFile, Mode: info.Mode().Perm(), Size: info.Size(), Stat: fingerprint(info)}, nil
+	case t == fs.ModeDir:
+		return FileRecord{Type: TypeDir}, nil
+	case t == fs.ModeSymlink:
+		target, err := os.Readlink(p)
+		return FileRecord{Type: TypeSymlink, Target: target}, err
+	default:
+		return FileRecord{}, fmt.Errorf("%s: a %s has no place in a cache entry", p, t)
+	}
+}
+
+func fingerprint(info fs.FileInfo) *Fingerprint {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	return &Fingerprint{Ino: st.Ino, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+}
+
+// Write records m as dir's manifest, atomically: a crash leaves the old one.
+func (m *Manifest) Write(dir string) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, ManifestName), append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("cache: record %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ReadManifest reads the manifest of the directory entry at path; it fails
+// with ErrUnrecorded if there is none and a CorruptError if it is unreadable.
+func ReadManifest(path string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(path, ManifestName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", path, ErrUnrecorded)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil || m.Version != manifestVersion || m.Files == nil {
+		return nil, &CorruptError{Entry: path, Reason: fmt.Sprintf("its %s is unreadable (%v)", ManifestName, err)}
+	}
+	return &m, nil
+}
+
+// Verification depths.
+const (
+	// Full hashes every file.
+	Full = true
+	// Quick hashes only files whose inode, mtime or ctime changed since they
+	// were recorded; it still catches any file written, replaced, added or
+	// removed through the file system, but not a bit that rots on the disk.
+	Quick = false
+)
+
+// Verify checks the tree at path (an entry, or a symlink to one) against m.
+// It reports whether a quick check found fingerprints that changed while
+// the content did not (a copied cache): m then holds the new ones, and the
+// caller may Write it so that the next quick check is quick again.
+func Verify(path string, m *Manifest, full bool) (refreshed bool, err error) {
+	dir, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false, fmt.Errorf("cache: %w", err)
+	}
+	bad := func(rel, reason string) error { return &CorruptError{Entry: path, File: rel, Reason: reason} }
+	seen := 0
+	err = filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if rel == "." || rel == ManifestName {
+			return nil
+		}
+		rel = filepath.ToSlash(rel)
+		want, ok := m.Files[rel]
+		if !ok {
+			return bad(rel, "is not in the recorded manifest (added since the entry was built)")
+		}
+		seen++
+		got, err := recordOf(p, de)
+		if err != nil {
+			return bad(rel, err.Error())
+		}
+		switch {
+		case got.Type != want.Type:
+			return bad(rel, fmt.Sprintf("is a %s, recorded as a %s", got.Type, want.Type))
+		case got.Type == TypeSymlink && got.Target != want.Target:
+			return bad(rel, fmt.Sprintf("points to %q, recorded as %q", got.Target, want.Target))
+		case got.Type != TypeFile:
+			return nil
+		case got.Size != want.Size:
+			return bad(rel, fmt.Sprintf("has %d bytes, recorded as %d", got.Size, want.Size))
+		case want.Mode != 0 && got.Mode != want.Mode:
+			return bad(rel, fmt.Sprintf("has mode %v, recorded as %v", got.Mode, want.Mode))
+		}
+		if !full && want.Stat != nil && got.Stat != nil && *want.Stat == *got.Stat {
+			return nil
+		}
+		sum, _, err := atomicfile.HashFile(p)
+		if err != nil {
+			return bad(rel, err.Error())
+		}
+		if sum != want.SHA256 {
+			return bad(rel, fmt.Sprintf("has SHA-256 %s, recorded as %s", sum, want.SHA256))
+		}
+		if !full && (want.Stat == nil || *want.Stat != *got.Stat) {
+			want.Stat = got.Stat
+			m.Files[rel] = want
+			refreshed = true
+		}
+		return nil
+	})
+	if err != nil {
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			return false, err
+		}
+		return false, &CorruptError{Entry: path, Reason: err.Error()}
+	}
+	if seen != len(m.Files) {
+		for rel, f := range m.Files {
+			if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(rel))); err != nil {
+				return false, bad(rel, fmt.Sprintf("(a %s) is missing", f.Type))
+			}
+		}
+	}
+	return refreshed, nil
+}
+
+// VerifyEntry reads the manifest of the directory entry at path and checks
+// the entry against it, refreshing stale fingerprints (best effort).
+func VerifyEntry(path string, full bool) (*Manifest, error) {
+	m, err := ReadManifest(path)
+	if err != nil {
+		return nil, err
+	}
+	refreshed, err := Verify(path, m, full)
+	if err != nil {
+		return nil, err
+	}
+	if refreshed {
+		m.Write(path) // only saves time next run: a failure costs nothing
+	}
+	return m, nil
+}
