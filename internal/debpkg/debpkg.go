@@ -4,12 +4,9 @@
 package debpkg
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -20,7 +17,6 @@ import (
 
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
-	"pault.ag/go/debian/deb"
 )
 
 // Pkg is one pinned package. Origin says who asked for it ("board qemu-q35,
@@ -307,70 +303,4 @@ func adopt(dir string, m *missingPkg) error {
 		return fmt.Errorf("debpkg: %s: %w", p, err)
 	}
 	return nil
-}
-
-// Unpack extracts the data archive of a .deb into dest (which must exist).
-// Paths that would escape dest are refused.
-func Unpack(debPath, dest string) error {
-	d, closer, err := deb.LoadFile(debPath)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", debPath, err)
-	}
-	defer closer()
-	return extractTar(d.Data, dest)
-}
-
-func extractTar(tr *tar.Reader, dest string) error {
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("data archive: %w", err)
-		}
-		name := filepath.Clean(strings.TrimPrefix(h.Name, "./"))
-		if name == "." || name == "" {
-			continue
-		}
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return fmt.Errorf("data archive: entry %q escapes the package root", h.Name)
-		}
-		target := filepath.Join(dest, name)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode).Perm()|0o200)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, tr); err != nil {
-				f.Close()
-				return fmt.Errorf("data archive: %s: %w", h.Name, err)
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			old := filepath.Clean(strings.TrimPrefix(h.Linkname, "./"))
-			if strings.HasPrefix(old, "../") || filepath.IsAbs(old) {
-				return fmt.Errorf("data archive: hard link %q escapes the package root", h.Linkname)
-			}
-			if err := os.Link(filepath.Join(dest, old), target); err != nil {
-				return err
-			}
-		default:
-			// Device nodes and fifos have no place in a build input.
-		}
-	}
 }
