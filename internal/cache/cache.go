@@ -52,6 +52,7 @@ type Dir struct {
 	log     *slog.Logger
 	quick   bool // verify entries with Quick rather than Full
 	adopt   bool // record, rather than rebuild, entries without a manifest
+	beside  bool // keep manifests beside directory entries, not inside
 }
 
 // Open returns the cache rooted at root, which is created on first use.
@@ -98,6 +99,16 @@ func (d *Dir) WithQuickVerify() *Dir {
 func (d *Dir) WithAdoptUnrecorded() *Dir {
 	c := *d
 	c.adopt = true
+	return &c
+}
+
+// WithManifestBeside returns a copy of d that keeps each directory entry's
+// manifest beside it, as <key>.files.json, rather than inside: for trees
+// whose top level must stay exactly as built (older fwbuilds require a
+// kernel source entry to hold one directory).
+func (d *Dir) WithManifestBeside() *Dir {
+	c := *d
+	c.beside = true
 	return &c
 }
 
@@ -153,6 +164,9 @@ type Claim struct {
 	tmpDir string // the temporary directory, removed on Release
 	tmp    string // what the holder fills: tmpDir, or a file in it
 	unlock func()
+	// manifest is where Commit records a directory's files: in tmp (so
+	// inside the entry once renamed), or beside the entry.
+	manifest string
 }
 
 // Claim returns the directory entry (kind, key) as a hit, or, on a miss, a
@@ -187,13 +201,14 @@ func (d *Dir) ClaimFileChecked(ctx context.Context, kind, name string, check Che
 
 // checkDir is Entry's check: the manifest, with d's depth and policy.
 func (d *Dir) checkDir(path string) (*Manifest, error) {
-	m, err := VerifyEntry(path, !d.quick)
+	file := manifestFile(path, d.beside)
+	m, err := verifyEntry(path, file, !d.quick)
 	if errors.Is(err, ErrUnrecorded) {
 		if !d.adopt {
 			return nil, &CorruptError{Entry: path, Reason: "it has no " + ManifestName + " (an older fwbuild built it)"}
 		}
 		if m, err = BuildManifest(path); err == nil {
-			err = m.Write(path)
+			err = m.writeFile(file)
 		}
 		if err == nil && d.log != nil {
 			d.log.Info("cache: recorded the manifest of an entry an older fwbuild built", "entry", path)
@@ -238,7 +253,7 @@ func (d *Dir) claim(ctx context.Context, kind, key string, file bool, check Chec
 		if d.log != nil {
 			d.log.Warn("cache: a damaged entry is removed and built again", "entry", path, "why", why)
 		}
-		if err := discard(path, key); err != nil {
+		if err := discard(path, key, manifestFile(path, d.beside)); err != nil {
 			unlock()
 			return Entry{}, nil, fmt.Errorf("cache: %v, and removing it failed: %w; delete it by hand: rm -rf %s", why, err, path)
 		}
@@ -259,7 +274,7 @@ func (d *Dir) claim(ctx context.Context, kind, key string, file bool, check Chec
 		unlock()
 		return Entry{}, nil, fmt.Errorf("cache: %w", err)
 	}
-	c := &Claim{path: path, tmpDir: tmpDir, tmp: tmpDir, unlock: unlock}
+	c := &Claim{path: path, tmpDir: tmpDir, tmp: tmpDir, unlock: unlock, manifest: manifestFile(path, d.beside)}
 	if file {
 		c.tmp = filepath.Join(tmpDir, key)
 	}
@@ -275,13 +290,16 @@ func runCheck(check Check, path string) (*Manifest, error) {
 
 // discard removes a damaged entry: renamed first, so that no reader finds
 // half of it, to a name that a crash leaves for the next claim to remove.
-func discard(path, key string) error {
+func discard(path, key, manifest string) error {
 	aside, err := os.MkdirTemp(filepath.Dir(path), "."+key+".tmp-damaged-")
 	if err != nil {
 		return err
 	}
 	if err := os.Rename(path, filepath.Join(aside, key)); err != nil {
 		os.Remove(aside)
+		return err
+	}
+	if err := os.Remove(manifest); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return os.RemoveAll(aside)
@@ -306,7 +324,14 @@ func (c *Claim) Commit() (Entry, error) {
 		if m, err = BuildManifest(c.tmp); err != nil {
 			return Entry{}, err
 		}
-		if err := m.Write(c.tmp); err != nil {
+		file := filepath.Join(c.tmp, ManifestName)
+		if c.manifest != filepath.Join(c.path, ManifestName) {
+			// Beside: written before the rename, as the entry's existence is
+			// the hit test; a crash in between leaves one that the next
+			// claim of the key replaces.
+			file = c.manifest
+		}
+		if err := m.writeFile(file); err != nil {
 			return Entry{}, err
 		}
 	}

@@ -55,6 +55,12 @@ type Manifest struct {
 	Files   map[string]FileRecord `json:"files"`
 }
 
+// NewManifest returns a manifest of files (without fingerprints), such as
+// the tree a package must unpack to.
+func NewManifest(files map[string]FileRecord) *Manifest {
+	return &Manifest{Version: manifestVersion, Files: files}
+}
+
 // File returns the recorded hash and size of a regular file of the entry.
 func (m *Manifest) File(rel string) (sha256 string, size int64, ok bool) {
 	if m == nil {
@@ -143,22 +149,36 @@ func fingerprint(info fs.FileInfo) *Fingerprint {
 	return &Fingerprint{Ino: st.Ino, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
 }
 
+// manifestFile is where the manifest of the entry at path is kept: inside
+// it, or beside it (<key>.files.json) for trees whose top level must stay as
+// built (a kernel source tree: older fwbuilds want exactly one directory).
+func manifestFile(path string, beside bool) string {
+	if beside {
+		return path + ManifestName
+	}
+	return filepath.Join(path, ManifestName)
+}
+
 // Write records m as dir's manifest, atomically: a crash leaves the old one.
-func (m *Manifest) Write(dir string) error {
+func (m *Manifest) Write(dir string) error { return m.writeFile(manifestFile(dir, false)) }
+
+func (m *Manifest) writeFile(file string) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, ManifestName), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("cache: record %s: %w", dir, err)
+	if err := atomicfile.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("cache: record %s: %w", file, err)
 	}
 	return nil
 }
 
 // ReadManifest reads the manifest of the directory entry at path; it fails
 // with ErrUnrecorded if there is none and a CorruptError if it is unreadable.
-func ReadManifest(path string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(path, ManifestName))
+func ReadManifest(path string) (*Manifest, error) { return readManifest(path, manifestFile(path, false)) }
+
+func readManifest(path, file string) (*Manifest, error) {
+	b, err := os.ReadFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", path, ErrUnrecorded)
 	}
@@ -263,7 +283,11 @@ func Verify(path string, m *Manifest, full bool) (refreshed bool, err error) {
 // VerifyEntry reads the manifest of the directory entry at path and checks
 // the entry against it, refreshing stale fingerprints (best effort).
 func VerifyEntry(path string, full bool) (*Manifest, error) {
-	m, err := ReadManifest(path)
+	return verifyEntry(path, manifestFile(path, false), full)
+}
+
+func verifyEntry(path, file string, full bool) (*Manifest, error) {
+	m, err := readManifest(path, file)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +296,7 @@ func VerifyEntry(path string, full bool) (*Manifest, error) {
 		return nil, err
 	}
 	if refreshed {
-		m.Write(path) // only saves time next run: a failure costs nothing
+		m.writeFile(file) // only saves time next run: a failure costs nothing
 	}
 	return m, nil
 }

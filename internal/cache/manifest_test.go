@@ -225,3 +225,28 @@ func TestClaimFileChecked(t *testing.T) {
 		t.Errorf("good file entry: %+v, %v, %v", e, c, err)
 	}
 }
+
+// WithManifestBeside leaves the entry's top level as built (a kernel source
+// entry must hold one directory for older fwbuilds) and still checks it.
+func TestManifestBeside(t *testing.T) {
+	d, _ := Open(t.TempDir())
+	d = d.WithManifestBeside().WithQuickVerify()
+	runs := 0
+	e, err := d.Entry(context.Background(), "src", "k", countingBuild(&runs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.Path, ManifestName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("manifest inside the entry: %v", err)
+	}
+	if _, err := os.Stat(e.Path + ManifestName); err != nil {
+		t.Errorf("no manifest beside the entry: %v", err)
+	}
+	flipBit(t, filepath.Join(e.Path, "sub", "b"))
+	if e, err := d.Entry(context.Background(), "src", "k", countingBuild(&runs)); err != nil || e.Hit || runs != 2 {
+		t.Errorf("damaged entry: %+v, %v, %d runs", e, err, runs)
+	}
+	if e, err := d.Entry(context.Background(), "src", "k", countingBuild(&runs)); err != nil || !e.Hit || runs != 2 {
+		t.Errorf("rebuilt entry: %+v, %v, %d runs", e, err, runs)
+	}
+}

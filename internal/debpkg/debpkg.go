@@ -1,11 +1,18 @@
 // Package debpkg fetches pinned Debian packages with apt-get, verifies their
 // SHA-256 and unpacks them in Go into a cache keyed by that hash, so a
 // package is downloaded and unpacked once per content, whatever its name.
+//
+// Nothing in the cache is used unchecked: a cached .deb is hashed against
+// its pin whenever it is unpacked (and deleted and downloaded again if it
+// differs), and an unpacked tree is checked against the manifest recorded
+// when it was unpacked on every Fetch (quickly: see cache.Quick), and
+// unpacked again if it differs.
 package debpkg
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -47,6 +54,10 @@ type Cache struct {
 	// AptGet is the apt-get binary; empty means "apt-get" from PATH.
 	AptGet string
 	Log    *slog.Logger
+	// FullVerify hashes every file of every unpacked tree on each Fetch
+	// rather than only files whose inode, mtime or ctime changed: it also
+	// catches bits that rot on the disk, for `fwbuild doctor`-like checks.
+	FullVerify bool
 }
 
 // HashMismatchError means a downloaded .deb is not the pinned one.
@@ -74,7 +85,7 @@ func (c *Cache) open() (*cache.Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("debpkg: %w", err)
 	}
-	return d.WithWaiting(func(kind, key string) {
+	return d.WithLog(c.log()).WithWaiting(func(kind, key string) {
 		c.log().Info("waiting for another fwbuild fetching the same package", "entry", kind+"/"+key)
 	}), nil
 }
@@ -92,13 +103,18 @@ func (c *Cache) fetched(d *cache.Dir, p Pkg) Fetched {
 	return Fetched{Pkg: p, Deb: d.Path(debsKind, debName(p)), Root: d.Path(pkgsKind, p.SHA256)}
 }
 
-// Lookup returns a package already in the cache, without any download.
+// Lookup returns a package already in the cache, without any download; a
+// tree that fails its check is not returned.
 func (c *Cache) Lookup(p Pkg) (Fetched, bool) {
 	d, err := c.open()
 	if err != nil {
 		return Fetched{}, false
 	}
-	if _, ok := d.Lookup(pkgsKind, p.SHA256); !ok {
+	path, ok := d.Lookup(pkgsKind, p.SHA256)
+	if !ok {
+		return Fetched{}, false
+	}
+	if _, err := c.checkTree(d, p)(path); err != nil {
 		return Fetched{}, false
 	}
 	return c.fetched(d, p), true
@@ -120,11 +136,17 @@ func (c *Cache) Fetch(ctx context.Context, pkgs []Pkg) ([]Fetched, error) {
 	out := make([]Fetched, len(pkgs))
 	var missing []Pkg
 	for i, p := range pkgs {
-		if _, ok := d.Lookup(pkgsKind, p.SHA256); ok {
-			out[i] = c.fetched(d, p)
-		} else if !containsPkg(missing, p) {
-			missing = append(missing, p)
+		if containsPkg(missing, p) {
+			continue
 		}
+		if path, ok := d.Lookup(pkgsKind, p.SHA256); ok {
+			// A damaged tree is logged and replaced by fill, under its lock.
+			if _, err := c.checkTree(d, p)(path); err == nil {
+				out[i] = c.fetched(d, p)
+				continue
+			}
+		}
+		missing = append(missing, p)
 	}
 	if len(missing) == 0 {
 		return out, nil
@@ -167,7 +189,7 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 		}
 	}()
 	for _, p := range pkgs {
-		_, tree, err := d.Claim(ctx, pkgsKind, p.SHA256)
+		_, tree, err := d.ClaimChecked(ctx, pkgsKind, p.SHA256, c.checkTree(d, p))
 		if err != nil {
 			return nil, fmt.Errorf("debpkg: %s: %w", p, err)
 		}
@@ -177,7 +199,9 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 	}
 	var download []*missingPkg
 	for _, m := range todo {
-		_, deb, err := d.ClaimFile(ctx, debsKind, debName(m.Pkg))
+		// The .deb is read now: one not matching its pin is deleted and
+		// downloaded again, never unpacked.
+		_, deb, err := d.ClaimFileChecked(ctx, debsKind, debName(m.Pkg), checkDeb(m.Pkg))
 		if err != nil {
 			return nil, fmt.Errorf("debpkg: %s: %w", m.Pkg, err)
 		}
@@ -197,8 +221,13 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 	}
 	for _, m := range todo {
 		start := time.Now()
-		if err := Unpack(d.Path(debsKind, debName(m.Pkg)), m.tree.Temp()); err != nil {
-			return nil, fmt.Errorf("debpkg: %s (%s): %w", m.Pkg, m.Origin, err)
+		debPath := d.Path(debsKind, debName(m.Pkg))
+		if err := Unpack(debPath, m.tree.Temp()); err != nil {
+			// Its hash matched the pin a moment ago, so the damage is in
+			// the package itself, not in the cache.
+			return nil, fmt.Errorf("debpkg: %s (%s): cannot unpack %s: %w; its SHA-256 matches the pin, so the pinned package is "+
+				"itself broken: pin another version (or, if you suspect the cache, delete %s and build again to download it afresh)",
+				m.Pkg, m.Origin, debPath, err, debPath)
 		}
 		if _, err := m.tree.Commit(); err != nil {
 			return nil, fmt.Errorf("debpkg: %s: %w", m.Pkg, err)
@@ -206,6 +235,70 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 		c.log().Info("unpacked", "package", m.Pkg.String(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return downloaded, nil
+}
+
+// checkDeb accepts a cached .deb only if it is the pinned one.
+func checkDeb(p Pkg) cache.Check {
+	return func(path string) (*cache.Manifest, error) {
+		sum, _, err := atomicfile.HashFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("debpkg: %s: %w", p, err)
+		}
+		if sum != p.SHA256 {
+			return nil, fmt.Errorf("debpkg: cached %s for %s (%s) has SHA-256 %s, not the pinned %s: it is deleted and downloaded again",
+				path, p, p.Origin, sum, p.SHA256)
+		}
+		return nil, nil
+	}
+}
+
+// checkTree checks an unpacked tree against its manifest. A tree an older
+// fwbuild unpacked has none: it is checked in full against its .deb (once,
+// a few seconds for a big package) and recorded.
+func (c *Cache) checkTree(d *cache.Dir, p Pkg) cache.Check {
+	return func(path string) (*cache.Manifest, error) {
+		m, err := cache.VerifyEntry(path, c.FullVerify)
+		if !errors.Is(err, cache.ErrUnrecorded) {
+			return m, err
+		}
+		deb := d.Path(debsKind, debName(p))
+		if _, err := os.Stat(deb); err != nil {
+			// Nothing to check it against (fwbuild never deletes a .deb;
+			// a test or a person put this tree here): trusted once.
+			if m, err = cache.BuildManifest(path); err != nil {
+				return nil, err
+			}
+			c.log().Warn("recorded an unpacked package that has no .deb to check it against", "package", p.String(), "tree", path)
+			return m, m.Write(path)
+		}
+		if _, err := checkDeb(p)(deb); err != nil {
+			return nil, err
+		}
+		want, err := unpack(deb, "")
+		if err != nil {
+			return nil, fmt.Errorf("debpkg: %s: %s: %w", p, deb, err)
+		}
+		// An older fwbuild's modes depended on its umask: check content,
+		// record the modes found.
+		for rel, f := range want.Files {
+			f.Mode = 0
+			want.Files[rel] = f
+		}
+		// Without fingerprints a quick check hashes every file, and records them.
+		if _, err := cache.Verify(path, want, cache.Quick); err != nil {
+			return nil, err
+		}
+		for rel, f := range want.Files {
+			if f.Type == cache.TypeFile {
+				if info, err := os.Lstat(filepath.Join(path, filepath.FromSlash(rel))); err == nil {
+					f.Mode = info.Mode().Perm()
+					want.Files[rel] = f
+				}
+			}
+		}
+		c.log().Info("checked an unpacked package against its .deb and recorded it", "package", p.String(), "tree", path)
+		return want, want.Write(path)
+	}
 }
 
 func containsPkg(list []Pkg, p Pkg) bool {
