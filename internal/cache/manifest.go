@@ -175,7 +175,9 @@ func (m *Manifest) writeFile(file string) error {
 
 // ReadManifest reads the manifest of the directory entry at path; it fails
 // with ErrUnrecorded if there is none and a CorruptError if it is unreadable.
-func ReadManifest(path string) (*Manifest, error) { return readManifest(path, manifestFile(path, false)) }
+func ReadManifest(path string) (*Manifest, error) {
+	return readManifest(path, manifestFile(path, false))
+}
 
 func readManifest(path, file string) (*Manifest, error) {
 	b, err := os.ReadFile(file)
