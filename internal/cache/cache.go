@@ -251,7 +251,7 @@ func (d *Dir) claim(ctx context.Context, kind, key string, file bool, check Chec
 			return Entry{Path: path, Hit: true, Files: m}, nil, nil
 		}
 		if d.log != nil {
-			d.log.Warn("cache: a damaged entry is removed and built again", "entry", path, "why", why)
+			d.log.Warn("cache: a damaged entry is removed, to be made again", "entry", path, "why", why)
 		}
 		if err := discard(path, key, manifestFile(path, d.beside)); err != nil {
 			unlock()
