@@ -302,3 +302,26 @@ func verifyEntry(path, file string, full bool) (*Manifest, error) {
 	}
 	return m, nil
 }
+
+// RecordedHash returns the SHA-256 and size recorded for a file at the top
+// of a directory entry with its manifest inside, if its inode, mtime, ctime
+// and size are still as recorded. It is only as good as the entry's last
+// check: callers use it for entries checked in full in the same run.
+func RecordedHash(p string) (sum string, size int64, ok bool) {
+	m, err := ReadManifest(filepath.Dir(p))
+	if err != nil {
+		return "", 0, false
+	}
+	rec, found := m.Files[filepath.Base(p)]
+	if !found || rec.Type != TypeFile || rec.Stat == nil {
+		return "", 0, false
+	}
+	info, err := os.Lstat(p)
+	if err != nil || !info.Mode().IsRegular() || info.Size() != rec.Size {
+		return "", 0, false
+	}
+	if fp := fingerprint(info); fp == nil || *fp != *rec.Stat {
+		return "", 0, false
+	}
+	return rec.SHA256, rec.Size, true
+}
