@@ -1,12 +1,15 @@
 package cache
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
@@ -16,10 +19,23 @@ import (
 // what the entry held when it was built: a key names the inputs, not the
 // bytes on disk, so without it a damaged entry (a flipped bit, an edited
 // file) would be reused silently and the build's manifest would lie.
-const ManifestName = ".files.json"
+//
+// It is text, one line per file, sorted by path; JSON took longer to parse
+// than the check it serves for a package of thousands of files:
+//
+//	fwbuild-manifest 1
+//	f <perm, octal> <size> <sha256> <inode> <mtime ns> <ctime ns> <quoted path>
+//	d <quoted path>
+//	l <quoted target> <quoted path>
+//	end <number of records>
+//
+// A file recorded without a fingerprint has "-" for inode, mtime and ctime.
+const ManifestName = ".files.sha256"
 
 // manifestVersion changes if the format does.
 const manifestVersion = 1
+
+const manifestHeader = "fwbuild-manifest "
 
 // File types in a manifest.
 const (
@@ -30,29 +46,29 @@ const (
 
 // FileRecord is one file, directory or symlink of an entry.
 type FileRecord struct {
-	Type   string      `json:"type"`
-	Mode   fs.FileMode `json:"mode,omitempty"` // permission bits of a file; 0: not checked
-	Size   int64       `json:"size,omitempty"`
-	SHA256 string      `json:"sha256,omitempty"`
-	Target string      `json:"target,omitempty"` // of a symlink
+	Type   string
+	Mode   fs.FileMode // permission bits of a file; 0: not checked
+	Size   int64
+	SHA256 string
+	Target string // of a symlink
 	// Stat lets a quick check skip hashing a file that has not been touched
 	// since it was hashed (as git's index does): any write through the file
 	// system changes mtime and ctime, and ctime cannot be set back.
-	Stat *Fingerprint `json:"stat,omitempty"`
+	Stat *Fingerprint
 }
 
 // Fingerprint identifies one state of a file's inode.
 type Fingerprint struct {
-	Ino   uint64 `json:"ino"`
-	Mtime int64  `json:"mtime_ns"`
-	Ctime int64  `json:"ctime_ns"`
+	Ino   uint64
+	Mtime int64
+	Ctime int64
 }
 
 // Manifest is the content of a directory entry by slash-separated path
 // relative to it; the manifest file itself is not listed.
 type Manifest struct {
-	Version int                   `json:"version"`
-	Files   map[string]FileRecord `json:"files"`
+	Version int
+	Files   map[string]FileRecord
 }
 
 // NewManifest returns a manifest of files (without fingerprints), such as
@@ -150,7 +166,7 @@ func fingerprint(info fs.FileInfo) *Fingerprint {
 }
 
 // manifestFile is where the manifest of the entry at path is kept: inside
-// it, or beside it (<key>.files.json) for trees whose top level must stay as
+// it, or beside it (<key>.files.sha256) for trees whose top level must stay as
 // built (a kernel source tree: older fwbuilds want exactly one directory).
 func manifestFile(path string, beside bool) string {
 	if beside {
@@ -163,11 +179,7 @@ func manifestFile(path string, beside bool) string {
 func (m *Manifest) Write(dir string) error { return m.writeFile(manifestFile(dir, false)) }
 
 func (m *Manifest) writeFile(file string) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	if err := atomicfile.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(file, m.marshal(), 0o644); err != nil {
 		return fmt.Errorf("cache: record %s: %w", file, err)
 	}
 	return nil
@@ -187,11 +199,115 @@ func readManifest(path, file string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil || m.Version != manifestVersion || m.Files == nil {
-		return nil, &CorruptError{Entry: path, Reason: fmt.Sprintf("its %s is unreadable (%v)", ManifestName, err)}
+	m, err := unmarshal(b)
+	if err != nil {
+		return nil, &CorruptError{Entry: path, Reason: fmt.Sprintf("its manifest %s is unreadable: %v", file, err)}
 	}
-	return &m, nil
+	return m, nil
+}
+
+func (m *Manifest) marshal() []byte {
+	paths := make([]string, 0, len(m.Files))
+	for p := range m.Files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s%d\n", manifestHeader, manifestVersion)
+	for _, p := range paths {
+		f := m.Files[p]
+		switch f.Type {
+		case TypeFile:
+			fmt.Fprintf(&b, "f %o %d %s ", f.Mode, f.Size, f.SHA256)
+			if f.Stat != nil {
+				fmt.Fprintf(&b, "%d %d %d ", f.Stat.Ino, f.Stat.Mtime, f.Stat.Ctime)
+			} else {
+				b.WriteString("- - - ")
+			}
+		case TypeDir:
+			b.WriteString("d ")
+		case TypeSymlink:
+			b.WriteString("l " + strconv.Quote(f.Target) + " ")
+		}
+		b.WriteString(strconv.Quote(p) + "\n")
+	}
+	// So that a manifest cut short at a line's end is not taken for a
+	// smaller entry.
+	fmt.Fprintf(&b, "end %d\n", len(paths))
+	return b.Bytes()
+}
+
+func unmarshal(b []byte) (*Manifest, error) {
+	text := string(b)
+	first, rest, _ := strings.Cut(text, "\n")
+	if first != manifestHeader+strconv.Itoa(manifestVersion) {
+		return nil, fmt.Errorf("header %q, want %q", first, manifestHeader+strconv.Itoa(manifestVersion))
+	}
+	m := &Manifest{Version: manifestVersion, Files: make(map[string]FileRecord, strings.Count(rest, "\n"))}
+	for n := 2; ; n++ {
+		if rest == "" {
+			return nil, errors.New("cut short: no end line")
+		}
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		if count, ok := strings.CutPrefix(line, "end "); ok {
+			if rest != "" || count != strconv.Itoa(len(m.Files)) {
+				return nil, fmt.Errorf("line %d: %q after %d records", n, line, len(m.Files))
+			}
+			return m, nil
+		}
+		p, f, err := parseLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		m.Files[p] = f
+	}
+}
+
+func parseLine(line string) (string, FileRecord, error) {
+	kind, rest, _ := strings.Cut(line, " ")
+	var f FileRecord
+	var err error
+	switch kind {
+	case "f":
+		f.Type = TypeFile
+		var fields [6]string
+		for i := range fields {
+			fields[i], rest, _ = strings.Cut(rest, " ")
+		}
+		mode, err1 := strconv.ParseUint(fields[0], 8, 32)
+		size, err2 := strconv.ParseInt(fields[1], 10, 64)
+		if err := errors.Join(err1, err2); err != nil || len(fields[2]) != 64 {
+			return "", f, fmt.Errorf("bad file record %q", line)
+		}
+		f.Mode, f.Size, f.SHA256 = fs.FileMode(mode), size, fields[2]
+		if fields[3] != "-" {
+			ino, err1 := strconv.ParseUint(fields[3], 10, 64)
+			mt, err2 := strconv.ParseInt(fields[4], 10, 64)
+			ct, err3 := strconv.ParseInt(fields[5], 10, 64)
+			if err := errors.Join(err1, err2, err3); err != nil {
+				return "", f, fmt.Errorf("bad file record %q", line)
+			}
+			f.Stat = &Fingerprint{Ino: ino, Mtime: mt, Ctime: ct}
+		}
+	case "d":
+		f.Type = TypeDir
+	case "l":
+		f.Type = TypeSymlink
+		var q string
+		if q, err = strconv.QuotedPrefix(rest); err != nil {
+			return "", f, fmt.Errorf("bad symlink record %q", line)
+		}
+		f.Target, _ = strconv.Unquote(q)
+		rest = strings.TrimPrefix(rest[len(q):], " ")
+	default:
+		return "", f, fmt.Errorf("bad record %q", line)
+	}
+	p, err := strconv.Unquote(rest)
+	if err != nil || p == "" {
+		return "", f, fmt.Errorf("bad path in %q", line)
+	}
+	return p, f, nil
 }
 
 // Verification depths.

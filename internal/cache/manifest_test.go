@@ -250,3 +250,37 @@ func TestManifestBeside(t *testing.T) {
 		t.Errorf("rebuilt entry: %+v, %v, %d runs", e, err, runs)
 	}
 }
+
+// The manifest survives any path a package may hold, and a damaged
+// manifest is reported, not half read.
+func TestManifestRoundTrip(t *testing.T) {
+	m := NewManifest(map[string]FileRecord{
+		"usr/a b\nc\"d": {Type: TypeFile, Mode: 0o755, Size: 3, SHA256: strings.Repeat("ab", 32), Stat: &Fingerprint{Ino: 7, Mtime: -1, Ctime: 1 << 62}},
+		"usr":           {Type: TypeDir},
+		"usr/l":         {Type: TypeSymlink, Target: "/etc/x y\""},
+		"usr/unstat":    {Type: TypeFile, Mode: 0o644, SHA256: strings.Repeat("cd", 32)},
+	})
+	got, err := unmarshal(m.marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range m.Files {
+		f := got.Files[p]
+		if (f.Stat == nil) != (want.Stat == nil) || f.Stat != nil && *f.Stat != *want.Stat {
+			t.Errorf("%q: fingerprint %v, want %v", p, f.Stat, want.Stat)
+		}
+		f.Stat, want.Stat = nil, nil
+		if f != want {
+			t.Errorf("%q: %+v, want %+v", p, f, want)
+		}
+	}
+	if len(got.Files) != len(m.Files) {
+		t.Errorf("%d records, want %d", len(got.Files), len(m.Files))
+	}
+	b := m.marshal()
+	for _, bad := range [][]byte{b[:len(b)-3], b[:bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1], b[:bytes.Index(b, []byte("\n"))+1], append(bytes.Clone(b), "x\n"...), bytes.Replace(b, []byte("f 755 3"), []byte("f 755 x"), 1), []byte("{}")} {
+		if _, err := unmarshal(bad); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
