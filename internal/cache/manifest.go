@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
@@ -23,17 +26,18 @@ import (
 // It is text, one line per file, sorted by path; JSON took longer to parse
 // than the check it serves for a package of thousands of files:
 //
-//	fwbuild-manifest 1
+//	fwbuild-manifest 2
 //	f <perm, octal> <size> <sha256> <inode> <mtime ns> <ctime ns> <quoted path>
-//	d <quoted path>
-//	l <quoted target> <quoted path>
+//	d <inode> <mtime ns> <ctime ns> <quoted path>
+//	l <inode> <mtime ns> <ctime ns> <quoted target> <quoted path>
 //	end <number of records>
 //
-// A file recorded without a fingerprint has "-" for inode, mtime and ctime.
+// A record without a fingerprint has "-" for inode, mtime and ctime.
 const ManifestName = ".files.sha256"
 
-// manifestVersion changes if the format does.
-const manifestVersion = 1
+// manifestVersion changes if the format does. A manifest of another version
+// is treated as none (ErrUnrecorded), not as damage: another fwbuild wrote it.
+const manifestVersion = 2
 
 const manifestHeader = "fwbuild-manifest "
 
@@ -148,10 +152,10 @@ func recordOf(p string, de fs.DirEntry) (FileRecord, error) {
 	case t == 0:
 		return FileRecord{Type: TypeFile, Mode: info.Mode().Perm(), Size: info.Size(), Stat: fingerprint(info)}, nil
 	case t == fs.ModeDir:
-		return FileRecord{Type: TypeDir}, nil
+		return FileRecord{Type: TypeDir, Stat: fingerprint(info)}, nil
 	case t == fs.ModeSymlink:
 		target, err := os.Readlink(p)
-		return FileRecord{Type: TypeSymlink, Target: target}, err
+		return FileRecord{Type: TypeSymlink, Target: target, Stat: fingerprint(info)}, err
 	default:
 		return FileRecord{}, fmt.Errorf("%s: a %s has no place in a cache entry", p, t)
 	}
@@ -199,6 +203,10 @@ func readManifest(path, file string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	if first, _, _ := bytes.Cut(b, []byte("\n")); bytes.HasPrefix(first, []byte(manifestHeader)) &&
+		string(first) != manifestHeader+strconv.Itoa(manifestVersion) {
+		return nil, fmt.Errorf("%s: %w (%s is of another format, %q)", path, ErrUnrecorded, file, first)
+	}
 	m, err := unmarshal(b)
 	if err != nil {
 		return nil, &CorruptError{Entry: path, Reason: fmt.Sprintf("its manifest %s is unreadable: %v", file, err)}
@@ -219,15 +227,18 @@ func (m *Manifest) marshal() []byte {
 		switch f.Type {
 		case TypeFile:
 			fmt.Fprintf(&b, "f %o %d %s ", f.Mode, f.Size, f.SHA256)
-			if f.Stat != nil {
-				fmt.Fprintf(&b, "%d %d %d ", f.Stat.Ino, f.Stat.Mtime, f.Stat.Ctime)
-			} else {
-				b.WriteString("- - - ")
-			}
 		case TypeDir:
 			b.WriteString("d ")
 		case TypeSymlink:
-			b.WriteString("l " + strconv.Quote(f.Target) + " ")
+			b.WriteString("l ")
+		}
+		if f.Stat != nil {
+			fmt.Fprintf(&b, "%d %d %d ", f.Stat.Ino, f.Stat.Mtime, f.Stat.Ctime)
+		} else {
+			b.WriteString("- - - ")
+		}
+		if f.Type == TypeSymlink {
+			b.WriteString(strconv.Quote(f.Target) + " ")
 		}
 		b.WriteString(strconv.Quote(p) + "\n")
 	}
@@ -267,45 +278,51 @@ func unmarshal(b []byte) (*Manifest, error) {
 func parseLine(line string) (string, FileRecord, error) {
 	kind, rest, _ := strings.Cut(line, " ")
 	var f FileRecord
-	var err error
+	bad := fmt.Errorf("bad record %q", line)
 	switch kind {
 	case "f":
 		f.Type = TypeFile
-		var fields [6]string
+		var fields [3]string
 		for i := range fields {
 			fields[i], rest, _ = strings.Cut(rest, " ")
 		}
 		mode, err1 := strconv.ParseUint(fields[0], 8, 32)
 		size, err2 := strconv.ParseInt(fields[1], 10, 64)
-		if err := errors.Join(err1, err2); err != nil || len(fields[2]) != 64 {
-			return "", f, fmt.Errorf("bad file record %q", line)
+		if errors.Join(err1, err2) != nil || len(fields[2]) != 64 {
+			return "", f, bad
 		}
 		f.Mode, f.Size, f.SHA256 = fs.FileMode(mode), size, fields[2]
-		if fields[3] != "-" {
-			ino, err1 := strconv.ParseUint(fields[3], 10, 64)
-			mt, err2 := strconv.ParseInt(fields[4], 10, 64)
-			ct, err3 := strconv.ParseInt(fields[5], 10, 64)
-			if err := errors.Join(err1, err2, err3); err != nil {
-				return "", f, fmt.Errorf("bad file record %q", line)
-			}
-			f.Stat = &Fingerprint{Ino: ino, Mtime: mt, Ctime: ct}
-		}
 	case "d":
 		f.Type = TypeDir
 	case "l":
 		f.Type = TypeSymlink
-		var q string
-		if q, err = strconv.QuotedPrefix(rest); err != nil {
-			return "", f, fmt.Errorf("bad symlink record %q", line)
+	default:
+		return "", f, bad
+	}
+	var fields [3]string
+	for i := range fields {
+		fields[i], rest, _ = strings.Cut(rest, " ")
+	}
+	if fields[0] != "-" {
+		ino, err1 := strconv.ParseUint(fields[0], 10, 64)
+		mt, err2 := strconv.ParseInt(fields[1], 10, 64)
+		ct, err3 := strconv.ParseInt(fields[2], 10, 64)
+		if errors.Join(err1, err2, err3) != nil {
+			return "", f, bad
+		}
+		f.Stat = &Fingerprint{Ino: ino, Mtime: mt, Ctime: ct}
+	}
+	if f.Type == TypeSymlink {
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return "", f, bad
 		}
 		f.Target, _ = strconv.Unquote(q)
 		rest = strings.TrimPrefix(rest[len(q):], " ")
-	default:
-		return "", f, fmt.Errorf("bad record %q", line)
 	}
 	p, err := strconv.Unquote(rest)
 	if err != nil || p == "" {
-		return "", f, fmt.Errorf("bad path in %q", line)
+		return "", f, bad
 	}
 	return p, f, nil
 }
@@ -328,6 +345,9 @@ func Verify(path string, m *Manifest, full bool) (refreshed bool, err error) {
 	dir, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return false, fmt.Errorf("cache: %w", err)
+	}
+	if !full {
+		return verifyQuick(path, dir, m)
 	}
 	bad := func(rel, reason string) error { return &CorruptError{Entry: path, File: rel, Reason: reason} }
 	seen := 0
@@ -396,6 +416,150 @@ func Verify(path string, m *Manifest, full bool) (refreshed bool, err error) {
 		}
 	}
 	return refreshed, nil
+}
+
+// verifyQuick is Verify without hashing untouched files: one lstat per
+// record, in parallel, and no directory listing (but the top one's) unless a
+// directory's own fingerprint changed, which adding, removing or renaming
+// anything in it does. That is most of a no-op rebuild's time for packages
+// of thousands of files.
+func verifyQuick(path, dir string, m *Manifest) (bool, error) {
+	bad := func(rel, reason string) error { return &CorruptError{Entry: path, File: rel, Reason: reason} }
+	children := map[string][]string{}
+	rels := make([]string, 0, len(m.Files))
+	for rel := range m.Files {
+		rels = append(rels, rel)
+		parent, name := ".", rel
+		if i := strings.LastIndexByte(rel, '/'); i >= 0 {
+			parent, name = rel[:i], rel[i+1:]
+		}
+		children[parent] = append(children[parent], name)
+	}
+	// The top directory has no fingerprint (writing the manifest into it
+	// changes it): always listed.
+	if err := sameNames(dir, ".", children["."]); err != nil {
+		return false, bad(err.rel, err.reason)
+	}
+	type update struct {
+		rel string
+		fp  *Fingerprint
+	}
+	workers := min(runtime.GOMAXPROCS(0), 1+len(rels)/256)
+	errs := make([]error, workers)
+	updates := make([][]update, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(rels); i += workers {
+				rel := rels[i]
+				want := m.Files[rel]
+				p := filepath.Join(dir, filepath.FromSlash(rel))
+				info, err := os.Lstat(p)
+				if err != nil {
+					errs[w] = bad(rel, fmt.Sprintf("(a %s) is missing", want.Type))
+					return
+				}
+				got := typeOf(info)
+				switch {
+				case got != want.Type:
+					errs[w] = bad(rel, fmt.Sprintf("is a %s, recorded as a %s", got, want.Type))
+				case got == TypeFile && info.Size() != want.Size:
+					errs[w] = bad(rel, fmt.Sprintf("has %d bytes, recorded as %d", info.Size(), want.Size))
+				case got == TypeFile && want.Mode != 0 && info.Mode().Perm() != want.Mode:
+					errs[w] = bad(rel, fmt.Sprintf("has mode %v, recorded as %v", info.Mode().Perm(), want.Mode))
+				}
+				if errs[w] != nil {
+					return
+				}
+				fp := fingerprint(info)
+				if fp != nil && want.Stat != nil && *fp == *want.Stat {
+					continue
+				}
+				// Touched since recorded: look at the content.
+				switch got {
+				case TypeFile:
+					if sum, _, err := atomicfile.HashFile(p); err != nil || sum != want.SHA256 {
+						errs[w] = bad(rel, fmt.Sprintf("has SHA-256 %s, recorded as %s (%v)", sum, want.SHA256, err))
+					}
+				case TypeSymlink:
+					if target, err := os.Readlink(p); err != nil || target != want.Target {
+						errs[w] = bad(rel, fmt.Sprintf("points to %q, recorded as %q", target, want.Target))
+					}
+				case TypeDir:
+					if err := sameNames(dir, rel, children[rel]); err != nil {
+						errs[w] = bad(err.rel, err.reason)
+					}
+				}
+				if errs[w] != nil {
+					return
+				}
+				updates[w] = append(updates[w], update{rel, fp})
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, e := range errs {
+			if e != nil {
+				return false, e // the first worker's, which is a CorruptError
+			}
+		}
+	}
+	refreshed := false
+	for _, us := range updates {
+		for _, u := range us {
+			f := m.Files[u.rel]
+			f.Stat = u.fp
+			m.Files[u.rel] = f
+			refreshed = true
+		}
+	}
+	return refreshed, nil
+}
+
+type nameError struct{ rel, reason string }
+
+// sameNames checks that directory rel of dir holds exactly names (and,
+// at the top, the manifest).
+func sameNames(dir, rel string, names []string) *nameError {
+	ents, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(rel)))
+	if err != nil {
+		return &nameError{rel, err.Error()}
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	found := 0
+	for _, e := range ents {
+		if rel == "." && e.Name() == ManifestName {
+			continue
+		}
+		if !want[e.Name()] {
+			return &nameError{path.Join(rel, e.Name()), "is not in the recorded manifest (added since the entry was built)"}
+		}
+		found++
+	}
+	if found != len(names) {
+		for _, n := range names {
+			if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(rel), n)); err != nil {
+				return &nameError{path.Join(rel, n), "is missing"}
+			}
+		}
+	}
+	return nil
+}
+
+func typeOf(info fs.FileInfo) string {
+	switch info.Mode().Type() {
+	case 0:
+		return TypeFile
+	case fs.ModeDir:
+		return TypeDir
+	case fs.ModeSymlink:
+		return TypeSymlink
+	}
+	return info.Mode().Type().String()
 }
 
 // VerifyEntry reads the manifest of the directory entry at path and checks

@@ -284,3 +284,24 @@ func TestManifestRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A manifest of another format version is no evidence of damage: the entry
+// counts as unrecorded (adopted or rebuilt by the caller's policy).
+func TestManifestOtherVersionIsUnrecorded(t *testing.T) {
+	d, _ := Open(t.TempDir())
+	runs := 0
+	e, err := d.Entry(context.Background(), "kernel", "k", countingBuild(&runs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(e.Path, ManifestName), []byte("fwbuild-manifest 1\nd \"sub\"\nend 1\n"), 0o644)
+	if _, err := VerifyEntry(e.Path, Quick); !errors.Is(err, ErrUnrecorded) {
+		t.Errorf("err = %v, want ErrUnrecorded", err)
+	}
+	if e, err := d.WithAdoptUnrecorded().Entry(context.Background(), "kernel", "k", countingBuild(&runs)); err != nil || !e.Hit || runs != 1 {
+		t.Errorf("adopt: %+v, %v, %d runs", e, err, runs)
+	}
+	if _, err := VerifyEntry(e.Path, Full); err != nil {
+		t.Errorf("re-recorded entry: %v", err)
+	}
+}
