@@ -218,6 +218,14 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	if err != nil {
 		return Result{}, fmt.Errorf("kbuild: %w", err)
 	}
+	// A hit is checked in full against its manifest (a few MB) and rebuilt
+	// if damaged; one an older fwbuild built has none and is recorded as it
+	// is, rather than costing minutes of rebuild.
+	d = d.WithLog(slog.New(progressHandler{progress})).WithAdoptUnrecorded()
+	// The source tree (1.5 GB) is read only by a cold build: checked
+	// quickly, its manifest beside it so that its top level stays one
+	// directory, as older fwbuilds sharing the cache require.
+	srcDir := d.WithQuickVerify().WithManifestBeside()
 	outDir := d.Path("kernel", key)
 	res := Result{
 		BzImage: filepath.Join(outDir, "bzImage"),
@@ -233,7 +241,7 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	e, err := d.WithWaiting(func(string, string) {
 		progress(fmt.Sprintf("kbuild: %s: waiting for another build of the same kernel", short(key)))
 	}).Entry(ctx, "kernel", key, func(tmp string) error {
-		buildErr = b.build(ctx, d, srcSum, inputs, tmp, &res)
+		buildErr = b.build(ctx, srcDir, srcSum, inputs, tmp, &res)
 		return buildErr
 	})
 	if err != nil {
@@ -254,6 +262,23 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	res.Duration = time.Since(start)
 	progress(fmt.Sprintf("kbuild: %s: built %s in %s", short(key), res.BzImage, res.Duration.Round(time.Second)))
 	return res, nil
+}
+
+// progressHandler passes the cache's log records (a damaged entry rebuilt)
+// to progress.
+type progressHandler struct{ progress func(string) }
+
+func (h progressHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h progressHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h progressHandler) WithGroup(string) slog.Handler            { return h }
+func (h progressHandler) Handle(_ context.Context, r slog.Record) error {
+	msg := "kbuild: " + r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		msg += " " + a.String()
+		return true
+	})
+	h.progress(msg)
+	return nil
 }
 
 type builder struct {

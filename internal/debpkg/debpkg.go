@@ -1,27 +1,32 @@
 // Package debpkg fetches pinned Debian packages with apt-get, verifies their
 // SHA-256 and unpacks them in Go into a cache keyed by that hash, so a
 // package is downloaded and unpacked once per content, whatever its name.
+//
+// Nothing in the cache is used unchecked: a cached .deb is hashed against
+// its pin whenever it is unpacked (and deleted and downloaded again if it
+// differs), and an unpacked tree is checked against the manifest recorded
+// when it was unpacked on every Fetch (quickly: see cache.Quick), and
+// unpacked again if it differs.
 package debpkg
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
-	"pault.ag/go/debian/deb"
 )
 
 // Pkg is one pinned package. Origin says who asked for it ("board qemu-q35,
@@ -52,6 +57,10 @@ type Cache struct {
 	// AptGet is the apt-get binary; empty means "apt-get" from PATH.
 	AptGet string
 	Log    *slog.Logger
+	// FullVerify hashes every file of every unpacked tree on each Fetch
+	// rather than only files whose inode, mtime or ctime changed: it also
+	// catches bits that rot on the disk, for `fwbuild doctor`-like checks.
+	FullVerify bool
 }
 
 // HashMismatchError means a downloaded .deb is not the pinned one.
@@ -79,7 +88,7 @@ func (c *Cache) open() (*cache.Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("debpkg: %w", err)
 	}
-	return d.WithWaiting(func(kind, key string) {
+	return d.WithLog(c.log()).WithWaiting(func(kind, key string) {
 		c.log().Info("waiting for another fwbuild fetching the same package", "entry", kind+"/"+key)
 	}), nil
 }
@@ -97,13 +106,18 @@ func (c *Cache) fetched(d *cache.Dir, p Pkg) Fetched {
 	return Fetched{Pkg: p, Deb: d.Path(debsKind, debName(p)), Root: d.Path(pkgsKind, p.SHA256)}
 }
 
-// Lookup returns a package already in the cache, without any download.
+// Lookup returns a package already in the cache, without any download; a
+// tree that fails its check is not returned.
 func (c *Cache) Lookup(p Pkg) (Fetched, bool) {
 	d, err := c.open()
 	if err != nil {
 		return Fetched{}, false
 	}
-	if _, ok := d.Lookup(pkgsKind, p.SHA256); !ok {
+	path, ok := d.Lookup(pkgsKind, p.SHA256)
+	if !ok {
+		return Fetched{}, false
+	}
+	if _, err := c.checkTree(d, p)(path); err != nil {
 		return Fetched{}, false
 	}
 	return c.fetched(d, p), true
@@ -124,10 +138,12 @@ func (c *Cache) Fetch(ctx context.Context, pkgs []Pkg) ([]Fetched, error) {
 	}
 	out := make([]Fetched, len(pkgs))
 	var missing []Pkg
+	good := c.checkTrees(d, pkgs)
 	for i, p := range pkgs {
-		if _, ok := d.Lookup(pkgsKind, p.SHA256); ok {
+		if good[p.SHA256] {
 			out[i] = c.fetched(d, p)
 		} else if !containsPkg(missing, p) {
+			// A damaged tree is logged and replaced by fill, under its lock.
 			missing = append(missing, p)
 		}
 	}
@@ -147,6 +163,35 @@ func (c *Cache) Fetch(ctx context.Context, pkgs []Pkg) ([]Fetched, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkTrees checks the packages' trees that exist, in parallel: it is most
+// of a no-op rebuild's time (a stat of each of thousands of files), and the
+// trees are independent. It returns the hashes of those that passed.
+func (c *Cache) checkTrees(d *cache.Dir, pkgs []Pkg) map[string]bool {
+	var mu sync.Mutex
+	good := map[string]bool{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	seen := map[string]bool{}
+	for _, p := range pkgs {
+		path, ok := d.Lookup(pkgsKind, p.SHA256)
+		if !ok || seen[p.SHA256] {
+			continue
+		}
+		seen[p.SHA256] = true
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := c.checkTree(d, p)(path); err == nil {
+				mu.Lock()
+				good[p.SHA256] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return good
 }
 
 // missingPkg is a package whose unpacked tree this process has claimed.
@@ -172,7 +217,7 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 		}
 	}()
 	for _, p := range pkgs {
-		_, tree, err := d.Claim(ctx, pkgsKind, p.SHA256)
+		_, tree, err := d.ClaimChecked(ctx, pkgsKind, p.SHA256, c.checkTree(d, p))
 		if err != nil {
 			return nil, fmt.Errorf("debpkg: %s: %w", p, err)
 		}
@@ -182,7 +227,9 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 	}
 	var download []*missingPkg
 	for _, m := range todo {
-		_, deb, err := d.ClaimFile(ctx, debsKind, debName(m.Pkg))
+		// The .deb is read now: one not matching its pin is deleted and
+		// downloaded again, never unpacked.
+		_, deb, err := d.ClaimFileChecked(ctx, debsKind, debName(m.Pkg), checkDeb(m.Pkg))
 		if err != nil {
 			return nil, fmt.Errorf("debpkg: %s: %w", m.Pkg, err)
 		}
@@ -202,8 +249,13 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 	}
 	for _, m := range todo {
 		start := time.Now()
-		if err := Unpack(d.Path(debsKind, debName(m.Pkg)), m.tree.Temp()); err != nil {
-			return nil, fmt.Errorf("debpkg: %s (%s): %w", m.Pkg, m.Origin, err)
+		debPath := d.Path(debsKind, debName(m.Pkg))
+		if err := Unpack(debPath, m.tree.Temp()); err != nil {
+			// Its hash matched the pin a moment ago, so the damage is in
+			// the package itself, not in the cache.
+			return nil, fmt.Errorf("debpkg: %s (%s): cannot unpack %s: %w; its SHA-256 matches the pin, so the pinned package is "+
+				"itself broken: pin another version (or, if you suspect the cache, delete %s and build again to download it afresh)",
+				m.Pkg, m.Origin, debPath, err, debPath)
 		}
 		if _, err := m.tree.Commit(); err != nil {
 			return nil, fmt.Errorf("debpkg: %s: %w", m.Pkg, err)
@@ -211,6 +263,70 @@ func (c *Cache) fill(ctx context.Context, d *cache.Dir, pkgs []Pkg) (map[string]
 		c.log().Info("unpacked", "package", m.Pkg.String(), "took", time.Since(start).Round(time.Millisecond))
 	}
 	return downloaded, nil
+}
+
+// checkDeb accepts a cached .deb only if it is the pinned one.
+func checkDeb(p Pkg) cache.Check {
+	return func(path string) (*cache.Manifest, error) {
+		sum, _, err := atomicfile.HashFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("debpkg: %s: %w", p, err)
+		}
+		if sum != p.SHA256 {
+			return nil, fmt.Errorf("debpkg: cached %s for %s (%s) has SHA-256 %s, not the pinned %s: it is deleted and downloaded again",
+				path, p, p.Origin, sum, p.SHA256)
+		}
+		return nil, nil
+	}
+}
+
+// checkTree checks an unpacked tree against its manifest. A tree an older
+// fwbuild unpacked has none: it is checked in full against its .deb (once,
+// a few seconds for a big package) and recorded.
+func (c *Cache) checkTree(d *cache.Dir, p Pkg) cache.Check {
+	return func(path string) (*cache.Manifest, error) {
+		m, err := cache.VerifyEntry(path, c.FullVerify)
+		if !errors.Is(err, cache.ErrUnrecorded) {
+			return m, err
+		}
+		deb := d.Path(debsKind, debName(p))
+		if _, err := os.Stat(deb); err != nil {
+			// Nothing to check it against (fwbuild never deletes a .deb;
+			// a test or a person put this tree here): trusted once.
+			if m, err = cache.BuildManifest(path); err != nil {
+				return nil, err
+			}
+			c.log().Warn("recorded an unpacked package that has no .deb to check it against", "package", p.String(), "tree", path)
+			return m, m.Write(path)
+		}
+		if _, err := checkDeb(p)(deb); err != nil {
+			return nil, err
+		}
+		want, err := unpack(deb, "")
+		if err != nil {
+			return nil, fmt.Errorf("debpkg: %s: %s: %w", p, deb, err)
+		}
+		// An older fwbuild's modes depended on its umask: check content,
+		// record the modes found.
+		for rel, f := range want.Files {
+			f.Mode = 0
+			want.Files[rel] = f
+		}
+		// Without fingerprints a quick check hashes every file, and records them.
+		if _, err := cache.Verify(path, want, cache.Quick); err != nil {
+			return nil, err
+		}
+		for rel, f := range want.Files {
+			if f.Type == cache.TypeFile {
+				if info, err := os.Lstat(filepath.Join(path, filepath.FromSlash(rel))); err == nil {
+					f.Mode = info.Mode().Perm()
+					want.Files[rel] = f
+				}
+			}
+		}
+		c.log().Info("checked an unpacked package against its .deb and recorded it", "package", p.String(), "tree", path)
+		return want, want.Write(path)
+	}
 }
 
 func containsPkg(list []Pkg, p Pkg) bool {
@@ -329,70 +445,4 @@ func adopt(dir string, m *missingPkg) error {
 		return fmt.Errorf("debpkg: %s: %w", p, err)
 	}
 	return nil
-}
-
-// Unpack extracts the data archive of a .deb into dest (which must exist).
-// Paths that would escape dest are refused.
-func Unpack(debPath, dest string) error {
-	d, closer, err := deb.LoadFile(debPath)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", debPath, err)
-	}
-	defer closer()
-	return extractTar(d.Data, dest)
-}
-
-func extractTar(tr *tar.Reader, dest string) error {
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("data archive: %w", err)
-		}
-		name := filepath.Clean(strings.TrimPrefix(h.Name, "./"))
-		if name == "." || name == "" {
-			continue
-		}
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return fmt.Errorf("data archive: entry %q escapes the package root", h.Name)
-		}
-		target := filepath.Join(dest, name)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode).Perm()|0o200)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, tr); err != nil {
-				f.Close()
-				return fmt.Errorf("data archive: %s: %w", h.Name, err)
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			old := filepath.Clean(strings.TrimPrefix(h.Linkname, "./"))
-			if strings.HasPrefix(old, "../") || filepath.IsAbs(old) {
-				return fmt.Errorf("data archive: hard link %q escapes the package root", h.Linkname)
-			}
-			if err := os.Link(filepath.Join(dest, old), target); err != nil {
-				return err
-			}
-		default:
-			// Device nodes and fifos have no place in a build input.
-		}
-	}
 }

@@ -97,6 +97,9 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 // the destination, never a panic or a file outside it.
 func FuzzUnpack(f *testing.F) {
 	f.Add(makeDeb(f, []*tar.Header{{Name: "./a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1}}, []string{"a"}))
+	for _, h := range hostileDebs() {
+		f.Add(makeDeb(f, h.entries("/tmp/fwbuild-fuzz-elsewhere"), h.bodies))
+	}
 	f.Add([]byte("!<arch>\n"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -16,6 +16,7 @@ import (
 	"github.com/fwbuild/fwbuild"
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
+	"github.com/fwbuild/fwbuild/internal/cache"
 )
 
 // DefaultEpoch is the timestamp written into outputs when SOURCE_DATE_EPOCH
@@ -237,21 +238,19 @@ type published struct{ unchanged bool }
 
 func (p published) fromCache() bool { return p.unchanged }
 
-// hashArtefact hashes a stage output once: stage directories are immutable,
-// so the hash is kept next to the file.
+// hashArtefact hashes an artefact. A stage output need not be read again:
+// its entry's manifest was checked in full (or written) by this build's
+// stage call, and the file's inode, mtime and ctime still being as recorded
+// shows it was not touched since; so for a kernel built from source.
+// Anything else (a kernel in a package, whose tree is checked only quickly;
+// a file given by path) is hashed.
 func (r *run) hashArtefact(p string) (string, int64, error) {
-	side := p + ".sha256"
-	if b, err := os.ReadFile(side); err == nil {
-		var sum string
-		var n int64
-		if _, err := fmt.Sscanf(string(b), "%s %d", &sum, &n); err == nil && len(sum) == 64 {
-			return sum, n, nil
+	for _, kind := range []string{"stages", "kernel"} {
+		if strings.HasPrefix(p, filepath.Join(r.CacheDir, kind)+string(filepath.Separator)) {
+			if sum, n, ok := cache.RecordedHash(p); ok {
+				return sum, n, nil
+			}
 		}
 	}
-	sum, n, err := atomicfile.HashFile(p)
-	if err != nil {
-		return "", 0, err
-	}
-	os.WriteFile(side, []byte(fmt.Sprintf("%s %d\n", sum, n)), 0o644) // a cache of a cache: failure is harmless
-	return sum, n, nil
+	return atomicfile.HashFile(p)
 }

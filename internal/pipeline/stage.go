@@ -54,14 +54,17 @@ func (r stageResult) read(name string) ([]byte, error) {
 
 // stage returns <cache>/stages/<name>/<k>, running produce into a fresh
 // directory that becomes the entry when produce succeeds (cache.Dir.Entry).
-// A wait for another fwbuild building the same stage ends with ctx.
+// A hit is checked in full against the SHA-256 of every file recorded when
+// it was built (tens of MB: tens of ms), and a damaged one is built again
+// with a warning, so neither later stages nor the manifest see it. A wait
+// for another fwbuild building the same stage ends with ctx.
 func (r *run) stage(ctx context.Context, name, k string, produce func(dir string) error) (stageResult, error) {
 	start := time.Now()
 	d, err := cache.Open(r.CacheDir)
 	if err != nil {
 		return stageResult{}, fmt.Errorf("%s: %w", name, err)
 	}
-	d = d.WithWaiting(func(string, string) {
+	d = d.WithLog(r.log()).WithWaiting(func(string, string) {
 		r.log().Info("waiting for another fwbuild building the same stage", "stage", name, "key", k[:12])
 	})
 	var produceErr error
