@@ -25,6 +25,11 @@ func CheckRegionName(name string) error {
 	if len(name) > maxRegionName {
 		return fmt.Errorf("region name %q is %d bytes long: at most %d", name, len(name), maxRegionName)
 	}
+	if name[0] == '-' {
+		// flashrom takes the name as the argument of -i, where a leading
+		// '-' reads like an option to a person, if not to getopt.
+		return fmt.Errorf("region name %q starts with '-': start it with a letter or digit", name)
+	}
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			return fmt.Errorf("region name %q has %q: use ASCII letters, digits, '.', '_' and '-' (flashrom's layout syntax)", name, c)

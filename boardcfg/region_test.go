@@ -24,6 +24,7 @@ func TestCheckRegionName(t *testing.T) {
 		{"bíos", `has 'í'`},
 		{"a/b", `has '/'`},
 		{"a,b", `has ','`},
+		{"-i", "starts with '-'"},
 	} {
 		if err := CheckRegionName(bad.name); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: error %v, want %q", bad.name, err, bad.want)

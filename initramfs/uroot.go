@@ -43,7 +43,7 @@ func goEnv(ctx context.Context, goCmd string) (bin, goroot string, err error) {
 // checkCommands asks go about every command before the busybox build, whose
 // errors do not say which command is wrong.
 func checkCommands(ctx context.Context, env []string, dir, goBin string, cmds []string) error {
-	args := append([]string{"list", "-mod=mod", "-e", "-f", "{{.ImportPath}}\t{{.Name}}\t{{with .Error}}{{.Err}}{{end}}"}, cmds...)
+	args := append([]string{"list", "-mod=mod", "-e", "-f", "{{.ImportPath}}\t{{.Name}}\t{{with .Error}}{{.Err}}{{end}}", "--"}, cmds...)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = dir
 	cmd.Env = env
