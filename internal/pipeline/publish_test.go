@@ -185,6 +185,7 @@ func TestPublishCrashMidRenameCompletes(t *testing.T) {
 	}
 	// A crash before the commit point leaves staged files only: they go.
 	os.WriteFile(filepath.Join(out, stagePrefix+"a.bin-123"), []byte("half"), 0o644)
+	os.WriteFile(filepath.Join(out, "."+journalFile+".tmp-456"), []byte("{"), 0o644)
 	if err := checkOutDir(out, ""); err != nil {
 		t.Fatal(err)
 	}
