@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -94,7 +93,7 @@ type outcome interface{ fromCache() bool }
 func timed[T outcome](ctx context.Context, r *run, name string, timeout time.Duration, stage func(context.Context) (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
-		return zero, fmt.Errorf("%s: %w", name, err)
+		return zero, fmt.Errorf("build cancelled before stage %s: %w", name, err)
 	}
 	if r.Progress != nil {
 		r.Progress(name, -1, false)
@@ -110,10 +109,7 @@ func timed[T outcome](ctx context.Context, r *run, name string, timeout time.Dur
 	res, err := stage(ctx)
 	took := time.Since(start)
 	if cerr := parent.Err(); cerr != nil {
-		if err != nil && errors.Is(err, cerr) {
-			return zero, err
-		}
-		return zero, fmt.Errorf("%s: %w", name, cerr)
+		return zero, fmt.Errorf("build cancelled in stage %s: %w", name, cerr)
 	}
 	if err != nil {
 		return res, err

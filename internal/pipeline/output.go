@@ -212,7 +212,12 @@ func recoverPublish(outDir string) error {
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("output: %w", err)
 	}
+	// Staged files, and a journal or state file half written by atomicfile.
 	staged, _ := filepath.Glob(filepath.Join(outDir, stagePrefix+"*"))
+	for _, pat := range []string{journalFile, stateFile} {
+		m, _ := filepath.Glob(filepath.Join(outDir, "."+pat+".tmp-*")) // atomicfile's temp name
+		staged = append(staged, m...)
+	}
 	for _, p := range staged {
 		os.Remove(p)
 	}
