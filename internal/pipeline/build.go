@@ -108,7 +108,9 @@ func timed[T outcome](ctx context.Context, r *run, name string, timeout time.Dur
 	start := time.Now()
 	res, err := stage(ctx)
 	took := time.Since(start)
-	if cerr := parent.Err(); cerr != nil {
+	// A publish that got past its commit point is done: reporting it as
+	// cancelled would misdescribe the output directory.
+	if cerr := parent.Err(); cerr != nil && !(err == nil && isCommitted(res)) {
 		return zero, fmt.Errorf("build cancelled in stage %s: %w", name, cerr)
 	}
 	if err != nil {
@@ -140,11 +142,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Only != "" && !slices.Contains(OnlyStages(), o.Only) {
 		return nil, fmt.Errorf("build: cannot stop after %q (stages: %s)", o.Only, strings.Join(OnlyStages(), ", "))
 	}
-	// A different fwbuild may build differently: its outputs never come from another's cache.
 	// A bad --out fails now, not after every stage ran.
 	if err := checkOutDir(o.OutDir, o.CacheDir); err != nil {
 		return nil, err
 	}
+	// A different fwbuild may build differently: its outputs never come from another's cache.
 	r := &run{Options: o, tool: fwbuild.SourceID()}
 	r.result.OutDir = o.OutDir
 	b := o.Board
@@ -251,7 +253,7 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 		r.result.Manifest = m
 		written, err := publish(ctx, r.OutDir, arts, r.hook)
 		r.result.Written = written
-		return published{unchanged: len(written) == 0}, err
+		return published{unchanged: len(written) == 0, done: err == nil}, err
 	})
 	if err != nil {
 		return nil, err
@@ -262,9 +264,17 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 
 // published is the manifest stage's outcome: a build that rewrote nothing
 // counts as cached.
-type published struct{ unchanged bool }
+type published struct{ unchanged, done bool }
 
 func (p published) fromCache() bool { return p.unchanged }
+
+func (p published) committed() bool { return p.done }
+
+// isCommitted says whether a stage's outcome is a completed publish.
+func isCommitted(o any) bool {
+	c, ok := o.(interface{ committed() bool })
+	return ok && c.committed()
+}
 
 // hashArtefact hashes a stage output once: stage directories are immutable,
 // so the hash is kept next to the file.

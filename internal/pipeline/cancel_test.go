@@ -140,3 +140,24 @@ func TestBadOutDirFailsFirst(t *testing.T) {
 		t.Error("an output directory was created inside the cache")
 	}
 }
+
+// A cancellation after publish's commit point does not stop it half way:
+// the build completes, and the directory is the new build, whole.
+func TestCancelAfterCommitCompletes(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	os.MkdirAll(out, 0o755)
+	os.WriteFile(filepath.Join(out, "usb.img"), []byte("previous"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := q35Options(t, out)
+	o.testHook = func(p string) {
+		if p == "publish: rename usb.img" {
+			cancel()
+		}
+	}
+	if _, err := Build(ctx, o); err != nil {
+		t.Fatalf("a build cancelled after its publish committed: %v", err)
+	}
+	sha256sumCheck(t, out)
+	noStaged(t, out)
+}
