@@ -20,7 +20,7 @@ func diskImage(t *testing.T, size int64) (string, []byte) {
 	t.Helper()
 	pe := minimalPE()
 	p := filepath.Join(t.TempDir(), "usb.img")
-	if err := image.WriteUSB(p, image.USBSpec{Size: size, Payload: pe, Name: "flash-test", Epoch: time.Unix(1704067200, 0)}); err != nil {
+	if err := image.WriteUSB(context.Background(), p, image.USBSpec{Size: size, Payload: pe, Name: "flash-test", Epoch: time.Unix(1704067200, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	return p, readFile(t, p)

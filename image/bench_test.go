@@ -1,6 +1,7 @@
 package image
 
 import (
+	"context"
 	"os/exec"
 	"testing"
 )
@@ -63,7 +64,7 @@ func BenchmarkSlotBudget8(b *testing.B) {
 func BenchmarkSlotBudget16(b *testing.B) {
 	s := q35Spec16(ovmfCode(b), nil)
 	for b.Loop() {
-		if _, err := SlotBudget(s); err != nil {
+		if _, err := SlotBudget(context.Background(), s); err != nil {
 			b.Fatal(err)
 		}
 	}

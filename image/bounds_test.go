@@ -1,6 +1,7 @@
 package image
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -269,7 +270,7 @@ func TestInspectFFS1Volume(t *testing.T) {
 
 	spec := synthSpec(t, minimalPE(5000))
 	spec.BaseFirmware = old
-	_, err = BuildSPI(spec)
+	_, err = BuildSPI(context.Background(), spec)
 	if err == nil || !strings.Contains(err.Error(), "volume "+synthGrow+" at 0x0 (FFS1 ("+ffs1+")) is in an unsupported volume format") ||
 		!strings.Contains(err.Error(), "the slot may be inside") {
 		t.Errorf("build with the slot in an FFS1 volume: %v", err)
@@ -281,7 +282,7 @@ func TestInspectFFS1Volume(t *testing.T) {
 // would allocate what it claims). Both are read by offset, not into memory.
 func TestInspectTruncatedDisk(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "usb.img")
-	if err := WriteUSB(img, USBSpec{Size: 40 << 20, Payload: minimalPE(100 << 10), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
+	if err := WriteUSB(context.Background(), img, USBSpec{Size: 40 << 20, Payload: minimalPE(100 << 10), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
 	n, err := Inspect(img)

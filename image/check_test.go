@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +12,7 @@ import (
 
 func TestCheckFirmware(t *testing.T) {
 	s := synthSpec(t, minimalPE(2000))
-	chip, err := BuildSPI(s)
+	chip, err := BuildSPI(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +50,7 @@ func TestCheckFirmware(t *testing.T) {
 func TestCheckDisk(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "usb.img")
-	if err := WriteUSB(good, USBSpec{Size: 40 << 20, Payload: minimalPE(4000), Name: "check", Epoch: time.Unix(1704067200, 0)}); err != nil {
+	if err := WriteUSB(context.Background(), good, USBSpec{Size: 40 << 20, Payload: minimalPE(4000), Name: "check", Epoch: time.Unix(1704067200, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := CheckDisk(good); err != nil {

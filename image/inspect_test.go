@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -107,14 +108,14 @@ func testArchive(t testing.TB) []byte {
 }
 
 func TestDetect(t *testing.T) {
-	chip, err := BuildSPI(synthSpec(t, minimalPE(5000)))
+	chip, err := BuildSPI(context.Background(), synthSpec(t, minimalPE(5000)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A chip whose first region is the guests region starts like a bundle.
 	guestsFirst := synthSpec(t, minimalPE(5000))
 	guestsFirst.Fills["data"] = bundle.Encode(testArchive(t))
-	guestsChip, err := BuildSPI(guestsFirst)
+	guestsChip, err := BuildSPI(context.Background(), guestsFirst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestInspect(t *testing.T) {
 	// A chip lists its guests region with the files in it.
 	spec := synthSpec(t, minimalPE(5000))
 	spec.Fills["data"] = bundle.Encode(archive)
-	chip, err := BuildSPI(spec)
+	chip, err := BuildSPI(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestInspectFlashDescriptor(t *testing.T) {
 func TestInspectGuestBundle(t *testing.T) {
 	spec := synthSpec(t, minimalPE(5000))
 	spec.Fills["data"] = bundle.Encode([]byte("the guests' cpio"))
-	chip, err := BuildSPI(spec)
+	chip, err := BuildSPI(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}

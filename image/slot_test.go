@@ -2,6 +2,7 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -99,7 +100,7 @@ func TestOpenSlot(t *testing.T) {
 func TestBuildSPINested(t *testing.T) {
 	s := synthSpec(t, minimalPE(3500))
 	s.BaseFirmware = synthNestedBase(t)
-	chip, err := BuildSPI(s)
+	chip, err := BuildSPI(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}

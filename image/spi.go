@@ -2,9 +2,9 @@ package image
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
-	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"regexp"
 	"strings"
 
@@ -176,12 +176,17 @@ func (p *spiPlan) chip(size uint64, region []byte) []byte {
 
 // BuildSPI returns the chip image: base firmware with the payload in the
 // slot file, laid out per s.Regions. Nothing but the slot's PE32 section
-// and the enlargement of GrowFV changes; every volume keeps its size.
-func BuildSPI(s SPISpec) ([]byte, error) {
-	return buildSPI(s, pinnedXZ)
+// and the enlargement of GrowFV changes; every volume keeps its size. It
+// ends when ctx does (see fianoCtx).
+func BuildSPI(ctx context.Context, s SPISpec) ([]byte, error) {
+	return buildSPICtx(ctx, s, pinnedXZ)
 }
 
 func buildSPI(s SPISpec, xzPath string) ([]byte, error) {
+	return buildSPICtx(context.Background(), s, xzPath)
+}
+
+func buildSPICtx(ctx context.Context, s SPISpec, xzPath string) ([]byte, error) {
 	p, err := planSPI(s)
 	if err != nil {
 		return nil, err
@@ -190,9 +195,12 @@ func buildSPI(s SPISpec, xzPath string) ([]byte, error) {
 		return nil, err
 	}
 	var region []byte
-	err = withFiano(xzPath, func(l *fianoLogger) error {
+	err = fianoCtx(ctx, xzPath, func(l *fianoLogger) error {
 		t, err := openSlot(p, l)
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		bound, err := t.slotBound()
@@ -203,6 +211,9 @@ func buildSPI(s SPISpec, xzPath string) ([]byte, error) {
 			return &BudgetError{Slot: s.SlotFile, Payload: n, Budget: bound, Exact: true, Limit: t.slotLimit()}
 		}
 		if err := t.setPayload(s.Payload); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		used, err := t.assemble()
@@ -230,42 +241,70 @@ func buildSPI(s SPISpec, xzPath string) ([]byte, error) {
 	return out, nil
 }
 
-// WriteSPI builds the chip image and writes it to path through a temporary
-// file in the same directory; on any error path is left untouched.
-func WriteSPI(path string, s SPISpec) error {
-	b, err := BuildSPI(s)
-	if err != nil {
+// fianoCtx runs withFiano so that ctx ends the wait. fiano takes no context
+// and one of its steps (LZMA over FVMAIN_COMPACT with a full slot) runs for
+// 15 s, so checks between the steps alone would not make Ctrl-C prompt: on
+// cancellation fianoCtx returns ctx.Err() at once and the abandoned run
+// finishes in the background (fn checks ctx between steps, so it stops at
+// the next one) and its result is dropped. It holds fianoMu until then,
+// so a later fiano call waits for it; fiano writes no files, so nothing it
+// leaves behind can be mistaken for output.
+func fianoCtx(ctx context.Context, xzPath string, fn func(l *fianoLogger) error) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(path, b, 0o644); err != nil {
-		return fmt.Errorf("image: write %s: %w", path, err)
+	done := make(chan error, 1)
+	go func() { done <- withFiano(xzPath, fn) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return nil
 }
 
 // SlotBudget returns the largest payload PE (in bytes) that fits the slot
 // file of s; s.Payload is ignored. The bound is exact when it comes from the
 // volume that holds the slot (DXEFV must keep its size). When compression
 // of an enclosing volume binds instead, it is estimated for incompressible
-// data by compressing probe payloads (several seconds per probe).
-func SlotBudget(s SPISpec) (int64, error) {
-	b, _, _, err := slotBudget(s, pinnedXZ)
+// data by compressing probe payloads (several seconds per probe), the
+// slowest fiano work there is; it ends when ctx does (see fianoCtx).
+func SlotBudget(ctx context.Context, s SPISpec) (int64, error) {
+	b, _, _, err := slotBudgetCtx(ctx, s, pinnedXZ)
 	return b, err
 }
 
 func slotBudget(s SPISpec, xzPath string) (budget int64, exact bool, limit string, err error) {
+	return slotBudgetCtx(context.Background(), s, xzPath)
+}
+
+func slotBudgetCtx(ctx context.Context, s SPISpec, xzPath string) (budget int64, exact bool, limit string, err error) {
 	p, err := planSPI(s)
 	if err != nil {
 		return 0, false, "", err
 	}
-	err = withFiano(xzPath, func(l *fianoLogger) error {
+	// The results are read only once fn has returned: an abandoned run
+	// (fianoCtx) may still be writing them.
+	var res struct {
+		budget int64
+		exact  bool
+		limit  string
+	}
+	err = fianoCtx(ctx, xzPath, func(l *fianoLogger) error {
 		t, err := openSlot(p, l)
 		if err != nil {
 			return err
 		}
-		budget, exact, limit, err = t.budget()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res.budget, res.exact, res.limit, err = t.budget()
 		return err
 	})
+	if cerr := ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+		return 0, false, "", err
+	}
+	budget, exact, limit = res.budget, res.exact, res.limit
 	if err != nil && errors.Is(err, errFiano) {
 		err = fmt.Errorf("image: base firmware: %w", err)
 	}

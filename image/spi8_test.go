@@ -24,14 +24,14 @@ func TestBuildSPI8MiB(t *testing.T) {
 	code, vars, app := ovmfCode(t), ovmfVars(t), grubTestApp(t)
 	s := q35Spec8(code, vars, nil)
 	start := time.Now()
-	budget, err := SlotBudget(s)
+	budget, err := SlotBudget(context.Background(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("8 MiB slot budget: %d bytes, estimated in %v (FIELD-NOTES measured 6,729,728 by booting)", budget, time.Since(start))
 
 	s.Payload = padPE(app, int(budget))
-	chip, err := BuildSPI(s)
+	chip, err := BuildSPI(context.Background(), s)
 	if err != nil {
 		t.Fatalf("payload at the estimated budget: %v", err)
 	}
@@ -65,7 +65,7 @@ func TestBuildSPI8MiB(t *testing.T) {
 	// Incompressible: 16 KiB over the budget compresses to about 16.3 KiB
 	// more than fits at the budget, which itself leaves a 4 KiB margin.
 	s.Payload = minimalPE(int(budget) + 16<<10)
-	_, err = BuildSPI(s)
+	_, err = BuildSPI(context.Background(), s)
 	var be *BudgetError
 	if !errors.As(err, &be) || be.Exact {
 		t.Fatalf("random payload 16 KiB over the estimated budget: %v", err)

@@ -1,6 +1,7 @@
 package image
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -60,8 +61,15 @@ func espRange(size int64) (start, end uint64, err error) {
 }
 
 // WriteUSB writes the image to path through a temporary file in the same
-// directory. Same spec, same bytes.
-func WriteUSB(path string, u USBSpec) error {
+// directory. Same spec, same bytes. The file is sparse: only the GPT, the
+// FAT and the payload's clusters are written, so a 4 GiB image takes the
+// payload's size on disk. It checks ctx between its steps (each is
+// milliseconds; go-diskfs takes no context), and path is left untouched on
+// cancellation.
+func WriteUSB(ctx context.Context, path string, u USBSpec) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if u.Name == "" {
 		return errors.New("image: USB image needs a name (the board name) to derive its GUIDs")
 	}
@@ -75,7 +83,10 @@ func WriteUSB(path string, u USBSpec) error {
 	if err != nil {
 		return err
 	}
-	err = atomicfile.Write(path, 0o644, func(f *os.File) error { return writeESPDisk(f, u, start, end, true) })
+	err = atomicfile.Write(path, 0o644, func(f *os.File) error { return writeESPDiskCtx(ctx, f, u, start, end, true) })
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err != nil {
 		return fmt.Errorf("image: write %s: %w", path, err)
 	}
@@ -83,6 +94,12 @@ func WriteUSB(path string, u USBSpec) error {
 }
 
 func writeESPDisk(f *os.File, u USBSpec, start, end uint64, fix bool) error {
+	return writeESPDiskCtx(context.Background(), f, u, start, end, fix)
+}
+
+func writeESPDiskCtx(ctx context.Context, f *os.File, u USBSpec, start, end uint64, fix bool) error {
+	// Truncate, not zero-fill: the image stays sparse, and so does its copy
+	// into the output directory (which skips holes and zero blocks).
 	if err := f.Truncate(u.Size); err != nil {
 		return err
 	}
@@ -104,14 +121,23 @@ func writeESPDisk(f *os.File, u USBSpec, start, end uint64, fix bool) error {
 			GUID:  nameGUID(u.Name, "esp"),
 		}},
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := d.Partition(table); err != nil {
 		return fmt.Errorf("write GPT: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	fs, err := d.CreateFilesystem(disk.FilesystemSpec{
 		Partition: 1, FSType: filesystem.TypeFat32, VolumeLabel: espLabel, Reproducible: true,
 	})
 	if err != nil {
 		return fmt.Errorf("create FAT32 ESP: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := fs.Mkdir(path.Dir(bootPath)); err != nil {
 		return fmt.Errorf("ESP: mkdir %s: %w", path.Dir(bootPath), err)
@@ -126,6 +152,9 @@ func writeESPDisk(f *os.File, u USBSpec, start, end uint64, fix bool) error {
 	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("ESP: close %s: %w", bootPath, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if !fix {
 		return nil

@@ -77,7 +77,7 @@ func TestWriteUSB(t *testing.T) {
 		sizes = append(sizes, s)
 	}
 	for _, size := range sizes {
-		if err := WriteUSB(img, USBSpec{Size: size, Payload: payload, Name: "qemu-q35", Epoch: testEpoch}); err != nil {
+		if err := WriteUSB(context.Background(), img, USBSpec{Size: size, Payload: payload, Name: "qemu-q35", Epoch: testEpoch}); err != nil {
 			t.Fatalf("size %d: %v", size, err)
 		}
 		if fi, err := os.Stat(img); err != nil || fi.Size() != size {
@@ -97,7 +97,7 @@ func TestWriteUSBReadBack(t *testing.T) {
 	mcopy := needTool(t, "mcopy", "mtools")
 	payload := xenEFI(t)
 	img := filepath.Join(t.TempDir(), "usb.img")
-	if err := WriteUSB(img, USBSpec{Size: 48 << 20, Payload: payload, Name: "qemu-q35", Epoch: testEpoch}); err != nil {
+	if err := WriteUSB(context.Background(), img, USBSpec{Size: 48 << 20, Payload: payload, Name: "qemu-q35", Epoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
 	// Read back with go-diskfs...
@@ -152,12 +152,12 @@ func TestWriteUSBReproducible(t *testing.T) {
 	dir := t.TempDir()
 	a, b, c := filepath.Join(dir, "a.img"), filepath.Join(dir, "b.img"), filepath.Join(dir, "c.img")
 	spec := USBSpec{Size: 40 << 20, Payload: payload, Name: "qemu-q35", Epoch: testEpoch}
-	if err := WriteUSB(a, spec); err != nil {
+	if err := WriteUSB(context.Background(), a, spec); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2100 * time.Millisecond) // FAT stores seconds/2
 	t.Setenv("SOURCE_DATE_EPOCH", "1000000000")
-	if err := WriteUSB(b, spec); err != nil {
+	if err := WriteUSB(context.Background(), b, spec); err != nil {
 		t.Fatal(err)
 	}
 	ab, _ := os.ReadFile(a)
@@ -166,7 +166,7 @@ func TestWriteUSBReproducible(t *testing.T) {
 		t.Fatalf("two builds of the same spec differ")
 	}
 	spec.Name = "other-board"
-	if err := WriteUSB(c, spec); err != nil {
+	if err := WriteUSB(context.Background(), c, spec); err != nil {
 		t.Fatal(err)
 	}
 	cb, _ := os.ReadFile(c)
@@ -192,7 +192,7 @@ func TestWriteUSBErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			err := WriteUSB(filepath.Join(dir, "usb.img"), c.spec)
+			err := WriteUSB(context.Background(), filepath.Join(dir, "usb.img"), c.spec)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "image: ") {
 				t.Fatalf("error %v, want one containing %q", err, c.want)
 			}
@@ -258,7 +258,7 @@ func TestBootUSB(t *testing.T) {
 	t.Parallel()
 	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	img := filepath.Join(t.TempDir(), "usb.img")
-	if err := WriteUSB(img, USBSpec{Size: 40 << 20, Payload: grubTestApp(t), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
+	if err := WriteUSB(context.Background(), img, USBSpec{Size: 40 << 20, Payload: grubTestApp(t), Name: "qemu-q35", Epoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
 	bootToMarker(t, qemutests.Machine{

@@ -137,10 +137,32 @@ func compress(ctx context.Context, method boardcfg.Compression, raw []byte) ([]b
 		if err != nil {
 			return nil, err
 		}
-		defer enc.Close()
-		return enc.EncodeAll(raw, nil), nil
+		return encodeCtx(ctx, enc, raw)
 	default:
 		return nil, fmt.Errorf("compression %q: want xz, xz-x86, zstd or none", method)
+	}
+}
+
+// encodeCtx runs the pure-Go zstd encoder so that ctx ends the wait. The
+// encoder takes no context and needs seconds for a large archive at its best
+// level; feeding it in pieces would change the frame layout (and so the
+// artefact's bytes), so on cancellation the encoding is left to finish in the
+// background, holding only memory, and its result is dropped.
+func encodeCtx(ctx context.Context, enc *zstd.Encoder, raw []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		enc.Close()
+		return nil, err
+	}
+	done := make(chan []byte, 1)
+	go func() {
+		defer enc.Close()
+		done <- enc.EncodeAll(raw, nil)
+	}()
+	select {
+	case out := <-done:
+		return out, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

@@ -173,7 +173,7 @@ func bootChip(t *testing.T, payload, guests []byte) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chip, err := image.BuildSPI(spec)
+	chip, err := image.BuildSPI(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}

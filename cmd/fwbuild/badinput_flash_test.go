@@ -279,7 +279,7 @@ func TestFlashUSBBadInputs(t *testing.T) {
 	binary.LittleEndian.PutUint32(pe[0x58+108:], 16)
 	goodPath := filepath.Join(dir, "good", "usb.img")
 	os.MkdirAll(filepath.Dir(goodPath), 0o755)
-	if err := image.WriteUSB(goodPath, image.USBSpec{Size: 40 << 20, Payload: pe, Name: "t", Epoch: time.Unix(1704067200, 0)}); err != nil {
+	if err := image.WriteUSB(context.Background(), goodPath, image.USBSpec{Size: 40 << 20, Payload: pe, Name: "t", Epoch: time.Unix(1704067200, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	good, _ := os.ReadFile(goodPath)

@@ -36,6 +36,11 @@ type Options struct {
 	Log   *slog.Logger
 	// Progress is told when a stage starts (took < 0) and ends.
 	Progress func(stage string, took time.Duration, cached bool)
+
+	// testHook, if set, is called as each stage starts (with its name) and
+	// at publish's steps ("publish: stage usb.img", "publish: commit",
+	// "publish: rename usb.img"): tests cancel or fail the build there.
+	testHook func(point string)
 }
 
 // StageTiming is how long a stage took and whether its result came from the cache.
@@ -66,6 +71,12 @@ type run struct {
 	result Result
 }
 
+func (r *run) hook(point string) {
+	if r.testHook != nil {
+		r.testHook(point)
+	}
+}
+
 func (r *run) log() *slog.Logger {
 	if r.Log != nil {
 		return r.Log
@@ -77,11 +88,19 @@ func (r *run) log() *slog.Logger {
 type outcome interface{ fromCache() bool }
 
 // timed runs one stage under its timeout (none if zero), records how long it
-// took, and tells Progress when it starts and ends.
+// took, and tells Progress when it starts and ends. A cancelled build stops
+// here even when the stage itself finished (or never looked at ctx): a
+// cancelled build must never go on to publish.
 func timed[T outcome](ctx context.Context, r *run, name string, timeout time.Duration, stage func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, fmt.Errorf("build cancelled before stage %s: %w", name, err)
+	}
 	if r.Progress != nil {
 		r.Progress(name, -1, false)
 	}
+	r.hook(name)
+	parent := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -90,6 +109,11 @@ func timed[T outcome](ctx context.Context, r *run, name string, timeout time.Dur
 	start := time.Now()
 	res, err := stage(ctx)
 	took := time.Since(start)
+	// A publish that got past its commit point is done: reporting it as
+	// cancelled would misdescribe the output directory.
+	if cerr := parent.Err(); cerr != nil && !(err == nil && isCommitted(res)) {
+		return zero, fmt.Errorf("build cancelled in stage %s: %w", name, cerr)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -118,6 +142,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.Only != "" && !slices.Contains(OnlyStages(), o.Only) {
 		return nil, fmt.Errorf("build: cannot stop after %q (stages: %s)", o.Only, strings.Join(OnlyStages(), ", "))
+	}
+	// A bad --out fails now, not after every stage ran.
+	if err := checkOutDir(o.OutDir, o.CacheDir); err != nil {
+		return nil, err
 	}
 	// A different fwbuild may build differently: its outputs never come from another's cache.
 	r := &run{Options: o, tool: fwbuild.SourceID()}
@@ -195,6 +223,9 @@ func artefact(name, src string) Artefact { return Artefact{Name: name, src: src}
 func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 	_, err := timed(ctx, r, "manifest", 0, func(ctx context.Context) (published, error) {
 		for i := range arts {
+			if err := ctx.Err(); err != nil {
+				return published{}, err
+			}
 			sum, n, err := r.hashArtefact(arts[i].src)
 			if err != nil {
 				return published{}, fmt.Errorf("manifest: %s: %w", arts[i].Name, err)
@@ -221,9 +252,9 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 			arts = append(arts, Artefact{Name: n, Size: int64(len(extra[n])), SHA256: hex.EncodeToString(sum[:]), src: p})
 		}
 		r.result.Manifest = m
-		written, err := publish(r.OutDir, arts)
+		written, err := publish(ctx, r.OutDir, arts, r.hook)
 		r.result.Written = written
-		return published{unchanged: len(written) == 0}, err
+		return published{unchanged: len(written) == 0, done: err == nil}, err
 	})
 	if err != nil {
 		return nil, err
@@ -234,9 +265,17 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 
 // published is the manifest stage's outcome: a build that rewrote nothing
 // counts as cached.
-type published struct{ unchanged bool }
+type published struct{ unchanged, done bool }
 
 func (p published) fromCache() bool { return p.unchanged }
+
+func (p published) committed() bool { return p.done }
+
+// isCommitted says whether a stage's outcome is a completed publish.
+func isCommitted(o any) bool {
+	c, ok := o.(interface{ committed() bool })
+	return ok && c.committed()
+}
 
 // hashArtefact hashes an artefact. A stage output need not be read again:
 // its entry's manifest was checked in full (or written) by this build's

@@ -81,6 +81,9 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 		var files []initramfs.File
 		initrds := map[boardcfg.Compression][]byte{}
 		for i, g := range b.Guests {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			kpath, cfg := k.path, k.config
 			if g.Kernel != "dom0" {
 				var err error
@@ -107,6 +110,9 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				initramfs.File{Path: contract.GuestKernel(g.Name), Data: kernel},
 				initramfs.File{Path: contract.GuestInitrd(g.Name), Data: initrds[comp]},
 			)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		arch, err := initramfs.Pack(files, r.Epoch)
 		if err != nil {

@@ -68,6 +68,9 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 				flashInitrd = espInitrd
 			}
 		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		cfg, err := hvcore.XenConfig(hvcore.XenConfigSpec{XenOptions: opts, Dom0Cmdline: b.Hypervisor.Dom0.Cmdline})
 		if err != nil {
 			return fmt.Errorf("payload: xen.cfg (%s): %w", b.Loc("hypervisor"), err)
@@ -77,6 +80,9 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 			return fmt.Errorf("payload: unified xen.efi: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "payload-esp.efi"), esp, 0o644); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if !hasGrub {

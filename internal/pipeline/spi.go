@@ -80,10 +80,14 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 		if err != nil {
 			return err
 		}
+		// fiano takes no context: image's Context variants end the wait.
+		table, berr := r.sizeTable(ctx, spec, k, ird, pay)
 		// Errors about the firmware name the component and file the profile chose.
 		fwDesc := fmt.Sprintf("base firmware %s (%s)", s.Firmware, b.Loc("outputs.spi.firmware"))
-		table, berr := r.sizeTable(spec, k, ird, pay)
 		if berr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return fmt.Errorf("%s: %w", fwDesc, berr)
 		}
 		if table.Headroom < 0 {
@@ -95,7 +99,10 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 			return fmt.Errorf("spi: the guests take %d bytes (bundle header included), %d more than region %s holds (%s at %s): make the region larger or the guests fewer or smaller",
 				g.Bytes, g.Bytes-g.Size, g.Region, field, b.Loc(field))
 		}
-		chip, err := image.BuildSPI(spec)
+		chip, err := image.BuildSPI(ctx, spec)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			var be *image.BudgetError
 			if errors.As(err, &be) {
@@ -114,7 +121,7 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 	})
 }
 
-func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (SizeTable, error) {
+func (r *run) sizeTable(ctx context.Context, spec image.SPISpec, k kernelOut, ird, pay stageResult) (SizeTable, error) {
 	// The slot's budget does not depend on the guests region, which is
 	// checked against its own size after the payload.
 	greg, hasRegion := guestsRegion(r.Board)
@@ -123,7 +130,7 @@ func (r *run) sizeTable(spec image.SPISpec, k kernelOut, ird, pay stageResult) (
 	if hasRegion {
 		delete(bspec.Fills, greg.Name)
 	}
-	budget, err := image.SlotBudget(bspec)
+	budget, err := image.SlotBudget(ctx, bspec)
 	limit := ""
 	var be *image.BudgetError
 	if errors.As(err, &be) {

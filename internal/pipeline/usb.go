@@ -17,7 +17,7 @@ func (r *run) usb(ctx context.Context, pay stageResult) (stageResult, error) {
 		if err != nil {
 			return err
 		}
-		if err := image.WriteUSB(filepath.Join(dir, "usb.img"), image.USBSpec{Size: int64(b.Outputs.USB.Size), Payload: esp, Name: b.Name, Epoch: r.Epoch}); err != nil {
+		if err := image.WriteUSB(ctx, filepath.Join(dir, "usb.img"), image.USBSpec{Size: int64(b.Outputs.USB.Size), Payload: esp, Name: b.Name, Epoch: r.Epoch}); err != nil {
 			return fmt.Errorf("usb image (%s): %w", b.Loc("outputs.usb"), err)
 		}
 		return nil
