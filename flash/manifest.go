@@ -1,15 +1,14 @@
 package flash
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fwbuild/fwbuild/internal/buildrecord"
 )
 
 // Built is what a build's record (manifest.json or SHA256SUMS next to the image) says
@@ -29,46 +28,34 @@ type Built struct {
 func FindBuilt(imagePath, board string) ([]Built, error) {
 	dir, name := filepath.Dir(imagePath), filepath.Base(imagePath)
 	var out []Built
-	mp := filepath.Join(dir, "manifest.json")
+	mp := filepath.Join(dir, buildrecord.ManifestFile)
 	switch b, err := os.ReadFile(mp); {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", mp, err)
 	default:
-		var m struct {
-			Board   string `json:"board"`
-			Outputs []struct {
-				Name   string `json:"name"`
-				SHA256 string `json:"sha256"`
-			} `json:"outputs"`
+		recBoard, outputs, err := buildrecord.ManifestOutputs(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s is %v: rebuild, or move the image out of that directory", mp, err)
 		}
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("%s is not a build manifest (%v): rebuild, or move the image out of that directory", mp, err)
+		if board != "" && recBoard != "" && recBoard != board {
+			return nil, fmt.Errorf("%s is a build of board %q, not %q: flash it with --board %s, or build %s", mp, recBoard, board, recBoard, board)
 		}
-		if board != "" && m.Board != "" && m.Board != board {
-			return nil, fmt.Errorf("%s is a build of board %q, not %q: flash it with --board %s, or build %s", mp, m.Board, board, m.Board, board)
-		}
-		for _, o := range m.Outputs {
+		for _, o := range outputs {
 			if o.Name == name {
 				out = append(out, Built{Name: name, SHA256: strings.ToLower(o.SHA256), Source: mp})
 			}
 		}
 	}
-	sp := filepath.Join(dir, "SHA256SUMS")
+	sp := filepath.Join(dir, buildrecord.SumsFile)
 	switch b, err := os.ReadFile(sp); {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", sp, err)
 	default:
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			// sha256sum's format: "<hex>  <name>" (text) or "<hex> *<name>" (binary).
-			sum, file, ok := strings.Cut(sc.Text(), " ")
-			if !ok || len(sum) != 64 {
-				continue
-			}
-			if strings.TrimPrefix(strings.TrimPrefix(file, " "), "*") == name {
-				out = append(out, Built{Name: name, SHA256: strings.ToLower(sum), Source: sp})
+		for _, o := range buildrecord.ParseSHA256SUMS(b) {
+			if o.Name == name {
+				out = append(out, Built{Name: name, SHA256: o.SHA256, Source: sp})
 			}
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwbuild/fwbuild/internal/buildrecord"
+
 	"github.com/fwbuild/fwbuild"
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
@@ -217,7 +219,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	return r.finish(ctx, arts)
 }
 
-func artefact(name, src string) Artefact { return Artefact{Name: name, src: src} }
+func artefact(name, src string) Artefact {
+	return Artefact{Output: buildrecord.Output{Name: name}, src: src}
+}
 
 // finish hashes the artefacts, adds manifest.json and SHA256SUMS, and publishes.
 func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
@@ -237,7 +241,7 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return published{}, err
 		}
-		extra := map[string][]byte{"manifest.json": m.JSON(), "SHA256SUMS": []byte(sha256sums(arts))}
+		extra := map[string][]byte{buildrecord.ManifestFile: m.JSON(), buildrecord.SumsFile: sha256sums(arts)}
 		names := make([]string, 0, len(extra))
 		for n := range extra {
 			names = append(names, n)
@@ -249,7 +253,7 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 			if err := atomicfile.WriteFile(p, extra[n], 0o644); err != nil {
 				return published{}, err
 			}
-			arts = append(arts, Artefact{Name: n, Size: int64(len(extra[n])), SHA256: hex.EncodeToString(sum[:]), src: p})
+			arts = append(arts, Artefact{Output: buildrecord.Output{Name: n, Size: int64(len(extra[n])), SHA256: hex.EncodeToString(sum[:])}, src: p})
 		}
 		r.result.Manifest = m
 		written, err := publish(ctx, r.OutDir, arts, r.hook)

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fwbuild/fwbuild/internal/buildrecord"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
@@ -44,10 +46,8 @@ import (
 
 // Artefact is one file of the build's output directory.
 type Artefact struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-	src    string // where the build left it (a stage's cache directory)
+	buildrecord.Output
+	src string // where the build left it (a stage's cache directory)
 }
 
 // outRecord is what fwbuild published under a name.
@@ -309,7 +309,7 @@ func publish(ctx context.Context, outDir string, arts []Artefact, hook func(stri
 		if _, ok := state[name]; ok || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
 			continue
 		}
-		if same, _, err := holds(ctx, filepath.Join(outDir, name), Artefact{Name: name, Size: rec.Size, SHA256: rec.SHA256}, rec, true); err == nil && same {
+		if same, _, err := holds(ctx, filepath.Join(outDir, name), Artefact{Output: buildrecord.Output{Name: name, Size: rec.Size, SHA256: rec.SHA256}}, rec, true); err == nil && same {
 			stale = append(stale, name)
 		}
 	}
@@ -599,13 +599,11 @@ func writeNonZero(out *os.File, b []byte, off int64) error {
 	return nil
 }
 
-// sha256sums renders the SHA256SUMS file in sha256sum's format.
-func sha256sums(arts []Artefact) string {
-	sorted := append([]Artefact(nil), arts...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	var b strings.Builder
-	for _, a := range sorted {
-		fmt.Fprintf(&b, "%s  %s\n", a.SHA256, a.Name)
+// sha256sums is SHA256SUMS for the artefacts.
+func sha256sums(arts []Artefact) []byte {
+	outs := make([]buildrecord.Output, len(arts))
+	for i, a := range arts {
+		outs[i] = a.Output
 	}
-	return b.String()
+	return buildrecord.SHA256SUMS(outs)
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fwbuild/fwbuild/internal/buildrecord"
 )
 
 // artSet writes files (plus SHA256SUMS listing them, and a manifest.json)
@@ -28,7 +30,7 @@ func artSet(t *testing.T, files map[string][]byte) []Artefact {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)
-		arts = append(arts, Artefact{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]), src: p})
+		arts = append(arts, Artefact{Output: buildrecord.Output{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, src: p})
 	}
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -366,7 +368,7 @@ func TestPublishKeepsSparse(t *testing.T) {
 	}
 	out := t.TempDir()
 	start := time.Now()
-	if _, err := publish(context.Background(), out, []Artefact{{Name: "usb.img", Size: n, SHA256: sum, src: p}}, nil); err != nil {
+	if _, err := publish(context.Background(), out, []Artefact{{Output: buildrecord.Output{Name: "usb.img", Size: n, SHA256: sum}, src: p}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("published 512 MiB sparse in %v", time.Since(start))
@@ -379,7 +381,7 @@ func TestPublishKeepsSparse(t *testing.T) {
 	}
 	// The no-op check hashes it without reading the holes.
 	start = time.Now()
-	if w, err := publish(context.Background(), out, []Artefact{{Name: "usb.img", Size: n, SHA256: sum, src: p}}, nil); err != nil || len(w) != 0 {
+	if w, err := publish(context.Background(), out, []Artefact{{Output: buildrecord.Output{Name: "usb.img", Size: n, SHA256: sum}, src: p}}, nil); err != nil || len(w) != 0 {
 		t.Errorf("no-op: %v %v", w, err)
 	}
 	t.Logf("no-op check of a 512 MiB sparse image: %v", time.Since(start))
