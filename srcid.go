@@ -27,10 +27,10 @@ import (
 //go:embed go.sum
 //go:embed boardcfg/*.go
 //go:embed cmd/ctld/*.go cmd/guestinit/*.go contract/*.go contract/bundle/*.go
-//go:embed hvcore/*.go hvcore/pe/*.go hvcore/kbuild/*.go
+//go:embed hvcore/*.go hvcore/pe/*.go hvcore/kbuild/*.go hvcore/kconfig/*.go
 //go:embed image/*.go
 //go:embed initramfs/*.go initramfs/*.txtar initramfs/internal/closure/*.go initramfs/internal/gensrc/*.go
-//go:embed internal/pipeline/*.go internal/debpkg/*.go
+//go:embed internal/pipeline/*.go internal/debpkg/*.go internal/buildrecord/*.go
 var sources embed.FS
 
 // controlDomainDirs are the packages built into the control domain and its
