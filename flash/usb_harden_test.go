@@ -3,7 +3,6 @@ package flash
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,38 +11,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/hvcore/pe/pesynth"
+
 	"github.com/fwbuild/fwbuild/image"
 )
 
 // diskImage builds a real fwbuild USB image (GPT + ESP with BOOTX64.EFI) of size bytes.
 func diskImage(t *testing.T, size int64) (string, []byte) {
 	t.Helper()
-	pe := minimalPE()
+	pe := pesynth.Image(pesynth.Options{})
 	p := filepath.Join(t.TempDir(), "usb.img")
 	if err := image.WriteUSB(context.Background(), p, image.USBSpec{Size: size, Payload: pe, Name: "flash-test", Epoch: time.Unix(1704067200, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	return p, readFile(t, p)
-}
-
-// minimalPE is a PE32+ EFI application header that debug/pe accepts, in 4 KiB.
-func minimalPE() []byte {
-	const peOff = 0x40
-	b := make([]byte, 4096)
-	copy(b, "MZ")
-	binary.LittleEndian.PutUint32(b[0x3C:], peOff)
-	copy(b[peOff:], "PE\x00\x00")
-	fh := b[peOff+4:]
-	binary.LittleEndian.PutUint16(fh[0:], 0x8664) // AMD64
-	binary.LittleEndian.PutUint16(fh[16:], 240)   // SizeOfOptionalHeader
-	binary.LittleEndian.PutUint16(fh[18:], 0x22)  // executable, large address aware
-	oh := fh[20:]
-	binary.LittleEndian.PutUint16(oh[0:], 0x20B)   // PE32+
-	binary.LittleEndian.PutUint32(oh[32:], 0x1000) // SectionAlignment
-	binary.LittleEndian.PutUint32(oh[36:], 0x200)  // FileAlignment
-	binary.LittleEndian.PutUint16(oh[68:], 10)     // Subsystem: EFI application
-	binary.LittleEndian.PutUint32(oh[108:], 16)    // NumberOfRvaAndSizes
-	return b
 }
 
 // sgdiskVerify runs `sgdisk -v` and returns its output; "No problems found" is its all-clear.
