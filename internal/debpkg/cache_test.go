@@ -4,9 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,23 +17,7 @@ import (
 // counting its runs, and returns the package pinned to deb's hash.
 func aptServing(t *testing.T, c *Cache, deb []byte) (Pkg, func() int) {
 	t.Helper()
-	sum := sha256.Sum256(deb)
-	p := Pkg{Name: "fwbuild-fake", Version: "1.0", SHA256: hex.EncodeToString(sum[:]), Origin: "board test, component fake"}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "payload.deb")
-	if err := os.WriteFile(src, deb, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	runs := filepath.Join(dir, "runs")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\ncp %s ./fwbuild-fake_1.0_all.deb\n", runs, src)
-	c.AptGet = filepath.Join(dir, "apt-get")
-	if err := os.WriteFile(c.AptGet, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p, func() int {
-		b, _ := os.ReadFile(runs)
-		return strings.Count(string(b), "\n")
-	}
+	return aptServe(t, c, deb, "1.0", 0)
 }
 
 func fakeDeb(t *testing.T, content string) []byte {

@@ -97,20 +97,29 @@ func TestUnpackRejectsNonDeb(t *testing.T) {
 	}
 }
 
-// fakeApt writes an apt-get that "downloads" deb as NAME_VERSION_all.deb
-// after a pause, counting its runs; it returns the package and the run count.
+// fakeApt writes an apt-get that "downloads" a small package after a pause,
+// counting its runs; it returns the package and the run count.
 func fakeApt(t *testing.T, c *Cache) (Pkg, func() int) {
 	t.Helper()
 	deb := makeDeb(t, []*tar.Header{{Name: "./usr/share/fake", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4}}, []string{"fake"})
+	return aptServe(t, c, deb, "1:1.0", 300*time.Millisecond)
+}
+
+// aptServe writes an apt-get for c that "downloads" deb as fwbuild-fake at
+// version (as apt names the file: ':' is %3a) after delay, counting its
+// runs; it returns the package pinned to deb's hash and the run count.
+func aptServe(t *testing.T, c *Cache, deb []byte, version string, delay time.Duration) (Pkg, func() int) {
+	t.Helper()
 	sum := sha256.Sum256(deb)
-	p := Pkg{Name: "fwbuild-fake", Version: "1:1.0", SHA256: hex.EncodeToString(sum[:]), Origin: "test"}
+	p := Pkg{Name: "fwbuild-fake", Version: version, SHA256: hex.EncodeToString(sum[:]), Origin: "board test, component fake"}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "payload.deb")
 	if err := os.WriteFile(src, deb, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	runs := filepath.Join(dir, "runs")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nsleep 0.3\ncp %s ./fwbuild-fake_1%%3a1.0_all.deb\n", runs, src)
+	script := fmt.Sprintf("#!/bin/sh\necho \"$*\" >> %s\nsleep %.3f\ncp %s ./fwbuild-fake_%s_all.deb\n",
+		runs, delay.Seconds(), src, strings.ReplaceAll(version, ":", "%3a"))
 	c.AptGet = filepath.Join(dir, "apt-get")
 	if err := os.WriteFile(c.AptGet, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
