@@ -30,7 +30,7 @@ import (
 //go:embed hvcore/*.go hvcore/pe/*.go hvcore/kbuild/*.go hvcore/kconfig/*.go
 //go:embed image/*.go
 //go:embed initramfs/*.go initramfs/*.txtar initramfs/internal/closure/*.go initramfs/internal/gensrc/*.go
-//go:embed internal/pipeline/*.go internal/debpkg/*.go internal/buildrecord/*.go
+//go:embed internal/pipeline/*.go internal/debpkg/*.go internal/buildrecord/*.go internal/boundedfile/*.go
 var sources embed.FS
 
 // controlDomainDirs are the packages built into the control domain and its

@@ -13,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/fwbuild/fwbuild/internal/boundedfile"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -154,7 +156,7 @@ func readProfile(path, real string) ([]byte, error) {
 	if !st.Mode().IsRegular() || st.Size() > maxProfile {
 		return nil, fmt.Errorf("boardcfg: %s: not a profile (want a regular YAML file under 1 MiB)", path)
 	}
-	data, err := ReadBounded(real, maxProfile)
+	data, err := boundedfile.Read(real, maxProfile)
 	if err != nil {
 		return nil, fmt.Errorf("boardcfg: %s: not a profile (want a regular YAML file under 1 MiB): %w", path, err)
 	}

@@ -3,12 +3,10 @@ package boardcfg
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/fwbuild/fwbuild/hvcore/kconfig"
 )
@@ -94,32 +92,6 @@ func confine(p, value string, roots []string, max int64, what string) (string, e
 		return "", fmt.Errorf("%s %q is %d bytes: at most %d", what, value, st.Size(), max)
 	}
 	return real, nil
-}
-
-// ReadBounded reads a regular file of at most max bytes. The check is made
-// on the opened file (O_NONBLOCK, so a FIFO swapped in does not hang), and
-// the read stops past max whatever the file does meanwhile.
-func ReadBounded(path string, max int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() || st.Size() > max {
-		return nil, fmt.Errorf("%s: want a regular file of at most %d bytes", path, max)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > max {
-		return nil, fmt.Errorf("%s: grew past %d bytes while read", path, max)
-	}
-	return data, nil
 }
 
 // checkHostFiles applies the rules above to the kernel's fragment and path

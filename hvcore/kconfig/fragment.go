@@ -5,13 +5,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/fwbuild/fwbuild/internal/boundedfile"
 )
 
 // Option is one Kconfig symbol a fragment asks for.
@@ -128,37 +128,16 @@ func (p *fragParser) read(path string) ([]byte, error) {
 		p.tooMany = true
 		return nil, fmt.Errorf("more than %d fragment files read (includes count each time): simplify the includes", maxFragmentReads)
 	}
-	// Stat before opening: opening a device can act (a tape rewinds, a
-	// terminal is acquired). Stat again after: the path may have been
-	// swapped meanwhile, and O_NONBLOCK keeps a FIFO swapped in from hanging.
+	// Checked here first for messages that name the rule; boundedfile
+	// checks again on the opened file.
 	if st, err := os.Stat(real); err != nil {
 		return nil, err
 	} else if !st.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file (%v): give a fragment file", real, st.Mode().Type())
-	}
-	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%v): give a fragment file", real, st.Mode().Type())
-	}
-	if st.Size() > MaxFragmentFile {
+	} else if st.Size() > MaxFragmentFile {
 		return nil, fmt.Errorf("%s is %d bytes: a fragment file has at most %d", real, st.Size(), MaxFragmentFile)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFragmentFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFragmentFile {
-		return nil, fmt.Errorf("%s grew past %d bytes while read", real, MaxFragmentFile)
-	}
-	return data, nil
+	return boundedfile.Read(real, MaxFragmentFile)
 }
 
 func (p *fragParser) parse(path string, stack []string, from string) {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/fwbuild/fwbuild/internal/boundedfile"
+
 	"github.com/fwbuild/fwbuild/hvcore/kconfig"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
@@ -86,7 +88,7 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 		if kc.PathFile == "" {
 			return kernelOut{}, fmt.Errorf("kernel: %s (%s) was not checked: load the board with boardcfg.Load", kc.Path, b.Loc("hypervisor.dom0.kernel.path"))
 		}
-		data, err := boardcfg.ReadBounded(kc.PathFile, boardcfg.MaxKernelFile)
+		data, err := boundedfile.Read(kc.PathFile, boardcfg.MaxKernelFile)
 		if err != nil {
 			return kernelOut{}, fmt.Errorf("kernel: %s: %w", b.Loc("hypervisor.dom0.kernel.path"), err)
 		}
