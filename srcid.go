@@ -28,7 +28,7 @@ import (
 //go:embed boardcfg/*.go
 //go:embed cmd/ctld/*.go cmd/guestinit/*.go contract/*.go contract/bundle/*.go
 //go:embed hvcore/*.go hvcore/pe/*.go hvcore/kbuild/*.go hvcore/kconfig/*.go
-//go:embed image/*.go
+//go:embed image/*.go launcher/*.go launcher/src/*
 //go:embed initramfs/*.go initramfs/*.txtar initramfs/internal/closure/*.go initramfs/internal/gensrc/*.go
 //go:embed internal/pipeline/*.go internal/debpkg/*.go internal/buildrecord/*.go internal/boundedfile/*.go
 var sources embed.FS

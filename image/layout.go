@@ -45,8 +45,16 @@ func checkLayout(chipSize uint64, regions []boardcfg.Region, fills map[string][]
 		if r.Start >= chip || r.Size > chip-r.Start {
 			return nil, 0, fmt.Errorf("image: region %q (%#x..%#x) does not fit the %#x-byte chip", r.Name, start, start+size, chipSize)
 		}
-		if i > 0 && r.Start <= rs[i-1].End() {
-			return nil, 0, fmt.Errorf("image: regions %q and %q overlap", rs[i-1].Name, r.Name)
+		for _, o := range rs[:i] {
+			if r.Start > o.End() {
+				continue
+			}
+			// A region may nest inside the firmware region (flashrom takes
+			// nested layout regions when one write includes only one of them).
+			if o.Firmware && !r.Preserve && !r.Firmware && r.End() <= o.End() {
+				continue
+			}
+			return nil, 0, fmt.Errorf("image: regions %q and %q overlap", o.Name, r.Name)
 		}
 		if uint64(len(fill)) > size {
 			return nil, 0, fmt.Errorf("image: region %q: fill content of %d bytes exceeds its size %d", r.Name, len(fill), size)

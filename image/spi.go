@@ -32,10 +32,23 @@ type SPISpec struct {
 	// downwards to fill the firmware region; it must start the base
 	// firmware. Empty: the base firmware is placed as it is.
 	GrowFV string
-	// SlotFile names (by GUID) the file whose PE32 section receives Payload.
+	// SlotFile names (by GUID) the file whose PE32 section receives Payload
+	// (the legacy placement, without a launcher). Empty: Payload goes into
+	// PayloadRegion or, as an FFS file, into Insert.
 	SlotFile string
 	// Payload is a PE32(+) EFI application.
 	Payload []byte
+	// PayloadRegion names the region that receives Payload as raw bytes
+	// (the launcher reads it from memory-mapped flash).
+	PayloadRegion string
+	// Base is the chip image to start from: a vendor's full-chip image, or
+	// a generated flash descriptor on an erased chip. Nil: an erased chip.
+	// Preserved regions keep these bytes.
+	Base []byte
+	// Insert are FFS files added to the firmware's DXE volume (the
+	// launcher), Remove the files (GUIDs or UI names) dropped from it.
+	Insert [][]byte
+	Remove []string
 }
 
 // BudgetError reports a payload that does not fit the slot, with the
@@ -100,6 +113,7 @@ type spiPlan struct {
 	growLen uint64 // planned length of GrowFV, 0 if none
 	grow    *guid.GUID
 	slot    guid.GUID
+	base    []byte // chip to start from, nil: erased
 }
 
 func planSPI(s SPISpec) (*spiPlan, error) {
@@ -107,9 +121,14 @@ func planSPI(s SPISpec) (*spiPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &spiPlan{regions: rs, fills: s.Fills, fw: fw}
-	if p.slot, err = parseGUID("slot file", s.SlotFile); err != nil {
-		return nil, err
+	p := &spiPlan{regions: rs, fills: s.Fills, fw: fw, base: s.Base}
+	if s.Base != nil && uint64(len(s.Base)) != s.ChipSize {
+		return nil, fmt.Errorf("image: base chip image is %#x bytes, the chip %#x", len(s.Base), s.ChipSize)
+	}
+	if s.SlotFile != "" {
+		if p.slot, err = parseGUID("slot file", s.SlotFile); err != nil {
+			return nil, err
+		}
 	}
 	r := rs[fw]
 	size := uint64(r.Size)
@@ -161,17 +180,66 @@ func planSPI(s SPISpec) (*spiPlan, error) {
 	return p, nil
 }
 
-// chip places the firmware region and the fills into an erased chip.
+// chip places the firmware region and then the fills (regions nested in
+// the firmware region included) into the base chip or an erased one.
+// A non-preserved region is erased before its fill, a preserved one keeps
+// the base chip's bytes.
 func (p *spiPlan) chip(size uint64, region []byte) []byte {
-	out := bytes.Repeat([]byte{0xFF}, int(size))
+	var out []byte
+	if p.base != nil {
+		out = append([]byte(nil), p.base...)
+	} else {
+		out = bytes.Repeat([]byte{0xFF}, int(size))
+	}
+	fw := p.regions[p.fw]
+	copy(out[fw.Start:fw.Start+fw.Size], region)
 	for i, r := range p.regions {
-		if i == p.fw {
-			copy(out[r.Start:r.Start+r.Size], region)
-		} else if !r.Preserve {
-			copy(out[r.Start:], p.fills[r.Name])
+		if i == p.fw || r.Preserve {
+			continue
 		}
+		if !inside(r, fw) {
+			fill(out[r.Start:r.Start+r.Size], 0xFF)
+		}
+		copy(out[r.Start:], p.fills[r.Name])
 	}
 	return out
+}
+
+func fill(b []byte, v byte) {
+	for i := range b {
+		b[i] = v
+	}
+}
+
+// inside reports whether region r lies within region o.
+func inside(r, o boardcfg.Region) bool {
+	return r.Start >= o.Start && r.End() <= o.End() && r.Name != o.Name
+}
+
+// checkNested makes sure the regions nested in the firmware region lie in
+// its free space: erased bytes outside every firmware volume.
+func (p *spiPlan) checkNested() error {
+	fw := p.regions[p.fw]
+	fvs := topLevelFVs(p.region)
+	for _, r := range p.regions {
+		if !inside(r, fw) {
+			continue
+		}
+		lo, hi := uint64(r.Start-fw.Start), uint64(r.End()-fw.Start)+1
+		for _, v := range fvs {
+			if lo < uint64(v.Offset)+v.Length && uint64(v.Offset) < hi {
+				return fmt.Errorf("image: region %q (%#x-%#x) overlaps firmware volume %v (%#x-%#x of region %q): put it in the free space of the firmware region",
+					r.Name, uint64(r.Start), uint64(r.End()), v.Name, uint64(fw.Start)+uint64(v.Offset), uint64(fw.Start)+uint64(v.Offset)+v.Length-1, fw.Name)
+			}
+		}
+		for i := lo; i < hi; i++ {
+			if p.region[i] != 0xFF {
+				return fmt.Errorf("image: region %q (%#x-%#x) is not free in the base firmware: byte %#x is %#02x, not erased; put it where the firmware region is erased",
+					r.Name, uint64(r.Start), uint64(r.End()), uint64(fw.Start)+i, p.region[i])
+			}
+		}
+	}
+	return nil
 }
 
 // BuildSPI returns the chip image: base firmware with the payload in the
@@ -187,6 +255,10 @@ func buildSPI(s SPISpec, xzPath string) ([]byte, error) {
 }
 
 func buildSPICtx(ctx context.Context, s SPISpec, xzPath string) ([]byte, error) {
+	if s.SlotFile == "" {
+		out, _, err := buildLaunched(ctx, s, xzPath)
+		return out, err
+	}
 	p, err := planSPI(s)
 	if err != nil {
 		return nil, err
