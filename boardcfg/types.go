@@ -343,6 +343,14 @@ type GUID string
 var guidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 
 func (g *GUID) decodeScalar(v string) error {
+	if v == "" {
+		// An empty value (`payload_file: ""` or a bare key) clears the
+		// field: a board that extends a legacy one and switches to the
+		// launcher (payload: region) must drop the base's payload_file and
+		// grow_volume. Where a GUID is required, validation says so.
+		*g = ""
+		return nil
+	}
 	if !guidRE.MatchString(v) {
 		return fmt.Errorf("%q is not a GUID (want XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)", v)
 	}
