@@ -43,6 +43,12 @@ type nodeDecoder interface {
 	decodeScalar(s string) error
 }
 
+// nodeUnmarshaler is implemented by types with more than one YAML shape,
+// e.g. a firmware given as "component:role" or as {path, sha256}.
+type nodeUnmarshaler interface {
+	decodeNode(d *decoder, n *yaml.Node, path string) error
+}
+
 // decoder fills Go values from YAML nodes strictly: unknown keys, duplicate
 // keys and wrong kinds are errors. yaml.v3's own decoder reports only a line
 // without the file, and stops at custom-type errors without the field path.
@@ -86,6 +92,9 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) error {
 	}
 	d.locs[path] = d.loc(n)
 	if v.CanAddr() {
+		if nu, ok := v.Addr().Interface().(nodeUnmarshaler); ok {
+			return nu.decodeNode(d, n, path)
+		}
 		if nd, ok := v.Addr().Interface().(nodeDecoder); ok {
 			if n.Kind != yaml.ScalarNode {
 				return d.errf(n, path, "want a single value, got %s", kindName(n))

@@ -28,6 +28,9 @@ func FuzzLoad(f *testing.F) {
 	edit("  - name: xen\n", "  - name: \"xen\\e[2J\"\n")
 	edit("{name: vpd,", "{name: "+strings.Repeat("v", 300)+",")
 	edit("    chip_size: 16MiB", "    chip_size: 16EiB")
+	// The launcher layout and a firmware image by path (spi_test.go).
+	edit(validSPI, launcherSPI)
+	edit("    firmware: ovmf:code\n", "    firmware: {path: f.yaml, sha256: "+strings.Repeat("ab", 32)+"}\n    remove: [Shell, 7c04a583-9e3e-4f1c-ad65-e05268d0b4d1]\n")
 	f.Add([]byte("extends: f\nname: c\narch: amd64\narch: amd64\n"))
 	f.Add([]byte("extends: /etc/passwd\nname: c\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -185,8 +185,11 @@ func mapValue(m *yaml.Node, key string) *yaml.Node {
 var mergedByName = map[string]bool{"components": true, "guests": true}
 
 // replacedWhole are mappings that state one choice: a derived board that
-// picks another kernel source must not inherit the base's fragment.
-var replacedWhole = map[string]bool{"kernel": true}
+// picks another kernel source must not inherit the base's fragment, nor one
+// that names another firmware image (outputs.spi.firmware: {path, sha256})
+// the base's hash, or a path resolved against the base's directory.
+// (Region's firmware key is a bool, never a mapping, so it is unaffected.)
+var replacedWhole = map[string]bool{"kernel": true, "firmware": true}
 
 // merge overlays child on base: mappings merge key by key, the lists in
 // mergedByName merge by item name, other values are replaced. The extends

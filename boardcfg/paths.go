@@ -24,6 +24,8 @@ import (
 //   - hypervisor.dom0.kernel.path: relative to the profile that sets it; in
 //     that profile's directory tree or in boards/, a regular file of at most
 //     256 MiB.
+//   - outputs.spi.firmware.path: the same as hypervisor.dom0.kernel.path
+//     (at most MaxFirmwareFile).
 //
 // "In a tree" is decided after filepath.EvalSymlinks, so a symlink that
 // points out of the tree counts as outside. Paths inside packages
@@ -125,18 +127,35 @@ func (b *Board) checkHostFiles(boardsDir string) []error {
 		}
 	}
 	if k.Path != "" {
-		const field = "hypervisor.dom0.kernel.path"
-		from := b.Loc(field).File
-		p := k.Path
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(from), filepath.FromSlash(p))
-		}
-		real, err := confine(p, k.Path, []string{realDir(filepath.Dir(from)), boards}, MaxKernelFile, "kernel")
-		if err != nil {
-			errs = append(errs, b.errAt(field, "%v", err))
+		if real, err := b.profileFile("hypervisor.dom0.kernel.path", k.Path, boards, MaxKernelFile, "kernel"); err != nil {
+			errs = append(errs, err)
 		} else {
 			k.PathFile = real
 		}
 	}
+	if s := b.Outputs.SPI; s != nil && s.Firmware.Path != "" {
+		if real, err := b.profileFile("outputs.spi.firmware.path", s.Firmware.Path, boards, MaxFirmwareFile, "firmware image"); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.Firmware.File = real
+			s.Firmware.pin = b.Loc("outputs.spi.firmware.sha256")
+		}
+	}
 	return errs
+}
+
+// profileFile confines value, the path field gives relative to the profile
+// that sets it (after extends, not necessarily b.File), to that profile's
+// tree or boards (resolved) and returns the resolved path.
+func (b *Board) profileFile(field, value, boards string, max int64, what string) (string, error) {
+	from := b.Loc(field).File
+	p := value
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(from), filepath.FromSlash(p))
+	}
+	real, err := confine(p, value, []string{realDir(filepath.Dir(from)), boards}, max, what)
+	if err != nil {
+		return "", b.errAt(field, "%v", err)
+	}
+	return real, nil
 }

@@ -42,12 +42,13 @@ func CheckRegionName(name string) error {
 func (r Region) End() Size { return r.Start + r.Size - 1 }
 
 // FlashromLayout renders regions as a flashrom layout file: one
-// "start:end name" line per region, hex, end inclusive, sorted by start.
+// "start:end name" line per region, hex, end inclusive, sorted by start
+// and, for a region nested in another at the same start, after it.
 // The build writes it next to the chip image and the flasher hands it to
 // flashrom, so both see the same file.
 func FlashromLayout(regions []Region) string {
 	rs := append([]Region(nil), regions...)
-	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Start < rs[j].Start })
+	sortRegions(rs)
 	var b strings.Builder
 	for _, r := range rs {
 		fmt.Fprintf(&b, "%08x:%08x %s\n", uint64(r.Start), uint64(r.End()), r.Name)
@@ -99,13 +100,34 @@ func parseFlashromLayout(text string) ([]Region, error) {
 		names[name] = n
 		rs = append(rs, Region{Name: name, Start: Size(start), Size: Size(end - start + 1)})
 	}
-	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Start < rs[j].Start })
-	for i := 1; i < len(rs); i++ {
-		if rs[i].Start <= rs[i-1].End() {
-			return nil, fmt.Errorf("flashrom layout: regions %q and %q overlap", rs[i-1].Name, rs[i].Name)
+	sortRegions(rs)
+	// Regions may nest (a guests or payload region inside the BIOS region:
+	// flashrom takes that as long as one write does not include both) but
+	// not overlap partly. Sorted, each region is inside the innermost open
+	// one or after it.
+	var open []Region
+	for _, r := range rs {
+		for len(open) > 0 && open[len(open)-1].End() < r.Start {
+			open = open[:len(open)-1]
 		}
+		if len(open) > 0 && r.End() > open[len(open)-1].End() {
+			return nil, fmt.Errorf("flashrom layout: regions %q and %q overlap", open[len(open)-1].Name, r.Name)
+		}
+		open = append(open, r)
 	}
 	return rs, nil
+}
+
+// sortRegions orders regions by start and, at one start, outer before
+// inner (larger first), so that a layout's order does not depend on the
+// profile's.
+func sortRegions(rs []Region) {
+	sort.SliceStable(rs, func(i, j int) bool {
+		if rs[i].Start != rs[j].Start {
+			return rs[i].Start < rs[j].Start
+		}
+		return rs[i].Size > rs[j].Size
+	})
 }
 
 func parseHex(s string) (uint64, error) {

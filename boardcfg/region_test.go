@@ -73,6 +73,8 @@ func TestParseFlashromLayout(t *testing.T) {
 		{"0:fff " + strings.Repeat("a", 65), "at most 64"},
 		{"0:fff a\n1000:1fff a", "already defined on line 1"},
 		{"0:1fff a\n1000:2fff b", "overlap"},
+		{"0:ffff bios\n0:fff in\n800:17ff part", `regions "in" and "part" overlap`},
+		{"0:ffff bios\n1000:1fff in\nf000:10fff part", `regions "bios" and "part" overlap`},
 		{"# comment\n0:fff a", "no comments"},
 		{"0:ffffffffffffffff all", "whole 64-bit"},
 		{"-1:fff a", "hex"},
@@ -83,7 +85,31 @@ func TestParseFlashromLayout(t *testing.T) {
 	}
 }
 
+// A nested layout (guests and payload inside the BIOS region) renders with
+// the outer region first and parses back.
+func TestFlashromLayoutNested(t *testing.T) {
+	rs := []Region{
+		{Name: "fd", Start: 0, Size: 0x1000},
+		{Name: "guests", Start: 0x400000, Size: 0x3F0000},
+		{Name: "payload", Start: 0x1000000, Size: 0xC84000},
+		{Name: "bios", Start: 0x400000, Size: 0x1C00000},
+	}
+	got := FlashromLayout(rs)
+	want := "00000000:00000fff fd\n00400000:01ffffff bios\n00400000:007effff guests\n01000000:01c83fff payload\n"
+	if got != want {
+		t.Fatalf("layout:\n%s\nwant:\n%s", got, want)
+	}
+	back, err := parseFlashromLayout(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if FlashromLayout(back) != want {
+		t.Fatalf("parsed back %+v", back)
+	}
+}
+
 func FuzzParseFlashromLayout(f *testing.F) {
+	f.Add("00000000:01ffffff bios\n00400000:007effff guests\n01000000:01c83fff payload\n")
 	f.Add("00000000:0000ffff vpd\n00010000:00ffffff bios\n")
 	f.Add("0x0:0x83fff vars\r\n0x84000:0x7fffff bios")
 	f.Add("0:0 a\n1:1 b\n")
@@ -94,7 +120,7 @@ func FuzzParseFlashromLayout(f *testing.F) {
 			return
 		}
 		// Whatever parses renders to a canonical file that parses to the
-		// same regions, sorted and disjoint.
+		// same regions, sorted, each disjoint from or inside the others.
 		again, err := parseFlashromLayout(FlashromLayout(rs))
 		if err != nil {
 			t.Fatalf("canonical form of %q does not parse: %v", text, err)
@@ -106,8 +132,10 @@ func FuzzParseFlashromLayout(f *testing.F) {
 			if r.Size == 0 || r.End() < r.Start || CheckRegionName(r.Name) != nil {
 				t.Fatalf("bad region %+v", r)
 			}
-			if i > 0 && r.Start <= rs[i-1].End() {
-				t.Fatalf("regions overlap: %+v", rs)
+			for _, o := range rs[:i] {
+				if r.Start <= o.End() && o.Start <= r.End() && !o.Contains(r) {
+					t.Fatalf("regions %q and %q overlap partly: %+v", o.Name, r.Name, rs)
+				}
 			}
 		}
 	})

@@ -95,13 +95,56 @@ type USB struct {
 }
 
 type SPI struct {
-	// Firmware is "component:role", e.g. "ovmf:code".
-	Firmware    string   `yaml:"firmware,omitempty"`
-	ChipSize    Size     `yaml:"chip_size"`
-	PayloadFile GUID     `yaml:"payload_file"`
+	// Firmware is the base firmware: a component file ("ovmf:code") or an
+	// image given by path and pinned by SHA-256 (see Firmware).
+	Firmware Firmware `yaml:"firmware,omitempty"`
+	ChipSize Size     `yaml:"chip_size"`
+	// PayloadFile is the FFS file whose PE32 the payload replaces (the
+	// legacy placement, Payload ""); GrowVolume the volume enlarged to make
+	// room for it.
+	PayloadFile GUID     `yaml:"payload_file,omitempty"`
 	GrowVolume  GUID     `yaml:"grow_volume,omitempty"`
 	Regions     []Region `yaml:"regions"`
+	// Descriptor is "" (no Intel flash descriptor, or the one inside a
+	// full-chip firmware image) or "generate": fwbuild writes one from the
+	// regions' kinds.
+	Descriptor string `yaml:"descriptor,omitempty"`
+	// Payload is where the flash payload goes: PayloadRegion (the region
+	// marked payload: true, started by the launcher DXE driver),
+	// PayloadVolume (an FFS file in the firmware's DXE volume, ditto), or
+	// "" (replace the PE32 of PayloadFile).
+	Payload string `yaml:"payload,omitempty"`
+	// Mapped is how many bytes at the top of the chip the CPU sees below
+	// 4 GiB; 0 means MappedWindow (see MappedSize).
+	Mapped Size `yaml:"mapped,omitempty"`
+	// Remove lists firmware files dropped to make room: FFS file GUIDs
+	// (upper case after Load) or UI section names such as "Shell".
+	Remove []string `yaml:"remove,omitempty"`
 }
+
+// Payload placements (SPI.Payload).
+const (
+	PayloadRegion = "region"
+	PayloadVolume = "volume"
+)
+
+// DescriptorGenerate is the SPI.Descriptor value that makes fwbuild write
+// an Intel flash descriptor.
+const DescriptorGenerate = "generate"
+
+// Region kinds: the Intel flash descriptor regions (FLREG0-5) a layout
+// region belongs to.
+const (
+	KindDescriptor = "descriptor"
+	KindBIOS       = "bios"
+	KindME         = "me"
+	KindGbE        = "gbe"
+	KindPD         = "pd"
+	KindEC         = "ec"
+)
+
+// RegionKinds lists the valid Region.Kind values in descriptor order.
+var RegionKinds = []string{KindDescriptor, KindBIOS, KindME, KindGbE, KindPD, KindEC}
 
 // Region is a flashrom layout region of the chip.
 type Region struct {
@@ -116,8 +159,28 @@ type Region struct {
 	Fill string `yaml:"fill,omitempty"`
 	// Guests marks the region that holds the guests (kernels, initramfs, xl
 	// configs) instead of the flash payload, whose slot is too small for
-	// them. ctld reads it from the memory-mapped chip at boot.
+	// them. ctld reads it from the memory-mapped chip at boot. It may lie
+	// inside the firmware region (see Nested).
 	Guests bool `yaml:"guests,omitempty"`
+	// Kind is the Intel flash descriptor region (one of RegionKinds) this
+	// region belongs to; "" for none.
+	Kind string `yaml:"kind,omitempty"`
+	// Payload marks the region that holds the flash payload (SPI.Payload
+	// PayloadRegion), outside every firmware volume: the launcher reads it
+	// from the memory-mapped chip. It may lie inside the firmware region.
+	Payload bool `yaml:"payload,omitempty"`
+}
+
+// Nests reports whether r is the kind of region that may lie inside the
+// firmware region: the guests or the payload region. They are read from
+// the memory-mapped BIOS region, where there is room once the firmware
+// volumes are smaller than the region; a write of the firmware region then
+// covers them too, which is why no other region may nest.
+func (r Region) Nests() bool { return r.Guests || r.Payload }
+
+// Contains reports whether o lies entirely inside r.
+func (r Region) Contains(o Region) bool {
+	return o.Start >= r.Start && o.Size <= r.Size && o.Start-r.Start <= r.Size-o.Size
 }
 
 type QEMU struct {
@@ -181,13 +244,49 @@ func (s *SPI) GuestsRegion() (Region, bool) {
 	return Region{}, false
 }
 
-// MappedWindow is how much of the top of an SPI chip x86 maps below 4 GiB.
+// PayloadRegion returns the region marked payload: true, if there is one.
+func (s *SPI) PayloadRegion() (Region, bool) {
+	for _, r := range s.Regions {
+		if r.Payload {
+			return r, true
+		}
+	}
+	return Region{}, false
+}
+
+// MappedWindow is how much of the top of an SPI chip an Intel chipset maps
+// below 4 GiB (the top 16 MiB of the BIOS region), and the default of
+// SPI.Mapped.
 const MappedWindow = 16 << 20
+
+// MappedSize is how many bytes at the top of the chip the CPU sees below
+// 4 GiB: Mapped, or MappedWindow if it is 0, but never more than the chip.
+func (s *SPI) MappedSize() uint64 {
+	m := uint64(s.Mapped)
+	if m == 0 {
+		m = MappedWindow
+	}
+	return min(m, uint64(s.ChipSize))
+}
 
 // MappedAddress is where a chip offset appears in the CPU's address space:
 // the chip's end sits at 4 GiB (no flash descriptor remapping it).
 func (s *SPI) MappedAddress(offset uint64) uint64 {
 	return 1<<32 - uint64(s.ChipSize) + offset
+}
+
+// CPUAddress is the physical address where the CPU sees region r's first
+// byte: the chip's end sits at 4 GiB. It is an error if r is not entirely in
+// the top MappedSize bytes, where nothing is mapped (or, past the window,
+// something else is).
+func (s *SPI) CPUAddress(r Region) (uint64, error) {
+	chip, mapped := uint64(s.ChipSize), s.MappedSize()
+	start, size := uint64(r.Start), uint64(r.Size)
+	if size > chip || start > chip-size || start < chip-mapped {
+		return 0, fmt.Errorf("region %q (%#x, %#x bytes) is not inside the memory-mapped top %v of the %v chip (outputs.spi.mapped)",
+			r.Name, start, size, Size(mapped), s.ChipSize)
+	}
+	return 1<<32 - chip + start, nil
 }
 
 // Size is a byte count written as plain bytes, hex ("0x800000") or with a binary unit ("8MiB").
@@ -244,6 +343,14 @@ type GUID string
 var guidRE = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 
 func (g *GUID) decodeScalar(v string) error {
+	if v == "" {
+		// An empty value (`payload_file: ""` or a bare key) clears the
+		// field: a board that extends a legacy one and switches to the
+		// launcher (payload: region) must drop the base's payload_file and
+		// grow_volume. Where a GUID is required, validation says so.
+		*g = ""
+		return nil
+	}
 	if !guidRE.MatchString(v) {
 		return fmt.Errorf("%q is not a GUID (want XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)", v)
 	}

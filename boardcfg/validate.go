@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -288,7 +289,15 @@ func (b *Board) validate() error {
 		add(b.errAt("outputs.usb.size", "%v is more than %v: the image is written out whole (use 64MiB; the key may be larger)", b.Outputs.USB.Size, Size(maxUSBSize)))
 	}
 	if s := b.Outputs.SPI; s != nil {
-		refFile("outputs.spi.firmware", s.Firmware)
+		switch fw := s.Firmware; {
+		case fw.Ref != "" && fw.Path != "":
+			// Only a Board built in Go can have both; decoding takes one shape.
+			add(b.errAt("outputs.spi.firmware", "give either component:role or {path, sha256}, not both"))
+		case fw.Path != "":
+			// A file: checked with the host files (paths.go).
+		default:
+			refFile("outputs.spi.firmware", fw.Ref)
+		}
 		switch {
 		case s.ChipSize == 0:
 			add(b.missing("outputs.spi.chip_size"))
@@ -297,9 +306,7 @@ func (b *Board) validate() error {
 		case s.ChipSize%4096 != 0:
 			add(b.errAt("outputs.spi.chip_size", "%v is not a multiple of 4KiB (the erase block)", s.ChipSize))
 		}
-		if s.PayloadFile == "" {
-			add(b.missing("outputs.spi.payload_file"))
-		}
+		errs = append(errs, b.validateSPI(s)...)
 		errs = append(errs, b.validateRegions(s)...)
 	}
 
@@ -402,17 +409,19 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 	return errs
 }
 
+// span is a region's valid byte range [start, end) and its index.
+type span struct {
+	i          int
+	start, end uint64
+}
+
 func (b *Board) validateRegions(s *SPI) []error {
 	var errs []error
 	if len(s.Regions) == 0 {
 		return []error{b.missing("outputs.spi.regions")}
 	}
-	firmware, guests := 0, 0
+	firmware, guests, payload := 0, 0, 0
 	names := map[string]bool{}
-	type span struct {
-		i          int
-		start, end uint64
-	}
 	var spans []span
 	for i, r := range s.Regions {
 		f := fmt.Sprintf("outputs.spi.regions[%d]", i)
@@ -425,6 +434,9 @@ func (b *Board) validateRegions(s *SPI) []error {
 			errs = append(errs, b.errAt(f+".name", "region %q is defined twice", r.Name))
 		}
 		names[r.Name] = true
+		if r.Kind != "" && !slices.Contains(RegionKinds, r.Kind) {
+			errs = append(errs, b.errAt(f+".kind", "%q is not an Intel flash descriptor region: want one of %s", r.Kind, strings.Join(RegionKinds, ", ")))
+		}
 		if r.Size == 0 {
 			errs = append(errs, b.missing(f+".size"))
 			continue
@@ -442,6 +454,12 @@ func (b *Board) validateRegions(s *SPI) []error {
 		if s.ChipSize != 0 && end > uint64(s.ChipSize) {
 			errs = append(errs, b.errAt(f+".size", "region %q ends at %#x, past the %v chip", r.Name, end, s.ChipSize))
 		}
+		// Below the chip's end by: how far into the chip's top the region
+		// starts (0 if it starts past the end, reported above).
+		var below uint64
+		if s.ChipSize != 0 && r.Start <= s.ChipSize {
+			below = uint64(s.ChipSize) - uint64(r.Start)
+		}
 		if r.Firmware {
 			firmware++
 			if r.Preserve {
@@ -453,8 +471,22 @@ func (b *Board) validateRegions(s *SPI) []error {
 			switch {
 			case r.Preserve || r.Firmware || r.Fill != "":
 				errs = append(errs, b.errAt(f+".guests", "region %q holds the guests: it cannot also be preserve, firmware or fill", r.Name))
-			case s.ChipSize != 0 && r.Start <= s.ChipSize && uint64(s.ChipSize)-uint64(r.Start) > MappedWindow:
-				errs = append(errs, b.errAt(f+".start", "guests region %q starts %#x below the chip's end: only the top 16MiB of the chip is memory-mapped, where ctld reads it", r.Name, uint64(s.ChipSize)-uint64(r.Start)))
+			case below > s.MappedSize():
+				errs = append(errs, b.errAt(f+".start", "guests region %q starts %#x below the chip's end: only the top %v of the chip is memory-mapped, where ctld reads it: move the region up, or set outputs.spi.mapped if the board maps more", r.Name, below, Size(s.MappedSize())))
+			}
+		}
+		if r.Payload {
+			payload++
+			window := min(uint64(MappedWindow), s.MappedSize())
+			switch {
+			case r.Preserve || r.Firmware || r.Fill != "" || r.Guests:
+				errs = append(errs, b.errAt(f+".payload", "region %q holds the flash payload: it cannot also be preserve, firmware, fill or guests", r.Name))
+			case s.Payload != PayloadRegion:
+				errs = append(errs, b.errAt(f+".payload", "region %q is marked payload: true, but outputs.spi.payload is %q: set payload: region to place the payload there, or remove the mark", r.Name, s.Payload))
+			case below > window:
+				// Intel's window, whatever QEMU maps: the board's launcher
+				// must find the payload on real chipsets too.
+				errs = append(errs, b.errAt(f+".start", "payload region %q starts %#x below the chip's end: the launcher reads it through the memory-mapped window, which on Intel chipsets is the top %v of the BIOS region (outputs.spi.mapped does not widen it): move the region up", r.Name, below, Size(window)))
 			}
 		}
 		if r.Fill != "" {
@@ -465,20 +497,117 @@ func (b *Board) validateRegions(s *SPI) []error {
 		}
 		spans = append(spans, span{i, uint64(r.Start), end})
 	}
-	sort.Slice(spans, func(a, c int) bool { return spans[a].start < spans[c].start })
-	for j := 1; j < len(spans); j++ {
-		if spans[j].start < spans[j-1].end {
-			a, c := s.Regions[spans[j-1].i], s.Regions[spans[j].i]
-			errs = append(errs, b.errAt(fmt.Sprintf("outputs.spi.regions[%d]", spans[j].i),
-				"region %q (%#x-%#x) overlaps region %q (%#x-%#x)", c.Name, spans[j].start, spans[j].end-1, a.Name, spans[j-1].start, spans[j-1].end-1))
+
+	// Nesting: the guests and payload regions may lie inside the firmware
+	// (BIOS) region, which flashrom accepts as long as one write does not
+	// include both. Every other pair of regions must be disjoint, and so
+	// must the nested regions among themselves: each set is swept apart.
+	fw := slices.IndexFunc(s.Regions, func(r Region) bool { return r.Firmware })
+	// Only a firmware region with a valid span can hold others.
+	fwOK := fw >= 0 && slices.ContainsFunc(spans, func(o span) bool { return o.i == fw })
+	var top, nested []span
+	for _, sp := range spans {
+		r := s.Regions[sp.i]
+		if fwOK && sp.i != fw && r.Nests() && s.Regions[fw].Contains(r) {
+			nested = append(nested, sp)
+		} else {
+			top = append(top, sp)
 		}
 	}
+	const hint = "regions may not share bytes, except that a guests or payload region may lie entirely inside the firmware region"
+	errs = append(errs, b.overlaps(s, top, hint)...)
+	errs = append(errs, b.overlaps(s, nested, "the guests and payload regions inside the firmware region must not overlap each other")...)
+	if s.GrowVolume != "" {
+		// The grown volume fills the whole firmware region.
+		for _, sp := range nested {
+			errs = append(errs, b.errAt(fmt.Sprintf("outputs.spi.regions[%d]", sp.i), "region %q lies inside the firmware region %q, which grow_volume fills entirely: move it out, or drop grow_volume", s.Regions[sp.i].Name, s.Regions[fw].Name))
+		}
+	}
+
 	if firmware != 1 {
 		errs = append(errs, b.errAt("outputs.spi.regions", "exactly one region must be marked firmware: true (found %d)", firmware))
 	}
 	if guests > 1 {
 		errs = append(errs, b.errAt("outputs.spi.regions", "at most one region may be marked guests: true (found %d)", guests))
 	}
+	if s.Payload == PayloadRegion && payload != 1 {
+		errs = append(errs, b.errAt("outputs.spi.regions", "payload: region needs exactly one region marked payload: true (found %d)", payload))
+	}
+	if s.Descriptor == DescriptorGenerate {
+		errs = append(errs, b.validateDescriptor(s, spans)...)
+	}
+	return errs
+}
+
+// overlaps reports every region in set that starts before the previous one
+// (by start) ends. Sorted, a set without such a pair is disjoint.
+func (b *Board) overlaps(s *SPI, set []span, hint string) []error {
+	var errs []error
+	set = slices.Clone(set)
+	sort.SliceStable(set, func(a, c int) bool { return set[a].start < set[c].start })
+	for j := 1; j < len(set); j++ {
+		if set[j].start < set[j-1].end {
+			a, c := s.Regions[set[j-1].i], s.Regions[set[j].i]
+			errs = append(errs, b.errAt(fmt.Sprintf("outputs.spi.regions[%d]", set[j].i),
+				"region %q (%#x-%#x) overlaps region %q (%#x-%#x): %s", c.Name, set[j].start, set[j].end-1, a.Name, set[j-1].start, set[j-1].end-1, hint))
+		}
+	}
+	return errs
+}
+
+// validateDescriptor checks that the regions' kinds describe an Intel flash
+// descriptor fwbuild can write (descriptor: generate): its region table has
+// one base and limit per kind, so kinded regions are disjoint and, but for
+// the BIOS region, unique.
+func (b *Board) validateDescriptor(s *SPI, spans []span) []error {
+	var errs []error
+	const field = "outputs.spi.regions"
+	var kinded []span
+	first := map[string]int{}
+	biosStart, biosEnd := ^uint64(0), uint64(0)
+	for _, sp := range spans {
+		r := s.Regions[sp.i]
+		if r.Kind == "" || !slices.Contains(RegionKinds, r.Kind) {
+			continue
+		}
+		f := fmt.Sprintf("%s[%d]", field, sp.i)
+		kinded = append(kinded, sp)
+		if j, dup := first[r.Kind]; dup && r.Kind != KindBIOS {
+			errs = append(errs, b.errAt(f+".kind", "region %q is kind %s, as is region %q: a descriptor has one %s region, so give this kind once", r.Name, r.Kind, s.Regions[j].Name, r.Kind))
+		} else if !dup {
+			first[r.Kind] = sp.i
+		}
+		switch r.Kind {
+		case KindDescriptor:
+			if r.Start != 0 || r.Size != 4096 {
+				errs = append(errs, b.errAt(f, "descriptor region %q is at %#x, %v: it must start at 0 and be 4KiB, where the chipset reads the descriptor fwbuild writes", r.Name, uint64(r.Start), r.Size))
+			}
+		case KindBIOS:
+			biosStart, biosEnd = min(biosStart, sp.start), max(biosEnd, sp.end)
+		}
+	}
+	if _, ok := first[KindDescriptor]; !ok {
+		errs = append(errs, b.errAt(field, "descriptor: generate needs a region of kind descriptor (start 0, size 4KiB)"))
+	}
+	if _, ok := first[KindBIOS]; !ok {
+		errs = append(errs, b.errAt(field, "descriptor: generate needs a region of kind bios (the firmware region)"))
+	} else {
+		// One base and limit: what lies between bios regions is BIOS too.
+		for _, sp := range kinded {
+			if r := s.Regions[sp.i]; r.Kind != KindBIOS && sp.start < biosEnd && sp.end > biosStart {
+				errs = append(errs, b.errAt(fmt.Sprintf("%s[%d]", field, sp.i), "region %q (kind %s) lies within the BIOS region %#x-%#x the descriptor would give: the descriptor has one BIOS range, so keep the bios regions together", r.Name, r.Kind, biosStart, biosEnd-1))
+			}
+		}
+		// The chipset maps the BIOS region's top below 4 GiB; CPUAddress
+		// and the reset vector assume that top is the chip's end.
+		if s.ChipSize != 0 && biosEnd != uint64(s.ChipSize) {
+			errs = append(errs, b.errAt(field, "the bios regions end at %#x, not at the end of the %v chip: the chipset maps the BIOS region's top at 4 GiB, so put it at the chip's end", biosEnd, s.ChipSize))
+		}
+	}
+	if fw := slices.IndexFunc(s.Regions, func(r Region) bool { return r.Firmware }); fw >= 0 && s.Regions[fw].Kind != KindBIOS {
+		errs = append(errs, b.errAt(fmt.Sprintf("%s[%d].kind", field, fw), "the firmware region %q is kind %q: with descriptor: generate it is the BIOS region, give it kind: bios", s.Regions[fw].Name, s.Regions[fw].Kind))
+	}
+	errs = append(errs, b.overlaps(s, kinded, "regions of the descriptor (those with a kind) must be disjoint")...)
 	return errs
 }
 
