@@ -117,6 +117,9 @@ type SPI struct {
 	// Mapped is how many bytes at the top of the chip the CPU sees below
 	// 4 GiB; 0 means MappedWindow (see MappedSize).
 	Mapped Size `yaml:"mapped,omitempty"`
+	// Launcher names the component (Debian's gnu-efi) the launcher DXE
+	// driver is built with; required with Payload region or volume.
+	Launcher string `yaml:"launcher,omitempty"`
 	// Remove lists firmware files dropped to make room: FFS file GUIDs
 	// (upper case after Load) or UI section names such as "Shell".
 	Remove []string `yaml:"remove,omitempty"`

@@ -536,6 +536,16 @@ func (b *Board) validateRegions(s *SPI) []error {
 	if s.Descriptor == DescriptorGenerate {
 		errs = append(errs, b.validateDescriptor(s, spans)...)
 	}
+	switch {
+	case (s.Payload == PayloadRegion || s.Payload == PayloadVolume) && s.Launcher == "":
+		errs = append(errs, b.errAt("outputs.spi.launcher", "payload: %s is started by fwbuild's launcher, built with gnu-efi: name the gnu-efi component here (launcher: gnu-efi)", s.Payload))
+	case s.Launcher != "" && s.Payload == "":
+		errs = append(errs, b.errAt("outputs.spi.launcher", "the launcher starts a payload placed with payload: region or payload: volume; the legacy payload_file placement needs none"))
+	case s.Launcher != "":
+		if _, ok := b.Component(s.Launcher); !ok {
+			errs = append(errs, b.errAt("outputs.spi.launcher", "no component named %q (want the gnu-efi package pinned in components)", s.Launcher))
+		}
+	}
 	return errs
 }
 

@@ -18,18 +18,19 @@ import (
 
 // SPISpec maps a board's SPI output to the image stage's inputs, with
 // payload as the flash payload and guests (a bundle.Encode) as the
-// content of the guests region, if the board has one.
-func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image.SPISpec, error) {
+// content of the guests region, if the board has one. A board whose
+// payload is started by the launcher gets it built (with the payload's
+// SHA-256 pinned) and inserted; tmp is its scratch space.
+func SPISpec(ctx context.Context, b *boardcfg.Board, comps Components, payload, guests []byte, tmp string) (image.SPISpec, error) {
 	s := b.Outputs.SPI
 	if s == nil {
 		return image.SPISpec{}, fmt.Errorf("spi: board %s has no outputs.spi", b.Name)
 	}
 	spec := image.SPISpec{ChipSize: uint64(s.ChipSize), Regions: s.Regions, Fills: map[string][]byte{},
-		GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile), Payload: payload}
-	comp, role, _ := strings.Cut(s.Firmware, ":")
+		GrowFV: string(s.GrowVolume), SlotFile: string(s.PayloadFile), Payload: payload, Remove: s.Remove}
 	var err error
-	if spec.BaseFirmware, err = comps.Read(comp, role, b); err != nil {
-		return spec, fmt.Errorf("spi: base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
+	if spec.BaseFirmware, err = baseFirmware(b, comps); err != nil {
+		return spec, err
 	}
 	for i, reg := range s.Regions {
 		if reg.Guests {
@@ -42,10 +43,102 @@ func SPISpec(b *boardcfg.Board, comps Components, payload, guests []byte) (image
 			}
 		}
 	}
+	if s.Descriptor == boardcfg.DescriptorGenerate {
+		if spec.Base, err = descriptorChip(s); err != nil {
+			return spec, fmt.Errorf("spi: %s: %w", b.Loc("outputs.spi.descriptor"), err)
+		}
+	}
+	if s.Payload == "" {
+		return spec, nil
+	}
+	pin := launcher.Pin{Size: uint64(len(payload)), SHA256: launcher.PayloadHash(payload), Description: "fwbuild " + b.Name}
+	switch s.Payload {
+	case boardcfg.PayloadRegion:
+		reg, _ := s.PayloadRegion()
+		if pin.Address, err = s.CPUAddress(reg); err != nil {
+			return spec, fmt.Errorf("spi: payload region: %w", err)
+		}
+		pin.Source = launcher.FromRegion
+		spec.PayloadRegion = reg.Name
+	case boardcfg.PayloadVolume:
+		pin.Source = launcher.FromFile
+		if pin.File, err = launcher.GUIDBytes(launcher.PayloadFileGUID); err != nil {
+			return spec, err
+		}
+		ffs, err := launcher.PayloadFFS(payload)
+		if err != nil {
+			return spec, fmt.Errorf("spi: %w", err)
+		}
+		spec.Insert = append(spec.Insert, ffs)
+		spec.Payload = nil
+	}
+	gnuefi, ok := comps[s.Launcher]
+	if !ok {
+		return spec, fmt.Errorf("spi: launcher: component %q (%s) was not fetched", s.Launcher, b.Loc("outputs.spi.launcher"))
+	}
+	pe, err := launcher.Build(ctx, launcher.Spec{Pin: pin, GnuEFI: gnuefi.Root, TempDir: tmp})
+	if err != nil {
+		return spec, fmt.Errorf("spi: %w", err)
+	}
+	ffs, err := launcher.FFS(pe)
+	if err != nil {
+		return spec, fmt.Errorf("spi: %w", err)
+	}
+	spec.Insert = append([][]byte{ffs}, spec.Insert...)
 	return spec, nil
 }
 
-func (r *run) spiSpec(pay, gst stageResult) (image.SPISpec, error) {
+// baseFirmware reads the board's firmware: a component file, or a user's
+// image checked against its pinned SHA-256.
+func baseFirmware(b *boardcfg.Board, comps Components) ([]byte, error) {
+	fw := b.Outputs.SPI.Firmware
+	if fw.IsFile() {
+		data, err := fw.Read()
+		if err != nil {
+			return nil, fmt.Errorf("spi: base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
+		}
+		return data, nil
+	}
+	comp, role, _ := strings.Cut(fw.Ref, ":")
+	data, err := comps.Read(comp, role, b)
+	if err != nil {
+		return nil, fmt.Errorf("spi: base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
+	}
+	return data, nil
+}
+
+// descriptorChip is an erased chip with an Intel flash descriptor at 0
+// whose region table comes from the regions' kinds (a kind's extent is
+// the union of its regions).
+func descriptorChip(s *boardcfg.SPI) ([]byte, error) {
+	ext := map[string][2]uint64{}
+	for _, r := range s.Regions {
+		if r.Kind == "" {
+			continue
+		}
+		e, ok := ext[r.Kind]
+		lo, hi := uint64(r.Start), uint64(r.Start)+uint64(r.Size)
+		if ok {
+			lo, hi = min(lo, e[0]), max(hi, e[1])
+		}
+		ext[r.Kind] = [2]uint64{lo, hi}
+	}
+	var regs []image.DescriptorRegion
+	for _, k := range boardcfg.RegionKinds {
+		if e, ok := ext[k]; ok {
+			regs = append(regs, image.DescriptorRegion{Kind: k, Start: e[0], Size: e[1] - e[0]})
+		}
+	}
+	fd, err := image.WriteDescriptor(uint64(s.ChipSize), regs)
+	if err != nil {
+		return nil, err
+	}
+	chip := bytes.Repeat([]byte{0xFF}, int(s.ChipSize))
+	copy(chip, fd)
+	return chip, nil
+}
+
+func (r *run) spiSpec(ctx context.Context, pay, gst stageResult, tmp string) (image.SPISpec, error) {
 	payload, err := pay.read("payload-flash.efi")
 	if err != nil {
 		return image.SPISpec{}, err
@@ -58,7 +151,7 @@ func (r *run) spiSpec(pay, gst stageResult) (image.SPISpec, error) {
 		}
 		region = bundle.Encode(archive)
 	}
-	return SPISpec(r.Board, r.comps, payload, region)
+	return SPISpec(ctx, r.Board, r.comps, payload, region, tmp)
 }
 
 func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst stageResult) (stageResult, error) {

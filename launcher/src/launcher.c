@@ -34,15 +34,15 @@ static struct boot_devpath devpath = {
 
 static EFI_STATUS setup_status = EFI_SUCCESS;
 static const CHAR16 *setup_step = L"";
-static BOOLEAN offered;
+static BOOLEAN offered, refused;
 
 /* Console output: a line is built in a buffer and written at once, so it is not interleaved with the boot manager's. */
-static CHAR16 line[256];
+static CHAR16 line[512];
 static UINTN line_n;
 
 static void put(const CHAR16 *s)
 {
-	while (*s && line_n < 253)
+	while (*s && line_n < 509)
 		line[line_n++] = *s++;
 }
 
@@ -51,7 +51,7 @@ static void put_hex(UINT64 v, int digits)
 	static const CHAR16 hex[] = L"0123456789abcdef";
 	int i;
 
-	for (i = digits - 1; i >= 0 && line_n < 253; i--)
+	for (i = digits - 1; i >= 0 && line_n < 509; i--)
 		line[line_n++] = hex[(v >> (4 * i)) & 0xf];
 }
 
@@ -196,6 +196,10 @@ static EFI_STATUS EFIAPI load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_PATH
 	(void)path;
 	(void)boot_policy;
 	offered = TRUE;
+	/* The boot manager may try the handle more than once (BootNext, then an
+	 * option it created itself): refuse again without a second line. */
+	if (refused)
+		return EFI_SECURITY_VIOLATION;
 	if (size == NULL)
 		return EFI_INVALID_PARAMETER;
 	if (buf == NULL || *size < fwb_pin.size) {
@@ -203,8 +207,10 @@ static EFI_STATUS EFIAPI load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_PATH
 		return EFI_BUFFER_TOO_SMALL;
 	}
 	status = read_payload(buf);
-	if (EFI_ERROR(status))
+	if (EFI_ERROR(status)) {
+		refused = TRUE;
 		return status;
+	}
 	sha256_init(&s);
 	sha256_update(&s, buf, fwb_pin.size);
 	sha256_final(&s, got);
@@ -217,6 +223,7 @@ static EFI_STATUS EFIAPI load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_PATH
 		put_hash(got);
 		put(L"; continuing with the platform's boot order");
 		flush();
+		refused = TRUE;
 		return EFI_SECURITY_VIOLATION;
 	}
 	*size = fwb_pin.size;
