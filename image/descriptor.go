@@ -238,7 +238,7 @@ func flmstr(read, write []int) uint32 {
 // ifdtool --lock does: the host reads the descriptor, BIOS and GbE regions
 // and writes BIOS and GbE, but cannot read the ME region; ME and GbE see
 // only their own regions (plus the descriptor). chipSize must be one SPI
-// chip density (512 KiB to 64 MiB) or the sum of two.
+// chip density (512 KiB to 64 MiB) or the sum of two (up to 128 MiB).
 //
 // The descriptor carries no PCH or processor soft straps: those are
 // specific to a board's chipset and wiring, and wrong straps keep real
@@ -334,7 +334,8 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 
 // chipDensities returns FLCOMP's density codes for one or two components
 // that add up to chipSize (code n is 512 KiB << n; 0xF is "no second
-// chip").
+// chip"). FLREG's 15-bit block numbers reach 128 MiB, the most two
+// 64 MiB chips hold.
 func chipDensities(chipSize uint64) (first, second uint8, err error) {
 	code := func(n uint64) (uint8, bool) {
 		if n < 512<<10 || n > 64<<20 || bits.OnesCount64(n) != 1 {
@@ -345,11 +346,16 @@ func chipDensities(chipSize uint64) (first, second uint8, err error) {
 	if c, ok := code(chipSize); ok {
 		return c, densityUnused, nil
 	}
-	// Two chips: the larger one first, as boards wire them.
-	if bits.OnesCount64(chipSize) == 2 {
+	// Two chips, the larger one first as boards wire them: 24 MiB is
+	// 16 + 8, 128 MiB is 64 + 64.
+	if n := bits.OnesCount64(chipSize); n == 1 || n == 2 {
 		hi := uint64(1) << (63 - bits.LeadingZeros64(chipSize))
+		lo := chipSize - hi
+		if lo == 0 {
+			hi, lo = hi/2, hi/2
+		}
 		c1, ok1 := code(hi)
-		c2, ok2 := code(chipSize - hi)
+		c2, ok2 := code(lo)
 		if ok1 && ok2 {
 			return c1, c2, nil
 		}
