@@ -33,46 +33,46 @@ func (r DescriptorRegion) label() string {
 }
 
 const (
-	// descriptorSize is the descriptor region every Intel chip starts with;
+	// ifdSize is the descriptor region every Intel chip starts with;
 	// FLREG bases and limits count blocks of the same size.
-	descriptorSize = uefi.FlashDescriptorLength
-	regionBlock    = uefi.RegionBlockSize
-	// flregCount is the number of FLREG slots fiano reads (FLREG0..15): the
+	ifdSize  = uefi.FlashDescriptorLength
+	ifdBlock = uefi.RegionBlockSize
+	// ifdFLREGs is the number of FLREG slots fiano reads (FLREG0..15): the
 	// region section ends where the master section of a v2 descriptor starts.
-	flregCount = 16
+	ifdFLREGs = 16
 )
 
-// regionKind names FLREG slot i. fiano's FlashRegionType counts from the
+// ifdKind names FLREG slot i. fiano's FlashRegionType counts from the
 // BIOS region (its region section struct hides FLREG0 in two unnamed
 // fields), hence the i-1.
-func regionKind(i int) string {
+func ifdKind(i int) string {
 	if i == 0 {
 		return "descriptor"
 	}
 	s := uefi.FlashRegionType(i - 1).String()
-	if i >= flregCount || strings.HasPrefix(s, "Unknown") {
+	if i >= ifdFLREGs || strings.HasPrefix(s, "Unknown") {
 		return "region" + strconv.Itoa(i)
 	}
 	return strings.ToLower(s)
 }
 
-// regionIndex is regionKind's inverse; ok is false for an unknown kind.
-func regionIndex(kind string) (int, bool) {
-	for i := 0; i < flregCount; i++ {
-		if regionKind(i) == kind {
+// ifdIndex is ifdKind's inverse; ok is false for an unknown kind.
+func ifdIndex(kind string) (int, bool) {
+	for i := 0; i < ifdFLREGs; i++ {
+		if ifdKind(i) == kind {
 			return i, true
 		}
 	}
-	if n, err := strconv.Atoi(strings.TrimPrefix(kind, "region")); err == nil && strings.HasPrefix(kind, "region") && n > 0 && n < flregCount {
+	if n, err := strconv.Atoi(strings.TrimPrefix(kind, "region")); err == nil && strings.HasPrefix(kind, "region") && n > 0 && n < ifdFLREGs {
 		return n, true
 	}
 	return 0, false
 }
 
-func regionKinds() string {
+func ifdKinds() string {
 	var ks []string
-	for i := 0; i < flregCount; i++ {
-		ks = append(ks, strconv.Quote(regionKind(i)))
+	for i := 0; i < ifdFLREGs; i++ {
+		ks = append(ks, strconv.Quote(ifdKind(i)))
 	}
 	return strings.Join(ks, ", ")
 }
@@ -92,8 +92,8 @@ func HasDescriptor(chip []byte) bool {
 // two overlap, that the descriptor region starts at 0 and that a BIOS
 // region exists.
 func ReadDescriptor(chip []byte) ([]DescriptorRegion, error) {
-	if len(chip) < descriptorSize {
-		return nil, fmt.Errorf("image: descriptor: chip image is %#x bytes, shorter than the %#x-byte descriptor: truncated file? read the whole chip", len(chip), descriptorSize)
+	if len(chip) < ifdSize {
+		return nil, fmt.Errorf("image: descriptor: chip image is %#x bytes, shorter than the %#x-byte descriptor: truncated file? read the whole chip", len(chip), ifdSize)
 	}
 	mapStart, err := uefi.FindSignature(chip)
 	if err != nil {
@@ -101,14 +101,14 @@ func ReadDescriptor(chip []byte) ([]DescriptorRegion, error) {
 	}
 	// fiano's ParseFlashDescriptor slices at the bases the map gives
 	// without checking them: a corrupt map would panic. Check first.
-	m, err := uefi.NewFlashDescriptorMap(chip[mapStart:descriptorSize])
+	m, err := uefi.NewFlashDescriptorMap(chip[mapStart:ifdSize])
 	if err != nil {
 		return nil, fmt.Errorf("image: descriptor: read descriptor map: %w", err)
 	}
-	if end := int(m.RegionBase)*0x10 + uefi.FlashRegionSectionSize; m.RegionBase == 0 || end > descriptorSize {
+	if end := int(m.RegionBase)*0x10 + uefi.FlashRegionSectionSize; m.RegionBase == 0 || end > ifdSize {
 		return nil, fmt.Errorf("image: descriptor: FLMAP0 puts the region section at %#x, which does not fit between the descriptor map and the end of the 4 KiB descriptor: corrupt descriptor", int(m.RegionBase)*0x10)
 	}
-	if end := int(m.MasterBase)*0x10 + uefi.FlashMasterSectionSize; m.MasterBase == 0 || end > descriptorSize {
+	if end := int(m.MasterBase)*0x10 + uefi.FlashMasterSectionSize; m.MasterBase == 0 || end > ifdSize {
 		return nil, fmt.Errorf("image: descriptor: FLMAP1 puts the master section at %#x, which does not fit between the descriptor map and the end of the 4 KiB descriptor: corrupt descriptor", int(m.MasterBase)*0x10)
 	}
 
@@ -117,7 +117,7 @@ func ReadDescriptor(chip []byte) ([]DescriptorRegion, error) {
 	// stdout and silently drops regions past the chip's end, which we
 	// want to report).
 	fd := &uefi.FlashDescriptor{}
-	fd.SetBuf(append([]byte(nil), chip[:descriptorSize]...))
+	fd.SetBuf(append([]byte(nil), chip[:ifdSize]...))
 	if err := fd.ParseFlashDescriptor(); err != nil {
 		return nil, fmt.Errorf("image: descriptor: %w", err)
 	}
@@ -125,7 +125,7 @@ func ReadDescriptor(chip []byte) ([]DescriptorRegion, error) {
 	// FLREG0 is the first dword of the region section, which fiano's
 	// struct leaves unnamed.
 	flreg0 := fd.Buf()[fd.RegionStart:]
-	entries := make([]uefi.FlashRegion, 0, flregCount)
+	entries := make([]uefi.FlashRegion, 0, ifdFLREGs)
 	entries = append(entries, uefi.FlashRegion{
 		Base:  binary.LittleEndian.Uint16(flreg0[0:]),
 		Limit: binary.LittleEndian.Uint16(flreg0[2:]),
@@ -151,7 +151,7 @@ func ReadDescriptor(chip []byte) ([]DescriptorRegion, error) {
 			continue
 		}
 		regions = append(regions, DescriptorRegion{
-			Kind:  regionKind(i),
+			Kind:  ifdKind(i),
 			Index: i,
 			Start: uint64(fr.BaseOffset()),
 			Size:  uint64(fr.EndOffset()) - uint64(fr.BaseOffset()),
@@ -212,14 +212,14 @@ const (
 // v2 FLCOMP frequency codes. A read clock of 17 MHz is what marks a v2
 // (Skylake+) descriptor to parsers such as UEFITool; v1 ones have 20 MHz.
 const (
-	spiFreq17MHz   = 6
-	spiFreq50_30MH = 4
-	densityUnused  = 0xF
+	ifdFreq17MHz = 6
+	ifdFreq50MHz = 4
+	ifdNoChip    = 0xF
 )
 
-// FLMSTR access bits (v2: read bits 8-19, write bits 20-31, one bit per
+// ifdFLMSTR is an FLMSTR value (v2: read bits 8-19, write bits 20-31, one bit per
 // region index).
-func flmstr(read, write []int) uint32 {
+func ifdFLMSTR(read, write []int) uint32 {
 	var v uint32
 	for _, i := range read {
 		v |= 1 << (8 + i)
@@ -245,16 +245,16 @@ func flmstr(read, write []int) uint32 {
 // silicon from booting. Use it for emulated boards and tests; a real
 // board keeps its vendor's descriptor (read it with ReadDescriptor).
 func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error) {
-	d1, d2, err := chipDensities(chipSize)
+	d1, d2, err := ifdDensities(chipSize)
 	if err != nil {
 		return nil, err
 	}
 	rs := make([]DescriptorRegion, len(regions))
 	seen := map[int]bool{}
 	for i, r := range regions {
-		idx, ok := regionIndex(r.Kind)
+		idx, ok := ifdIndex(r.Kind)
 		if !ok {
-			return nil, fmt.Errorf("image: descriptor: region %d has unknown kind %q: use one of %s or region<N> (N < %d)", i, r.Kind, regionKinds(), flregCount)
+			return nil, fmt.Errorf("image: descriptor: region %d has unknown kind %q: use one of %s or region<N> (N < %d)", i, r.Kind, ifdKinds(), ifdFLREGs)
 		}
 		if r.Index != 0 && r.Index != idx {
 			return nil, fmt.Errorf("image: descriptor: region %s has Index %d but kind %q is FLREG%d: leave Index 0 or make them agree", r.Kind, r.Index, r.Kind, idx)
@@ -264,10 +264,10 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 		}
 		seen[idx] = true
 		r.Index = idx
-		if r.Start%regionBlock != 0 || r.Size%regionBlock != 0 {
+		if r.Start%ifdBlock != 0 || r.Size%ifdBlock != 0 {
 			return nil, fmt.Errorf("image: descriptor: region %s is not 4 KiB aligned: FLREG counts 4 KiB blocks; round start and size to 0x1000", r.label())
 		}
-		if idx == 0 && (r.Start != 0 || r.Size != descriptorSize) {
+		if idx == 0 && (r.Start != 0 || r.Size != ifdSize) {
 			return nil, fmt.Errorf("image: descriptor: region %s must be 0x0-0xfff (4 KiB at offset 0)", r.label())
 		}
 		rs[i] = r
@@ -277,7 +277,7 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 		return nil, err
 	}
 
-	d := make([]byte, descriptorSize)
+	d := make([]byte, ifdSize)
 	for i := range d {
 		d[i] = 0xFF // erased flash: what real descriptors hold where nothing is defined
 	}
@@ -285,7 +285,7 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 	put := func(off int, v uint32) { le.PutUint32(d[off:], v) }
 
 	nc := uint32(0) // zero-based number of flash components
-	if d2 != densityUnused {
+	if d2 != ifdNoChip {
 		nc = 1
 	}
 	put(0x10, 0x0FF0A55A)
@@ -301,28 +301,28 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 
 	// Component section: FLCOMP, FLILL (no invalid instructions), FLPB.
 	put(ifdFCBA, uint32(d1)|uint32(d2)<<4|
-		spiFreq17MHz<<17|1<<20| // read clock 17 MHz, fast read supported
-		spiFreq50_30MH<<21|spiFreq50_30MH<<24|spiFreq50_30MH<<27)
+		ifdFreq17MHz<<17|1<<20| // read clock 17 MHz, fast read supported
+		ifdFreq50MHz<<21|ifdFreq50MHz<<24|ifdFreq50MHz<<27)
 	put(ifdFCBA+4, 0)
 	put(ifdFCBA+8, 0)
 
 	// Region section: an unused slot has base 0x7FFF > limit 0, as ifdtool
 	// writes it (and limit 0 is what UEFITool checks).
-	for i := 0; i < flregCount; i++ {
+	for i := 0; i < ifdFLREGs; i++ {
 		put(ifdFRBA+4*i, 0x7FFF)
 	}
 	for _, r := range rs {
-		base := uint32(r.Start / regionBlock)
-		limit := uint32((r.end() - 1) / regionBlock)
+		base := uint32(r.Start / ifdBlock)
+		limit := uint32((r.end() - 1) / ifdBlock)
 		put(ifdFRBA+4*r.Index, base|limit<<16)
 	}
 
 	// Master section: FLMSTR1 host CPU/BIOS, FLMSTR2 ME, FLMSTR3 GbE,
 	// FLMSTR4/5 (reserved, EC) no access.
 	const desc, bios, me, gbe = 0, 1, 2, 3
-	put(ifdFMBA+0, flmstr([]int{desc, bios, gbe}, []int{bios, gbe}))
-	put(ifdFMBA+4, flmstr([]int{desc, me, gbe}, []int{me, gbe}))
-	put(ifdFMBA+8, flmstr([]int{desc, gbe}, []int{gbe}))
+	put(ifdFMBA+0, ifdFLMSTR([]int{desc, bios, gbe}, []int{bios, gbe}))
+	put(ifdFMBA+4, ifdFLMSTR([]int{desc, me, gbe}, []int{me, gbe}))
+	put(ifdFMBA+8, ifdFLMSTR([]int{desc, gbe}, []int{gbe}))
 	put(ifdFMBA+12, 0)
 	put(ifdFMBA+16, 0)
 
@@ -332,11 +332,11 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 	return d, nil
 }
 
-// chipDensities returns FLCOMP's density codes for one or two components
+// ifdDensities returns FLCOMP's density codes for one or two components
 // that add up to chipSize (code n is 512 KiB << n; 0xF is "no second
 // chip"). FLREG's 15-bit block numbers reach 128 MiB, the most two
 // 64 MiB chips hold.
-func chipDensities(chipSize uint64) (first, second uint8, err error) {
+func ifdDensities(chipSize uint64) (first, second uint8, err error) {
 	code := func(n uint64) (uint8, bool) {
 		if n < 512<<10 || n > 64<<20 || bits.OnesCount64(n) != 1 {
 			return 0, false
@@ -344,7 +344,7 @@ func chipDensities(chipSize uint64) (first, second uint8, err error) {
 		return uint8(bits.TrailingZeros64(n) - 19), true
 	}
 	if c, ok := code(chipSize); ok {
-		return c, densityUnused, nil
+		return c, ifdNoChip, nil
 	}
 	// Two chips, the larger one first as boards wire them: 24 MiB is
 	// 16 + 8, 128 MiB is 64 + 64.

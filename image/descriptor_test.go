@@ -34,12 +34,12 @@ func withIndex(t *testing.T, regions []DescriptorRegion) []DescriptorRegion {
 	t.Helper()
 	out := append([]DescriptorRegion(nil), regions...)
 	for i := range out {
-		idx, ok := regionIndex(out[i].Kind)
+		idx, ok := ifdIndex(out[i].Kind)
 		if !ok {
 			t.Fatalf("unknown kind %q", out[i].Kind)
 		}
 		out[i].Index = idx
-		out[i].Kind = regionKind(idx)
+		out[i].Kind = ifdKind(idx)
 	}
 	for i := 1; i < len(out); i++ {
 		for j := i; j > 0 && out[j].Start < out[j-1].Start; j-- {
@@ -162,7 +162,7 @@ func TestDescriptorRoundTrip(t *testing.T) {
 				v := le.Uint32(d[frba+4*i:])
 				used := false
 				for _, r := range c.regions {
-					if idx, _ := regionIndex(r.Kind); idx == i {
+					if idx, _ := ifdIndex(r.Kind); idx == i {
 						used = true
 					}
 				}
@@ -194,19 +194,19 @@ func TestDescriptorKinds(t *testing.T) {
 	want := []string{"descriptor", "bios", "me", "gbe", "pd", "devexp1", "bios2", "microcode", "ec",
 		"devexp2", "ie", "10gbe1", "10gbe2", "reserved1", "reserved2", "ptt"}
 	for i, k := range want {
-		if got := regionKind(i); got != k {
-			t.Errorf("regionKind(%d) = %q, want %q", i, got, k)
+		if got := ifdKind(i); got != k {
+			t.Errorf("ifdKind(%d) = %q, want %q", i, got, k)
 		}
-		if idx, ok := regionIndex(k); !ok || idx != i {
-			t.Errorf("regionIndex(%q) = %d, %v", k, idx, ok)
+		if idx, ok := ifdIndex(k); !ok || idx != i {
+			t.Errorf("ifdIndex(%q) = %d, %v", k, idx, ok)
 		}
 	}
-	if idx, ok := regionIndex("region8"); !ok || idx != 8 {
-		t.Errorf("regionIndex(region8) = %d, %v", idx, ok)
+	if idx, ok := ifdIndex("region8"); !ok || idx != 8 {
+		t.Errorf("ifdIndex(region8) = %d, %v", idx, ok)
 	}
 	for _, k := range []string{"region16", "region0", "BIOS", "", "regionx"} {
-		if _, ok := regionIndex(k); ok {
-			t.Errorf("regionIndex(%q) accepted", k)
+		if _, ok := ifdIndex(k); ok {
+			t.Errorf("ifdIndex(%q) accepted", k)
 		}
 	}
 }
