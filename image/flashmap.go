@@ -70,11 +70,10 @@ var mapColors = map[string]string{
 }
 
 const (
-	mapOther      = "#cfd8dc"
-	mapVolUsed    = "#546e7a"
-	mapVolFree    = "#eceff1"
-	mapChanged    = "#ff6f00"
-	mapRegionFree = "#ffffff"
+	mapOther   = "#cfd8dc"
+	mapVolUsed = "#546e7a"
+	mapVolFree = "#eceff1"
+	mapChanged = "#ff6f00"
 )
 
 // mapItem is a region or volume placed on the drawing.
@@ -225,10 +224,12 @@ func mapItems(m FlashMap) []*mapItem {
 		return a.order < b.order
 	})
 	// Sorted so, every possible parent of an item comes before it; the
-	// innermost is the last region before it that contains it.
+	// innermost is the last one before it that contains it. A volume can
+	// be a parent too: a payload region laid out inside the volume that
+	// holds it is drawn inside that volume.
 	for i, it := range items {
 		for j := i - 1; j >= 0; j-- {
-			if p := items[j]; !p.vol && p.contains(it) && p.size > 0 {
+			if p := items[j]; p.contains(it) && p.size > 0 {
 				it.depth = p.depth + 1
 				break
 			}
@@ -320,7 +321,7 @@ func mapWriteBox(b *bytes.Buffer, it *mapItem, scale float64, items []*mapItem) 
 		class, fill = "volume", "url(#free)"
 	}
 	if it.used >= 0 && !it.vol {
-		fill = mapRegionFree // the used part is drawn over it in the kind's colour
+		fill = mapPale(fill) // the free part; the used part is drawn over it in full colour
 	}
 	if it.changed {
 		stroke, width = mapChanged, "2.5"
@@ -393,7 +394,7 @@ var mapLegend = []struct{ label, fill, stroke string }{
 	{"guests", mapColors["guests"], ""},
 	{"preserved", mapColors["preserved"], ""},
 	{"other region", mapOther, ""},
-	{"region: free part", mapRegionFree, ""},
+	{"region: free part (pale)", mapPale(mapColors["payload"]), ""},
 	{"volume: used", mapVolUsed, ""},
 	{"volume: free", "url(#free)", ""},
 	{"changed by fwbuild", "none", mapChanged},
@@ -413,6 +414,17 @@ func mapWriteLegend(b *bytes.Buffer, x, y float64) {
 			svgNum(x), svgNum(ey), e.fill, stroke, width, svgNum(x+30), svgNum(ey+10), svgEscape(e.label))
 	}
 	b.WriteString("</g>\n")
+}
+
+// mapPale mixes a "#rrggbb" colour with 70% white: opaque, so a nested
+// box's free part does not show its parent through.
+func mapPale(c string) string {
+	v, err := strconv.ParseUint(strings.TrimPrefix(c, "#"), 16, 32)
+	if err != nil || len(c) != 7 {
+		return c
+	}
+	mix := func(shift uint) uint64 { return (3*(v>>shift&0xFF) + 7*0xFF) / 10 }
+	return fmt.Sprintf("#%02x%02x%02x", mix(16), mix(8), mix(0))
 }
 
 // mapAxisStep is the power of two that cuts size into 8 to 16 intervals.
