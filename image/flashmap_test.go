@@ -185,7 +185,7 @@ func TestFlashMapSVGDocument(t *testing.T) {
 	}
 	for _, want := range []string{
 		"qemu-q35 flash map",
-		"0x00610000-0x01ffffff", // bios start-end
+		"0x00610000-0x01ffffff",              // bios start-end
 		"used 2.62 MiB (32%), free 5.38 MiB", // guests
 		"used 15.23 MiB (85%), free 2.5 MiB", // the grown volume
 		"changed by fwbuild",
