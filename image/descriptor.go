@@ -40,6 +40,9 @@ const (
 	// ifdFLREGs is the number of FLREG slots fiano reads (FLREG0..15): the
 	// region section ends where the master section of a v2 descriptor starts.
 	ifdFLREGs = 16
+
+	// FLREG indices the master section refers to.
+	ifdDesc, ifdBIOS, ifdME, ifdGbE, ifdPD, ifdEC = 0, 1, 2, 3, 4, 8
 )
 
 // ifdKind names FLREG slot i. fiano's FlashRegionType counts from the
@@ -157,11 +160,22 @@ func ReadDescriptor(chip []byte) ([]DescriptorRegion, error) {
 			Size:  uint64(fr.EndOffset()) - uint64(fr.BaseOffset()),
 		})
 	}
-	sort.Slice(regions, func(i, j int) bool { return regions[i].Start < regions[j].Start })
+	sortDescriptorRegions(regions)
 	if err := checkDescriptorRegions(uint64(len(chip)), regions); err != nil {
 		return nil, err
 	}
 	return regions, nil
+}
+
+// sortDescriptorRegions sorts by Start, ties (only in a corrupt
+// descriptor) by Index so that errors name the same pair every time.
+func sortDescriptorRegions(rs []DescriptorRegion) {
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Start != rs[j].Start {
+			return rs[i].Start < rs[j].Start
+		}
+		return rs[i].Index < rs[j].Index
+	})
 }
 
 // checkDescriptorRegions checks sorted regions against a chip of chipSize
@@ -234,11 +248,12 @@ func ifdFLMSTR(read, write []int) uint32 {
 // Skylake and later PCHs) for a chip of chipSize bytes holding regions.
 // Kind chooses each region's FLREG slot (Index, if set, must agree); a
 // "descriptor" region at 0 of 4 KiB and a "bios" region are required;
-// starts and sizes are 4 KiB aligned. The masters are locked down the way
-// ifdtool --lock does: the host reads the descriptor, BIOS and GbE regions
-// and writes BIOS and GbE, but cannot read the ME region; ME and GbE see
-// only their own regions (plus the descriptor). chipSize must be one SPI
-// chip density (512 KiB to 64 MiB) or the sum of two (up to 128 MiB).
+// starts and sizes are 4 KiB aligned. The masters are locked down as
+// coreboot's ifdtool --lock does: the host reads the descriptor and BIOS
+// and writes BIOS (plus GbE and PD, and reads EC, when the chip has those
+// regions) but cannot read the ME region; nothing writes the descriptor.
+// chipSize must be one SPI chip density (512 KiB to 64 MiB) or the sum of
+// two (up to 128 MiB).
 //
 // The descriptor carries no PCH or processor soft straps: those are
 // specific to a board's chipset and wiring, and wrong straps keep real
@@ -272,7 +287,7 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 		}
 		rs[i] = r
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].Start < rs[j].Start })
+	sortDescriptorRegions(rs)
 	if err := checkDescriptorRegions(chipSize, rs); err != nil {
 		return nil, err
 	}
@@ -318,13 +333,33 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 	}
 
 	// Master section: FLMSTR1 host CPU/BIOS, FLMSTR2 ME, FLMSTR3 GbE,
-	// FLMSTR4/5 (reserved, EC) no access.
-	const desc, bios, me, gbe = 0, 1, 2, 3
-	put(ifdFMBA+0, ifdFLMSTR([]int{desc, bios, gbe}, []int{bios, gbe}))
-	put(ifdFMBA+4, ifdFLMSTR([]int{desc, me, gbe}, []int{me, gbe}))
-	put(ifdFMBA+8, ifdFLMSTR([]int{desc, gbe}, []int{gbe}))
-	put(ifdFMBA+12, 0)
-	put(ifdFMBA+16, 0)
+	// FLMSTR4 (reserved) and FLMSTR5 EC, locked the way coreboot's
+	// ifdtool --lock sets them: each master reads the descriptor and
+	// reads and writes its own region; the host also owns platform data,
+	// shares GbE with the ME and the NIC (the OS driver updates the NIC's
+	// NVM) and may read the EC's region. Nothing writes the descriptor
+	// and the host cannot read the ME region. A region the chip lacks gets
+	// no bits, so a chip without GbE, PD or EC gives the host exactly
+	// descriptor+BIOS to read and BIOS to write.
+	type access struct{ read, write []int }
+	host := access{[]int{ifdDesc, ifdBIOS}, []int{ifdBIOS}}
+	me := access{[]int{ifdDesc, ifdME}, []int{ifdME}}
+	var nic, ec access
+	if seen[ifdPD] {
+		host.read, host.write = append(host.read, ifdPD), append(host.write, ifdPD)
+	}
+	if seen[ifdGbE] {
+		host.read, host.write = append(host.read, ifdGbE), append(host.write, ifdGbE)
+		me.read, me.write = append(me.read, ifdGbE), append(me.write, ifdGbE)
+		nic = access{[]int{ifdDesc, ifdGbE}, []int{ifdGbE}}
+	}
+	if seen[ifdEC] {
+		host.read = append(host.read, ifdEC)
+		ec = access{[]int{ifdDesc, ifdEC}, []int{ifdEC}}
+	}
+	for i, m := range []access{host, me, nic, {}, ec} {
+		put(ifdFMBA+4*i, ifdFLMSTR(m.read, m.write))
+	}
 
 	// Upper map: an empty VSCC table rather than 0xFF, which parsers would
 	// read as 127 bogus flash parts.

@@ -92,13 +92,16 @@ func TestDescriptorRoundTrip(t *testing.T) {
 		name     string
 		chipSize uint64
 		regions  []DescriptorRegion
-		d1, d2   uint32 // FLCOMP density codes
+		d1, d2   uint32   // FLCOMP density codes
+		flmstr   []uint32 // FLMSTR1-5, if checked exactly
 	}{
-		{"8MiB", 8 << 20, ifdLayout8, 4, 0xF},
+		// ifdtool --lock's values: the classic 0x00c00d00 ME master, the
+		// host also reading EC.
+		{"8MiB", 8 << 20, ifdLayout8, 4, 0xF, []uint32{0x00A10B00, 0x00C00D00, 0x00800900, 0, 0x10010100}},
 		{"minimal-512KiB", 512 << 10, []DescriptorRegion{
 			{Kind: "bios", Start: 0x1000, Size: 0x7F000},
 			{Kind: "descriptor", Size: 0x1000},
-		}, 0, 0xF},
+		}, 0, 0xF, []uint32{0x00200300, 0x00400500, 0, 0, 0}},
 		{"32MiB-many", 32 << 20, []DescriptorRegion{
 			{Kind: "descriptor", Size: 0x1000},
 			{Kind: "pd", Start: 0x1000, Size: 0xF000},
@@ -106,16 +109,16 @@ func TestDescriptorRoundTrip(t *testing.T) {
 			{Kind: "ptt", Start: 0x800000, Size: 0x10000},
 			{Kind: "region13", Start: 0x810000, Size: 0x10000},
 			{Kind: "bios", Index: 1, Start: 0x1000000, Size: 0x1000000},
-		}, 6, 0xF},
+		}, 6, 0xF, nil},
 		{"24MiB-two-chips", 24 << 20, []DescriptorRegion{
 			{Kind: "descriptor", Size: 0x1000},
 			{Kind: "me", Start: 0x1000, Size: 0x7FF000},
 			{Kind: "bios", Start: 0x800000, Size: 0x1000000},
-		}, 5, 4},
+		}, 5, 4, nil},
 		{"128MiB-two-chips", 128 << 20, []DescriptorRegion{
 			{Kind: "descriptor", Size: 0x1000},
 			{Kind: "bios", Start: 0x1000000, Size: 0x7000000},
-		}, 7, 7},
+		}, 7, 7, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -156,6 +159,11 @@ func TestDescriptorRoundTrip(t *testing.T) {
 			}
 			if me := le.Uint32(d[fmba+4:]); me>>8&0b100 == 0 || me>>20&0b100 == 0 {
 				t.Errorf("FLMSTR2 %#08x: ME cannot access its own region", me)
+			}
+			for i, want := range c.flmstr {
+				if got := le.Uint32(d[fmba+4*i:]); got != want {
+					t.Errorf("FLMSTR%d = %#08x, want %#08x", i+1, got, want)
+				}
 			}
 			// Unused FLREGs say so; nothing but 0xFF between the sections.
 			for i := 0; i < 16; i++ {
