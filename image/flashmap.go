@@ -92,7 +92,13 @@ type mapItem struct {
 	labelY      float64
 }
 
-func (it *mapItem) end() uint64 { return it.start + it.size }
+// end saturates: a bogus size must not wrap around to a small offset.
+func (it *mapItem) end() uint64 {
+	if e := it.start + it.size; e >= it.start {
+		return e
+	}
+	return ^uint64(0)
+}
 
 func (it *mapItem) contains(o *mapItem) bool {
 	return o.start >= it.start && o.end() <= it.end()
@@ -113,6 +119,13 @@ func FlashMapSVG(m FlashMap) []byte {
 		if it.end() > total {
 			total = it.end()
 		}
+	}
+	// Without a chip size the bar ends where the layout does.
+	chip := m.ChipSize
+	chipText := fmt.Sprintf("chip %s (%s), offsets grow downwards", mapHex(chip), mapSize(chip))
+	if chip == 0 {
+		chip = total
+		chipText = fmt.Sprintf("chip size not given: drawn to the layout's end %s", mapHex(chip))
 	}
 	scale := 0.0
 	if total > 0 {
@@ -155,17 +168,18 @@ func FlashMapSVG(m FlashMap) []byte {
 		title = m.Board + " flash map"
 	}
 	p("<title>%s</title>\n", svgEscape(title))
-	p(`<defs><pattern id="free" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
+	p(`<defs><pattern id="fwbuild-free" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">`+
 		`<rect width="6" height="6" fill="%s"/><line x1="0" y1="0" x2="0" y2="6" stroke="#b0bec5" stroke-width="2"/></pattern></defs>`+"\n", mapVolFree)
 	p(`<rect width="100%%" height="100%%" fill="#ffffff"/>` + "\n")
 	p(`<text x="%s" y="24" font-size="16" font-weight="bold">%s</text>`+"\n", svgNum(barX), svgEscape(title))
-	p(`<text x="%s" y="40" fill="#455a64">chip %s (%s), offsets grow downwards</text>`+"\n", svgNum(barX), svgEscape(mapHex(m.ChipSize)), svgEscape(mapSize(m.ChipSize)))
+	p(`<text x="%s" y="40" fill="#455a64">%s</text>`+"\n", svgNum(barX), svgEscape(chipText))
 
 	// Axis: ticks at a power-of-two step giving 8-16 intervals.
 	p(`<g class="axis" stroke="#455a64">` + "\n")
-	p(`<line x1="%s" y1="%s" x2="%s" y2="%s"/>`+"\n", svgNum(barX-8), svgNum(barY), svgNum(barX-8), svgNum(barY+float64(m.ChipSize)*scale))
-	if step := mapAxisStep(m.ChipSize); step > 0 {
-		for off := uint64(0); off <= m.ChipSize; off += step {
+	p(`<line x1="%s" y1="%s" x2="%s" y2="%s"/>`+"\n", svgNum(barX-8), svgNum(barY), svgNum(barX-8), svgNum(barY+float64(chip)*scale))
+	if step := mapAxisStep(chip); step > 0 {
+		for i := uint64(0); i <= chip/step; i++ { // counted: off += step could wrap
+			off := i * step
 			y := barY + float64(off)*scale
 			p(`<line x1="%s" y1="%s" x2="%s" y2="%s"/>`, svgNum(barX-14), svgNum(y), svgNum(barX-8), svgNum(y))
 			p(`<text x="%s" y="%s" text-anchor="end" stroke="none" fill="#263238" font-size="10">%s</text>`+"\n",
@@ -177,7 +191,7 @@ func FlashMapSVG(m FlashMap) []byte {
 	// The chip itself, then boxes parents first so children paint over
 	// them, larger before smaller so a minimum-height box stays visible.
 	p(`<rect class="chip" x="%s" y="%s" width="%s" height="%s" fill="#fafafa" stroke="#263238" stroke-width="1.5"><title>%s</title></rect>`+"\n",
-		svgNum(barX), svgNum(barY), svgNum(mapBarW), svgNum(float64(m.ChipSize)*scale), svgEscape("chip "+mapSize(m.ChipSize)))
+		svgNum(barX), svgNum(barY), svgNum(mapBarW), svgNum(float64(chip)*scale), svgEscape("chip "+mapSize(chip)))
 	draw := append([]*mapItem(nil), items...)
 	sort.SliceStable(draw, func(i, j int) bool {
 		if draw[i].depth != draw[j].depth {
@@ -318,7 +332,7 @@ func mapWriteBox(b *bytes.Buffer, it *mapItem, scale float64, items []*mapItem) 
 	}
 	class := "region"
 	if it.vol {
-		class, fill = "volume", "url(#free)"
+		class, fill = "volume", "url(#fwbuild-free)"
 	}
 	if it.used >= 0 && !it.vol {
 		fill = mapPale(fill) // the free part; the used part is drawn over it in full colour
@@ -396,7 +410,7 @@ var mapLegend = []struct{ label, fill, stroke string }{
 	{"other region", mapOther, ""},
 	{"region: free part (pale)", mapPale(mapColors["payload"]), ""},
 	{"volume: used", mapVolUsed, ""},
-	{"volume: free", "url(#free)", ""},
+	{"volume: free", "url(#fwbuild-free)", ""},
 	{"changed by fwbuild", "none", mapChanged},
 }
 

@@ -373,6 +373,7 @@ func TestFlashMapSVGOddInput(t *testing.T) {
 		"overfull":    {ChipSize: 1 << 20, Regions: []MapRegion{{Name: "payload", Kind: "payload", Start: 0, Size: 0x1000, Used: 0x2000}}},
 		"free>size":   {ChipSize: 1 << 20, Volumes: []MapVolume{{Name: "fv", Start: 0, Size: 0x1000, Free: 0x2000}}},
 		"unknownkind": {ChipSize: 1 << 20, Regions: []MapRegion{{Name: "x", Kind: "weird", Start: 0, Size: 0x1000, Used: -1}}},
+		"huge":        {ChipSize: ^uint64(0), Regions: []MapRegion{{Name: "wraps", Start: ^uint64(0) - 10, Size: 100, Used: 50}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			root := parseSVG(t, FlashMapSVG(m))
@@ -384,6 +385,9 @@ func TestFlashMapSVGOddInput(t *testing.T) {
 			}
 			if name == "past-end" && !strings.Contains(texts, "past the end of the chip") {
 				t.Error("a region past the chip's end is not flagged")
+			}
+			if name == "no-chip" && !strings.Contains(texts, "chip size not given") {
+				t.Error("a map without a chip size does not say so")
 			}
 		})
 	}
