@@ -2,6 +2,7 @@ package image
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"sort"
@@ -95,12 +96,12 @@ func HasDescriptor(chip []byte) bool {
 // two overlap, that the descriptor region starts at 0 and that a BIOS
 // region exists.
 func ReadDescriptor(chip []byte) ([]DescriptorRegion, error) {
-	if len(chip) < ifdSize {
-		return nil, fmt.Errorf("image: descriptor: chip image is %#x bytes, shorter than the %#x-byte descriptor: truncated file? read the whole chip", len(chip), ifdSize)
-	}
 	mapStart, err := uefi.FindSignature(chip)
 	if err != nil {
-		return nil, fmt.Errorf("image: descriptor: no Intel flash descriptor signature 0x0FF0A55A at 0x10 or 0: not a descriptor-mode Intel image (or the dump starts at the wrong offset)")
+		return nil, errors.New("image: descriptor: no Intel flash descriptor signature 0x0FF0A55A at 0x10 or 0: not a descriptor-mode Intel image (or the dump starts at the wrong offset)")
+	}
+	if len(chip) < ifdSize {
+		return nil, fmt.Errorf("image: descriptor: chip image is %#x bytes, shorter than the %#x-byte descriptor: truncated file? read the whole chip", len(chip), ifdSize)
 	}
 	// fiano's ParseFlashDescriptor slices at the bases the map gives
 	// without checking them: a corrupt map would panic. Check first.

@@ -28,9 +28,9 @@ var ifdLayout8 = []DescriptorRegion{
 	{Kind: "bios", Start: 0x300000, Size: 0x500000},
 }
 
-// withIndex returns regions sorted by Start with Index filled, as
+// ifdWithIndex returns regions sorted by Start with Index filled, as
 // ReadDescriptor returns them.
-func withIndex(t *testing.T, regions []DescriptorRegion) []DescriptorRegion {
+func ifdWithIndex(t *testing.T, regions []DescriptorRegion) []DescriptorRegion {
 	t.Helper()
 	out := append([]DescriptorRegion(nil), regions...)
 	for i := range out {
@@ -191,7 +191,7 @@ func TestDescriptorRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := withIndex(t, c.regions); !reflect.DeepEqual(got, want) {
+			if want := ifdWithIndex(t, c.regions); !reflect.DeepEqual(got, want) {
 				t.Errorf("ReadDescriptor:\n got %+v\nwant %+v", got, want)
 			}
 		})
@@ -289,9 +289,9 @@ func TestDescriptorFiano(t *testing.T) {
 	}
 }
 
-// reportRow matches a row of UEFIExtract's report: type, subtype, base,
+// uefiExtractRow matches a row of UEFIExtract's report: type, subtype, base,
 // size, CRC32, name.
-var reportRow = regexp.MustCompile(`^\s*(\S[^|]*?)\s*\|\s*(\S[^|]*?)\s*\|\s*([0-9A-F]{8}|N/A)\s*\|\s*([0-9A-F]{8})\s*\|\s*[0-9A-F]{8}\s*\|\s*(.*)$`)
+var uefiExtractRow = regexp.MustCompile(`^\s*(\S[^|]*?)\s*\|\s*(\S[^|]*?)\s*\|\s*([0-9A-F]{8}|N/A)\s*\|\s*([0-9A-F]{8})\s*\|\s*[0-9A-F]{8}\s*\|\s*(.*)$`)
 
 // TestDescriptorUEFIExtract checks the chip with an independent parser,
 // UEFITool's UEFIExtract.
@@ -322,7 +322,7 @@ func TestDescriptorUEFIExtract(t *testing.T) {
 	var fvBase uint64
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		m := reportRow.FindStringSubmatch(sc.Text())
+		m := uefiExtractRow.FindStringSubmatch(sc.Text())
 		if m == nil || m[3] == "N/A" {
 			continue
 		}
@@ -447,7 +447,7 @@ func TestDescriptorBadInput(t *testing.T) {
 	for _, c := range readCases {
 		t.Run("read-"+c.name, func(t *testing.T) {
 			_, err := ReadDescriptor(c.chip)
-			wantErr(t, err, c.want...)
+			wantDescriptorErr(t, err, c.want...)
 		})
 	}
 
@@ -486,14 +486,14 @@ func TestDescriptorBadInput(t *testing.T) {
 			if d != nil {
 				t.Error("WriteDescriptor returned bytes with an error")
 			}
-			wantErr(t, err, c.want...)
+			wantDescriptorErr(t, err, c.want...)
 		})
 	}
 }
 
-// wantErr fails unless err is an "image: descriptor:" error holding every
+// wantDescriptorErr fails unless err is an "image: descriptor:" error holding every
 // part of want.
-func wantErr(t *testing.T, err error, want ...string) {
+func wantDescriptorErr(t *testing.T, err error, want ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error, want one mentioning %q", want)

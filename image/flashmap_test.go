@@ -20,8 +20,8 @@ type svgNode struct {
 	children []*svgNode
 }
 
-// parseSVG parses doc strictly with encoding/xml and returns its root.
-func parseSVG(t *testing.T, doc []byte) *svgNode {
+// svgParse parses doc strictly with encoding/xml and returns its root.
+func svgParse(t *testing.T, doc []byte) *svgNode {
 	t.Helper()
 	d := xml.NewDecoder(bytes.NewReader(doc))
 	d.Strict = true
@@ -86,8 +86,8 @@ func (n *svgNode) child(name, class string) *svgNode {
 	return nil
 }
 
-// allText is every <text>, <tspan> and <title> string in the document.
-func allText(root *svgNode) []string {
+// svgAllText is every <text>, <tspan> and <title> string in the document.
+func svgAllText(root *svgNode) []string {
 	var out []string
 	root.walk(func(n *svgNode) {
 		if n.name == "text" || n.name == "tspan" || n.name == "title" {
@@ -97,7 +97,7 @@ func allText(root *svgNode) []string {
 	return out
 }
 
-func attrF(t *testing.T, n *svgNode, key string) float64 {
+func svgAttrFloat(t *testing.T, n *svgNode, key string) float64 {
 	t.Helper()
 	v, err := strconv.ParseFloat(n.attr[key], 64)
 	if err != nil {
@@ -114,7 +114,7 @@ type drawnBox struct {
 	hasUsed           bool
 }
 
-func drawnBoxes(t *testing.T, root *svgNode) []drawnBox {
+func svgDrawnBoxes(t *testing.T, root *svgNode) []drawnBox {
 	t.Helper()
 	var out []drawnBox
 	root.walk(func(n *svgNode) {
@@ -131,19 +131,19 @@ func drawnBoxes(t *testing.T, root *svgNode) []drawnBox {
 		if r == nil {
 			t.Fatalf("%s group %q has no box rect", b.class, b.title)
 		}
-		b.x, b.y, b.w, b.h = attrF(t, r, "x"), attrF(t, r, "y"), attrF(t, r, "width"), attrF(t, r, "height")
+		b.x, b.y, b.w, b.h = svgAttrFloat(t, r, "x"), svgAttrFloat(t, r, "y"), svgAttrFloat(t, r, "width"), svgAttrFloat(t, r, "height")
 		if u := n.child("rect", "used"); u != nil {
-			b.usedH, b.hasUsed = attrF(t, u, "height"), true
+			b.usedH, b.hasUsed = svgAttrFloat(t, u, "height"), true
 		}
 		out = append(out, b)
 	})
 	return out
 }
 
-// q35Map is a 32 MiB chip the way a build of a descriptor board lays it
+// flashMapQ35 is a 32 MiB chip the way a build of a descriptor board lays it
 // out: descriptor (tiny at this scale), ME, a preserved region and a BIOS
 // region holding guests, OVMF's two volumes and the payload.
-func q35Map() FlashMap {
+func flashMapQ35() FlashMap {
 	return FlashMap{
 		Board:    "qemu-q35",
 		ChipSize: 32 << 20,
@@ -163,13 +163,13 @@ func q35Map() FlashMap {
 }
 
 func TestFlashMapSVGDocument(t *testing.T) {
-	m := q35Map()
+	m := flashMapQ35()
 	doc := FlashMapSVG(m)
-	root := parseSVG(t, doc)
+	root := svgParse(t, doc)
 	if root.attr["viewBox"] == "" || root.attr["width"] == "" {
 		t.Errorf("<svg> lacks a size: %v", root.attr)
 	}
-	texts := strings.Join(allText(root), "\n")
+	texts := strings.Join(svgAllText(root), "\n")
 	for _, r := range m.Regions {
 		if !strings.Contains(texts, r.Name) {
 			t.Errorf("region %q appears in no <text> or <title>", r.Name)
@@ -196,14 +196,14 @@ func TestFlashMapSVGDocument(t *testing.T) {
 			t.Errorf("no text %q in the map:\n%s", want, texts)
 		}
 	}
-	if n := len(drawnBoxes(t, root)); n != len(m.Regions)+len(m.Volumes) {
+	if n := len(svgDrawnBoxes(t, root)); n != len(m.Regions)+len(m.Volumes) {
 		t.Errorf("%d boxes drawn, want one per region and volume (%d)", n, len(m.Regions)+len(m.Volumes))
 	}
 }
 
 func TestFlashMapSVGToScale(t *testing.T) {
-	m := q35Map()
-	root := parseSVG(t, FlashMapSVG(m))
+	m := flashMapQ35()
+	root := svgParse(t, FlashMapSVG(m))
 	var chip *svgNode
 	root.walk(func(n *svgNode) {
 		if n.name == "rect" && n.attr["class"] == "chip" {
@@ -213,10 +213,10 @@ func TestFlashMapSVGToScale(t *testing.T) {
 	if chip == nil {
 		t.Fatal("no chip rect")
 	}
-	y0, k := attrF(t, chip, "y"), attrF(t, chip, "height")/float64(m.ChipSize) // px per byte
-	chipX, chipW := attrF(t, chip, "x"), attrF(t, chip, "width")
+	y0, k := svgAttrFloat(t, chip, "y"), svgAttrFloat(t, chip, "height")/float64(m.ChipSize) // px per byte
+	chipX, chipW := svgAttrFloat(t, chip, "x"), svgAttrFloat(t, chip, "width")
 	const tol = 0.02 // px: coordinates are written with two decimals
-	boxes := drawnBoxes(t, root)
+	boxes := svgDrawnBoxes(t, root)
 	byName := map[string]drawnBox{}
 	for _, b := range boxes {
 		if math.Abs(b.y-(y0+float64(b.start)*k)) > tol {
@@ -268,13 +268,13 @@ func TestFlashMapSVGToScale(t *testing.T) {
 }
 
 func TestFlashMapSVGDeterministic(t *testing.T) {
-	m := q35Map()
+	m := flashMapQ35()
 	a, b := FlashMapSVG(m), FlashMapSVG(m)
 	if !bytes.Equal(a, b) {
 		t.Fatal("two renderings of the same map differ")
 	}
 	// The input order does not matter when no two entries share a range.
-	r := q35Map()
+	r := flashMapQ35()
 	for i, j := 0, len(r.Regions)-1; i < j; i, j = i+1, j-1 {
 		r.Regions[i], r.Regions[j] = r.Regions[j], r.Regions[i]
 	}
@@ -298,7 +298,7 @@ func TestFlashMapSVGHostileNames(t *testing.T) {
 	}
 	m.Volumes = []MapVolume{{Name: `<svg onload="alert(1)">`, Start: 0x80000, Size: 0x10000, Free: 0x100}}
 	doc := FlashMapSVG(m)
-	root := parseSVG(t, doc) // strict: a raw < or & or NUL would fail here
+	root := svgParse(t, doc) // strict: a raw < or & or NUL would fail here
 	for _, raw := range []string{"<script", "<!--", "onload=\"", "\x00", "\x1b"} {
 		if bytes.Contains(doc, []byte(raw)) {
 			t.Errorf("raw %q in the SVG", raw)
@@ -313,7 +313,7 @@ func TestFlashMapSVGHostileNames(t *testing.T) {
 			t.Errorf("unexpected element <%s>: a name got out of its text", e)
 		}
 	}
-	texts := strings.Join(allText(root), "\n")
+	texts := strings.Join(svgAllText(root), "\n")
 	for _, want := range []string{`<script>alert(1)</script>`, `a & b "quoted" 'single'`, `]]><!-- x -->`, `<svg onload="alert(1)">`, `<board onload="x()">`} {
 		if !strings.Contains(texts, want) {
 			t.Errorf("name %q not shown as text", want)
@@ -329,8 +329,8 @@ func TestFlashMapSVGSmallRegions(t *testing.T) {
 		m.Regions = append(m.Regions, MapRegion{Name: fmt.Sprintf("r%02d", i), Kind: "firmware", Start: uint64(i) * 0x1000, Size: 0x1000, Used: -1})
 	}
 	m.Regions = append(m.Regions, MapRegion{Name: "bios", Kind: "bios", Start: 0x14000, Size: 64<<20 - 0x14000, Used: -1})
-	root := parseSVG(t, FlashMapSVG(m))
-	boxes := drawnBoxes(t, root)
+	root := svgParse(t, FlashMapSVG(m))
+	boxes := svgDrawnBoxes(t, root)
 	if len(boxes) != 21 {
 		t.Fatalf("%d boxes, want 21", len(boxes))
 	}
@@ -346,7 +346,7 @@ func TestFlashMapSVGSmallRegions(t *testing.T) {
 			return
 		}
 		txt := n.child("text", "")
-		y := attrF(t, txt, "y")
+		y := svgAttrFloat(t, txt, "y")
 		labels = append(labels, span{y - mapLineH, y + float64(len(txt.children)-1)*mapLineH})
 	})
 	if len(labels) != 21 {
@@ -358,7 +358,7 @@ func TestFlashMapSVGSmallRegions(t *testing.T) {
 			t.Errorf("labels overlap: %v and %v", labels[i-1], labels[i])
 		}
 	}
-	h := attrF(t, root, "height")
+	h := svgAttrFloat(t, root, "height")
 	if last := labels[len(labels)-1]; last.bottom > h {
 		t.Errorf("last label ends at %v, below the document's height %v", last.bottom, h)
 	}
@@ -376,8 +376,8 @@ func TestFlashMapSVGOddInput(t *testing.T) {
 		"huge":        {ChipSize: ^uint64(0), Regions: []MapRegion{{Name: "wraps", Start: ^uint64(0) - 10, Size: 100, Used: 50}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			root := parseSVG(t, FlashMapSVG(m))
-			texts := strings.Join(allText(root), "\n")
+			root := svgParse(t, FlashMapSVG(m))
+			texts := strings.Join(svgAllText(root), "\n")
 			for _, r := range m.Regions {
 				if !strings.Contains(texts, r.Name) {
 					t.Errorf("region %q not shown", r.Name)
