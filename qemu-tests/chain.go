@@ -10,7 +10,7 @@ import (
 // Boot chain kinds for BootChain.
 const (
 	ChainUSB = "usb" // stock OVMF boots usb.img: unified xen.efi on the ESP
-	ChainSPI = "spi" // spi.bin: GRUB standalone in OVMF's Shell slot boots xen.gz
+	ChainSPI = "spi" // spi.bin: fwbuild's launcher starts GRUB standalone from its flash region, which boots xen.gz
 )
 
 // Base timeouts of the chain's markers, before scaling (×3 under TCG by
@@ -38,7 +38,8 @@ const (
 // Xen 4.17 under QEMU 7.2):
 //
 //	BdsDxe: starting Boot0002 "UEFI QEMU QEMU USB HARDDRIVE 1-0000:00:02.0-1" from PciRoot(0x0)/Pci(0x2,0x0)/USB(0x0,0x0)
-//	BdsDxe: starting Boot0002 "EFI Internal Shell" from Fv(7CB8BDC9-...)/FvFile(7C04A583-...)
+//	fwbuild-launcher: starting payload at 0xff000000 (7819264 bytes) sha256 260ae1...
+//	BdsDxe: starting Boot0000 "fwbuild qemu-q35" from VenHw(6F2A1C1E-...)
 //	Welcome to GRUB!
 //	(XEN) Xen version 4.17.7 (Debian 4.17.7+13-g2445b30a44-0+deb12u1) (...)
 //	[    0.000000] Linux version 6.1.0-47-amd64 (debian-kernel@lists.debian.org) (...)
@@ -55,7 +56,8 @@ func BootChain(kind string) ([]Marker, error) {
 		}
 	case ChainSPI:
 		first = []Marker{
-			Regexp("bds", `BdsDxe: starting Boot[0-9A-F]{4} "(EFI Internal Shell)"`, TimeoutFirmware),
+			Regexp("launcher", contract.LauncherStartingPattern, TimeoutFirmware),
+			Regexp("bds", `BdsDxe: starting Boot[0-9A-F]{4} "(fwbuild [^"]*)"`, TimeoutFirmware),
 			Substring("grub", "Welcome to GRUB!", TimeoutGRUB),
 		}
 	default:

@@ -3,7 +3,10 @@ package pipeline
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
+
+	"github.com/fwbuild/fwbuild/image"
 )
 
 // SizeRow is one part of the flash payload.
@@ -23,6 +26,9 @@ type SizeTable struct {
 	Limit    string    `json:"limit,omitempty"`
 	// Guests is the guests region, when the board has one.
 	Guests *RegionUse `json:"guests_region,omitempty"`
+	// Volumes is every firmware volume's free space before and after the
+	// launcher went in (launcher placements only).
+	Volumes []image.VolumeUse `json:"volumes,omitempty"`
 }
 
 // RegionUse is how much of a chip region its content takes.
@@ -58,7 +64,7 @@ func (t SizeTable) Write(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%.1f%%\t\n", r.Component, r.Bytes, 100*r.Share)
 	}
 	fmt.Fprintf(tw, "flash payload\t%d\t%.1f%%\t\n", t.Payload, 100*float64(t.Payload)/float64(max(t.Budget, 1)))
-	fmt.Fprintf(tw, "slot budget\t%d\t\t\n", t.Budget)
+	fmt.Fprintf(tw, "%s\t%d\t\t\n", t.budgetName(), t.Budget)
 	if t.Headroom >= 0 {
 		fmt.Fprintf(tw, "headroom\t%d\t%.1f%%\t\n", t.Headroom, 100*float64(t.Headroom)/float64(max(t.Budget, 1)))
 	} else {
@@ -67,6 +73,17 @@ func (t SizeTable) Write(w io.Writer) {
 	tw.Flush()
 	if t.Limit != "" {
 		fmt.Fprintf(w, "(budget bound by: %s)\n", t.Limit)
+	}
+	for _, v := range t.Volumes {
+		name := v.Name
+		if v.Path != "" {
+			name = v.Path + "/" + v.Name
+		}
+		mark := ""
+		if v.Changed {
+			mark = " (changed)"
+		}
+		fmt.Fprintf(w, "volume %s: %d bytes, free %d before, %d after%s\n", name, v.Length, v.FreeBefore, v.FreeAfter, mark)
 	}
 	if g := t.Guests; g != nil {
 		fmt.Fprintf(w, "guests region %s: %d guest(s), %d of %d bytes (%.1f%%), headroom %d\n",
@@ -85,3 +102,11 @@ func (e *BudgetError) Error() string {
 }
 
 func (e *BudgetError) Unwrap() error { return e.Err }
+
+// budgetName names what bounds the payload: its own region, or a slot in a volume.
+func (t SizeTable) budgetName() string {
+	if strings.HasPrefix(t.Limit, "region ") {
+		return "region budget"
+	}
+	return "slot budget"
+}

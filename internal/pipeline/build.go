@@ -209,7 +209,8 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		arts = append(arts, artefact("spi.bin", spi.path("spi.bin")), artefact("spi.layout", spi.path("spi.layout")))
+		arts = append(arts, artefact("spi.bin", spi.path("spi.bin")), artefact("spi.layout", spi.path("spi.layout")),
+			artefact("flash-map.svg", spi.path("flash-map.svg")))
 		t, err := readSizeTable(spi.path("sizes.json"))
 		if err != nil {
 			return nil, err

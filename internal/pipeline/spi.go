@@ -1,12 +1,14 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract/bundle"
 	"github.com/fwbuild/fwbuild/image"
+	"github.com/fwbuild/fwbuild/launcher"
 )
 
 // SPISpec maps a board's SPI output to the image stage's inputs, with
@@ -157,8 +160,14 @@ func (r *run) spiSpec(ctx context.Context, pay, gst stageResult, tmp string) (im
 func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst stageResult) (stageResult, error) {
 	b := r.Board
 	s := b.Outputs.SPI
-	comp, _, _ := strings.Cut(s.Firmware, ":")
-	fw, _ := b.Component(comp)
+	var fwID string
+	if s.Firmware.IsFile() {
+		fwID = string(s.Firmware.SHA256)
+	} else {
+		comp, _, _ := strings.Cut(s.Firmware.Ref, ":")
+		fw, _ := b.Component(comp)
+		fwID = string(fw.SHA256)
+	}
 	var fills []string
 	for _, reg := range s.Regions {
 		if reg.Fill != "" {
@@ -167,9 +176,19 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 			fills = append(fills, string(fc.SHA256))
 		}
 	}
-	sk := key("spi/2", r.tool, pay.Key, gst.Key, string(fw.SHA256), s.Firmware, jsonKey(s), jsonKey(fills))
+	var launcherID []string
+	if s.Payload != "" {
+		gnuefi, _ := b.Component(s.Launcher)
+		launcherID = append(launcherID, string(gnuefi.SHA256), jsonKey(launcher.Sources()), jsonKey(r.compilerTools(ctx)))
+	}
+	sk := key("spi/3", r.tool, pay.Key, gst.Key, fwID, jsonKey(s), jsonKey(fills), jsonKey(launcherID))
 	return r.stage(ctx, "spi", sk, func(dir string) error {
-		spec, err := r.spiSpec(pay, gst)
+		tmp, err := os.MkdirTemp(dir, ".launcher-")
+		if err != nil {
+			return fmt.Errorf("spi: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		spec, err := r.spiSpec(ctx, pay, gst, tmp)
 		if err != nil {
 			return err
 		}
@@ -184,7 +203,11 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 			return fmt.Errorf("%s: %w", fwDesc, berr)
 		}
 		if table.Headroom < 0 {
-			return &BudgetError{Table: table, Err: fmt.Errorf("slot %s (%s)", s.PayloadFile, b.Loc("outputs.spi.payload_file"))}
+			where := fmt.Sprintf("slot %s (%s)", s.PayloadFile, b.Loc("outputs.spi.payload_file"))
+			if spec.PayloadRegion != "" {
+				where = fmt.Sprintf("region %s (%s)", spec.PayloadRegion, b.Loc("outputs.spi.regions"))
+			}
+			return &BudgetError{Table: table, Err: errors.New(where)}
 		}
 		if g := table.Guests; g != nil && g.Bytes > g.Size {
 			i := slices.IndexFunc(s.Regions, func(r boardcfg.Region) bool { return r.Guests })
@@ -192,7 +215,13 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 			return fmt.Errorf("spi: the guests take %d bytes (bundle header included), %d more than region %s holds (%s at %s): make the region larger or the guests fewer or smaller",
 				g.Bytes, g.Bytes-g.Size, g.Region, field, b.Loc(field))
 		}
-		chip, err := image.BuildSPI(ctx, spec)
+		var chip []byte
+		var rep *image.EditReport
+		if spec.SlotFile != "" {
+			chip, err = image.BuildSPI(ctx, spec)
+		} else {
+			chip, rep, err = image.BuildSPIReport(ctx, spec)
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -210,8 +239,67 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 		if err := os.WriteFile(filepath.Join(dir, "spi.layout"), []byte(boardcfg.FlashromLayout(spec.Regions)), 0o644); err != nil {
 			return err
 		}
+		if err := os.WriteFile(filepath.Join(dir, "flash-map.svg"), image.FlashMapSVG(flashMap(b, spec, rep, table)), 0o644); err != nil {
+			return err
+		}
+		if rep != nil {
+			table.Volumes = rep.Volumes
+		}
 		return writeSizeTable(filepath.Join(dir, "sizes.json"), table)
 	})
+}
+
+// compilerTools are the host tools whose versions shape the launcher's bytes.
+func (r *run) compilerTools(ctx context.Context) map[string]string {
+	v := map[string]string{}
+	for _, t := range []string{"gcc", "ld", "objcopy"} {
+		out, err := exec.CommandContext(ctx, t, "--version").Output()
+		if err != nil {
+			v[t] = "missing"
+			continue
+		}
+		line, _, _ := strings.Cut(string(out), "\n")
+		v[t] = strings.TrimSpace(line)
+	}
+	return v
+}
+
+// flashMap is the picture of the chip the build writes next to spi.layout.
+func flashMap(b *boardcfg.Board, spec image.SPISpec, rep *image.EditReport, t SizeTable) image.FlashMap {
+	m := image.FlashMap{Board: b.Name, ChipSize: spec.ChipSize}
+	var fw boardcfg.Region
+	for _, reg := range spec.Regions {
+		mr := image.MapRegion{Name: reg.Name, Start: uint64(reg.Start), Size: uint64(reg.Size), Used: -1}
+		switch {
+		case reg.Firmware:
+			mr.Kind, fw = "firmware", reg
+		case reg.Payload:
+			mr.Kind, mr.Used = "payload", t.Payload
+			mr.Note = fmt.Sprintf("payload %d bytes, headroom %.0f%%", t.Payload, 100*float64(t.Headroom)/float64(max(t.Budget, 1)))
+		case reg.Guests:
+			mr.Kind = "guests"
+			if t.Guests != nil {
+				mr.Used = t.Guests.Bytes
+			}
+		case reg.Kind != "":
+			mr.Kind = reg.Kind
+		case reg.Preserve:
+			mr.Kind = "preserved"
+		}
+		if reg.Preserve && reg.Kind != "" {
+			mr.Note = "preserved"
+		}
+		m.Regions = append(m.Regions, mr)
+	}
+	if rep != nil {
+		base := uint64(fw.Start)
+		for _, v := range rep.Volumes {
+			if v.TopLevel {
+				m.Volumes = append(m.Volumes, image.MapVolume{Name: v.Name, Start: base + v.Offset, Size: v.Length, Free: v.FreeAfter, Changed: v.Changed})
+			}
+		}
+	}
+	return m
 }
 
 func (r *run) sizeTable(ctx context.Context, spec image.SPISpec, k kernelOut, ird, pay stageResult) (SizeTable, error) {
@@ -223,13 +311,31 @@ func (r *run) sizeTable(ctx context.Context, spec image.SPISpec, k kernelOut, ir
 	if hasRegion {
 		delete(bspec.Fills, greg.Name)
 	}
-	budget, err := image.SlotBudget(ctx, bspec)
-	limit := ""
-	var be *image.BudgetError
-	if errors.As(err, &be) {
-		budget, limit = be.Budget, be.Limit
-	} else if err != nil {
-		return SizeTable{}, fmt.Errorf("spi: size budget: %w", err)
+	var budget int64
+	var limit string
+	// A payload in the DXE volume travels in spec.Insert, not spec.Payload.
+	payloadSize := int64(len(spec.Payload))
+	if fi, err := os.Stat(pay.path("payload-flash.efi")); err == nil && payloadSize == 0 {
+		payloadSize = fi.Size()
+	}
+	switch {
+	case spec.PayloadRegion != "":
+		// The payload's own region bounds it, nothing else.
+		i := slices.IndexFunc(spec.Regions, func(r boardcfg.Region) bool { return r.Name == spec.PayloadRegion })
+		budget = int64(spec.Regions[i].Size)
+		limit = fmt.Sprintf("region %s holds %#x bytes", spec.PayloadRegion, budget)
+	case spec.SlotFile == "":
+		// An FFS file in the DXE volume: assembling the volume checks it.
+		budget, limit = payloadSize, "free space of the DXE volume (checked when the volume is assembled)"
+	default:
+		var err error
+		budget, err = image.SlotBudget(ctx, bspec)
+		var be *image.BudgetError
+		if errors.As(err, &be) {
+			budget, limit = be.Budget, be.Limit
+		} else if err != nil {
+			return SizeTable{}, fmt.Errorf("spi: size budget: %w", err)
+		}
 	}
 	var members map[string]int64
 	data, err := pay.read("flash-members.json")
@@ -257,7 +363,7 @@ func (r *run) sizeTable(ctx context.Context, spec image.SPISpec, k kernelOut, ir
 	if g := members["initrd"] - cd; g > 0 {
 		parts = append(parts, SizeRow{Component: fmt.Sprintf("guests (%d, appended to the control domain)", len(r.Board.Guests)), Bytes: g})
 	}
-	t := newSizeTable(parts, int64(len(spec.Payload)), budget, limit)
+	t := newSizeTable(parts, payloadSize, budget, limit)
 	if hasRegion {
 		t.Guests = &RegionUse{Region: greg.Name, Guests: len(r.Board.Guests), Bytes: int64(len(spec.Fills[greg.Name])), Size: int64(greg.Size)}
 	}
