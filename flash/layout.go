@@ -33,12 +33,36 @@ func validateRegions(regions []boardcfg.Region, chipSize uint64) ([]boardcfg.Reg
 				r.Name, start, start+size-1, chipSize, chipSize)
 		}
 	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].Start < rs[j].Start })
+	// Outer regions first at one start, so a nested region follows its parent.
+	sort.SliceStable(rs, func(i, j int) bool {
+		if rs[i].Start != rs[j].Start {
+			return rs[i].Start < rs[j].Start
+		}
+		return rs[i].Size > rs[j].Size
+	})
 	for i := 1; i < len(rs); i++ {
-		if a, b := rs[i-1], rs[i]; b.Start <= a.End() {
+		b := rs[i]
+		for _, a := range rs[:i] {
+			if b.Start > a.End() {
+				continue
+			}
+			// The payload and guests regions nest in the firmware region.
+			if a.Firmware && a.Contains(b) && !b.Preserve {
+				continue
+			}
 			return nil, fmt.Errorf("regions %q (0x%x-0x%x) and %q (0x%x-0x%x) overlap",
 				a.Name, uint64(a.Start), uint64(a.End()), b.Name, uint64(b.Start), uint64(b.End()))
 		}
 	}
 	return rs, nil
+}
+
+// parentOf returns the region of rs that r is nested in, if any.
+func parentOf(rs []boardcfg.Region, r boardcfg.Region) (boardcfg.Region, bool) {
+	for _, a := range rs {
+		if a.Name != r.Name && a.Firmware && a.Contains(r) {
+			return a, true
+		}
+	}
+	return boardcfg.Region{}, false
 }

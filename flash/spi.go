@@ -630,8 +630,9 @@ func selectRegions(regions []boardcfg.Region, names []string) ([]boardcfg.Region
 	}
 	var out []boardcfg.Region
 	if len(names) == 0 {
+		// A nested region is written with the region it is nested in.
 		for _, r := range regions {
-			if !r.Preserve {
+			if _, nested := parentOf(regions, r); !r.Preserve && !nested {
 				out = append(out, r)
 			}
 		}
@@ -653,6 +654,11 @@ func selectRegions(regions []boardcfg.Region, names []string) ([]boardcfg.Region
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	for _, r := range out {
+		if p, ok := parentOf(regions, r); ok && seen[p.Name] {
+			return nil, fmt.Errorf("region %q lies inside region %q, which is written too: name only %q (it covers %q)", r.Name, p.Name, p.Name, r.Name)
+		}
+	}
 	return out, nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/flash"
+	"github.com/fwbuild/fwbuild/launcher"
 )
 
 type stringList []string
@@ -97,7 +99,7 @@ func cmdFlashSPI(e *env, args []string) error {
 	spi := b.Outputs.SPI
 	res, err := flash.WriteSPI(e.ctx, flash.SPIOptions{
 		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data,
-		ChipSize: uint64(spi.ChipSize), Regions: spi.Regions, PayloadFile: string(spi.PayloadFile), Built: built,
+		ChipSize: uint64(spi.ChipSize), Regions: spi.Regions, PayloadFile: payloadFile(spi), Built: built,
 		Write: regions, OverwritePreserved: overwrite, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
 		// Printed before anything is written, and to stderr so that --json keeps it too.
 		ConfirmOverwrite: func(ls []flash.PreservedLoss) error {
@@ -188,4 +190,13 @@ func cmdFlashUSB(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "the device is larger than the image: moved the backup GPT from LBA %d to the device's last LBA %d\n", res.BackupGPTFrom, res.BackupGPTTo)
 	}
 	return nil
+}
+
+// payloadFile is the file an image built for the board must hold: the slot
+// the payload replaced, or fwbuild's launcher.
+func payloadFile(spi *boardcfg.SPI) string {
+	if spi.Payload != "" {
+		return launcher.FileGUID
+	}
+	return string(spi.PayloadFile)
 }
