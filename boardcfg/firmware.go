@@ -3,6 +3,7 @@ package boardcfg
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"reflect"
 
@@ -45,6 +46,31 @@ func (f Firmware) String() string {
 	return f.Ref
 }
 
+// firmwareFile is the mapping shape of Firmware.
+type firmwareFile struct {
+	Path   string `yaml:"path" json:"Path"`
+	SHA256 Hash   `yaml:"sha256" json:"SHA256"`
+}
+
+// MarshalYAML writes the shape the profile used, so that what `fwbuild
+// check` prints loads again.
+func (f Firmware) MarshalYAML() (any, error) {
+	if f.Path != "" {
+		return firmwareFile{f.Path, f.SHA256}, nil
+	}
+	return f.Ref, nil
+}
+
+// MarshalJSON is the JSON of the same shape: a component reference stays
+// the string it was before files were allowed (for `fwbuild check --json`
+// readers and build cache keys), a file is {"Path", "SHA256"}.
+func (f Firmware) MarshalJSON() ([]byte, error) {
+	if f.Path != "" {
+		return json.Marshal(firmwareFile{f.Path, f.SHA256})
+	}
+	return json.Marshal(f.Ref)
+}
+
 // decodeNode takes both shapes: a scalar is a component reference, a
 // mapping a file. Any other shape, or a mapping without both keys, is an
 // error at the field.
@@ -59,10 +85,7 @@ func (f *Firmware) decodeNode(d *decoder, n *yaml.Node, path string) error {
 		f.Ref = n.Value
 		return nil
 	case yaml.MappingNode:
-		var file struct {
-			Path   string `yaml:"path"`
-			SHA256 Hash   `yaml:"sha256"`
-		}
+		var file firmwareFile
 		if err := d.decode(n, path, reflect.ValueOf(&file).Elem()); err != nil {
 			return err
 		}

@@ -3,11 +3,15 @@ package boardcfg
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // validSPI is outputs.spi of valid (load_test.go), which withSPI replaces.
@@ -486,5 +490,42 @@ func TestExtendsFirmware(t *testing.T) {
 	_, err = Load(writeProfile(t, childDir, "l3.yaml", "extends: "+filepath.Join(baseDir, "launcher.yaml")+"\nname: l3\noutputs:\n  spi:\n    payload: volume\n"), baseDir)
 	if err == nil || !strings.Contains(err.Error(), `launcher.yaml:41:34: outputs.spi.regions[5].payload: region "payload" is marked payload: true, but outputs.spi.payload is "volume"`) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// What `fwbuild check` prints (the board as YAML) loads again to the same
+// SPI output, in both firmware shapes; JSON keeps a component reference a
+// string.
+func TestFirmwareMarshal(t *testing.T) {
+	image := []byte("vendor firmware image")
+	for _, text := range []string{withSPI(t, launcherSPI), fwProfile("fw.fd", sha(image))} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "fw.fd"), image, 0o644)
+		b, err := Load(writeProfile(t, dir, "t1.yaml", text), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := yaml.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := Load(writeProfile(t, dir, "again.yaml", string(out)), dir)
+		if err != nil {
+			t.Fatalf("printed board does not load: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(b.Outputs.SPI.Firmware.File, again.Outputs.SPI.Firmware.File) {
+			t.Errorf("firmware file %q, again %q", b.Outputs.SPI.Firmware.File, again.Outputs.SPI.Firmware.File)
+		}
+		b.Outputs.SPI.Firmware.pin, again.Outputs.SPI.Firmware.pin = Loc{}, Loc{}
+		if !reflect.DeepEqual(b.Outputs.SPI, again.Outputs.SPI) {
+			t.Errorf("round trip:\n%+v\n%+v", b.Outputs.SPI, again.Outputs.SPI)
+		}
+		j, _ := json.Marshal(b.Outputs.SPI)
+		if want := `"Firmware":"ovmf:code"`; b.Outputs.SPI.Firmware.Ref != "" && !strings.Contains(string(j), want) {
+			t.Errorf("JSON %s, want %s", j, want)
+		}
+		if want := `"Firmware":{"Path":"fw.fd","SHA256":"` + sha(image) + `"}`; b.Outputs.SPI.Firmware.Path != "" && !strings.Contains(string(j), want) {
+			t.Errorf("JSON %s, want %s", j, want)
+		}
 	}
 }
