@@ -118,11 +118,24 @@ type SPI struct {
 	// 4 GiB; 0 means MappedWindow (see MappedSize).
 	Mapped Size `yaml:"mapped,omitempty"`
 	// Launcher names the component (Debian's gnu-efi) the launcher DXE
-	// driver is built with; required with Payload region or volume.
+	// driver is built with, for Payload region or volume; "" means the
+	// component named DefaultLauncher.
 	Launcher string `yaml:"launcher,omitempty"`
 	// Remove lists firmware files dropped to make room: FFS file GUIDs
 	// (upper case after Load) or UI section names such as "Shell".
 	Remove []string `yaml:"remove,omitempty"`
+}
+
+// DefaultLauncher is the component the launcher is built with when
+// SPI.Launcher is empty.
+const DefaultLauncher = "gnu-efi"
+
+// LauncherComponent is the component the launcher is built with.
+func (s *SPI) LauncherComponent() string {
+	if s.Launcher == "" {
+		return DefaultLauncher
+	}
+	return s.Launcher
 }
 
 // Payload placements (SPI.Payload).

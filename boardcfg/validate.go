@@ -537,8 +537,6 @@ func (b *Board) validateRegions(s *SPI) []error {
 		errs = append(errs, b.validateDescriptor(s, spans)...)
 	}
 	switch {
-	case (s.Payload == PayloadRegion || s.Payload == PayloadVolume) && s.Launcher == "":
-		errs = append(errs, b.errAt("outputs.spi.launcher", "payload: %s is started by fwbuild's launcher, built with gnu-efi: name the gnu-efi component here (launcher: gnu-efi)", s.Payload))
 	case s.Launcher != "" && s.Payload == "":
 		errs = append(errs, b.errAt("outputs.spi.launcher", "the launcher starts a payload placed with payload: region or payload: volume; the legacy payload_file placement needs none"))
 	case s.Launcher != "":

@@ -75,9 +75,10 @@ func SPISpec(ctx context.Context, b *boardcfg.Board, comps Components, payload, 
 		spec.Insert = append(spec.Insert, ffs)
 		spec.Payload = nil
 	}
-	gnuefi, ok := comps[s.Launcher]
+	gnuefi, ok := comps[s.LauncherComponent()]
 	if !ok {
-		return spec, fmt.Errorf("spi: launcher: component %q (%s) was not fetched", s.Launcher, b.Loc("outputs.spi.launcher"))
+		return spec, fmt.Errorf("spi: launcher: the board has no component %q to build the launcher with (%s): pin Debian's gnu-efi in components (name: %s) or name its component in outputs.spi.launcher",
+			s.LauncherComponent(), b.Loc("outputs.spi.payload"), boardcfg.DefaultLauncher)
 	}
 	pe, err := launcher.Build(ctx, launcher.Spec{Pin: pin, GnuEFI: gnuefi.Root, TempDir: tmp})
 	if err != nil {
@@ -178,7 +179,7 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 	}
 	var launcherID []string
 	if s.Payload != "" {
-		gnuefi, _ := b.Component(s.Launcher)
+		gnuefi, _ := b.Component(s.LauncherComponent())
 		launcherID = append(launcherID, string(gnuefi.SHA256), jsonKey(launcher.Sources()), jsonKey(r.compilerTools(ctx)))
 	}
 	sk := key("spi/3", r.tool, pay.Key, gst.Key, fwID, jsonKey(s), jsonKey(fills), jsonKey(launcherID))
