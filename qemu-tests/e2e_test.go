@@ -132,8 +132,9 @@ func readLog(t *testing.T, rep boottest.Report) []byte {
 }
 
 // A chip whose payload is damaged must stop the chain at a named marker:
-// here the firmware still starts the slot's GRUB, but the grub.cfg in its
-// memdisk is blanked (every byte a comment), so Xen never prints its banner.
+// here the launcher (pinned to the damaged payload) still starts GRUB, but
+// the grub.cfg in its memdisk is blanked (every byte a comment), so Xen
+// never prints its banner.
 func TestBootCorruptedPayloadStops(t *testing.T) {
 	bl := buildQ35(t)
 	payload, err := os.ReadFile(filepath.Join(bl.out, "payload-flash.efi"))
@@ -157,8 +158,8 @@ func TestBootCorruptedPayloadStops(t *testing.T) {
 	if !errors.As(err, &me) {
 		t.Fatalf("boot of a corrupted payload: err = %v, want a MarkerError", err)
 	}
-	if me.Missing.Name != "xen" || len(me.Matched) != 2 {
-		t.Fatalf("stopped at %q after %d markers, want at \"xen\" after bds and grub:\n%v", me.Missing.Name, len(me.Matched), me)
+	if me.Missing.Name != "xen" || len(me.Matched) != 3 {
+		t.Fatalf("stopped at %q after %d markers, want at \"xen\" after launcher, bds and grub:\n%v", me.Missing.Name, len(me.Matched), me)
 	}
 	if me.LogPath == "" || len(me.Tail) == 0 {
 		t.Errorf("marker error lacks the log path or the console tail: %+v", me)
@@ -169,7 +170,7 @@ func TestBootCorruptedPayloadStops(t *testing.T) {
 // region of the test's making, and boots it on the SPI path.
 func bootChip(t *testing.T, payload, guests []byte) error {
 	t.Helper()
-	spec, err := pipeline.SPISpec(testdeps.Board(t, "qemu-q35"), buildQ35(t).comps, payload, guests)
+	spec, err := pipeline.SPISpec(context.Background(), testdeps.Board(t, "qemu-q35"), buildQ35(t).comps, payload, guests, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,94 @@
+package qemutests_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/internal/boottest"
+	"github.com/fwbuild/fwbuild/internal/pipeline"
+	"github.com/fwbuild/fwbuild/internal/testdeps"
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
+)
+
+// The launcher on an edk2 build it was not written against (Debian's 2 MiB
+// OVMF.fd, board qemu-q35-ovmf2m): the chip boots to ctld's ready line
+// through it, and the same chip with one byte of its payload region flipped
+// boots to the platform's own boot order (OVMF's UEFI Shell) after the
+// launcher's one line naming the hash mismatch.
+func TestLauncherOnOVMF2M(t *testing.T) {
+	root := testdeps.RepoRoot(t)
+	b := testdeps.Board(t, "qemu-q35-ovmf2m")
+	cacheDir := testdeps.CacheDir(t)
+	out := t.TempDir()
+	ctx := context.Background()
+	if _, err := pipeline.Build(ctx, pipeline.Options{Board: b, BoardsDir: filepath.Join(root, "boards"), CacheDir: cacheDir, OutDir: out}); err != nil {
+		t.Fatalf("build qemu-q35-ovmf2m: %v", err)
+	}
+	comps, err := pipeline.Fetch(ctx, b, cacheDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := os.ReadFile(filepath.Join(out, "payload-flash.efi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(payload)
+	pinned := hex.EncodeToString(sum[:])
+	logf := qemutests.Options{OnMarker: func(m qemutests.Match) { t.Logf("%6.1fs %-16s %s", m.At.Seconds(), m.Marker.Name, m.Line) }}
+
+	// Good chip: the chain up to the ready line (the guests are qemu-q35's, tested there).
+	m, markers, err := boottest.Machine(boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := slices.IndexFunc(markers, func(m qemutests.Marker) bool { return m.Name == "ctld-ready" })
+	markers = markers[:ready+1]
+	markers[ready].Then = ""
+	opts := logf
+	opts.LogPath = filepath.Join(t.TempDir(), "good.log")
+	res, err := qemutests.Run(ctx, m, markers, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Matches[0].Values[0]; got != pinned {
+		t.Errorf("launcher started a payload with sha256 %s, want the built payload's %s", got, pinned)
+	}
+	if _, err := contract.ParseReady(res.Matches[ready].Line); err != nil {
+		t.Error(err)
+	}
+
+	// One flipped byte in the payload region.
+	chip, err := os.ReadFile(filepath.Join(out, "spi.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := b.Outputs.SPI.PayloadRegion()
+	chip[uint64(reg.Start)+uint64(len(payload))/2] ^= 0x10
+	bad := filepath.Join(t.TempDir(), "spi-flipped.bin")
+	if err := os.WriteFile(bad, chip, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err = boottest.Machine(boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir(), Chip: bad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = logf
+	opts.LogPath = filepath.Join(t.TempDir(), "flipped.log")
+	res, err = qemutests.Run(ctx, m, []qemutests.Marker{
+		qemutests.Regexp("launcher-refused", contract.LauncherHashMismatchPattern, qemutests.TimeoutFirmware),
+		qemutests.Substring("platform-boot", "UEFI Interactive Shell", qemutests.TimeoutFirmware),
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := res.Matches[0].Values
+	if v[0] != pinned || v[1] == pinned {
+		t.Errorf("launcher's mismatch line: pinned %s found %s; want pinned %s and a different found hash", v[0], v[1], pinned)
+	}
+}
