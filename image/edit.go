@@ -62,6 +62,8 @@ type editTree struct {
 	before  []fvLen
 	free    map[*uefi.FirmwareVolume]uint64
 	changed map[*uefi.FirmwareVolume]bool
+	// inserted are the files insert added: no candidates for removal.
+	inserted map[guid.GUID]bool
 }
 
 // openEdit parses region and finds the DXE volume: the one that holds the
@@ -231,6 +233,10 @@ func (t *editTree) insert(files [][]byte) ([]FileUse, error) {
 			return nil, fmt.Errorf("image: insert: the firmware already has a file %v (%s): start from the vendor's image, not one fwbuild already changed", f.Header.GUID, fileUI(f))
 		}
 		t.dxe.Files = append(t.dxe.Files, f)
+		if t.inserted == nil {
+			t.inserted = map[guid.GUID]bool{}
+		}
+		t.inserted[f.Header.GUID] = true
 		t.markChanged(t.dxe)
 		out = append(out, fileUse(f, t.dxe))
 	}
@@ -309,7 +315,7 @@ func (t *editTree) assemble() error {
 func (t *editTree) dxeFiles() []FileUse {
 	var out []FileUse
 	for _, f := range t.dxe.Files {
-		if f.Header.Type == uefi.FVFileTypePad || f.Header.Type == uefi.FVFileTypeDXECore {
+		if f.Header.Type == uefi.FVFileTypePad || f.Header.Type == uefi.FVFileTypeDXECore || t.inserted[f.Header.GUID] {
 			continue
 		}
 		out = append(out, fileUse(f, t.dxe))
