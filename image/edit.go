@@ -118,7 +118,7 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 				if len(fvs) > 0 {
 					v = fvName(fvs[len(fvs)-1])
 				}
-				opaque = append(opaque, fmt.Sprintf("a %d-byte EFI-compressed section in volume %s", len(f.Buf()), v))
+				opaque = append(opaque, fmt.Sprintf("a %d-byte EFI_SECTION_COMPRESSION (%s) in volume %s", len(f.Buf()), compressionType(f), v))
 			}
 		}
 	})
@@ -135,7 +135,7 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 			"(FFS1, as older AMI/Insyde images use): fwbuild cannot insert its launcher; nothing was written",
 			strings.Join(unread, ", "))
 	case len(opaque) > 0:
-		return nil, fmt.Errorf("image: unsupported firmware: no DXE core in what fiano can decompress; the firmware holds %s (Tiano/EFI compression, which fiano does not decompress): "+
+		return nil, fmt.Errorf("image: unsupported firmware: no DXE core in what fiano can decompress; the firmware holds %s (fiano v1.2.0 opens no EFI_SECTION_COMPRESSION, not even an uncompressed one): "+
 			"fwbuild cannot insert its launcher; nothing was written", strings.Join(opaque, ", "))
 	default:
 		return nil, fmt.Errorf("image: base firmware has no DXE core (file type DXE_CORE) in any volume: is it a UEFI (PI) firmware image?%s", l.detail())
@@ -144,6 +144,27 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// compressionType names the CompressionType of an EFI_SECTION_COMPRESSION:
+// VirtualBox wraps its DXE volume in one of type 0, not compressed at all,
+// which an error blaming Tiano compression would misdiagnose.
+func compressionType(s *uefi.Section) string {
+	b := s.Buf()
+	h := 4 // EFI_COMMON_SECTION_HEADER, or HEADER2 with an extended size
+	if s.Header.Size == [3]uint8{0xFF, 0xFF, 0xFF} {
+		h = 8
+	}
+	if len(b) <= h+4 {
+		return "truncated"
+	}
+	switch b[h+4] { // after the 32-bit UncompressedLength
+	case 0:
+		return "not compressed"
+	case 1:
+		return "EFI/Tiano-compressed"
+	}
+	return fmt.Sprintf("compression type %#x", b[h+4])
 }
 
 func fileUI(f *uefi.File) string {
