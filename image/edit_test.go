@@ -229,7 +229,7 @@ func checkIndependent(t *testing.T, in, out []byte, present, absent []string) {
 			t.Errorf("UEFIExtract still lists removed file %s", g)
 		}
 	}
-	if vin, vout := volumeRows(rin), volumeRows(rout); !slices.Equal(vin, vout) {
+	if vin, vout := volumeRows(rin), volumeRows(rout); len(vin) == 0 || !slices.Equal(vin, vout) {
 		t.Errorf("UEFIExtract's volumes changed:\n%s\nbecame\n%s", strings.Join(vin, "\n"), strings.Join(vout, "\n"))
 	}
 	if bad := newInvalid(rin+min, rout+mout); len(bad) > 0 {
@@ -355,5 +355,21 @@ func TestEditUnsupportedFFS1(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q: %v", w, err)
 		}
+	}
+}
+
+// TestVendorCheckersSeeDamage makes sure the UEFIExtract check is not
+// vacuous: a volume header with a broken checksum is reported as new.
+func TestVendorCheckersSeeDamage(t *testing.T) {
+	in := vbox.read(t)
+	bad := bytes.Clone(in)
+	bad[fvChecksum] ^= 0x55
+	rin, min := uefiExtract(t, in)
+	rbad, mbad := uefiExtract(t, bad)
+	if got := newInvalid(rin+min, rbad+mbad); len(got) != 1 || !strings.Contains(got[0], "checksum") {
+		t.Errorf("broken volume header checksum: new complaints %q, want one about the checksum", got)
+	}
+	if len(volumeRows(rin)) < 3 {
+		t.Errorf("UEFIExtract lists %d volumes of vbox, want its nested ones too", len(volumeRows(rin)))
 	}
 }
