@@ -373,3 +373,50 @@ func TestVendorCheckersSeeDamage(t *testing.T) {
 		t.Errorf("UEFIExtract lists %d volumes of vbox, want its nested ones too", len(volumeRows(rin)))
 	}
 }
+
+// TestEditUncompressedDXE covers a DXE volume that is a plain top-level
+// volume (no real image here has one): a removed file becomes a pad file
+// of its size so that code after it, which may run in place, does not
+// move; the launcher goes after the last file; overfilling is NoRoomError.
+func TestEditUncompressedDXE(t *testing.T) {
+	const (
+		vol   = "DDDDDDDD-1111-2222-3333-444444444444"
+		core  = "C0C0C0C0-1111-2222-3333-444444444444"
+		after = "AFAFAFAF-1111-2222-3333-444444444444"
+	)
+	base := synthFV(t, vol, 0x10000,
+		synthFile{guid: core, ftype: 0x05, sections: [][]byte{section(0x10, minimalPE(0x800))}},
+		synthFile{guid: shellGUID, ftype: 0x09, sections: [][]byte{section(0x10, minimalPE(0x1000)), uiSection("Shell")}},
+		synthFile{guid: after, ftype: 0x07, sections: [][]byte{section(0x10, minimalPE(0x600))}})
+	ffs := testLauncherFFS(t, testLauncherGUID, 0x800)
+	var out []byte
+	var rep *EditReport
+	err := withFiano(pinnedXZ, func(l *fianoLogger) (err error) {
+		out, rep, err = editFirmware(base, [][]byte{ffs}, []string{"Shell"}, l)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(b []byte, g string) int { return bytes.Index(b, guidBytes(t, g)) }
+	if len(out) != len(base) || at(out, after) != at(base, after) || at(out, shellGUID) >= 0 || at(out, testLauncherGUID) < at(out, after) {
+		t.Errorf("file %s moved from %#x to %#x, Shell at %#x, launcher at %#x (%d bytes, was %d)",
+			after, at(base, after), at(out, after), at(out, shellGUID), at(out, testLauncherGUID), len(out), len(base))
+	}
+	if s := at(base, shellGUID); out[s+18] != 0xF0 || !bytes.Equal(out[s+20:s+23], base[s+20:s+23]) {
+		t.Errorf("at the Shell's place: file type %#x size % x, want a pad file (0xF0) of size % x", out[s+18], out[s+20:s+23], base[s+20:s+23])
+	}
+	if len(rep.Removed) != 1 || len(rep.Inserted) != 1 || len(rep.Volumes) != 1 || !rep.Volumes[0].DXE || rep.Volumes[0].Compressed {
+		t.Errorf("report %+v", rep)
+	}
+	checkReparse(t, base, out, testLauncherGUID, shellGUID)
+
+	err = withFiano(pinnedXZ, func(l *fianoLogger) (err error) {
+		out, _, err = editFirmware(base, [][]byte{testLauncherFFS(t, testLauncherGUID, 0x10000)}, nil, l)
+		return err
+	})
+	var nr *NoRoomError
+	if !errors.As(err, &nr) || out != nil || nr.Volume != vol || nr.Have != 0x10000 || nr.Need <= nr.Have {
+		t.Errorf("overfilled: %d bytes, %v; want *NoRoomError for %s", len(out), err, vol)
+	}
+}
