@@ -126,10 +126,12 @@ var optionalFiles = []struct {
 }{
 	{regexp.MustCompile(`(?i)^(shell|shellfull|shellmin|uefishell)$`), "UEFI Shell"},
 	{regexp.MustCompile(`(?i)dynamiccommand$`), "UEFI Shell command"},
-	{regexp.MustCompile(`(?i)^(snp|mnp|arp|dhcp[46]?|ip[46]|udp[46]|tcp|tcp[46]|mtftp[46]|dns|http|httpboot|httputilities|tls|iscsi|pxebc|uefipxebc|vlanconfig|wificonnectionmanager|netw?ork)(dxe)?$`), "network stack"},
-	{regexp.MustCompile(`(?i)^(uiapp|setupbrowser|displayengine|bootmanagermenuapp|drivermanager|drivermanagerdxe|devicemanager|frontpage|setup|setupdxe|drivermsample|driversampledxe|secureboot(config)?dxe)$`), "setup UI"},
+	{regexp.MustCompile(`(?i)^(snp|mnp|arp|dhcp[46]?|ip[46]|udp[46]|tcp|tcp[46]|mtftp[46]|dns|http|httpboot|httputilities|tls|iscsi|pxebc|uefipxebc|vlanconfig|wificonnectionmanager)(dxe)?$`), "network stack"},
+	{regexp.MustCompile(`(?i)^(uiapp|setupbrowser|displayengine|bootmanagermenuapp|drivermanager|drivermanagerdxe|devicemanager|frontpage|setup|setupdxe|driversample|driversampledxe|secureboot(config)?dxe)$`), "setup UI"},
 	{regexp.MustCompile(`(?i)logo`), "boot logo"},
-	{regexp.MustCompile(`(?i)^(csm|legacybios|legacy|csmvideo|biosvideo)`), "legacy BIOS (CSM)"},
+	// Not every "Legacy" prefix: LegacySioDxe drives the Super I/O
+	// (serial console, PS/2 keyboard).
+	{regexp.MustCompile(`(?i)^(csm|legacybios|legacyregion|biosvideo)`), "legacy BIOS (CSM)"},
 }
 
 func optionalReason(f FileUse) string {

@@ -241,3 +241,23 @@ func TestFitRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestOptionalReason pins which UI names Fit offers for removal: optional
+// features only, never what a board needs to boot or to take input.
+func TestOptionalReason(t *testing.T) {
+	for name, want := range map[string]string{
+		"Shell": "UEFI Shell", "tftpDynamicCommand": "UEFI Shell command", "TlsDxe": "network stack", "Ip4Dxe": "network stack",
+		"UefiPxeBcDxe": "network stack", "SnpDxe": "network stack", "HttpBootDxe": "network stack", "IScsiDxe": "network stack",
+		"UiApp": "setup UI", "SetupBrowser": "setup UI", "DisplayEngine": "setup UI", "BootManagerMenuApp": "setup UI",
+		"LogoDxe": "boot logo", "CsmVideo": "legacy BIOS (CSM)", "LegacyBiosDxe": "legacy BIOS (CSM)",
+		"LegacySioDxe": "", "PciBusDxe": "", "Fat": "", "BdsDxe": "", "UsbMassStorageDxe": "", "ShellPkgToken": "",
+		"SecurityStubDxe": "", "VariableRuntimeDxe": "", "": "",
+	} {
+		if got := optionalReason(FileUse{GUID: "00000000-0000-0000-0000-000000000001", Name: name}); got != want {
+			t.Errorf("%q: reason %q, want %q", name, got, want)
+		}
+	}
+	if got := optionalReason(FileUse{GUID: shellGUID}); got != "UEFI Shell" {
+		t.Errorf("the Shell by GUID, without a UI name: %q", got)
+	}
+}
