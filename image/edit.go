@@ -62,6 +62,8 @@ type editTree struct {
 	before  []fvLen
 	free    map[*uefi.FirmwareVolume]uint64
 	changed map[*uefi.FirmwareVolume]bool
+	// inserted are the files insert added: no candidates for removal.
+	inserted map[guid.GUID]bool
 }
 
 // openEdit parses region and finds the DXE volume: the one that holds the
@@ -116,7 +118,7 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 				if len(fvs) > 0 {
 					v = fvName(fvs[len(fvs)-1])
 				}
-				opaque = append(opaque, fmt.Sprintf("a %d-byte EFI-compressed section in volume %s", len(f.Buf()), v))
+				opaque = append(opaque, fmt.Sprintf("a %d-byte EFI_SECTION_COMPRESSION (%s) in volume %s", len(f.Buf()), compressionType(f), v))
 			}
 		}
 	})
@@ -133,7 +135,7 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 			"(FFS1, as older AMI/Insyde images use): fwbuild cannot insert its launcher; nothing was written",
 			strings.Join(unread, ", "))
 	case len(opaque) > 0:
-		return nil, fmt.Errorf("image: unsupported firmware: no DXE core in what fiano can decompress; the firmware holds %s (Tiano/EFI compression, which fiano does not decompress): "+
+		return nil, fmt.Errorf("image: unsupported firmware: no DXE core in what fiano can decompress; the firmware holds %s (fiano v1.2.0 opens no EFI_SECTION_COMPRESSION, not even an uncompressed one): "+
 			"fwbuild cannot insert its launcher; nothing was written", strings.Join(opaque, ", "))
 	default:
 		return nil, fmt.Errorf("image: base firmware has no DXE core (file type DXE_CORE) in any volume: is it a UEFI (PI) firmware image?%s", l.detail())
@@ -142,6 +144,27 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// compressionType names the CompressionType of an EFI_SECTION_COMPRESSION:
+// VirtualBox wraps its DXE volume in one of type 0, not compressed at all,
+// which an error blaming Tiano compression would misdiagnose.
+func compressionType(s *uefi.Section) string {
+	b := s.Buf()
+	h := 4 // EFI_COMMON_SECTION_HEADER, or HEADER2 with an extended size
+	if s.Header.Size == [3]uint8{0xFF, 0xFF, 0xFF} {
+		h = 8
+	}
+	if len(b) <= h+4 {
+		return "truncated"
+	}
+	switch b[h+4] { // after the 32-bit UncompressedLength
+	case 0:
+		return "not compressed"
+	case 1:
+		return "EFI/Tiano-compressed"
+	}
+	return fmt.Sprintf("compression type %#x", b[h+4])
 }
 
 func fileUI(f *uefi.File) string {
@@ -231,6 +254,10 @@ func (t *editTree) insert(files [][]byte) ([]FileUse, error) {
 			return nil, fmt.Errorf("image: insert: the firmware already has a file %v (%s): start from the vendor's image, not one fwbuild already changed", f.Header.GUID, fileUI(f))
 		}
 		t.dxe.Files = append(t.dxe.Files, f)
+		if t.inserted == nil {
+			t.inserted = map[guid.GUID]bool{}
+		}
+		t.inserted[f.Header.GUID] = true
 		t.markChanged(t.dxe)
 		out = append(out, fileUse(f, t.dxe))
 	}
@@ -309,7 +336,7 @@ func (t *editTree) assemble() error {
 func (t *editTree) dxeFiles() []FileUse {
 	var out []FileUse
 	for _, f := range t.dxe.Files {
-		if f.Header.Type == uefi.FVFileTypePad || f.Header.Type == uefi.FVFileTypeDXECore {
+		if f.Header.Type == uefi.FVFileTypePad || f.Header.Type == uefi.FVFileTypeDXECore || t.inserted[f.Header.GUID] {
 			continue
 		}
 		out = append(out, fileUse(f, t.dxe))

@@ -51,6 +51,7 @@ func commands() map[string]command {
 		"test":    {"build if needed and boot the artefacts in QEMU, checking the boot chain", cmdTest},
 		"inspect": {"show the volumes/files of a chip image, partitions of a disk image, sections of a payload", cmdInspect},
 		"flash":   {"write images: flash spi (flashrom) or flash usb (block device or file)", cmdFlash},
+		"fit":     {"check whether the launcher and payload fit a firmware image, and what to remove if not", cmdFit},
 	}
 }
 
