@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +13,7 @@ import (
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/linuxboot/fiano/pkg/guid"
 	"github.com/linuxboot/fiano/pkg/uefi"
+	"github.com/linuxboot/fiano/pkg/visitors"
 )
 
 // VolumeUse is one firmware volume's space before and after fwbuild's edit.
@@ -64,6 +66,117 @@ type editTree struct {
 	changed map[*uefi.FirmwareVolume]bool
 	// inserted are the files insert added: no candidates for removal.
 	inserted map[guid.GUID]bool
+	// stored are the uncompressed EFI_SECTION_COMPRESSION sections whose
+	// content openStored parsed, outermost first.
+	stored []*uefi.Section
+}
+
+// storedData returns the content of an EFI_SECTION_COMPRESSION whose
+// CompressionType is 0 (EFI_NOT_COMPRESSED), and the length of its header;
+// ok is false for any other section.
+func storedData(s *uefi.Section) (data []byte, header int, ok bool) {
+	if s.Header.Type != uefi.SectionTypeCompression || len(s.Encapsulated) != 0 {
+		return nil, 0, false
+	}
+	b := s.Buf()
+	h := 4
+	if s.Header.Size == [3]uint8{0xFF, 0xFF, 0xFF} {
+		h = 8
+	}
+	// EFI_COMPRESSION_SECTION: the common header, UINT32 UncompressedLength, UINT8 CompressionType.
+	if len(b) < h+5 || b[h+4] != 0 {
+		return nil, 0, false
+	}
+	n := uint64(binary.LittleEndian.Uint32(b[h:]))
+	if n > uint64(len(b)-h-5) {
+		return nil, 0, false
+	}
+	return b[h+5 : h+5+int(n)], h + 5, true
+}
+
+// openStored parses the sections inside every uncompressed
+// EFI_SECTION_COMPRESSION, which fiano v1.2.0 leaves opaque whatever the
+// compression type (VirtualBox keeps its DXE volume in one), and hangs them
+// below it so that walks and edits reach them; assemble writes them back.
+func openStored(root uefi.Firmware) ([]*uefi.Section, error) {
+	var out []*uefi.Section
+	for {
+		var found []*uefi.Section
+		_ = walk(root, func(f uefi.Firmware, _ []uefi.Firmware) {
+			if s, ok := f.(*uefi.Section); ok {
+				if _, _, ok := storedData(s); ok {
+					found = append(found, s)
+				}
+			}
+		})
+		if len(found) == 0 {
+			return out, nil
+		}
+		for _, s := range found {
+			data, _, _ := storedData(s)
+			var enc []*uefi.TypedFirmware
+			for off, i := uint64(0), 0; off < uint64(len(data)); i++ {
+				es, err := uefi.NewSection(data[off:], i)
+				if err != nil {
+					return nil, fmt.Errorf("image: uncompressed EFI_SECTION_COMPRESSION: section #%d at %#x: %w", i, off, err)
+				}
+				if es.Header.ExtendedSize == 0 {
+					return nil, fmt.Errorf("image: uncompressed EFI_SECTION_COMPRESSION: section #%d at %#x has size 0", i, off)
+				}
+				enc = append(enc, uefi.MakeTyped(es))
+				off = uefi.Align4(off + uint64(es.Header.ExtendedSize))
+			}
+			if len(enc) == 0 {
+				// Nothing inside: keep it opaque, and stop looking at it.
+				enc = nil
+				continue
+			}
+			s.Encapsulated = enc
+			out = append(out, s)
+		}
+		if len(out) > 1<<12 {
+			return nil, errors.New("image: too many nested EFI_SECTION_COMPRESSION sections")
+		}
+	}
+}
+
+// storeBack rebuilds every opened section from its (assembled) content,
+// innermost first, and detaches the content so that fiano's Assemble, which
+// would drop the compression header, treats the section as a leaf. reattach
+// undoes the detaching (for reports).
+func (t *editTree) storeBack() (reattach func(), err error) {
+	saved := make([][]*uefi.TypedFirmware, len(t.stored))
+	for i := len(t.stored) - 1; i >= 0; i-- {
+		s := t.stored[i]
+		var data []byte
+		for _, e := range s.Encapsulated {
+			if err := (&visitors.Assemble{}).Run(e.Value); err != nil {
+				return nil, fmt.Errorf("image: assemble an uncompressed EFI_SECTION_COMPRESSION: %w", err)
+			}
+			for len(data)%4 != 0 {
+				data = append(data, 0)
+			}
+			data = append(data, e.Value.Buf()...)
+		}
+		size := 9 + len(data)
+		var hdr []byte
+		if size < 0xFFFFFF {
+			hdr = []byte{byte(size), byte(size >> 8), byte(size >> 16), byte(uefi.SectionTypeCompression)}
+		} else {
+			size += 4
+			hdr = []byte{0xFF, 0xFF, 0xFF, byte(uefi.SectionTypeCompression)}
+			hdr = binary.LittleEndian.AppendUint32(hdr, uint32(size))
+		}
+		hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(data)))
+		hdr = append(hdr, 0) // EFI_NOT_COMPRESSED
+		s.SetBuf(append(hdr, data...))
+		saved[i], s.Encapsulated = s.Encapsulated, nil
+	}
+	return func() {
+		for i, s := range t.stored {
+			s.Encapsulated = saved[i]
+		}
+	}, nil
 }
 
 // openEdit parses region and finds the DXE volume: the one that holds the
@@ -77,6 +190,9 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 	t := &editTree{br: r.(*uefi.BIOSRegion), top: map[*uefi.FirmwareVolume]bool{}, parent: map[*uefi.FirmwareVolume]*uefi.FirmwareVolume{},
 		topOf: map[*uefi.FirmwareVolume]*uefi.FirmwareVolume{}, compr: map[*uefi.FirmwareVolume]bool{},
 		free: map[*uefi.FirmwareVolume]uint64{}, changed: map[*uefi.FirmwareVolume]bool{}}
+	if t.stored, err = openStored(t.br); err != nil {
+		return nil, err
+	}
 	var cores []*uefi.FirmwareVolume
 	var unread, opaque []string
 	err = walk(t.br, func(f uefi.Firmware, path []uefi.Firmware) {
@@ -294,6 +410,19 @@ func (e *NoRoomError) Error() string {
 // its length: a nested volume fiano grew would not boot, a top-level one
 // would overlap its neighbour.
 func (t *editTree) assemble() error {
+	reattach, err := t.storeBack()
+	if err != nil {
+		return err
+	}
+	err = t.assembleTop()
+	reattach()
+	if err != nil {
+		return err
+	}
+	return t.checkLengths()
+}
+
+func (t *editTree) assembleTop() error {
 	for fv := range t.changed {
 		if !t.top[fv] {
 			continue
@@ -314,6 +443,11 @@ func (t *editTree) assemble() error {
 			return &NoRoomError{Volume: fvName(fv), Need: need, Have: planned, Candidates: t.dxeFiles()}
 		}
 	}
+	return nil
+}
+
+// checkLengths holds every volume, nested ones included, to its length.
+func (t *editTree) checkLengths() error {
 	after, err := fvLengths(t.br)
 	if err != nil {
 		return err

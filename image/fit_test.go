@@ -212,7 +212,6 @@ func TestFitRefuses(t *testing.T) {
 		s    FitSpec
 		want []string
 	}{
-		{"vbox", FitSpec{Firmware: vbox.read(t)}, []string{"unsupported firmware", "8C8CE578-8A3D-4F1C-9935-896185C32DD3"}},
 		{"FFS1", FitSpec{Firmware: ffs1Firmware(t, ovmf4M.read(t))}, []string{"unsupported", growGUID + " at 0x0", "FFS1"}},
 		{"empty", FitSpec{}, []string{"empty"}},
 		{"tiny launcher", FitSpec{Firmware: []byte{1}, LauncherSize: 10}, []string{"launcher size 10 is smaller"}},
