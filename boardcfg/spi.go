@@ -12,8 +12,17 @@ func (b *Board) validateSPI(s *SPI) []error {
 	add := func(err error) { errs = append(errs, err) }
 	switch s.Descriptor {
 	case "", DescriptorGenerate:
+	case DescriptorImage:
+		// The image's descriptor gives the descriptor regions and the BIOS
+		// region; the profile adds fwbuild's regions inside it (checked at
+		// build time, against the descriptor) or overrides a region by name.
+		for i, r := range s.Regions {
+			if r.Firmware || r.Kind != "" {
+				add(b.errAt(fmt.Sprintf("outputs.spi.regions[%d]", i), "region %q: with descriptor: image the firmware's own descriptor gives the BIOS region and every kind: drop firmware and kind (name a region like the descriptor's to override it: fd, bios, me, gbe, pd, ec)", r.Name))
+			}
+		}
 	default:
-		add(b.errAt("outputs.spi.descriptor", "%q: want generate (fwbuild writes an Intel flash descriptor from the regions' kind), or leave it out (none, or the one in a full-chip firmware image)", s.Descriptor))
+		add(b.errAt("outputs.spi.descriptor", "%q: want generate (fwbuild writes an Intel flash descriptor from the regions' kind), image (the firmware is a full-chip image: its descriptor gives the layout), or leave it out (no descriptor)", s.Descriptor))
 	}
 	switch s.Payload {
 	case "":

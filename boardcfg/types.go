@@ -148,6 +148,10 @@ const (
 // an Intel flash descriptor.
 const DescriptorGenerate = "generate"
 
+// DescriptorImage is the SPI.Descriptor value for a full-chip firmware
+// image: the layout comes from the image's own Intel flash descriptor.
+const DescriptorImage = "image"
+
 // Region kinds: the Intel flash descriptor regions (FLREG0-5) a layout
 // region belongs to.
 const (

@@ -417,7 +417,7 @@ type span struct {
 
 func (b *Board) validateRegions(s *SPI) []error {
 	var errs []error
-	if len(s.Regions) == 0 {
+	if len(s.Regions) == 0 && s.Descriptor != DescriptorImage {
 		return []error{b.missing("outputs.spi.regions")}
 	}
 	firmware, guests, payload := 0, 0, 0
@@ -524,7 +524,7 @@ func (b *Board) validateRegions(s *SPI) []error {
 		}
 	}
 
-	if firmware != 1 {
+	if firmware != 1 && s.Descriptor != DescriptorImage {
 		errs = append(errs, b.errAt("outputs.spi.regions", "exactly one region must be marked firmware: true (found %d)", firmware))
 	}
 	if guests > 1 {

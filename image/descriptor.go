@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/linuxboot/fiano/pkg/uefi"
 )
 
@@ -397,4 +398,58 @@ func ifdDensities(chipSize uint64) (first, second uint8, err error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("image: descriptor: chip size %#x is not a SPI flash density (512 KiB to 64 MiB, a power of two) nor the sum of two: set the board's chip size to the real part's size", chipSize)
+}
+
+// descriptorRegionNames are the layout names ChipLayout gives the regions
+// of an Intel flash descriptor, by kind.
+var descriptorRegionNames = map[string]string{"descriptor": "fd"}
+
+// ChipLayout is the flash layout of a full-chip image: the regions of its
+// Intel flash descriptor (the BIOS region marked firmware, every other one
+// preserved: fwbuild changes nothing outside the BIOS region), with the
+// profile's regions added (fwbuild's own, nested in the BIOS region) or, by
+// name, replacing a descriptor region.
+func ChipLayout(chip []byte, profile []boardcfg.Region) ([]boardcfg.Region, error) {
+	regs, err := ReadDescriptor(chip)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]boardcfg.Region{}
+	for _, r := range profile {
+		byName[r.Name] = r
+	}
+	var out []boardcfg.Region
+	for _, d := range regs {
+		name := d.Kind
+		if n, ok := descriptorRegionNames[d.Kind]; ok {
+			name = n
+		}
+		r := boardcfg.Region{Name: name, Start: boardcfg.Size(d.Start), Size: boardcfg.Size(d.Size), Kind: d.Kind}
+		if d.Kind == "bios" {
+			r.Firmware = true
+		} else {
+			r.Preserve = true
+		}
+		if o, ok := byName[name]; ok {
+			if d.Kind == "bios" {
+				return nil, fmt.Errorf("image: the profile's region %q would replace the descriptor's BIOS region: fwbuild edits the BIOS region the descriptor gives; name fwbuild's regions differently", name)
+			}
+			o.Kind = d.Kind
+			r = o
+			delete(byName, name)
+		}
+		out = append(out, r)
+	}
+	for _, r := range profile {
+		if _, ok := byName[r.Name]; ok {
+			out = append(out, r)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Start != out[j].Start {
+			return out[i].Start < out[j].Start
+		}
+		return out[i].Size > out[j].Size
+	})
+	return out, nil
 }

@@ -15,11 +15,12 @@ import (
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/hvcore/pe/pesynth"
+	"github.com/fwbuild/fwbuild/internal/testdeps"
 	"github.com/fwbuild/fwbuild/launcher"
 )
 
 // Real firmware from others, for the edit path: Debian's OVMF builds and the
-// two third-party images of /work/shared/firmware (README.md there says
+// two third-party images of testdata/firmware (README.md there says
 // what they are). Their layouts differ in the ways that matter: OVMF's DXE
 // volume lies in an LZMA section of a top-level volume with room to spare,
 // galago's is compressed and nearly full, vbox's is two volume levels below
@@ -44,15 +45,6 @@ var (
 	vendorFWs = []vendorFW{ovmf4M, ovmf2M, galago, vbox}
 )
 
-// sharedFirmwareDir holds the third-party images; FWBUILD_TEST_FIRMWARE
-// points elsewhere on machines without the shared checkout.
-func sharedFirmwareDir() string {
-	if d := os.Getenv("FWBUILD_TEST_FIRMWARE"); d != "" {
-		return d
-	}
-	return "/work/shared/firmware"
-}
-
 // read returns the image, unpacked into a temporary directory and checked
 // against the digest the README gives, so a changed file fails here and
 // not as a puzzling layout difference later.
@@ -65,7 +57,7 @@ func (v vendorFW) read(t testing.TB) []byte {
 		}
 		return b
 	}
-	xzPath := filepath.Join(sharedFirmwareDir(), v.path+".xz")
+	xzPath := filepath.Join(testdeps.FirmwareDir(t), v.path+".xz")
 	if _, err := os.Stat(xzPath); err != nil {
 		t.Fatalf("%s: %v (set FWBUILD_TEST_FIRMWARE to the directory holding %s.xz)", v.name, err, v.path)
 	}

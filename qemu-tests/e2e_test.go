@@ -298,8 +298,9 @@ func BenchmarkBootUSB(b *testing.B) {
 }
 
 // The factory path end to end: flash spi.bin with flashrom into an emulated
-// W25Q128FV pre-filled with random data (standing in for whatever was on the
-// chip, factory data included), then boot the chip file as the machine's flash.
+// chip of the board's size pre-filled with random data (standing in for
+// whatever was on the chip: descriptor, ME and factory data included), then
+// boot the chip file as the machine's flash.
 func TestFlashedChipBoots(t *testing.T) {
 	bl := buildQ35(t)
 	b := testdeps.Board(t, "qemu-q35")
@@ -315,7 +316,7 @@ func TestFlashedChipBoots(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := flash.WriteSPI(context.Background(), flash.SPIOptions{
-		Programmer: "dummy:emulate=W25Q128FV,image=" + chip, Image: img, Regions: b.Outputs.SPI.Regions, BackupDir: dir,
+		Programmer: fmt.Sprintf("dummy:emulate=VARIABLE_SIZE,size=%d,image=%s", len(img), chip), Image: img, Regions: b.Outputs.SPI.Regions, BackupDir: dir,
 	})
 	if err != nil {
 		t.Fatal(err)

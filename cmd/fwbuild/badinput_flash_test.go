@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +19,16 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/image"
+	"github.com/fwbuild/fwbuild/launcher"
 	"github.com/linuxboot/fiano/pkg/guid"
 )
 
-const flashChipSize = 16 << 20 // qemu-q35's chip, a W25Q128FV under flashrom's dummy programmer
+const flashChipSize = 32 << 20 // qemu-q35's chip
+
+// flashDummy is flashrom's dummy programmer emulating a chip of qemu-q35's size on file chip.
+func flashDummy(chip string) string {
+	return fmt.Sprintf("dummy:emulate=VARIABLE_SIZE,size=%d,image=%s", flashChipSize, chip)
+}
 
 func noise(seed byte, n int) []byte {
 	b := make([]byte, n)
@@ -40,9 +47,10 @@ func hexSHA(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// qemuSPIImage is a 16 MiB image of qemu-q35's shape (vpd, guests, bios) whose bios
-// region starts with a hand-built firmware volume holding the board's payload file
-// (outputs.spi.payload_file), so no OVMF or build is needed.
+// qemuSPIImage is a 32 MiB image of qemu-q35's shape (fd, vpd, me, bios with guests
+// and payload nested) whose bios region ends with a hand-built firmware volume
+// holding the launcher's file (the file flash checks for on a launcher board), so
+// no OVMF or build is needed.
 func qemuSPIImage(t *testing.T, seed byte) []byte {
 	t.Helper()
 	g := func(s string) []byte {
@@ -53,9 +61,9 @@ func qemuSPIImage(t *testing.T, seed byte) []byte {
 		return v[:]
 	}
 	img := bytes.Repeat([]byte{0xFF}, flashChipSize)
-	copy(img[0x10000:0x400000], noise(seed, 0x3F0000))
+	copy(img[0x400000:0x7F0000], noise(seed, 0x3F0000))
 	const size = 0x10000
-	fv := img[0x400000 : 0x400000+size]
+	fv := img[flashChipSize-size:]
 	h := fv[:0x48]
 	clear(h)
 	copy(h[0x10:], g("8C8CE578-8A3D-4F1C-9935-896185C32DD3"))
@@ -75,7 +83,7 @@ func qemuSPIImage(t *testing.T, seed byte) []byte {
 	n := len(data)
 	data[0], data[1], data[2] = byte(n), byte(n>>8), byte(n>>16)
 	fh := make([]byte, 24)
-	copy(fh, g("7C04A583-9E3E-4F1C-AD65-E05268D0B4D1"))
+	copy(fh, g(launcher.FileGUID))
 	fh[18] = 0x09
 	n += 24
 	fh[20], fh[21], fh[22] = byte(n), byte(n>>8), byte(n>>16)
@@ -139,17 +147,17 @@ func TestFlashSPIBadInputs(t *testing.T) {
 		want []string
 	}{
 		{"preserved region named", []string{"--image", goodPath, "--region", "vpd"},
-			[]string{"refusing to write region vpd (0x0-0xffff): the board profile marks it preserve", "--overwrite-preserved vpd"}},
+			[]string{"refusing to write region vpd (0x1000-0x10fff): the board profile marks it preserve", "--overwrite-preserved vpd"}},
 		{"preserved region among others", []string{"--image", goodPath, "--region", "bios", "--region", "vpd"},
 			[]string{"refusing to write region vpd"}},
 		{"override alone does not select", []string{"--image", goodPath, "--overwrite-preserved", "vpd"},
 			[]string{"--overwrite-preserved vpd without writing vpd"}},
 		{"override of a region that is not preserved", []string{"--image", goodPath, "--region", "bios", "--overwrite-preserved", "bios"},
 			[]string{`region "bios" is not marked preserve`}},
-		{"random 16 MiB", []string{"--image", randomPath},
-			[]string{"the image is not firmware for this board: no firmware volume in region bios (0x400000-0xffffff)"}},
+		{"random 32 MiB", []string{"--image", randomPath},
+			[]string{"the image is not firmware for this board: no firmware volume in region bios (0x400000-0x1ffffff)"}},
 		{"8 MiB image", []string{"--image", smallPath},
-			[]string{"image is 8 MiB, the board's chip is 16 MiB (outputs.spi.chip_size)"}},
+			[]string{"image is 8 MiB, the board's chip is 32 MiB (outputs.spi.chip_size)"}},
 		{"explicit image off its manifest", []string{"--image", stalePath},
 			[]string{"the image's SHA-256 " + hexSHA(good) + " differs from manifest.json's " + hexSHA(qemuSPIImage(t, 3))}},
 		{"default image off its manifest", []string{"--out", staleOut},
@@ -163,7 +171,7 @@ func TestFlashSPIBadInputs(t *testing.T) {
 			before := noise(9, flashChipSize)
 			os.WriteFile(chip, before, 0o644)
 			backups := filepath.Join(t.TempDir(), "backups")
-			args := append([]string{"flash", "spi", "--board", "qemu-q35", "--programmer", "dummy:emulate=W25Q128FV,image=" + chip,
+			args := append([]string{"flash", "spi", "--board", "qemu-q35", "--programmer", flashDummy(chip),
 				"--backup-dir", backups}, c.args...)
 			code, output := runIn(t, context.Background(), t.TempDir(), args...)
 			if code != 1 {
@@ -176,7 +184,7 @@ func TestFlashSPIBadInputs(t *testing.T) {
 			}
 			checkHint(t, output)
 			if now, _ := os.ReadFile(chip); !bytes.Equal(now, before) {
-				t.Errorf("the chip was modified (vpd intact: %v)", bytes.Equal(now[:0x10000], before[:0x10000]))
+				t.Errorf("the chip was modified (vpd intact: %v)", bytes.Equal(now[0x1000:0x11000], before[0x1000:0x11000]))
 			}
 			if _, err := os.Stat(backups); err == nil {
 				t.Error("refused before reading the chip, yet a backup directory was made")
@@ -194,17 +202,17 @@ func TestFlashSPIOverwritePreserved(t *testing.T) {
 	before := noise(5, flashChipSize)
 	os.WriteFile(chip, before, 0o644)
 	code, output := runIn(t, context.Background(), t.TempDir(), "flash", "spi", "--board", "qemu-q35", "--out", out,
-		"--programmer", "dummy:emulate=W25Q128FV,image="+chip, "--region", "vpd", "--overwrite-preserved", "vpd")
+		"--programmer", flashDummy(chip), "--region", "vpd", "--overwrite-preserved", "vpd")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, output)
 	}
-	warn := "WARNING: preserved region vpd 0x0-0xffff (64 KiB) will be OVERWRITTEN: the chip holds data (sha256 " + hexSHA(before[:0x10000]) +
-		"), the image has blank (all 0xFF) (sha256 " + hexSHA(good[:0x10000]) + "); the chip's bytes stay in the backup "
+	warn := "WARNING: preserved region vpd 0x1000-0x10fff (64 KiB) will be OVERWRITTEN: the chip holds data (sha256 " + hexSHA(before[0x1000:0x11000]) +
+		"), the image has blank (all 0xFF) (sha256 " + hexSHA(good[0x1000:0x11000]) + "); the chip's bytes stay in the backup "
 	if !strings.Contains(output, warn) {
 		t.Errorf("output lacks %q:\n%s", warn, output)
 	}
 	now, _ := os.ReadFile(chip)
-	if !bytes.Equal(now[:0x10000], good[:0x10000]) || !bytes.Equal(now[0x10000:], before[0x10000:]) {
+	if !bytes.Equal(now[0x1000:0x11000], good[0x1000:0x11000]) || !bytes.Equal(now[:0x1000], before[:0x1000]) || !bytes.Equal(now[0x11000:], before[0x11000:]) {
 		t.Error("want the image's vpd and the rest of the chip untouched")
 	}
 	if m, _ := filepath.Glob(filepath.Join(out, "backups", "spi-backup-*.bin")); len(m) != 1 {
@@ -244,11 +252,11 @@ func TestFlashSPIInterrupted(t *testing.T) {
 		cancel()
 	}()
 	code, output := runIn(t, ctx, t.TempDir(), "flash", "spi", "--board", "qemu-q35", "--image", img, "--flashrom", hang,
-		"--programmer", "dummy:emulate=W25Q128FV,image="+chip, "--backup-dir", t.TempDir())
+		"--programmer", flashDummy(chip), "--backup-dir", t.TempDir())
 	if code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
-	for _, w := range []string{"interrupted while writing guests, bios", "chip: state unknown", "backup: ", "restore: " + hang + " -p dummy",
+	for _, w := range []string{"interrupted while writing bios", "chip: state unknown", "backup: ", "restore: " + hang + " -p dummy",
 		"what to do: do not power the board off"} {
 		if !strings.Contains(output, w) {
 			t.Errorf("output lacks %q:\n%s", w, output)

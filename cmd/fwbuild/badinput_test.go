@@ -288,13 +288,13 @@ func TestInterruptedBuild(t *testing.T) {
 func TestFlashBadInputs(t *testing.T) {
 	dir := t.TempDir()
 	chip := filepath.Join(dir, "chip.bin")
-	data := bytes.Repeat([]byte{0x5a, 0xa5, 0x3c}, (16<<20)/3+1)[:16<<20]
+	data := bytes.Repeat([]byte{0x5a, 0xa5, 0x3c}, (32<<20)/3+1)[:32<<20]
 	os.WriteFile(chip, data, 0o644)
 	small := filepath.Join(dir, "small.bin")
 	os.WriteFile(small, make([]byte, 8<<20), 0o644)
 	full := filepath.Join(dir, "full.bin")
-	os.WriteFile(full, make([]byte, 16<<20), 0o644)
-	prog := "dummy:emulate=W25Q128FV,image=" + chip
+	os.WriteFile(full, make([]byte, 32<<20), 0o644)
+	prog := flashDummy(chip)
 	cases := []struct {
 		args []string
 		code int

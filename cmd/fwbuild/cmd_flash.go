@@ -9,6 +9,7 @@ import (
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/flash"
+	"github.com/fwbuild/fwbuild/image"
 	"github.com/fwbuild/fwbuild/launcher"
 )
 
@@ -97,9 +98,16 @@ func cmdFlashSPI(e *env, args []string) error {
 		return fmt.Errorf("image %s: %w; nothing was read or written", *img, err)
 	}
 	spi := b.Outputs.SPI
+	layout := spi.Regions
+	if spi.Descriptor == boardcfg.DescriptorImage {
+		// The layout is the descriptor's, as the build derived it.
+		if layout, err = image.ChipLayout(data, spi.Regions); err != nil {
+			return fmt.Errorf("image %s: %w; nothing was read or written", *img, err)
+		}
+	}
 	res, err := flash.WriteSPI(e.ctx, flash.SPIOptions{
 		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data,
-		ChipSize: uint64(spi.ChipSize), Regions: spi.Regions, PayloadFile: payloadFile(spi), Built: built,
+		ChipSize: uint64(spi.ChipSize), Regions: layout, PayloadFile: payloadFile(spi), Built: built,
 		Write: regions, OverwritePreserved: overwrite, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
 		// Printed before anything is written, and to stderr so that --json keeps it too.
 		ConfirmOverwrite: func(ls []flash.PreservedLoss) error {

@@ -35,6 +35,21 @@ func SPISpec(ctx context.Context, b *boardcfg.Board, comps Components, payload, 
 	if spec.BaseFirmware, err = baseFirmware(b, comps); err != nil {
 		return spec, err
 	}
+	if s.Descriptor == boardcfg.DescriptorImage {
+		// A full-chip image: its descriptor gives the layout, and every
+		// byte outside the BIOS region stays as it is.
+		chip := spec.BaseFirmware
+		if uint64(len(chip)) != uint64(s.ChipSize) {
+			return spec, fmt.Errorf("spi: base firmware (%s) is a %d-byte image, the chip %v (outputs.spi.chip_size): give the full-chip image or the chip's size",
+				b.Loc("outputs.spi.firmware"), len(chip), s.ChipSize)
+		}
+		if spec.Regions, err = image.ChipLayout(chip, s.Regions); err != nil {
+			return spec, fmt.Errorf("spi: layout from the flash descriptor of the base firmware (%s): %w", b.Loc("outputs.spi.firmware"), err)
+		}
+		i := slices.IndexFunc(spec.Regions, func(r boardcfg.Region) bool { return r.Firmware })
+		bios := spec.Regions[i]
+		spec.Base, spec.BaseFirmware = chip, chip[bios.Start:bios.Start+bios.Size]
+	}
 	for i, reg := range s.Regions {
 		if reg.Guests {
 			spec.Fills[reg.Name] = guests

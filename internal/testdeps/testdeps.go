@@ -81,3 +81,13 @@ func File(t testing.TB, component, role string) string {
 	}
 	return filepath.Join(Root(t, component), rel)
 }
+
+// FirmwareDir holds the third-party firmware images of the structural tests
+// (testdata/firmware, or $FWBUILD_TEST_FIRMWARE).
+func FirmwareDir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("FWBUILD_TEST_FIRMWARE"); d != "" {
+		return d
+	}
+	return filepath.Join(RepoRoot(t), "testdata", "firmware")
+}
