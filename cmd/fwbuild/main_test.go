@@ -25,7 +25,7 @@ func TestExitCodes(t *testing.T) {
 		want string // in stdout+stderr
 	}{
 		{[]string{"boards"}, 0, "qemu-q35"},
-		{[]string{"check", "--board", "qemu-q35"}, 0, "chip_size: 16MiB"},
+		{[]string{"check", "--board", "qemu-q35"}, 0, "chip_size: 32MiB"},
 		{[]string{"check"}, 2, "--board is required"},
 		{[]string{"check", "--board", "qemu-q35", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"check", "--board", "no-such-board"}, 1, `no board "no-such-board"`},
