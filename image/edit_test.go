@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/launcher"
 	"github.com/linuxboot/fiano/pkg/uefi"
 )
 
@@ -419,4 +421,82 @@ func TestEditUncompressedDXE(t *testing.T) {
 	if !errors.As(err, &nr) || out != nil || nr.Volume != vol || nr.Have != 0x10000 || nr.Need <= nr.Have {
 		t.Errorf("overfilled: %d bytes, %v; want *NoRoomError for %s", len(out), err, vol)
 	}
+}
+
+// The launcher leaves OVMF's UEFI Shell alone: the Shell file is the same
+// bytes as in stock OVMF, in the same volume, and no volume changes size
+// (checkReparse in TestEditVendorInsert holds every length).
+func TestEditKeepsShell(t *testing.T) {
+	r := insertLauncher(t, insertCases[0])
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	shell := mustGUID(t, "7C04A583-9E3E-4F1C-AD65-E05268D0B4D1")
+	find := func(b []byte) (data []byte, volume string) {
+		err := withFiano(pinnedXZ, func(l *fianoLogger) error {
+			e, err := openEdit(b, l)
+			if err != nil {
+				return err
+			}
+			for _, f := range e.dxe.Files {
+				if f.Header.GUID == shell {
+					data, volume = bytes.Clone(f.Buf()), fvName(e.dxe)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data, volume
+	}
+	before, v1 := find(r.in)
+	after, v2 := find(r.out[len(r.out)-len(r.in):])
+	if len(before) == 0 || !bytes.Equal(before, after) || v1 != v2 {
+		t.Errorf("Shell file: %d bytes in %s before, %d in %s after; want the same bytes in the same volume", len(before), v1, len(after), v2)
+	}
+}
+
+// An EFI_SECTION_COMPRESSION with EFI (Tiano) compression, which fiano
+// cannot open, hiding the DXE core is refused as unsupported, naming it.
+func TestEditUnsupportedTiano(t *testing.T) {
+	body := binary.LittleEndian.AppendUint32(nil, 0x1000) // UncompressedLength
+	body = append(body, 1)                                // EFI_STANDARD_COMPRESSION
+	body = append(body, bytes.Repeat([]byte{0x5A}, 200)...)
+	file, err := launcher.File(guidBytesArr(t, "11111111-2222-3333-4444-555555555555"), 0x07, [][2][]byte{{{0x01}, body}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 0x10000
+	fv := bytes.Repeat([]byte{0xFF}, size)
+	h := fv[:0x48]
+	clear(h)
+	copy(h[0x10:], guidBytes(t, "8C8CE578-8A3D-4F1C-9935-896185C32DD3")) // FFS2
+	binary.LittleEndian.PutUint64(h[0x20:], size)
+	copy(h[0x28:], "_FVH")
+	binary.LittleEndian.PutUint32(h[0x2C:], 0x0004FEFF)
+	binary.LittleEndian.PutUint16(h[0x30:], 0x48)
+	h[0x37] = 2
+	binary.LittleEndian.PutUint32(h[0x38:], size/0x1000)
+	binary.LittleEndian.PutUint32(h[0x3C:], 0x1000)
+	binary.LittleEndian.PutUint16(h[0x32:], -checksum16(h))
+	copy(fv[0x48:], file)
+	s := chipSpec(fv)
+	s.Insert = [][]byte{testLauncherFFS(t, testLauncherGUID, testLauncherSize)}
+	out, _, err := BuildSPIReport(context.Background(), s)
+	if err == nil || out != nil {
+		t.Fatalf("got %d bytes, error %v; want an unsupported-firmware error", len(out), err)
+	}
+	for _, w := range []string{"unsupported firmware", "EFI/Tiano-compressed", "8C8CE578-8A3D-4F1C-9935-896185C32DD3", "nothing was written"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+}
+
+func guidBytesArr(t testing.TB, s string) [16]byte {
+	t.Helper()
+	var g [16]byte
+	copy(g[:], guidBytes(t, s))
+	return g
 }
