@@ -16,9 +16,8 @@ import (
 )
 
 // defaultLauncherSize is the launcher file Fit tries when FitSpec gives
-// none: more than the built launcher needs, so a "fits" stays true as
-// the launcher grows a little. TODO: use launcher.MaxFFS once it exists.
-const defaultLauncherSize = 32 << 10
+// none: the bound the launcher package holds its built file to.
+const defaultLauncherSize = launcher.MaxFFSSize
 
 // fitMaxTries bounds the removal sets Fit tries: each one recompresses
 // the volume holding the DXE volume (seconds for OVMF).
