@@ -133,9 +133,19 @@ func TestBadInputs(t *testing.T) {
 			want: []string{"spi: ", "truncfw"},
 		},
 		{
-			name:    "firmware without the payload slot",
-			profile: "outputs:\n  spi:\n    payload_file: 11111111-2222-3333-4444-555555555555\n",
-			want:    []string{"11111111-2222-3333-4444-555555555555"},
+			name: "legacy placement: firmware without the payload slot",
+			profile: "outputs:\n  spi:\n    payload: \"\"\n    descriptor: \"\"\n    chip_size: 16MiB\n    mapped: 16MiB\n" +
+				"    payload_file: 11111111-2222-3333-4444-555555555555\n    regions:\n" +
+				"      - {name: vpd, start: 0, size: 64KiB, preserve: true}\n      - {name: bios, start: 0x10000, size: 0xFF0000, firmware: true}\n",
+			want: []string{"11111111-2222-3333-4444-555555555555"},
+		},
+		{
+			// OVMF.fd's compressed volume cannot take the launcher without a removal.
+			name: "firmware with no room for the launcher",
+			profile: "outputs:\n  spi:\n    firmware: ovmf:fd-2m\n    descriptor: \"\"\n    chip_size: 16MiB\n    mapped: 16MiB\n    regions:\n" +
+				"      - {name: bios, firmware: true, start: 0x0, size: 16MiB}\n      - {name: guests, guests: true, start: 0x0, size: 0x3F0000}\n" +
+				"      - {name: payload, payload: true, start: 0x400000, size: 0xA00000}\n",
+			want: []string{"no room: volume 48DB5E17-707C-472D-91CD-1613E7EF51B0", "outputs.spi.remove", "nothing was written"},
 		},
 		{
 			name:    "kernel that is not a bzImage",

@@ -45,13 +45,13 @@ func TestExitCodes(t *testing.T) {
 
 func TestCheckBadProfileNamesFileAndLine(t *testing.T) {
 	data, _ := os.ReadFile("../../boards/qemu-q35.yaml")
-	vpd := "      - name: vpd\n"
+	vpd := "      - {name: vpd,"
 	vpdLine := strings.Count(string(data[:strings.Index(string(data), vpd)]), "\n") + 1
 	for _, c := range []struct{ old, new, want string }{
-		{"chip_size: 16MiB", "chip_size: 16 megs", "outputs.spi.chip_size"},
+		{"chip_size: 32MiB", "chip_size: 32 megs", "outputs.spi.chip_size"},
 		// A name the image stage and flashrom would refuse fails check, not the build.
-		{vpd, "      - name: " + strings.Repeat("v", 65) + "\n", fmt.Sprintf("bad.yaml:%d:15: outputs.spi.regions[0].name: ", vpdLine)},
-		{vpd, "      - name: \"v p d\"\n", fmt.Sprintf("bad.yaml:%d:15: outputs.spi.regions[0].name: ", vpdLine)},
+		{vpd, "      - {name: " + strings.Repeat("v", 65) + ",", fmt.Sprintf("bad.yaml:%d:16: outputs.spi.regions[1].name: ", vpdLine)},
+		{vpd, "      - {name: \"v p d\",", fmt.Sprintf("bad.yaml:%d:16: outputs.spi.regions[1].name: ", vpdLine)},
 	} {
 		p := filepath.Join(t.TempDir(), "bad.yaml")
 		os.WriteFile(p, []byte(strings.Replace(string(data), c.old, c.new, 1)), 0o644)
