@@ -1,6 +1,7 @@
 package qemutests_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -90,5 +91,29 @@ func TestLauncherOnOVMF2M(t *testing.T) {
 	v := res.Matches[0].Values
 	if v[0] != pinned || v[1] == pinned {
 		t.Errorf("launcher's mismatch line: pinned %s found %s; want pinned %s and a different found hash", v[0], v[1], pinned)
+	}
+
+	// An erased payload region (a chip flashed without it) is named as such.
+	for i := uint64(reg.Start); i < uint64(reg.Start)+uint64(reg.Size); i++ {
+		chip[i] = 0xFF
+	}
+	blank := filepath.Join(t.TempDir(), "spi-blank.bin")
+	if err := os.WriteFile(blank, chip, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err = boottest.Machine(boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir(), Chip: blank})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = logf
+	opts.LogPath = filepath.Join(t.TempDir(), "blank.log")
+	if _, err = qemutests.Run(ctx, m, []qemutests.Marker{
+		qemutests.Regexp("launcher-blank", contract.LauncherFailedPattern, qemutests.TimeoutFirmware),
+		qemutests.Substring("platform-boot", "UEFI Interactive Shell", qemutests.TimeoutFirmware),
+	}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if log, _ := os.ReadFile(opts.LogPath); !bytes.Contains(log, []byte("no payload: the region is blank")) {
+		t.Errorf("the launcher did not say the payload region is blank (log %s)", opts.LogPath)
 	}
 }
