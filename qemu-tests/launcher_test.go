@@ -1,13 +1,13 @@
 package qemutests_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fwbuild/fwbuild/contract"
@@ -75,19 +75,8 @@ func TestLauncherOnOVMF2M(t *testing.T) {
 	if err := os.WriteFile(bad, chip, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, _, err = boottest.Machine(boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir(), Chip: bad})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts = logf
-	opts.LogPath = filepath.Join(t.TempDir(), "flipped.log")
-	res, err = qemutests.Run(ctx, m, []qemutests.Marker{
-		qemutests.Regexp("launcher-refused", contract.LauncherHashMismatchPattern, qemutests.TimeoutFirmware),
-		qemutests.Substring("platform-boot", "UEFI Interactive Shell", qemutests.TimeoutFirmware),
-	}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, _ = fallsBack(t, boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir(), Chip: bad},
+		contract.LauncherHashMismatchPattern, logf)
 	v := res.Matches[0].Values
 	if v[0] != pinned || v[1] == pinned {
 		t.Errorf("launcher's mismatch line: pinned %s found %s; want pinned %s and a different found hash", v[0], v[1], pinned)
@@ -101,19 +90,28 @@ func TestLauncherOnOVMF2M(t *testing.T) {
 	if err := os.WriteFile(blank, chip, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, _, err = boottest.Machine(boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir(), Chip: blank})
+	res, logPath := fallsBack(t, boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir(), Chip: blank},
+		contract.LauncherFailedPattern, logf)
+	if !strings.Contains(res.Matches[0].Line, "no payload: the region is blank") {
+		t.Errorf("launcher line %q does not say the payload region is blank (log %s)", res.Matches[0].Line, logPath)
+	}
+}
+
+// fallsBack boots s's chip and waits for the launcher's line matching
+// refused, then for the platform's own boot order (OVMF's UEFI Shell).
+func fallsBack(t *testing.T, s boottest.Spec, refused string, opts qemutests.Options) (qemutests.Result, string) {
+	t.Helper()
+	m, _, err := boottest.Machine(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = logf
-	opts.LogPath = filepath.Join(t.TempDir(), "blank.log")
-	if _, err = qemutests.Run(ctx, m, []qemutests.Marker{
-		qemutests.Regexp("launcher-blank", contract.LauncherFailedPattern, qemutests.TimeoutFirmware),
+	opts.LogPath = filepath.Join(t.TempDir(), "console.log")
+	res, err := qemutests.Run(context.Background(), m, []qemutests.Marker{
+		qemutests.Regexp("launcher-refused", refused, qemutests.TimeoutFirmware),
 		qemutests.Substring("platform-boot", "UEFI Interactive Shell", qemutests.TimeoutFirmware),
-	}, opts); err != nil {
+	}, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if log, _ := os.ReadFile(opts.LogPath); !bytes.Contains(log, []byte("no payload: the region is blank")) {
-		t.Errorf("the launcher did not say the payload region is blank (log %s)", opts.LogPath)
-	}
+	return res, opts.LogPath
 }

@@ -120,11 +120,18 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 // hostTools are the first lines of `--version` of the host tools whose
 // output lands in artefacts; asked once per build, for the key and the manifest.
 func (r *run) hostTools(ctx context.Context) map[string]string {
-	if r.tools != nil {
-		return r.tools
+	if r.tools == nil {
+		r.tools = toolVersions(ctx, "xz", "grub-mkimage")
 	}
+	return r.tools
+}
+
+// toolVersions maps each host tool to the first line of its --version
+// ("missing" if it does not run): part of the keys of stages whose bytes
+// depend on it.
+func toolVersions(ctx context.Context, tools ...string) map[string]string {
 	v := map[string]string{}
-	for _, t := range []string{"xz", "grub-mkimage"} {
+	for _, t := range tools {
 		out, err := exec.CommandContext(ctx, t, "--version").Output()
 		if err != nil {
 			v[t] = "missing"
@@ -133,6 +140,5 @@ func (r *run) hostTools(ctx context.Context) map[string]string {
 		line, _, _ := strings.Cut(string(out), "\n")
 		v[t] = strings.TrimSpace(line)
 	}
-	r.tools = v
 	return v
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -195,7 +194,7 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 	var launcherID []string
 	if s.Payload != "" {
 		gnuefi, _ := b.Component(s.LauncherComponent())
-		launcherID = append(launcherID, string(gnuefi.SHA256), jsonKey(launcher.Sources()), jsonKey(r.compilerTools(ctx)))
+		launcherID = append(launcherID, string(gnuefi.SHA256), jsonKey(launcher.Sources()), jsonKey(toolVersions(ctx, "gcc", "ld", "objcopy")))
 	}
 	sk := key("spi/3", r.tool, pay.Key, gst.Key, fwID, jsonKey(s), jsonKey(fills), jsonKey(launcherID))
 	return r.stage(ctx, "spi", sk, func(dir string) error {
@@ -263,21 +262,6 @@ func (r *run) spi(ctx context.Context, pay stageResult, k kernelOut, ird, gst st
 		}
 		return writeSizeTable(filepath.Join(dir, "sizes.json"), table)
 	})
-}
-
-// compilerTools are the host tools whose versions shape the launcher's bytes.
-func (r *run) compilerTools(ctx context.Context) map[string]string {
-	v := map[string]string{}
-	for _, t := range []string{"gcc", "ld", "objcopy"} {
-		out, err := exec.CommandContext(ctx, t, "--version").Output()
-		if err != nil {
-			v[t] = "missing"
-			continue
-		}
-		line, _, _ := strings.Cut(string(out), "\n")
-		v[t] = strings.TrimSpace(line)
-	}
-	return v
 }
 
 // flashMap is the picture of the chip the build writes next to spi.layout.
