@@ -102,6 +102,10 @@ func cmdCheck(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A firmware image named by path must be the one the profile pins.
+	if err := b.CheckFiles(); err != nil {
+		return err
+	}
 	if e.json {
 		return e.printJSON(b)
 	}

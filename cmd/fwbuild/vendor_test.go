@@ -290,3 +290,40 @@ func flashOnlyBIOS(t *testing.T, boards, cache, board, out string, img []byte, r
 		t.Errorf("flash output does not say it wrote bios:\n%s%s", o.String(), e.String())
 	}
 }
+
+// A firmware image whose SHA-256 is not the pinned one, or that is missing,
+// is refused by check and build alike, naming the file and both hashes (or
+// the file), and the build writes nothing.
+func TestVendorFirmwareWrongHash(t *testing.T) {
+	boards, files := vendorBoards(t)
+	p := filepath.Join(boards, "vendor-vbox.yaml")
+	text, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const right = "c3bacb98568a4647e20aa897788e45ce50691010da9609d26eaabbee9d617569"
+	const wrong = "c3bacb98568a4647e20aa897788e45ce50691010da9609d26eaabbee9d617560"
+	os.WriteFile(p, bytes.Replace(text, []byte(right), []byte(wrong), 1), 0o644)
+	cache := t.TempDir()
+	for _, cmd := range [][]string{{"check"}, {"build", "--out", filepath.Join(t.TempDir(), "out")}} {
+		var o, e bytes.Buffer
+		args := append([]string{"--boards", boards, "--cache", cache, cmd[0], "--board", "vendor-vbox"}, cmd[1:]...)
+		code := run(context.Background(), args, &o, &e)
+		msg := e.String()
+		if code != 1 || !strings.Contains(msg, "outputs.spi.firmware: "+files["vendor-vbox"]) || !strings.Contains(msg, "SHA-256 is "+right) || !strings.Contains(msg, "the profile pins "+wrong) {
+			t.Errorf("%s: exit %d, stderr:\n%s", cmd[0], code, msg)
+		}
+		if len(cmd) > 1 {
+			if _, err := os.Stat(cmd[2]); err == nil {
+				t.Errorf("a refused build created %s", cmd[2])
+			}
+		}
+	}
+	os.Remove(files["vendor-vbox"])
+	os.WriteFile(p, text, 0o644)
+	var o, e bytes.Buffer
+	if code := run(context.Background(), []string{"--boards", boards, "--cache", cache, "check", "--board", "vendor-vbox"}, &o, &e); code != 1 ||
+		!strings.Contains(e.String(), "vendor/vbox.fd") || !strings.Contains(e.String(), "does not exist") {
+		t.Errorf("missing firmware: exit %d, stderr:\n%s", code, e.String())
+	}
+}

@@ -149,6 +149,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := checkOutDir(o.OutDir, o.CacheDir); err != nil {
 		return nil, err
 	}
+	// So does a firmware image that is not the one the profile pins.
+	if err := o.Board.CheckFiles(); err != nil {
+		return nil, err
+	}
 	// A different fwbuild may build differently: its outputs never come from another's cache.
 	r := &run{Options: o, tool: fwbuild.SourceID()}
 	r.result.OutDir = o.OutDir

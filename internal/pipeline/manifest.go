@@ -2,11 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/debug"
 	"sort"
+
+	"github.com/fwbuild/fwbuild/launcher"
 )
 
 // Manifest records every input and output of a build. It holds no
@@ -17,9 +21,28 @@ type Manifest struct {
 	SourceDateEpoch int64               `json:"source_date_epoch"`
 	Components      []ManifestComponent `json:"components"`
 	Kernel          string              `json:"dom0_kernel"`
-	HostTools       map[string]string   `json:"host_tools"`
-	Outputs         []Artefact          `json:"outputs"`
-	Sizes           *SizeTable          `json:"sizes,omitempty"`
+	// Firmware is the SPI base firmware when the profile gives it as a file
+	// (a vendor's image): its path as the profile names it and its SHA-256.
+	Firmware *ManifestFile `json:"firmware,omitempty"`
+	// Launcher is the launcher DXE driver's build inputs, when it is used.
+	Launcher  *ManifestLauncher `json:"launcher,omitempty"`
+	HostTools map[string]string `json:"host_tools"`
+	Outputs   []Artefact        `json:"outputs"`
+	Sizes     *SizeTable        `json:"sizes,omitempty"`
+}
+
+// ManifestFile is an input file named by a profile.
+type ManifestFile struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+}
+
+// ManifestLauncher records what the launcher was built from: the component
+// (gnu-efi), the SHA-256 of its embedded C sources, the host compilers.
+type ManifestLauncher struct {
+	Component string            `json:"component"`
+	Sources   map[string]string `json:"sources_sha256"`
+	Tools     map[string]string `json:"tools"`
 }
 
 type ManifestComponent struct {
@@ -48,6 +71,20 @@ func (r *run) manifest(ctx context.Context, arts []Artefact) *Manifest {
 	m := &Manifest{Board: r.Board.Name, Fwbuild: Version(), SourceDateEpoch: r.Epoch.Unix(), Sizes: r.result.Sizes, HostTools: r.hostTools(ctx)}
 	for _, c := range r.Board.Components {
 		m.Components = append(m.Components, ManifestComponent{c.Name, c.Package, c.Version, string(c.SHA256), c.Files})
+	}
+	if s := r.Board.Outputs.SPI; s != nil {
+		if s.Firmware.IsFile() {
+			m.Firmware = &ManifestFile{Path: s.Firmware.Path, SHA256: string(s.Firmware.SHA256)}
+		}
+		if s.Payload != "" {
+			l := &ManifestLauncher{Component: s.LauncherComponent(), Sources: map[string]string{},
+				Tools: toolVersions(ctx, "gcc", "ld", "objcopy")}
+			for name, b := range launcher.Sources() {
+				sum := sha256.Sum256(b)
+				l.Sources[name] = hex.EncodeToString(sum[:])
+			}
+			m.Launcher = l
+		}
 	}
 	kc := r.Board.Hypervisor.Dom0.Kernel
 	switch {
