@@ -59,14 +59,14 @@ func TestBuildQemuQ35(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"usb.img", "spi.bin", "spi.layout", "payload-esp.efi", "payload-flash.efi", "initramfs.cpio.xz", "initramfs.list", "guests.cpio", "manifest.json", "SHA256SUMS"}
+	want := []string{"usb.img", "spi.bin", "spi.layout", "flash-map.svg", "payload-esp.efi", "payload-flash.efi", "initramfs.cpio.xz", "initramfs.list", "guests.cpio", "manifest.json", "SHA256SUMS"}
 	for _, n := range want {
 		if _, err := os.Stat(filepath.Join(out, n)); err != nil {
 			t.Errorf("artefact %s: %v", n, err)
 		}
 	}
-	if st, _ := os.Stat(filepath.Join(out, "spi.bin")); st == nil || st.Size() != 16<<20 {
-		t.Errorf("spi.bin is not 16 MiB: %v", st)
+	if st, _ := os.Stat(filepath.Join(out, "spi.bin")); st == nil || st.Size() != 32<<20 {
+		t.Errorf("spi.bin is not 32 MiB: %v", st)
 	}
 	// Every artefact is listed with the hash of what is on disk.
 	cmd := exec.Command("sha256sum", "--strict", "-c", "SHA256SUMS")
@@ -112,9 +112,15 @@ func TestBuildQemuQ35(t *testing.T) {
 		}
 	}
 
-	// A board whose payload cannot fit (Debian's 8 MB stock kernel) fails
-	// with the budget table, and the outputs of the last good build stay.
-	stock := writeVariant(t, "stock-kernel", "hypervisor:\n  dom0:\n    kernel:\n      component: linux-image\nguests:\n  - {name: demo, memory: 128MiB}\n")
+	// A board whose payload cannot fit (Debian's 8 MB stock kernel, for dom0
+	// and, without a guests region, once more for the guest in the payload)
+	// fails with the budget table, and the outputs of the last good build stay.
+	stock := writeVariant(t, "stock-kernel", "hypervisor:\n  dom0:\n    kernel:\n      component: linux-image\nguests:\n  - {name: demo, memory: 128MiB}\n"+
+		"outputs:\n  spi:\n    regions:\n"+
+		"      - {name: fd, kind: descriptor, start: 0x0, size: 4KiB, preserve: true}\n"+
+		"      - {name: me, kind: me, start: 0x1000, size: 0x3FF000, preserve: true}\n"+
+		"      - {name: bios, kind: bios, firmware: true, start: 0x400000, size: 0x1C00000}\n"+
+		"      - {name: payload, payload: true, start: 0x1000000, size: 0xC84000}\n")
 	o := q35Options(t, out)
 	o.Board = stock
 	_, err = Build(context.Background(), o)
@@ -134,7 +140,7 @@ func TestBuildQemuQ35(t *testing.T) {
 	// Debian's 8 MB kernel) fail the same way, naming the region.
 	o.Board = writeVariant(t, "big-guest", "guests:\n  - {name: big, memory: 128MiB, kernel: linux-image}\n")
 	_, err = Build(context.Background(), o)
-	if err == nil || !strings.Contains(err.Error(), "more than region guests holds") || !strings.Contains(err.Error(), "outputs.spi.regions[1]") {
+	if err == nil || !strings.Contains(err.Error(), "more than region guests holds") || !strings.Contains(err.Error(), "outputs.spi.regions[4]") {
 		t.Errorf("big-guest build: err = %v, want the guests region overflow", err)
 	}
 	// A guest whose memory cannot hold its unpacked kernel fails at build
