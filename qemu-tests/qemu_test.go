@@ -47,10 +47,9 @@ func stockOVMF(t testing.TB) Firmware {
 }
 
 // shellMarkers are what stock OVMF prints with no bootable disk: BDS falls
-// back to the built-in UEFI Shell (the SPI chain's first marker, as our
-// payload sits in the Shell's slot), which prints its banner and, after a 5 s
+// back to the built-in UEFI Shell, which prints its banner and, after a 5 s
 // startup.nsh countdown, its prompt.
-func shellMarkers(t testing.TB) []Marker {
+func shellMarkers() []Marker {
 	return []Marker{
 		Regexp("bds", `BdsDxe: starting Boot[0-9A-F]{4} "(EFI Internal Shell)"`, TimeoutFirmware),
 		Substring("shell", "UEFI Interactive Shell", 10*time.Second),
@@ -70,7 +69,7 @@ func TestOVMFShell(t *testing.T) {
 		t.Run(fmt.Sprintf("serial=%d", serial), func(t *testing.T) {
 			var pid int
 			res, err := Run(context.Background(), Machine{Firmware: stockOVMF(t), Serial: serial, MemoryMiB: 512},
-				shellMarkers(t), Options{LogPath: filepath.Join(t.TempDir(), "serial.log"), OnStart: func(p int) { pid = p }})
+				shellMarkers(), Options{LogPath: filepath.Join(t.TempDir(), "serial.log"), OnStart: func(p int) { pid = p }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +96,7 @@ func TestOVMFShell(t *testing.T) {
 // A marker that cannot appear fails with the tail of a real console.
 func TestOVMFMissingMarker(t *testing.T) {
 	requireQEMU(t)
-	markers := append(shellMarkers(t)[:2], Substring("xen", "(XEN) Xen version", 2*time.Second))
+	markers := append(shellMarkers()[:2], Substring("xen", "(XEN) Xen version", 2*time.Second))
 	_, err := Run(context.Background(), Machine{Firmware: stockOVMF(t), MemoryMiB: 512}, markers,
 		Options{LogPath: filepath.Join(t.TempDir(), "serial.log"), TimeoutScale: 1})
 	var me *MarkerError
@@ -118,7 +117,7 @@ func TestCancelMidBootLeavesNoQEMU(t *testing.T) {
 	defer cancel()
 	var pid int
 	var cancelled time.Time
-	markers := append(shellMarkers(t)[:1], Substring("never", "never printed", 10*time.Minute))
+	markers := append(shellMarkers()[:1], Substring("never", "never printed", 10*time.Minute))
 	_, err := Run(ctx, Machine{Firmware: stockOVMF(t), MemoryMiB: 512}, markers, Options{
 		LogPath: filepath.Join(t.TempDir(), "serial.log"),
 		OnStart: func(p int) {
@@ -193,9 +192,9 @@ func TestKillParentLeavesNoQEMU(t *testing.T) {
 // pid and the first marker on stdout, and waits for ever (until killed).
 func helperMain() int {
 	fw := PflashOVMF(os.Getenv("HELPER_OVMF_CODE"), os.Getenv("HELPER_OVMF_VARS"))
-	spi, _ := BootChain(ChainSPI)
+	shell := shellMarkers()
 	_, err := Run(context.Background(), Machine{Firmware: fw, MemoryMiB: 512},
-		[]Marker{spi[0], Substring("never", "never printed", time.Hour)},
+		[]Marker{shell[0], Substring("never", "never printed", time.Hour)},
 		Options{
 			LogPath:  os.Getenv("HELPER_LOG"),
 			OnStart:  func(pid int) { fmt.Printf("qemu-pid %d\n", pid) },
@@ -357,7 +356,7 @@ func TestBootChainGRUBMarkers(t *testing.T) {
 func BenchmarkOVMFShell(b *testing.B) {
 	requireQEMU(b)
 	fw := stockOVMF(b)
-	markers := shellMarkers(b)
+	markers := shellMarkers()
 	log := filepath.Join(b.TempDir(), "serial.log")
 	var total, bds time.Duration
 	n := 0

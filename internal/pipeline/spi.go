@@ -72,11 +72,15 @@ func SPISpec(ctx context.Context, b *boardcfg.Board, comps Components, payload, 
 	switch s.Payload {
 	case boardcfg.PayloadRegion:
 		reg, _ := s.PayloadRegion()
+		spec.PayloadRegion = reg.Name
+		if uint64(len(payload)) > uint64(reg.Size) {
+			// No launcher for a payload that cannot fit: the size table says why.
+			return spec, nil
+		}
 		if pin.Address, err = s.CPUAddress(reg); err != nil {
 			return spec, fmt.Errorf("spi: payload region: %w", err)
 		}
 		pin.Source = launcher.FromRegion
-		spec.PayloadRegion = reg.Name
 	case boardcfg.PayloadVolume:
 		pin.Source = launcher.FromFile
 		if pin.File, err = launcher.GUIDBytes(launcher.PayloadFileGUID); err != nil {
