@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"math/rand/v2"
@@ -258,6 +259,19 @@ func TestVendorFirmwareBuilds(t *testing.T) {
 
 			if b.Outputs.SPI.Descriptor == boardcfg.DescriptorImage {
 				flashOnlyBIOS(t, boards, cache, name, out, chip, regions)
+			}
+
+			// fwbuild fit on the same firmware, text and JSON: the launcher fits where the build put it.
+			var ft, fe bytes.Buffer
+			if code := run(context.Background(), []string{"fit", files[name]}, &ft, &fe); code != 0 || !strings.Contains(ft.String(), "fits in DXE volume") {
+				t.Errorf("fit %s: exit %d\n%s%s", files[name], code, ft.String(), fe.String())
+			}
+			ft.Reset()
+			var rep image.FitReport
+			if code := run(context.Background(), []string{"--json", "fit", files[name]}, &ft, &fe); code != 0 {
+				t.Errorf("--json fit: exit %d: %s", code, fe.String())
+			} else if err := json.Unmarshal(ft.Bytes(), &rep); err != nil || !rep.Launcher.Fits || !strings.HasSuffix(rep.Launcher.Where, rep.DXEVolume) {
+				t.Errorf("--json fit: %v: %+v", err, rep.Launcher)
 			}
 		})
 	}
