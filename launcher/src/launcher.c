@@ -271,20 +271,21 @@ static int option_number(const CHAR16 *name)
 	return v;
 }
 
-static UINT8 used[65536 / 8];
-static UINT8 option[1024];
-
 /*
  * offer_boot_option creates (or finds, on a board whose variables survive)
  * the Boot#### option for the launcher's device and makes it BootNext, so
  * it is tried first on this boot and the boot order follows if it fails.
- * BootOrder itself is left to the owner.
+ * BootOrder itself is left to the owner. Its buffers come from pool, so
+ * the driver's image stays a few KB.
  */
 static EFI_STATUS offer_boot_option(void)
 {
-	static CHAR16 name[128];
+	UINT8 option[512], old[512];
 	UINTN desc = (wlen(fwb_pin.description) + 1) * sizeof(CHAR16);
 	UINTN optlen = 4 + 2 + desc + sizeof(devpath);
+	UINTN cap = 256;
+	UINT8 *used = NULL;
+	CHAR16 *name = NULL;
 	EFI_STATUS status;
 	int mine = -1, i;
 
@@ -295,18 +296,38 @@ static EFI_STATUS offer_boot_option(void)
 	copy(option + 6, fwb_pin.description, desc);
 	copy(option + 6 + desc, &devpath, sizeof(devpath));
 
+	setup_step = L"AllocatePool";
+	status = bs->AllocatePool(EfiBootServicesData, 65536 / 8, (VOID **)&used);
+	if (EFI_ERROR(status))
+		return status;
+	bs->SetMem(used, 65536 / 8, 0);
+	status = bs->AllocatePool(EfiBootServicesData, cap, (VOID **)&name);
+	if (EFI_ERROR(status))
+		goto out;
 	name[0] = 0;
+	setup_step = L"GetNextVariableName";
 	for (;;) {
-		static UINT8 old[1024];
-		UINTN n = sizeof(name), oldlen = sizeof(old);
+		UINTN n = cap, oldlen = sizeof(old);
 		EFI_GUID g;
 		int num;
 
 		status = rt->GetNextVariableName(&n, name, &g);
+		if (status == EFI_BUFFER_TOO_SMALL) {
+			/* A longer name follows: grow the buffer, keeping the current name. */
+			CHAR16 *bigger;
+			status = bs->AllocatePool(EfiBootServicesData, n, (VOID **)&bigger);
+			if (EFI_ERROR(status))
+				goto out;
+			copy(bigger, name, cap);
+			bs->FreePool(name);
+			name = bigger;
+			cap = n;
+			continue;
+		}
 		if (status == EFI_NOT_FOUND)
 			break;
 		if (EFI_ERROR(status))
-			return status;
+			goto out;
 		if (!same(&g, &global_guid, sizeof(g)) || (num = option_number(name)) < 0)
 			continue;
 		used[num / 8] |= 1 << (num % 8);
@@ -317,8 +338,9 @@ static EFI_STATUS offer_boot_option(void)
 	if (mine < 0) {
 		for (i = 0; i < 65536 && (used[i / 8] & (1 << (i % 8))); i++)
 			;
+		status = EFI_OUT_OF_RESOURCES;
 		if (i == 65536)
-			return EFI_OUT_OF_RESOURCES;
+			goto out;
 		mine = i;
 		static const CHAR16 hex[] = L"0123456789ABCDEF";
 		CHAR16 var[9] = { L'B', L'o', L'o', L't', hex[(i >> 12) & 15], hex[(i >> 8) & 15], hex[(i >> 4) & 15], hex[i & 15], 0 };
@@ -327,13 +349,18 @@ static EFI_STATUS offer_boot_option(void)
 					 EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
 					 optlen, option);
 		if (EFI_ERROR(status))
-			return status;
+			goto out;
 	}
 	UINT16 next = (UINT16)mine;
 	setup_step = L"SetVariable BootNext";
-	return rt->SetVariable(L"BootNext", &global_guid,
-			       EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
-			       sizeof(next), &next);
+	status = rt->SetVariable(L"BootNext", &global_guid,
+				 EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
+				 sizeof(next), &next);
+out:
+	if (name)
+		bs->FreePool(name);
+	bs->FreePool(used);
+	return status;
 }
 
 /* report reports, once consoles exist, a boot option that could not be offered. */
