@@ -312,8 +312,9 @@ func WriteDescriptor(chipSize uint64, regions []DescriptorRegion) ([]byte, error
 	put(0x18, ifdFMBA>>4|2<<8|ifdFPSBA>>4<<16)
 	// FLMAP2: FMSBA, PSL (no straps), and in bits 16-23 the 0x31 that
 	// Sunrise Point and later descriptors carry (v1's ICCRIBA): flashrom
-	// tells the generation by it, and with 0 it reads the descriptor as
-	// ICH8's, whose 13-bit FLREGs mangle the region layout.
+	// tells the generation by it. With 0 (and no straps) flashrom 1.3
+	// takes the descriptor for an ICH8 one and lists only its "fd"
+	// region, so `flashrom --ifd -i bios` fails.
 	put(0x1C, ifdFMSBA>>4|0x31<<16)
 
 	// Component section: FLCOMP, FLILL (no invalid instructions), FLPB.
