@@ -59,7 +59,6 @@ type editTree struct {
 	dxe     *uefi.FirmwareVolume
 	top     map[*uefi.FirmwareVolume]bool // top-level volumes
 	parent  map[*uefi.FirmwareVolume]*uefi.FirmwareVolume
-	topOf   map[*uefi.FirmwareVolume]*uefi.FirmwareVolume
 	compr   map[*uefi.FirmwareVolume]bool
 	before  []fvLen
 	free    map[*uefi.FirmwareVolume]uint64
@@ -188,8 +187,8 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 		return nil, fmt.Errorf("image: base firmware is not a valid UEFI image: %v%s", err, l.detail())
 	}
 	t := &editTree{br: r.(*uefi.BIOSRegion), top: map[*uefi.FirmwareVolume]bool{}, parent: map[*uefi.FirmwareVolume]*uefi.FirmwareVolume{},
-		topOf: map[*uefi.FirmwareVolume]*uefi.FirmwareVolume{}, compr: map[*uefi.FirmwareVolume]bool{},
-		free: map[*uefi.FirmwareVolume]uint64{}, changed: map[*uefi.FirmwareVolume]bool{}}
+		compr: map[*uefi.FirmwareVolume]bool{},
+		free:  map[*uefi.FirmwareVolume]uint64{}, changed: map[*uefi.FirmwareVolume]bool{}}
 	if t.stored, err = openStored(t.br); err != nil {
 		return nil, err
 	}
@@ -214,10 +213,8 @@ func openEdit(region []byte, l *fianoLogger) (*editTree, error) {
 			t.compr[f] = compressed
 			if len(fvs) == 0 {
 				t.top[f] = true
-				t.topOf[f] = f
 			} else {
 				t.parent[f] = fvs[len(fvs)-1]
-				t.topOf[f] = fvs[0]
 			}
 			if !fianoListsFiles(f.FileSystemGUID) && mayHoldFiles(f.FileSystemGUID) {
 				unread = append(unread, fmt.Sprintf("%s at %#x (%s)", fvName(f), f.FVOffset, fvFormat(f.FileSystemGUID)))
@@ -508,11 +505,11 @@ func (t *editTree) bytes(region []byte) []byte {
 	return out
 }
 
-// EditFirmware inserts FFS files into the DXE volume of a firmware region
+// editFirmware inserts FFS files into the DXE volume of a firmware region
 // and removes the named files (GUIDs or UI names), keeping every volume's
-// size: only the volumes holding a change are rewritten, every other byte
-// stays as it was. With dryRun the region is returned unchanged but the
-// report says what the edit would do (an error still says it does not fit).
+// size: only the top-level volumes holding a change are rewritten, every
+// other byte stays as it was. fiano may reuse region's bytes, so a caller
+// that needs them afterwards passes a copy (as Fit does).
 func editFirmware(region []byte, insert [][]byte, remove []string, l *fianoLogger) ([]byte, *EditReport, error) {
 	t, err := openEdit(region, l)
 	if err != nil {
