@@ -212,9 +212,7 @@ func fill(b []byte, v byte) {
 }
 
 // inside reports whether region r lies within region o.
-func inside(r, o boardcfg.Region) bool {
-	return r.Start >= o.Start && r.End() <= o.End() && r.Name != o.Name
-}
+func inside(r, o boardcfg.Region) bool { return r.Name != o.Name && o.Contains(r) }
 
 // checkNested makes sure the regions nested in the firmware region lie in
 // its free space: erased bytes outside every firmware volume.
