@@ -138,3 +138,25 @@ func TestConsoleLinesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestGuestImagesRoundTrip(t *testing.T) {
+	in := GuestImages{Files: []GuestImageFile{{Image: "debian", Name: "vmlinuz", Size: 3, SHA256: strings.Repeat("ab", 32), MediaPath: "debian/vmlinuz"}}}
+	b, err := in.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ParseGuestImages(b)
+	if err != nil || len(out.Files) != 1 || out.Files[0] != in.Files[0] {
+		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+	for _, bad := range []GuestImageFile{
+		{Image: "../x", Name: "k", Size: 1, SHA256: strings.Repeat("0", 64), URL: "http://h/k"},
+		{Image: "d", Name: "k", Size: 1, SHA256: strings.Repeat("G", 64), URL: "http://h/k"},
+		{Image: "d", Name: "k", Size: 0, SHA256: strings.Repeat("0", 64), URL: "http://h/k"},
+		{Image: "d", Name: "k", Size: 1, SHA256: strings.Repeat("0", 64)},
+	} {
+		if _, err := (GuestImages{Files: []GuestImageFile{bad}}).Encode(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
