@@ -3,7 +3,6 @@ package image
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -459,37 +458,23 @@ func erasedGap(region []byte) (start, n uint64) {
 	return start, n
 }
 
-// Intel flash descriptor fields (Intel's SPI programming guides): the
-// signature at 0x10, FLMAP0 after it with the region base (FRBA, bits
-// 23:16, in 16-byte units), FLREG1 (the BIOS region) at FRBA+4.
-const (
-	fdSignatureOff = 0x10
-	fdFLMAP0       = 0x14
-)
-
 // biosRegion returns the BIOS region of a chip image with an Intel flash
 // descriptor and its offset, or b itself when there is no descriptor.
-// TODO: use the package's descriptor reader (ReadDescriptor) once it
-// lands on this branch.
 func biosRegion(b []byte) (region []byte, off uint64, desc bool, err error) {
-	if len(b) < fdFLMAP0+4 || string(b[fdSignatureOff:fdSignatureOff+4]) != flashSignature {
+	if !HasDescriptor(b) {
 		return b, 0, false, nil
 	}
-	frba := int(binary.LittleEndian.Uint32(b[fdFLMAP0:])>>16&0xFF) << 4
-	if frba+8 > len(b) {
-		return nil, 0, true, fmt.Errorf("image: fit: the flash descriptor's region table at %#x lies outside the %#x-byte image: is it a whole chip?", frba, len(b))
+	regions, err := ReadDescriptor(b)
+	if err != nil {
+		return nil, 0, true, fmt.Errorf("image: fit: %w", err)
 	}
-	flreg1 := binary.LittleEndian.Uint32(b[frba+4:])
-	base := uint64(flreg1&0x7FFF) << 12
-	limit := uint64(flreg1>>16&0x7FFF)<<12 | 0xFFF
-	if base > limit {
-		return nil, 0, true, errors.New("image: fit: the flash descriptor marks the BIOS region unused: this chip image has no UEFI firmware to fit into")
+	for _, r := range regions {
+		if r.Index == ifdBIOS {
+			return b[r.Start:r.end()], r.Start, true, nil
+		}
 	}
-	if limit >= uint64(len(b)) {
-		return nil, 0, true, fmt.Errorf("image: fit: the flash descriptor puts the BIOS region at %#x..%#x, past the end of the %#x-byte image: the image is truncated (read the whole chip)",
-			base, limit, len(b))
-	}
-	return b[base : limit+1], base, true, nil
+	// ReadDescriptor refuses a descriptor without a BIOS region.
+	return nil, 0, true, errors.New("image: fit: the flash descriptor has no BIOS region: this chip image has no UEFI firmware to fit into")
 }
 
 // Text renders the report for a person.

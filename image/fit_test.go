@@ -223,13 +223,11 @@ func TestFitRefuses(t *testing.T) {
 		{"unknown region", FitSpec{Firmware: []byte{1}, PayloadRegion: "pl", ChipSize: 0x2000,
 			Regions: []boardcfg.Region{{Name: "bios", Size: 0x2000, Firmware: true}}}, []string{`payload region "pl" is not in the layout (regions: bios)`}},
 		{"no bios region", FitSpec{Firmware: func() []byte {
-			b := make([]byte, 0x1000)
-			copy(b[0x10:], flashSignature)
-			binary.LittleEndian.PutUint32(b[0x14:], 0x04<<16)
-			binary.LittleEndian.PutUint32(b[0x44:], 0x00000FFF)
+			b := galagoChip(t, nil)
+			binary.LittleEndian.PutUint32(b[0x44:], 0x00000FFF) // FLREG1 unused
 			return b
-		}()}, []string{"marks the BIOS region unused"}},
-		{"truncated chip", FitSpec{Firmware: galagoChip(t, make([]byte, 0x5E0000))[:0x400000]}, []string{"past the end of the 0x400000-byte image"}},
+		}()}, []string{"no BIOS region (FLREG1)"}},
+		{"truncated chip", FitSpec{Firmware: galagoChip(t, make([]byte, 0x5E0000))[:0x400000]}, []string{"ends past the chip's end 0x400000", "truncated"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r, err := Fit(context.Background(), c.s)
