@@ -11,6 +11,7 @@ import (
 	"context"
 	"io"
 	"sync"
+	"time"
 )
 
 // Unit says what a task counts.
@@ -54,6 +55,13 @@ func From(ctx context.Context) Reporter {
 	return nop{}
 }
 
+// Active says whether anyone is watching: work done only to make a report
+// better (asking for a download's size) can be skipped when not.
+func Active(ctx context.Context) bool {
+	_, isNop := From(ctx).(nop)
+	return !isNop
+}
+
 // Start starts a task on the context's reporter.
 func Start(ctx context.Context, name string, unit Unit, total int64) Task {
 	return From(ctx).Start(name, unit, total)
@@ -73,6 +81,28 @@ func (nopTask) Set(int64)      {}
 func (nopTask) Add(int64)      {}
 func (nopTask) Done(bool)      {}
 
+// Poll reports size() on t every interval until the returned stop is
+// called, for work whose progress shows only as a growing file.
+func Poll(t Task, interval time.Duration, size func() int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				t.Set(size())
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 // Writer counts the bytes written through it on t.
 func Writer(w io.Writer, t Task) io.Writer { return &countWriter{w, t} }
 
@@ -83,6 +113,20 @@ type countWriter struct {
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
+	c.t.Add(int64(n))
+	return n, err
+}
+
+// Reader counts the bytes read through it on t.
+func Reader(r io.Reader, t Task) io.Reader { return &countReader{r, t} }
+
+type countReader struct {
+	r io.Reader
+	t Task
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
 	c.t.Add(int64(n))
 	return n, err
 }
