@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/fwbuild/fwbuild/internal/boottest"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
@@ -75,7 +76,7 @@ func (e *env) runTest(o testOptions) error {
 		fmt.Fprintf(e.stderr, "[%s] boot %s path (QEMU, %s) ...\n", b.Name, p, accelName())
 		opts := qemutests.Options{Logger: e.log, OnMarker: func(m qemutests.Match) {
 			if !e.json {
-				fmt.Fprintf(e.stdout, "  %-6s %8.1fs  %-10s %s\n", p, m.At.Seconds(), m.Marker.Name, m.Line)
+				fmt.Fprintf(e.stdout, "  %-6s %8.1fs  %-10s %s\n", p, m.At.Seconds(), m.Marker.Name, withoutPrompt(m.Line))
 			}
 		}}
 		if *verbose {
@@ -111,6 +112,23 @@ func (e *env) runTest(o testOptions) error {
 		os.Remove(logDir)
 	}
 	return nil
+}
+
+// shellPrompt is the prompt of the control domain's shell (u-root's gosh).
+// Output that ctld prints while the shell waits lands behind it on the
+// console line.
+const shellPrompt = "$ "
+
+// withoutPrompt drops shell prompts from the start of a console line, so
+// that a marker's line is printed as its program printed it.
+func withoutPrompt(line string) string {
+	for {
+		rest := strings.TrimLeft(line, " \t")
+		if !strings.HasPrefix(rest, shellPrompt) {
+			return line
+		}
+		line = rest[len(shellPrompt):]
+	}
 }
 
 func accelName() string {
