@@ -128,10 +128,9 @@ func TestOldSpellings(t *testing.T) {
 func goBuild(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "fwbuild")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fwbuild")
+	// -buildvcs=true: a go env file (GOFLAGS) may turn stamping off.
+	cmd := exec.Command("go", "build", "-buildvcs=true", "-o", bin, "./cmd/fwbuild")
 	cmd.Dir = dir
-	// The go command's defaults: VCS stamping on.
-	cmd.Env = append(os.Environ(), "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build in %s: %v\n%s", dir, err, out)
 	}
