@@ -46,9 +46,9 @@ func (e *env) fitCommand() *cobra.Command {
 		RunE: runE(func(_ *cobra.Command, args []string) error { return e.fit(s, args[0]) }),
 	}
 	f := c.Flags()
-	f.Var(sizeFlag{func(n int64) { s.PayloadSize = n }}, "payload-size", "flash payload size: bytes, 0x hex, or with K/KiB/M/MiB (checked against the erased space of the firmware region)")
-	f.Var(sizeFlag{func(n int64) { s.LauncherSize = int(n) }}, "launcher-size", "launcher file size to try (default 32 KiB)")
-	f.StringArrayVar(&s.Remove, "remove", nil, "a file (GUID or UI name) the board removes from the firmware; repeat for more")
+	f.Var(sizeFlag{func(n int64) { s.PayloadSize = n }}, "payload-size", "flash payload size `N`: bytes, 0x hex, or with K/KiB/M/MiB (checked against the erased space of the firmware region)")
+	f.Var(sizeFlag{func(n int64) { s.LauncherSize = int(n) }}, "launcher-size", "launcher file size `N` to try (default 32 KiB)")
+	f.StringArrayVar(&s.Remove, "remove", nil, "a file (`GUID|NAME`) the board removes from the firmware; repeat for more")
 	return c
 }
 

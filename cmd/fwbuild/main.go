@@ -115,6 +115,7 @@ global flags (anywhere on the line):
 {{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableSubCommands}}
 
 ` + "`{{.CommandPath}} <command> --help`" + ` describes a command.{{end}}
+
 exit codes: 0 ok, 1 failure, 2 usage.
 `
 

@@ -76,10 +76,10 @@ func (t *termProgress) Start(name string, unit progress.Unit, total int64) progr
 		progressbar.OptionSetSpinnerChangeInterval(0), // no goroutine: redrawn on updates
 		progressbar.OptionFullWidth(),
 	}
+	// The count against the total, and for bytes the rate; the ETA is in brackets.
+	opts = append(opts, progressbar.OptionShowCount())
 	if unit == progress.Bytes {
 		opts = append(opts, progressbar.OptionShowBytes(true), progressbar.OptionUseIECUnits(true))
-	} else {
-		opts = append(opts, progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("obj"))
 	}
 	tt := &termTask{t: t, bar: progressbar.NewOptions64(max, opts...), total: total}
 	t.mu.Lock()
