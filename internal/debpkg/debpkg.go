@@ -382,6 +382,7 @@ func (c *Cache) download(ctx context.Context, pkgs []*missingPkg) error {
 	stop := progress.Poll(task, 250*time.Millisecond, func() int64 { return dirBytes(tmp) })
 	err = cmd.Run()
 	stop()
+	task.Set(dirBytes(tmp))
 	task.Done(err == nil)
 	if err != nil {
 		return aptError(plain, stderr.String(), err)
