@@ -14,7 +14,7 @@ import (
 func TestBuildReportsObjects(t *testing.T) {
 	s := miniSpec(t, "CONFIG_64BIT=y\n")
 	cache := t.TempDir()
-	build := func() []progress.RecordedTask {
+	build := func() []progress.TaskState {
 		t.Helper()
 		rec := &progress.Recorder{}
 		if _, err := Build(progress.WithReporter(context.Background(), rec), cache, s, func(string) {}); err != nil {
@@ -22,7 +22,7 @@ func TestBuildReportsObjects(t *testing.T) {
 		}
 		return rec.Snapshot()
 	}
-	want := func(what string, got []progress.RecordedTask, name string, total int64) {
+	want := func(what string, got []progress.TaskState, name string, total int64) {
 		t.Helper()
 		if len(got) != 1 || got[0].Name[:len(name)] != name || got[0].Total != total || got[0].Current != 3 || !got[0].Ended || !got[0].OK || got[0].Unit != progress.Items {
 			t.Errorf("%s: tasks %+v, want one %q with total %d, 3 objects, ended ok", what, got, name, total)

@@ -138,9 +138,8 @@ type Recorder struct {
 	Tasks []*RecordedTask
 }
 
-// RecordedTask is what a Recorder saw of one task.
-type RecordedTask struct {
-	mu      sync.Mutex
+// TaskState is what a Recorder saw of one task.
+type TaskState struct {
 	Name    string
 	Unit    Unit
 	Total   int64
@@ -150,8 +149,14 @@ type RecordedTask struct {
 	OK      bool
 }
 
+// RecordedTask is a task a Recorder started.
+type RecordedTask struct {
+	mu sync.Mutex
+	TaskState
+}
+
 func (r *Recorder) Start(name string, unit Unit, total int64) Task {
-	t := &RecordedTask{Name: name, Unit: unit, Total: total}
+	t := &RecordedTask{TaskState: TaskState{Name: name, Unit: unit, Total: total}}
 	r.mu.Lock()
 	r.Tasks = append(r.Tasks, t)
 	r.mu.Unlock()
@@ -159,13 +164,13 @@ func (r *Recorder) Start(name string, unit Unit, total int64) Task {
 }
 
 // Snapshot returns copies of the tasks seen so far.
-func (r *Recorder) Snapshot() []RecordedTask {
+func (r *Recorder) Snapshot() []TaskState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]RecordedTask, len(r.Tasks))
+	out := make([]TaskState, len(r.Tasks))
 	for i, t := range r.Tasks {
 		t.mu.Lock()
-		out[i] = RecordedTask{Name: t.Name, Unit: t.Unit, Total: t.Total, Current: t.Current, Updates: t.Updates, Ended: t.Ended, OK: t.OK}
+		out[i] = t.TaskState
 		t.mu.Unlock()
 	}
 	return out
