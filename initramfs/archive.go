@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/fwbuild/fwbuild/boardcfg"
-	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
-	"github.com/fwbuild/fwbuild/internal/progress"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +12,10 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
+	"github.com/fwbuild/fwbuild/internal/progress"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/mkuimage/cpio"
