@@ -97,6 +97,30 @@ func TestFlashSPIProgressBar(t *testing.T) {
 	}
 }
 
+func TestFlashUSBProgressBar(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "usb.img")
+	writeUSBImage(t, img)
+	want, _ := os.ReadFile(img)
+	flash := func(run func(...string) (int, string)) string {
+		t.Helper()
+		target := filepath.Join(t.TempDir(), "key.img")
+		code, output := run("flash", "usb", "--device", target, "--image", img)
+		if got, _ := os.ReadFile(target); code != 0 || !bytes.Equal(got, want) {
+			t.Fatalf("exit %d, target holds the image: %v:\n%s", code, bytes.Equal(got, want), output)
+		}
+		return output
+	}
+	term := flash(func(a ...string) (int, string) { return runTTY(t, t.TempDir(), a...) })
+	if !hasBar(term) || !strings.Contains(term, "flash: write") || !strings.Contains(term, "flash: verify") || !strings.Contains(term, "40/40 MiB") {
+		t.Errorf("on a terminal: want bars for the write and verify phases, in bytes:\n%q", term)
+	}
+	plain := flash(func(a ...string) (int, string) { return runIn(t, context.Background(), t.TempDir(), a...) })
+	checkPlain(t, "flash usb", plain)
+	if !strings.Contains(plain, "flash: write: 41943040/41943040 bytes in ") {
+		t.Errorf("without a terminal: no write line:\n%s", plain)
+	}
+}
+
 // The kernel stage reports objects through the progress seam: a cached
 // kernel shows as a full bar of the objects it compiled (a cold build's
 // counting is TestBuildReportsObjects in hvcore/kbuild, with a real make).
