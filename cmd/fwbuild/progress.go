@@ -26,10 +26,31 @@ func isTerminal(w io.Writer) bool {
 type termProgress struct {
 	mu     sync.Mutex // serialises writes to w
 	w      io.Writer
+	cols   int
 	active *termTask
 }
 
-func newTermProgress(w io.Writer) *termProgress { return &termProgress{w: w} }
+func newTermProgress(w io.Writer) *termProgress {
+	cols := 80
+	if f, ok := w.(*os.File); ok {
+		if c, _, err := term.GetSize(int(f.Fd())); err == nil && c > 0 {
+			cols = c
+		}
+	}
+	return &termProgress{w: w, cols: cols}
+}
+
+// A bar's line must fit the terminal: a wrapped line is not redrawn in
+// place. The name and the figures after the bar ("(30/64 MiB, 120 MiB/s)
+// [2s:3s]") get their room first, the bar what is left.
+const (
+	barName  = 24
+	barStats = 36
+)
+
+func (t *termProgress) barWidth() int {
+	return min(max(t.cols-barName-len(" 100% ||  ")-barStats, 8), 40)
+}
 
 // lockedWriter is the bar's writer: the same lock as the lines.
 type lockedWriter struct{ t *termProgress }
@@ -68,13 +89,12 @@ func (t *termProgress) Start(name string, unit progress.Unit, total int64) progr
 	}
 	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(lockedWriter{t}),
-		progressbar.OptionSetDescription(fmt.Sprintf("%-28s", name)),
-		progressbar.OptionSetWidth(30),
+		progressbar.OptionSetDescription(fmt.Sprintf("%-*.*s", barName, barName, name)),
+		progressbar.OptionSetWidth(t.barWidth()),
 		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionShowElapsedTimeOnFinish(),
 		progressbar.OptionSetSpinnerChangeInterval(0), // no goroutine: redrawn on updates
-		progressbar.OptionFullWidth(),
 	}
 	// The count against the total, and for bytes the rate; the ETA is in brackets.
 	opts = append(opts, progressbar.OptionShowCount())

@@ -127,7 +127,7 @@ func TestFlashUSBProgressBar(t *testing.T) {
 func TestKernelProgressBar(t *testing.T) {
 	cache := seededCache(t, true)
 	code, term := runTTY(t, cache, "build", "--board", "qemu-q35", "--only", "kernel", "--out", t.TempDir())
-	if code != 0 || !hasBar(term) || !strings.Contains(term, "kernel: cached ") || !fullCount(term) {
+	if code != 0 || !hasBar(term) || !strings.Contains(term, "kernel (cached)") || !fullCount(term) {
 		t.Errorf("on a terminal: exit %d, want a full bar of the cached kernel's objects:\n%q", code, term)
 	}
 	code, plain := runIn(t, context.Background(), cache, "build", "--board", "qemu-q35", "--only", "kernel", "--out", t.TempDir())

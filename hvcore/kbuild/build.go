@@ -252,7 +252,7 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 		return Result{}, err
 	}
 	if e.Hit {
-		reportCached(ctx, key, res.Log)
+		reportCached(ctx, res.Log)
 		res.Cached = true
 		res.Duration = time.Since(start)
 		return res, nil
@@ -267,9 +267,9 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 }
 
 // reportCached shows a hit as a full bar: what the cached build compiled.
-func reportCached(ctx context.Context, key, log string) {
+func reportCached(ctx context.Context, log string) {
 	if n, err := countObjects(log); err == nil && n > 0 {
-		task := progress.Start(ctx, "kernel: cached "+short(key), progress.Items, int64(n))
+		task := progress.Start(ctx, "kernel (cached)", progress.Items, int64(n))
 		task.Set(int64(n))
 		task.Done(true)
 	}

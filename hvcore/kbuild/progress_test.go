@@ -30,7 +30,7 @@ func TestBuildReportsObjects(t *testing.T) {
 	}
 	// Nothing built before: the total is unknown, the count still grows.
 	want("cold build in an empty cache", build(), "kernel: make bzImage", 0)
-	want("hit", build(), "kernel: cached ", 3)
+	want("hit", build(), "kernel (cached)", 3)
 	s.Epoch = s.Epoch.Add(time.Second) // another key: a cold build that knows what to expect
 	want("cold build after one", build(), "kernel: make bzImage", 3)
 }
