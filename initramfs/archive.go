@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/fwbuild/fwbuild/boardcfg"
-	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"io"
 	"io/fs"
 	"os"
@@ -14,6 +12,10 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
+	"github.com/fwbuild/fwbuild/internal/progress"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/mkuimage/cpio"
@@ -173,10 +175,14 @@ func xzTool(ctx context.Context, raw []byte, args ...string) ([]byte, error) {
 	}
 	args = append([]string{"--format=xz", "--check=crc32", "--threads=1", "--stdout"}, args...)
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdin = bytes.NewReader(raw)
+	// xz reads its input as it compresses: what it has read is its progress.
+	task := progress.Start(ctx, "initramfs: xz", progress.Bytes, int64(len(raw)))
+	cmd.Stdin = progress.Reader(bytes.NewReader(raw), task)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	task.Done(err == nil)
+	if err != nil {
 		return nil, fmt.Errorf("xz %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return out.Bytes(), nil

@@ -271,8 +271,9 @@ func TestFlashSPIInterrupted(t *testing.T) {
 	}
 }
 
-func TestFlashUSBBadInputs(t *testing.T) {
-	dir := t.TempDir()
+// writeUSBImage writes a 40 MiB usb.img holding a minimal PE as its BOOTX64.EFI.
+func writeUSBImage(t *testing.T, path string) {
+	t.Helper()
 	pe := make([]byte, 4096)
 	copy(pe, "MZ")
 	binary.LittleEndian.PutUint32(pe[0x3C:], 0x40)
@@ -285,11 +286,16 @@ func TestFlashUSBBadInputs(t *testing.T) {
 	binary.LittleEndian.PutUint32(pe[0x58+36:], 0x200)
 	binary.LittleEndian.PutUint16(pe[0x58+68:], 10)
 	binary.LittleEndian.PutUint32(pe[0x58+108:], 16)
-	goodPath := filepath.Join(dir, "good", "usb.img")
-	os.MkdirAll(filepath.Dir(goodPath), 0o755)
-	if err := image.WriteUSB(context.Background(), goodPath, image.USBSpec{Size: 40 << 20, Payload: pe, Name: "t", Epoch: time.Unix(1704067200, 0)}); err != nil {
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := image.WriteUSB(context.Background(), path, image.USBSpec{Size: 40 << 20, Payload: pe, Name: "t", Epoch: time.Unix(1704067200, 0)}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestFlashUSBBadInputs(t *testing.T) {
+	dir := t.TempDir()
+	goodPath := filepath.Join(dir, "good", "usb.img")
+	writeUSBImage(t, goodPath)
 	good, _ := os.ReadFile(goodPath)
 	randomPath := filepath.Join(dir, "random.img")
 	os.WriteFile(randomPath, noise(8, 40<<20), 0o644)

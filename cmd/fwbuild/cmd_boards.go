@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/cache"
@@ -42,11 +45,45 @@ func (e *env) loadBoard(arg string) (*boardcfg.Board, error) {
 	return boardcfg.Load(p, dir)
 }
 
-func cmdBoards(e *env, args []string) error {
-	fs := e.flags("boards", "")
-	if err := e.parse(fs, args); err != nil {
-		return err
+// boardFlag adds --board, which completes the names in the boards directory.
+func (e *env) boardFlag(c *cobra.Command, p *string, usage string) {
+	c.Flags().StringVar(p, "board", "", usage)
+	c.RegisterFlagCompletionFunc("board", e.completeBoards)
+}
+
+func (e *env) completeBoards(_ *cobra.Command, _ []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	dir, err := e.boards()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
 	}
+	names, err := boardcfg.List(dir)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	var out []cobra.Completion
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		// --board also takes a profile's path.
+		return nil, cobra.ShellCompDirectiveDefault
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+func (e *env) boardsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "boards",
+		Short:   "list the board profiles",
+		Example: "  fwbuild boards\n  fwbuild boards --json\n  fwbuild boards --boards ./my-boards",
+		Args:    noArgs,
+		RunE:    runE(func(*cobra.Command, []string) error { return e.listBoards() }),
+	}
+}
+
+func (e *env) listBoards() error {
 	dir, err := e.boards()
 	if err != nil {
 		return err
@@ -86,22 +123,37 @@ func cmdBoards(e *env, args []string) error {
 	return tw.Flush()
 }
 
-// boardCommand parses the flags of a command that takes only --board and
-// loads the board.
-func (e *env) boardCommand(name string, args []string) (*boardcfg.Board, error) {
-	fs := e.flags(name, "--board B")
-	board := fs.String("board", "", "board name or profile path")
-	if err := e.parse(fs, args); err != nil {
-		return nil, err
+// boardCommand is a command that takes only --board: run gets the loaded board.
+func (e *env) boardCommand(name, short, example string, run func(*boardcfg.Board) error) *cobra.Command {
+	var board string
+	c := &cobra.Command{
+		Use:     name + " --board B",
+		Short:   short,
+		Example: example,
+		Args:    noArgs,
+		RunE: runE(func(*cobra.Command, []string) error {
+			b, err := e.loadBoard(board)
+			if err != nil {
+				return err
+			}
+			return run(b)
+		}),
 	}
-	return e.loadBoard(*board)
+	e.boardFlag(c, &board, "board name or profile path")
+	return c
 }
 
-func cmdCheck(e *env, args []string) error {
-	b, err := e.boardCommand("check", args)
-	if err != nil {
-		return err
-	}
+func (e *env) checkCommand() *cobra.Command {
+	return e.boardCommand("check", "validate a board profile and print it merged (extends: applied)",
+		"  fwbuild check --board qemu-q35\n  fwbuild check --board ./vendor/board.yaml --json", e.check)
+}
+
+func (e *env) fetchCommand() *cobra.Command {
+	return e.boardCommand("fetch", "download, verify and unpack a board's pinned components",
+		"  fwbuild fetch --board qemu-q35", e.fetch)
+}
+
+func (e *env) check(b *boardcfg.Board) error {
 	// A firmware image named by path must be the one the profile pins.
 	if err := b.CheckFiles(); err != nil {
 		return err
@@ -113,11 +165,7 @@ func cmdCheck(e *env, args []string) error {
 	return printYAML(e.stdout, b)
 }
 
-func cmdFetch(e *env, args []string) error {
-	b, err := e.boardCommand("fetch", args)
-	if err != nil {
-		return err
-	}
+func (e *env) fetch(b *boardcfg.Board) error {
 	cacheDir, err := e.cache()
 	if err != nil {
 		return err

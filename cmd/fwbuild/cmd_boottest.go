@@ -5,22 +5,43 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/fwbuild/fwbuild/internal/boottest"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
+	"github.com/spf13/cobra"
 )
 
-func cmdTest(e *env, args []string) error {
-	fs := e.flags("test", "--board B [--path usb|spi|all] [--out DIR] [--keep-logs]")
-	board := fs.String("board", "", "board name or profile path")
-	path := fs.String("path", "all", "boot path: usb, spi or all")
-	out := fs.String("out", "", "build output directory (default: out/<board>)")
-	keep := fs.Bool("keep-logs", false, "keep the console logs of passing boots too")
-	verbose := fs.Bool("console", false, "copy QEMU's console to stderr")
-	if err := e.parse(fs, args); err != nil {
-		return err
+func (e *env) testCommand() *cobra.Command {
+	var o testOptions
+	c := &cobra.Command{
+		Use:   "test --board B [--path usb|spi|all] [--out DIR] [--keep-logs] [--console]",
+		Short: "build if needed and boot the artefacts in QEMU, checking the boot chain",
+		Long: "test builds the board (reusing the cache), then boots usb.img on stock OVMF and spi.bin as the\n" +
+			"machine's flash in QEMU (TCG), printing each marker of the chain firmware -> Xen -> dom0 -> ctld\n" +
+			"with its time. FWBUILD_KVM=1 asks for KVM; FWBUILD_TIMEOUT_SCALE scales the marker timeouts.",
+		Example: "  fwbuild test --board qemu-q35\n  fwbuild test --board qemu-q35 --path spi --console",
+		Args:    noArgs,
+		RunE:    runE(func(*cobra.Command, []string) error { return e.runTest(o) }),
 	}
+	e.boardFlag(c, &o.board, "board name or profile path")
+	c.Flags().StringVar(&o.path, "path", "all", "boot path: usb, spi or all")
+	c.Flags().StringVar(&o.out, "out", "", "build output directory (default: out/<board>)")
+	c.Flags().BoolVar(&o.keep, "keep-logs", false, "keep the console logs of passing boots too")
+	c.Flags().BoolVar(&o.console, "console", false, "copy QEMU's console to stderr")
+	c.MarkFlagDirname("out")
+	c.RegisterFlagCompletionFunc("path", cobra.FixedCompletions([]string{"usb", "spi", "all"}, cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+type testOptions struct {
+	board, path, out string
+	keep, console    bool
+}
+
+func (e *env) runTest(o testOptions) error {
+	board, path, out, keep, verbose := &o.board, &o.path, &o.out, &o.keep, &o.console
 	var paths []string
 	switch *path {
 	case "all":
@@ -55,7 +76,7 @@ func cmdTest(e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "[%s] boot %s path (QEMU, %s) ...\n", b.Name, p, accelName())
 		opts := qemutests.Options{Logger: e.log, OnMarker: func(m qemutests.Match) {
 			if !e.json {
-				fmt.Fprintf(e.stdout, "  %-6s %8.1fs  %-10s %s\n", p, m.At.Seconds(), m.Marker.Name, m.Line)
+				fmt.Fprintf(e.stdout, "  %-6s %8.1fs  %-10s %s\n", p, m.At.Seconds(), m.Marker.Name, withoutPrompt(m.Line))
 			}
 		}}
 		if *verbose {
@@ -91,6 +112,23 @@ func cmdTest(e *env, args []string) error {
 		os.Remove(logDir)
 	}
 	return nil
+}
+
+// shellPrompt is the prompt of the control domain's shell (u-root's gosh).
+// Output that ctld prints while the shell waits lands behind it on the
+// console line.
+const shellPrompt = "$ "
+
+// withoutPrompt drops shell prompts from the start of a console line, so
+// that a marker's line is printed as its program printed it.
+func withoutPrompt(line string) string {
+	for {
+		rest := strings.TrimLeft(line, " \t")
+		if !strings.HasPrefix(rest, shellPrompt) {
+			return line
+		}
+		line = rest[len(shellPrompt):]
+	}
 }
 
 func accelName() string {

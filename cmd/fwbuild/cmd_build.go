@@ -3,13 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/fwbuild/fwbuild/boardcfg"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
 )
 
@@ -84,18 +86,30 @@ func (e *env) build(board, out, only string) (*boardcfg.Board, *pipeline.Result,
 	return b, res, nil
 }
 
-func cmdBuild(e *env, args []string) error {
-	fs := e.flags("build", "--board B [--out DIR] [--only STAGE]")
-	board := fs.String("board", "", "board name or profile path")
-	out := fs.String("out", "", "output directory (default: out/<board>)")
-	only := fs.String("only", "", "stop after a stage and write its outputs: kernel, initramfs, payload")
-	if err := e.parse(fs, args); err != nil {
-		return err
+func (e *env) buildCommand() *cobra.Command {
+	var board, out, only string
+	c := &cobra.Command{
+		Use:   "build --board B [--out DIR] [--only STAGE]",
+		Short: "run the pipeline and write every artefact (or --only a stage)",
+		Long: "build runs fetch -> kernel -> initramfs -> guests -> payload -> usb, spi -> manifest for a board,\n" +
+			"reusing every stage whose inputs did not change, and publishes the artefacts atomically.",
+		Example: "  fwbuild build --board qemu-q35\n  fwbuild build --board qemu-q35 --out /tmp/out --json\n  fwbuild build --board qemu-q35 --only kernel",
+		Args:    noArgs,
+		RunE:    runE(func(*cobra.Command, []string) error { return e.runBuild(board, out, only) }),
 	}
-	if *only != "" && !slices.Contains(pipeline.OnlyStages(), *only) {
-		return usagef("--only %q: want one of %s", *only, strings.Join(pipeline.OnlyStages(), ", "))
+	e.boardFlag(c, &board, "board name or profile path")
+	c.Flags().StringVar(&out, "out", "", "output directory (default: out/<board>)")
+	c.Flags().StringVar(&only, "only", "", "stop after a stage and write its outputs: "+strings.Join(pipeline.OnlyStages(), ", "))
+	c.MarkFlagDirname("out")
+	c.RegisterFlagCompletionFunc("only", cobra.FixedCompletions(pipeline.OnlyStages(), cobra.ShellCompDirectiveNoFileComp))
+	return c
+}
+
+func (e *env) runBuild(board, out, only string) error {
+	if only != "" && !slices.Contains(pipeline.OnlyStages(), only) {
+		return usagef("--only %q: want one of %s", only, strings.Join(pipeline.OnlyStages(), ", "))
 	}
-	_, res, err := e.build(*board, *out, *only)
+	_, res, err := e.build(board, out, only)
 	if err != nil {
 		return err
 	}

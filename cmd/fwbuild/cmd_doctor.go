@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/spf13/cobra"
 )
 
 // hostTool is something a later stage runs on the build host, and the Debian
@@ -49,6 +51,8 @@ func hostTools() []hostTool {
 		{Name: "perl", Check: "perl", Package: "perl", Why: "dom0 kernel build"},
 		{Name: "file", Check: "file", Package: "file", Why: "tests that identify outputs"},
 		{Name: "pgrep", Check: "pgrep", Package: "procps", Why: "tests that check no child process survives"},
+		{Name: "git", Check: "git", Package: "git", Why: "the version test builds fwbuild from a clone; a `go run` fwbuild asks git for its revision"},
+		{Name: "bash-completion", Check: "/usr/share/bash-completion/bash_completion", Package: "bash-completion", Why: "`fwbuild completion bash` scripts need it (as every cobra tool's do); the completion test"},
 		{Name: "go", Check: "go", Package: "", Why: "u-root builds the control domain with the Go toolchain (install Go >= 1.25 from go.dev)"},
 	}
 }
@@ -63,12 +67,20 @@ func (t *hostTool) probe() {
 	t.Found = err == nil
 }
 
-func cmdDoctor(e *env, args []string) error {
-	fs := e.flags("doctor", "[--fix]")
-	fix := fs.Bool("fix", false, "install what is missing with apt-get (as root)")
-	if err := e.parse(fs, args); err != nil {
-		return err
+func (e *env) doctorCommand() *cobra.Command {
+	var fix bool
+	c := &cobra.Command{
+		Use:     "doctor [--fix]",
+		Short:   "check the host tools fwbuild needs (--fix installs them)",
+		Example: "  fwbuild doctor\n  sudo fwbuild doctor --fix\n  fwbuild doctor --json",
+		Args:    noArgs,
+		RunE:    runE(func(*cobra.Command, []string) error { return e.doctor(&fix) }),
 	}
+	c.Flags().BoolVar(&fix, "fix", false, "install what is missing with apt-get (as root)")
+	return c
+}
+
+func (e *env) doctor(fix *bool) error {
 	tools := hostTools()
 	var missing []string
 	seen := map[string]bool{}

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/fwbuild/fwbuild/image"
 	"github.com/fwbuild/fwbuild/internal/boundedfile"
@@ -14,40 +14,53 @@ import (
 // maxFirmwareFile bounds what fit reads: the largest SPI chips are 64 MiB.
 const maxFirmwareFile = 256 << 20
 
-func cmdFit(e *env, args []string) error {
-	fs := e.flags("fit", "[--payload-size N] [--launcher-size N] [--remove GUID|NAME ...] FIRMWARE   (a BIOS region or a chip image)")
+// sizeFlag is a pflag.Value for a byte size written as profiles write them.
+type sizeFlag struct{ set func(int64) }
+
+func (f sizeFlag) String() string { return "" }
+func (f sizeFlag) Type() string   { return "size" }
+func (f sizeFlag) Set(v string) error {
+	n, err := parseByteSize(v)
+	if err == nil {
+		f.set(n)
+	}
+	return err
+}
+
+func (e *env) fitCommand() *cobra.Command {
 	var s image.FitSpec
-	fs.Func("payload-size", "flash payload size: bytes, 0x hex, or with K/KiB/M/MiB (checked against the erased space of the firmware region)", func(v string) error {
-		n, err := parseByteSize(v)
-		s.PayloadSize = n
-		return err
-	})
-	fs.Func("launcher-size", "launcher file size to try (default 32 KiB)", func(v string) error {
-		n, err := parseByteSize(v)
-		s.LauncherSize = int(n)
-		return err
-	})
-	fs.Func("remove", "a file (GUID or UI name) the board removes from the firmware; repeat for more", func(v string) error {
-		s.Remove = append(s.Remove, v)
-		return nil
-	})
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	c := &cobra.Command{
+		Use:   "fit [--payload-size N] [--launcher-size N] [--remove GUID|NAME]... FIRMWARE",
+		Short: "check whether the launcher and payload fit a firmware image, and what to remove if not",
+		Long: "fit is a dry run of the launcher edit on FIRMWARE (a BIOS region or a full chip with an Intel\n" +
+			"descriptor): its volumes with free space, where the launcher goes and whether it fits, where a\n" +
+			"payload of N bytes could go, and which optional files would make room. Exit 0 whether or not it\n" +
+			"fits (the report says), 1 for firmware fwbuild cannot edit.",
+		Example: "  fwbuild fit /usr/share/OVMF/OVMF_CODE_4M.fd\n  fwbuild fit --payload-size 8MiB --remove Shell vendor.bin\n  fwbuild fit --json vendor.bin",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want exactly one FIRMWARE")
+			}
+			return nil
+		},
+		RunE: runE(func(_ *cobra.Command, args []string) error { return e.fit(s, args[0]) }),
 	}
-	if fs.NArg() != 1 {
-		return usagef("want exactly one FIRMWARE (flags go before it)")
-	}
-	fw, err := boundedfile.Read(fs.Arg(0), maxFirmwareFile)
+	f := c.Flags()
+	f.Var(sizeFlag{func(n int64) { s.PayloadSize = n }}, "payload-size", "flash payload size `N`: bytes, 0x hex, or with K/KiB/M/MiB (checked against the erased space of the firmware region)")
+	f.Var(sizeFlag{func(n int64) { s.LauncherSize = int(n) }}, "launcher-size", "launcher file size `N` to try (default 32 KiB)")
+	f.StringArrayVar(&s.Remove, "remove", nil, "a file (`GUID|NAME`) the board removes from the firmware; repeat for more")
+	return c
+}
+
+func (e *env) fit(s image.FitSpec, path string) error {
+	fw, err := boundedfile.Read(path, maxFirmwareFile)
 	if err != nil {
 		return fmt.Errorf("read firmware: %w", err)
 	}
 	s.Firmware = fw
 	r, err := image.Fit(e.ctx, s)
 	if err != nil {
-		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	// Not fitting is an answer, not a failure: the exit code stays 0 and
 	// the report (its "fits" field in JSON) says so.

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/flash"
@@ -13,61 +14,66 @@ import (
 	"github.com/fwbuild/fwbuild/launcher"
 )
 
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 func defaultOut(board string) string { return filepath.Join("out", board) }
 
-func cmdFlash(e *env, args []string) error {
-	if len(args) == 0 || (args[0] != "spi" && args[0] != "usb") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fmt.Fprintln(e.stderr, "usage: fwbuild flash spi|usb [flags]   (fwbuild flash spi -h, fwbuild flash usb -h)")
-			return nil
-		}
-		return usagef("want `flash spi` or `flash usb`")
+func (e *env) flashCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "flash spi|usb [flags]",
+		Short: "write images: flash spi (flashrom) or flash usb (block device or file)",
+		Example: "  fwbuild flash spi --board qemu-q35 --programmer ch341a_spi\n" +
+			"  fwbuild flash usb --device /dev/sdX --board qemu-q35",
+		RunE: runE(func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown flash target %q: want `flash spi` or `flash usb`", args[0])
+			}
+			return usagef("want `flash spi` or `flash usb`")
+		}),
 	}
-	if args[0] == "usb" {
-		return cmdFlashUSB(e, args[1:])
-	}
-	return cmdFlashSPI(e, args[1:])
+	c.AddCommand(e.flashSPICommand(), e.flashUSBCommand())
+	return c
 }
 
-func (e *env) progress(p flash.Progress) {
-	if e.json {
-		return
-	}
-	rate := ""
-	if r := p.Rate(); r > 0 {
-		rate = fmt.Sprintf(" %.1f MB/s", r/1e6)
-	}
-	if p.Total > 0 {
-		fmt.Fprintf(e.stderr, "\r%-8s %d/%d bytes (%.0f%%)%s %v   ", p.Phase, p.Done, p.Total, 100*float64(p.Done)/float64(p.Total), rate, p.Elapsed.Round(100*time.Millisecond))
-	} else {
-		fmt.Fprintf(e.stderr, "\r%-8s %v   ", p.Phase, p.Elapsed.Round(100*time.Millisecond))
-	}
-	if p.Final {
-		fmt.Fprintln(e.stderr)
-	}
+type flashSPIOptions struct {
+	board, programmer, chip, img, out, backups, flashrom string
+	dry                                                  bool
+	regions, overwrite                                   []string
 }
 
-func cmdFlashSPI(e *env, args []string) error {
-	fs := e.flags("flash spi", "--board B --programmer PROG [--region R]... [--image spi.bin] [--dry-run]")
-	board := fs.String("board", "", "board name or profile path (gives the layout)")
-	programmer := fs.String("programmer", "", "flashrom programmer, e.g. ch341a_spi, internal, dummy:emulate=W25Q128FV,image=chip.bin")
-	chip := fs.String("chip", "", "flashrom chip name (-c), when several definitions match")
-	img := fs.String("image", "", "chip image (default: OUT/spi.bin)")
-	out := fs.String("out", "", "build output directory (default: out/<board>)")
-	backups := fs.String("backup-dir", "", "where the pre-write chip backup goes (default: OUT/backups)")
-	dry := fs.Bool("dry-run", false, "read the chip and show what would change, write nothing")
-	flashrom := fs.String("flashrom", "flashrom", "flashrom binary")
-	var regions, overwrite stringList
-	fs.Var(&regions, "region", "region to write (repeatable; default: every region the profile does not preserve)")
-	fs.Var(&overwrite, "overwrite-preserved", "allow writing this preserved region (factory data), also named with --region; prints what will be lost first (repeatable)")
-	if err := e.parse(fs, args); err != nil {
-		return err
+func (e *env) flashSPICommand() *cobra.Command {
+	var o flashSPIOptions
+	c := &cobra.Command{
+		Use:   "spi --board B --programmer PROG [--chip C] [--region R]... [--overwrite-preserved R]... [--image spi.bin] [--dry-run]",
+		Short: "write the board's chip image with flashrom: backup, write the regions, verify",
+		Long: "flash spi checks the image against the board and its build records, backs up the whole chip,\n" +
+			"writes only the requested flashrom regions (default: those the profile does not preserve) and\n" +
+			"verifies by reading back. A preserve region is written only when named with both --region R\n" +
+			"and --overwrite-preserved R, after printing what the chip holds there.",
+		Example: "  fwbuild flash spi --board qemu-q35 --programmer ch341a_spi --dry-run\n" +
+			"  fwbuild flash spi --board qemu-q35 --programmer internal --region bios\n" +
+			"  fwbuild flash spi --board qemu-q35 --programmer dummy:emulate=W25Q128FV,image=chip.bin --image spi.bin",
+		Args: noArgs,
+		RunE: runE(func(*cobra.Command, []string) error { return e.flashSPI(o) }),
 	}
+	f := c.Flags()
+	e.boardFlag(c, &o.board, "board name or profile path (gives the layout)")
+	f.StringVar(&o.programmer, "programmer", "", "flashrom programmer, e.g. ch341a_spi, internal, dummy:emulate=W25Q128FV,image=chip.bin")
+	f.StringVar(&o.chip, "chip", "", "flashrom chip name (-c), when several definitions match")
+	f.StringVar(&o.img, "image", "", "chip image (default: OUT/spi.bin)")
+	f.StringVar(&o.out, "out", "", "build output directory (default: out/<board>)")
+	f.StringVar(&o.backups, "backup-dir", "", "where the pre-write chip backup goes (default: OUT/backups)")
+	f.BoolVar(&o.dry, "dry-run", false, "read the chip and show what would change, write nothing")
+	f.StringVar(&o.flashrom, "flashrom", "flashrom", "flashrom binary")
+	f.StringArrayVar(&o.regions, "region", nil, "write region `R` (repeatable; default: every region the profile does not preserve)")
+	f.StringArrayVar(&o.overwrite, "overwrite-preserved", nil, "allow writing preserved region `R` (factory data), also named with --region; prints what will be lost first (repeatable)")
+	c.MarkFlagFilename("image", "bin")
+	c.MarkFlagDirname("out")
+	c.MarkFlagDirname("backup-dir")
+	return c
+}
+
+func (e *env) flashSPI(o flashSPIOptions) error {
+	board, programmer, chip, img, out, backups, dry, flashrom := &o.board, &o.programmer, &o.chip, &o.img, &o.out, &o.backups, &o.dry, &o.flashrom
+	regions, overwrite := o.regions, o.overwrite
 	if *programmer == "" {
 		return usagef("--programmer is required (flashrom -p syntax)")
 	}
@@ -108,7 +114,7 @@ func cmdFlashSPI(e *env, args []string) error {
 	res, err := flash.WriteSPI(e.ctx, flash.SPIOptions{
 		Flashrom: *flashrom, Programmer: *programmer, Chip: *chip, Image: data,
 		ChipSize: uint64(spi.ChipSize), Regions: layout, PayloadFile: payloadFile(spi), Built: built,
-		Write: regions, OverwritePreserved: overwrite, BackupDir: *backups, DryRun: *dry, Progress: e.progress, Logger: e.log,
+		Write: regions, OverwritePreserved: overwrite, BackupDir: *backups, DryRun: *dry, Progress: e.flashProgress(), Logger: e.log,
 		// Printed before anything is written, and to stderr so that --json keeps it too.
 		ConfirmOverwrite: func(ls []flash.PreservedLoss) error {
 			label := "WARNING"
@@ -156,15 +162,29 @@ func cmdFlashSPI(e *env, args []string) error {
 	return err
 }
 
-func cmdFlashUSB(e *env, args []string) error {
-	fs := e.flags("flash usb", "--device /dev/sdX|FILE [--image usb.img | --board B] [--force]")
-	board := fs.String("board", "", "board whose built usb.img to write (default image: out/<board>/usb.img)")
-	device := fs.String("device", "", "target: a whole-disk block device or a regular file")
-	img := fs.String("image", "", "disk image (default: out/<board>/usb.img)")
-	force := fs.Bool("force", false, "allow a device that does not report itself removable")
-	if err := e.parse(fs, args); err != nil {
-		return err
+func (e *env) flashUSBCommand() *cobra.Command {
+	var board, device, img string
+	var force bool
+	c := &cobra.Command{
+		Use:   "usb --device DEV|FILE [--image usb.img | --board B] [--force]",
+		Short: "write usb.img to a block device or file, verified by reading back",
+		Long: "flash usb writes only a GPT disk whose ESP holds \\EFI\\BOOT\\BOOTX64.EFI and that matches its build\n" +
+			"records; it fsyncs, reads back and compares, moves the backup GPT to a larger device's end, and\n" +
+			"refuses mounted, root, non-removable (unless --force) or too-small devices.",
+		Example: "  fwbuild flash usb --device /dev/sdX --board qemu-q35\n  fwbuild flash usb --device key.img --image out/qemu-q35/usb.img",
+		Args:    noArgs,
+		RunE:    runE(func(*cobra.Command, []string) error { return e.flashUSB(board, device, img, force) }),
 	}
+	e.boardFlag(c, &board, "board whose built usb.img to write (default image: out/<board>/usb.img)")
+	c.Flags().StringVar(&device, "device", "", "target: a whole-disk block device or a regular file")
+	c.Flags().StringVar(&img, "image", "", "disk image (default: out/<board>/usb.img)")
+	c.Flags().BoolVar(&force, "force", false, "allow a device that does not report itself removable")
+	c.MarkFlagFilename("image", "img")
+	return c
+}
+
+func (e *env) flashUSB(boardArg, deviceArg, imgArg string, force bool) error {
+	board, device, img := &boardArg, &deviceArg, &imgArg
 	if *device == "" {
 		return usagef("--device is required")
 	}
@@ -186,7 +206,7 @@ func cmdFlashUSB(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("image %s: %w; nothing was written", *img, err)
 	}
-	res, err := flash.WriteUSB(e.ctx, flash.USBOptions{Device: *device, Image: *img, Force: *force, Built: built, Progress: e.progress, Logger: e.log})
+	res, err := flash.WriteUSB(e.ctx, flash.USBOptions{Device: *device, Image: *img, Force: force, Built: built, Progress: e.flashProgress(), Logger: e.log})
 	if err != nil {
 		return err
 	}

@@ -5,18 +5,31 @@ import (
 	"io"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/fwbuild/fwbuild/image"
 )
 
-func cmdInspect(e *env, args []string) error {
-	fs := e.flags("inspect", "FILE   (a chip or firmware image, a GPT disk image, a PE/EFI payload, a guest bundle or a cpio archive)")
-	if err := fs.Parse(args); err != nil {
-		return err
+func (e *env) inspectCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "show the volumes/files of a chip image, partitions of a disk image, sections of a payload",
+		Long: "inspect prints the firmware-volume tree of a chip image (with its guests region), the partitions\n" +
+			"and files of a disk image, the sections of a PE payload, or the files of a guest bundle or cpio\n" +
+			"archive; the format is told from the content.",
+		Example: "  fwbuild inspect out/qemu-q35/spi.bin\n  fwbuild inspect --json out/qemu-q35/usb.img",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("want exactly one FILE")
+			}
+			return nil
+		},
+		RunE: runE(func(_ *cobra.Command, args []string) error { return e.inspect(args[0]) }),
 	}
-	if fs.NArg() != 1 {
-		return usagef("want exactly one FILE")
-	}
-	root, err := image.Inspect(fs.Arg(0))
+}
+
+func (e *env) inspect(path string) error {
+	root, err := image.Inspect(path)
 	if err != nil {
 		return err
 	}

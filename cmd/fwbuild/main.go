@@ -7,15 +7,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/fwbuild/fwbuild/internal/progress"
 )
 
 // usageError makes main exit with 2.
@@ -25,6 +28,14 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// runError marks an error a command's RunE returned, as opposed to one cobra
+// found on the command line (unknown command, bad flag, wrong argument count):
+// those are usage errors.
+type runError struct{ err error }
+
+func (e runError) Error() string { return e.err.Error() }
+func (e runError) Unwrap() error { return e.err }
+
 // env is what every command gets: global options, output streams, logger.
 type env struct {
 	ctx       context.Context
@@ -32,27 +43,14 @@ type env struct {
 	stderr    io.Writer
 	log       *slog.Logger
 	json      bool
+	verbose   bool
 	boardsDir string
 	cacheDir  string
-}
-
-type command struct {
-	summary string
-	run     func(e *env, args []string) error
-}
-
-func commands() map[string]command {
-	return map[string]command{
-		"boards":  {"list the board profiles", cmdBoards},
-		"build":   {"run the pipeline and write every artefact (or --only a stage)", cmdBuild},
-		"check":   {"validate a board profile and print it merged", cmdCheck},
-		"fetch":   {"download, verify and unpack a board's pinned components", cmdFetch},
-		"doctor":  {"check the host tools fwbuild needs (--fix installs them)", cmdDoctor},
-		"test":    {"build if needed and boot the artefacts in QEMU, checking the boot chain", cmdTest},
-		"inspect": {"show the volumes/files of a chip image, partitions of a disk image, sections of a payload", cmdInspect},
-		"flash":   {"write images: flash spi (flashrom) or flash usb (block device or file)", cmdFlash},
-		"fit":     {"check whether the launcher and payload fit a firmware image, and what to remove if not", cmdFit},
-	}
+	// progress draws bars when stderr is a terminal (and neither --json nor
+	// -v is given); otherwise it is a no-op and the plain lines stay.
+	progress progress.Reporter
+	// isTerminal says whether a writer is a terminal (tests substitute it).
+	isTerminal func(io.Writer) bool
 }
 
 func main() {
@@ -63,63 +61,197 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("fwbuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
-	fs.BoolVar(&e.json, "json", false, "machine-readable JSON output")
-	fs.StringVar(&e.boardsDir, "boards", os.Getenv("FWBUILD_BOARDS"), "directory of board profiles (default: ./boards, else the built-in ones; env FWBUILD_BOARDS)")
-	fs.StringVar(&e.cacheDir, "cache", "", "cache directory (default: $FWBUILD_CACHE, $XDG_CACHE_HOME/fwbuild or ~/.cache/fwbuild)")
-	verbose := fs.Bool("v", false, "debug logging")
-	cmds := commands()
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: fwbuild [global flags] <command> [flags]\n\ncommands:\n")
-		names := make([]string, 0, len(cmds))
-		for n := range cmds {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			fmt.Fprintf(stderr, "  %-8s %s\n", n, cmds[n].summary)
-		}
-		fmt.Fprintf(stderr, "\nglobal flags:\n")
-		fs.PrintDefaults()
-		fmt.Fprintf(stderr, "\n`fwbuild <command> -h` describes a command. Exit codes: 0 ok, 1 failure, 2 usage.\n")
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, isTerminal: isTerminal}
+	root := e.rootCommand()
+	root.SetArgs(oldSpellings(root, args))
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetContext(ctx)
+	cmd, err := root.ExecuteC()
+	if t, ok := e.progress.(*termProgress); ok {
+		t.Close()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if err == nil {
+		return 0
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	name := "fwbuild"
+	if cmd != nil {
+		name = cmd.CommandPath()
 	}
-	e.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
-	}
-	c, ok := cmds[fs.Arg(0)]
-	if !ok {
-		fmt.Fprintf(stderr, "fwbuild: unknown command %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
-	}
-	err := c.run(e, fs.Args()[1:])
+	var re runError
 	var ue usageError
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "fwbuild %s: %v\n", fs.Arg(0), err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "fwbuild %s: %v\n", fs.Arg(0), err)
+	case errors.As(err, &re) && !errors.As(re.err, &ue):
+		fmt.Fprintf(stderr, "%s: %v\n", name, re.err)
 		return 1
+	default:
+		// A usage error, from a command or from cobra.
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		if cmd != nil && !errors.As(err, &re) {
+			cmd.SetOut(stderr)
+			cmd.Usage()
+		} else {
+			fmt.Fprintf(stderr, "`%s --help` describes it.\n", name)
+		}
+		return 2
 	}
+}
+
+const usageTemplate = `usage:{{if .Runnable}} {{.UseLine}}{{end}}{{if .HasAvailableSubCommands}}{{if .Runnable}}
+      {{end}} {{.CommandPath}} <command> [flags]{{end}}{{if gt (len .Aliases) 0}}
+
+aliases: {{.NameAndAliases}}{{end}}{{if .HasExample}}
+
+examples:
+{{.Example}}{{end}}{{if .HasAvailableSubCommands}}
+
+commands:{{range .Commands}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}
+
+flags:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableInheritedFlags}}
+
+global flags (anywhere on the line):
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableSubCommands}}
+
+` + "`{{.CommandPath}} <command> --help`" + ` describes a command.{{end}}
+
+exit codes: 0 ok, 1 failure, 2 usage.
+`
+
+func (e *env) rootCommand() *cobra.Command {
+	var showVersion bool
+	root := &cobra.Command{
+		Use:   "fwbuild",
+		Short: "build Xen + a u-root control domain into UEFI payloads, USB and SPI images",
+		Long: "fwbuild reads a board profile (boards/<name>.yaml), builds Xen, a dom0 kernel and a u-root control\n" +
+			"domain into UEFI payloads, and places them in a USB/ESP disk image and an SPI chip image.",
+		Example: "  fwbuild doctor --fix\n  fwbuild build --board qemu-q35\n  fwbuild test --board qemu-q35 --path usb\n  fwbuild boards --json",
+		// Errors are printed by run, which also picks the exit code.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.NoArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if showVersion {
+				_, err := fmt.Fprintf(e.stdout, "fwbuild %s\n", currentVersion().Short())
+				return err
+			}
+			// run prints the usage with this error.
+			return usagef("a command is required")
+		},
+		PersistentPreRunE: func(c *cobra.Command, args []string) error {
+			e.setup()
+			return nil
+		},
+	}
+	root.SetUsageTemplate(usageTemplate)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		msg := err.Error()
+		// Go's flag package said it this way; scripts and tests match it.
+		for _, p := range []string{"unknown flag: ", "unknown shorthand flag: "} {
+			if rest, ok := strings.CutPrefix(msg, p); ok {
+				msg = "flag provided but not defined: " + rest
+			}
+		}
+		return usageError{msg}
+	})
+	// Not cobra's Version field: that would ask for the version (git, for a
+	// go run binary) on every start.
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version on one line (the version command says more)")
+	pf := root.PersistentFlags()
+	pf.BoolVar(&e.json, "json", false, "machine-readable JSON output")
+	pf.StringVar(&e.boardsDir, "boards", os.Getenv("FWBUILD_BOARDS"), "directory of board profiles (default: ./boards, else the built-in ones; env FWBUILD_BOARDS)")
+	pf.StringVar(&e.cacheDir, "cache", "", "cache directory (default: $FWBUILD_CACHE, $XDG_CACHE_HOME/fwbuild or ~/.cache/fwbuild)")
+	pf.BoolVarP(&e.verbose, "verbose", "v", false, "debug logging (and plain progress lines instead of bars)")
+	root.MarkPersistentFlagDirname("boards")
+	root.MarkPersistentFlagDirname("cache")
+
+	root.AddCommand(
+		e.boardsCommand(), e.checkCommand(), e.fetchCommand(), e.doctorCommand(), e.buildCommand(),
+		e.testCommand(), e.inspectCommand(), e.flashCommand(), e.fitCommand(), e.versionCommand(),
+	)
+	root.CompletionOptions.HiddenDefaultCmd = false
+	return root
+}
+
+// setup runs once the global flags are parsed: the logger and the progress reporter.
+func (e *env) setup() {
+	level := slog.LevelInfo
+	if e.verbose {
+		level = slog.LevelDebug
+	}
+	out := e.stderr
+	if !e.json && !e.verbose && e.isTerminal(e.stderr) {
+		t := newTermProgress(e.stderr)
+		e.progress = t
+		// Lines written while a bar is drawn go above it.
+		out = t.LineWriter()
+		e.stderr = out
+	} else {
+		e.progress = progress.Nop()
+	}
+	e.log = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level, ReplaceAttr: dropTime}))
+	e.ctx = progress.WithReporter(e.ctx, e.progress)
+}
+
+// runE adapts a command's function: its errors are the command's, not cobra's.
+func runE(f func(c *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		if err := f(c, args); err != nil {
+			return runError{err}
+		}
+		return nil
+	}
+}
+
+// noArgs refuses positional arguments the way fwbuild always has.
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected arguments: %s", strings.Join(args, " "))
+	}
+	return nil
+}
+
+// oldSpellings rewrites Go-flag-style single-dash long flags (-board, -json)
+// into pflag's --board, so command lines written for earlier fwbuilds keep
+// working. Only names some command defines are rewritten, values of flags
+// that take one are left alone, and nothing after "--" is touched.
+func oldSpellings(root *cobra.Command, args []string) []string {
+	takesValue := map[string]bool{"help": false, "version": false}
+	var walk func(c *cobra.Command)
+	add := func(f *pflag.Flag) { takesValue[f.Name] = f.NoOptDefVal == "" }
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(add)
+		c.PersistentFlags().VisitAll(add)
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i:]...)
+			break
+		}
+		name, hasValue := "", false
+		switch {
+		case strings.HasPrefix(a, "--"):
+			name, _, hasValue = strings.Cut(a[2:], "=")
+		case strings.HasPrefix(a, "-") && len(a) > 2:
+			n, _, hv := strings.Cut(a[1:], "=")
+			if _, ok := takesValue[n]; ok && len(n) > 1 {
+				a, name, hasValue = "-"+a, n, hv
+			}
+		}
+		out = append(out, a)
+		if tv, ok := takesValue[name]; ok && tv && !hasValue && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
 }
 
 // dropTime keeps log lines short on a terminal: timings are reported as durations.
@@ -128,30 +260,6 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 		return slog.Attr{}
 	}
 	return a
-}
-
-// flags returns a flag set for a command whose parse errors are usage errors.
-func (e *env) flags(name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet("fwbuild "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: fwbuild %s %s\n\nflags:\n", name, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-func (e *env) parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	return nil
 }
 
 func (e *env) printJSON(v any) error {

@@ -84,3 +84,21 @@ func TestBuiltinBoards(t *testing.T) {
 		t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
 	}
 }
+
+// A line ctld printed while the shell waited is printed without the prompt
+// in front of it; nothing else about a line changes.
+func TestWithoutPrompt(t *testing.T) {
+	for in, want := range map[string]string{
+		"$ fwbuild-ctld: guest demo running domid=1":  "fwbuild-ctld: guest demo running domid=1",
+		"$ $ fwbuild-ctld: ready xen=4.17.7":          "fwbuild-ctld: ready xen=4.17.7",
+		" $ xen 4.17.7, dom0 511 MiB":                 "xen 4.17.7, dom0 511 MiB",
+		"[guest demo] fwbuild-guest demo: up domid=1": "[guest demo] fwbuild-guest demo: up domid=1",
+		"(XEN) Xen version 4.17.7 (Debian $ 4.17.7)":  "(XEN) Xen version 4.17.7 (Debian $ 4.17.7)",
+		"demo   yes        not running  -      -":     "demo   yes        not running  -      -",
+		"$5 is not a prompt":                          "$5 is not a prompt",
+	} {
+		if got := withoutPrompt(in); got != want {
+			t.Errorf("withoutPrompt(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/hvcore/kconfig"
+	"github.com/fwbuild/fwbuild/internal/progress"
 
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
@@ -251,6 +252,7 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 		return Result{}, err
 	}
 	if e.Hit {
+		reportCached(ctx, res.Log)
 		res.Cached = true
 		res.Duration = time.Since(start)
 		return res, nil
@@ -262,6 +264,15 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	res.Duration = time.Since(start)
 	progress(fmt.Sprintf("kbuild: %s: built %s in %s", short(key), res.BzImage, res.Duration.Round(time.Second)))
 	return res, nil
+}
+
+// reportCached shows a hit as a full bar: what the cached build compiled.
+func reportCached(ctx context.Context, log string) {
+	if n, err := countObjects(log); err == nil && n > 0 {
+		task := progress.Start(ctx, "kernel (cached)", progress.Items, int64(n))
+		task.Set(int64(n))
+		task.Done(true)
+	}
 }
 
 // progressHandler passes the cache's log records (a damaged entry rebuilt)
@@ -363,7 +374,13 @@ func (b *builder) run(ctx context.Context, res *Result) error {
 	t = time.Now()
 	b.progress(fmt.Sprintf("kbuild: %s: make -j%d bzImage (a cold build takes minutes; log %s)", short(b.key), b.jobs(), b.log.f.Name()))
 	stop := b.reportProgress(t)
+	// Progress a person can watch: objects compiled against the count of
+	// the last build in this cache.
+	task := progress.Start(ctx, "kernel: make bzImage", progress.Items, int64(expectedObjects(filepath.Dir(b.work))))
+	b.log.setTask(task)
 	err = b.make(ctx, fmt.Sprintf("-j%d", b.jobs()), "bzImage")
+	b.log.setTask(nil)
+	task.Done(err == nil)
 	stop()
 	if err != nil {
 		return err

@@ -14,12 +14,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +29,7 @@ import (
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/internal/progress"
 )
 
 // Pkg is one pinned package. Origin says who asked for it ("board qemu-q35,
@@ -375,7 +378,13 @@ func (c *Cache) download(ctx context.Context, pkgs []*missingPkg) error {
 	cmd.Stdout = &stderr
 	start := time.Now()
 	c.log().Info("downloading", "packages", len(pkgs), "cmd", apt+" "+strings.Join(args, " "))
-	if err := cmd.Run(); err != nil {
+	task := progress.Start(ctx, downloadName(plain), progress.Bytes, downloadSize(ctx, apt, args))
+	stop := progress.Poll(task, 250*time.Millisecond, func() int64 { return dirBytes(tmp) })
+	err = cmd.Run()
+	stop()
+	task.Set(dirBytes(tmp))
+	task.Done(err == nil)
+	if err != nil {
 		return aptError(plain, stderr.String(), err)
 	}
 	for _, m := range pkgs {
@@ -385,6 +394,53 @@ func (c *Cache) download(ctx context.Context, pkgs []*missingPkg) error {
 	}
 	c.log().Info("downloaded", "packages", len(pkgs), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func downloadName(pkgs []Pkg) string {
+	if len(pkgs) == 1 {
+		return "download " + pkgs[0].Name
+	}
+	return fmt.Sprintf("download %d packages", len(pkgs))
+}
+
+// downloadSize asks apt-get what the download will weigh (--print-uris
+// lists each file with its size and downloads nothing), so that a progress
+// bar can show an ETA. Only when someone watches; 0 when apt cannot say.
+func downloadSize(ctx context.Context, apt string, args []string) int64 {
+	if !progress.Active(ctx) {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// args is "download" then its options, "--" and the checked operands.
+	out, err := exec.CommandContext(ctx, apt, append([]string{args[0], "--print-uris"}, args[1:]...)...).Output()
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, line := range strings.Split(string(out), "\n") {
+		// 'URI' file size SHA256:hash
+		if f := strings.Fields(line); len(f) >= 3 {
+			if n, err := strconv.ParseInt(f[2], 10, 64); err == nil && n > 0 {
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+// dirBytes is the size of the files under dir (apt-get's downloads so far).
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // downloadArgs is apt-get's command line for pkgs. apt-get runs as root and

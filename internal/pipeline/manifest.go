@@ -7,17 +7,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"sort"
 
+	"github.com/fwbuild/fwbuild/internal/provenance"
 	"github.com/fwbuild/fwbuild/launcher"
 )
 
 // Manifest records every input and output of a build. It holds no
 // timestamps or durations, so two builds of the same inputs give the same bytes.
 type Manifest struct {
-	Board           string              `json:"board"`
-	Fwbuild         string              `json:"fwbuild"`
+	Board string `json:"board"`
+	// Fwbuild is the fwbuild that made the build (version, VCS revision, dirty flag, Go).
+	Fwbuild         provenance.Info     `json:"fwbuild"`
 	SourceDateEpoch int64               `json:"source_date_epoch"`
 	Components      []ManifestComponent `json:"components"`
 	Kernel          string              `json:"dom0_kernel"`
@@ -53,22 +54,8 @@ type ManifestComponent struct {
 	Files   map[string]string `json:"files,omitempty"`
 }
 
-// Version is fwbuild's module version (or VCS revision) as built.
-func Version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" {
-			return s.Value
-		}
-	}
-	return info.Main.Version
-}
-
 func (r *run) manifest(ctx context.Context, arts []Artefact) *Manifest {
-	m := &Manifest{Board: r.Board.Name, Fwbuild: Version(), SourceDateEpoch: r.Epoch.Unix(), Sizes: r.result.Sizes, HostTools: r.hostTools(ctx)}
+	m := &Manifest{Board: r.Board.Name, Fwbuild: provenance.Current(), SourceDateEpoch: r.Epoch.Unix(), Sizes: r.result.Sizes, HostTools: r.hostTools(ctx)}
 	for _, c := range r.Board.Components {
 		m.Components = append(m.Components, ManifestComponent{c.Name, c.Package, c.Version, string(c.SHA256), c.Files})
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
+	"github.com/fwbuild/fwbuild/internal/progress"
 )
 
 // Publishing: what "atomic" means for a set of files in a directory the user
@@ -430,6 +431,21 @@ func holds(ctx context.Context, p string, a Artefact, rec outRecord, known bool)
 	return hex.EncodeToString(full.Sum(nil)) == a.SHA256, hex.EncodeToString(fp.Sum(nil)), nil
 }
 
+// progressMin is the artefact size from which publishing it is reported.
+const progressMin = 16 << 20
+
+// countingHash reports the bytes hashed (every byte of the artefact, holes
+// as zeros) as the progress of its copy.
+type countingHash struct {
+	hash.Hash
+	task progress.Task
+}
+
+func (c countingHash) Write(p []byte) (int, error) {
+	c.task.Add(int64(len(p)))
+	return c.Hash.Write(p)
+}
+
 // stageArtefact copies an artefact into a new staged file in outDir, keeping it
 // sparse, syncs it and checks its hash; it returns the staged file's name
 // and data fingerprint.
@@ -455,7 +471,14 @@ func stageArtefact(ctx context.Context, outDir string, a Artefact) (string, stri
 		}
 	}()
 	h := sha256.New()
-	if err := sparseCopy(ctx, f, in, st.Size(), h, nil); err != nil {
+	var full hash.Hash = h
+	if st.Size() >= progressMin {
+		// The images are the large artefacts: writing them is shown.
+		task := progress.Start(ctx, "write "+a.Name, progress.Bytes, st.Size())
+		full = countingHash{h, task}
+		defer func() { task.Done(ok) }()
+	}
+	if err := sparseCopy(ctx, f, in, st.Size(), full, nil); err != nil {
 		return "", "", err
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != a.SHA256 || st.Size() != a.Size {
