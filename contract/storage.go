@@ -109,3 +109,17 @@ func (g GuestImages) Validate() error {
 	}
 	return nil
 }
+
+// The files of a guest image (GuestImageFile.Name). Every image has a
+// kernel and an initrd; one fwbuild builds also has a root file system,
+// the starting content of each guest's first disk.
+const (
+	GuestImageKernel = "vmlinuz"
+	GuestImageInitrd = "initrd"
+	GuestImageRoot   = "root.img"
+)
+
+// GuestImageArtefact is the name of a guest-image file among the build's
+// artefacts, which a web server can serve from the output directory as is:
+// the manifest's URL is the board's base URL joined with it.
+func GuestImageArtefact(image, file string) string { return "guest-" + image + "-" + file }
