@@ -22,10 +22,17 @@ type GuestImage struct {
 	// Busybox is a component with files.busybox (a static busybox): the
 	// userland of the image fwbuild builds.
 	Busybox string `yaml:"busybox,omitempty"`
-	// Modules are kernel modules in the kernel's component
-	// (lib/modules/<release>/...); their dependencies come along, and the
-	// initramfs loads them in order.
+	// Modules are kernel modules (lib/modules/<release>/...) in the
+	// kernel's component or in ModulesFrom; their dependencies come along.
+	// The initramfs fwbuild builds loads them in order; a packaged initrd
+	// (Debian's installer) gets them appended, with a startup hook of the
+	// installer's that loads them, so the guest sees its virtual disk from
+	// the first screen on.
 	Modules []string `yaml:"modules,omitempty"`
+	// ModulesFrom is the component holding Modules when the kernel's does
+	// not (the installer's kernel comes without its modules): it must be
+	// the same kernel build.
+	ModulesFrom string `yaml:"modules_from,omitempty"`
 	// RootSize is the size of the root file system image.
 	RootSize Size `yaml:"root_size,omitempty"`
 	// Cmdline is added to the kernel command line of every guest that
@@ -39,6 +46,15 @@ const (
 	GuestTypePV   = "pv"
 	GuestTypePVH  = "pvh"
 )
+
+// ModulesComponent is the component Modules are found in.
+func (g GuestImage) ModulesComponent() string {
+	if g.ModulesFrom != "" {
+		return g.ModulesFrom
+	}
+	c, _ := g.KernelRef()
+	return c
+}
 
 // BuildsRoot says whether fwbuild assembles the image's initramfs and root
 // file system (else it uses the packaged initrd).
@@ -104,8 +120,8 @@ func (b *Board) validateGuestImages(comps map[string]Component) []error {
 			fileRef(f+".kernel", g.Kernel, "bzimage")
 		}
 		switch {
-		case g.Initrd != "" && (g.Busybox != "" || len(g.Modules) > 0 || g.RootSize != 0):
-			add(f+".initrd", "an image with a packaged initrd gets no root file system from fwbuild: drop busybox, modules and root_size, or drop initrd")
+		case g.Initrd != "" && (g.Busybox != "" || g.RootSize != 0):
+			add(f+".initrd", "an image with a packaged initrd gets no root file system from fwbuild: drop busybox and root_size, or drop initrd")
 		case g.Initrd != "":
 			if _, _, ok := strings.Cut(g.Initrd, ":"); !ok {
 				add(f+".initrd", "%q: want component:role of the initrd file", g.Initrd)
@@ -124,10 +140,17 @@ func (b *Board) validateGuestImages(comps map[string]Component) []error {
 			case g.RootSize < minRootSize || g.RootSize > maxRootSize || g.RootSize%(1<<20) != 0:
 				add(f+".root_size", "%v: give whole MiB from %v to %v", g.RootSize, Size(minRootSize), Size(maxRootSize))
 			}
-			for j, m := range g.Modules {
-				if !packagePath(m) || !strings.HasPrefix(m, "lib/modules/") || !strings.HasSuffix(m, ".ko") {
-					add(fmt.Sprintf("%s.modules[%d]", f, j), "%q: give a module's path in the kernel's package, lib/modules/<release>/.../name.ko", m)
-				}
+		}
+		for j, m := range g.Modules {
+			if !packagePath(m) || !strings.HasPrefix(m, "lib/modules/") || !strings.HasSuffix(m, ".ko") {
+				add(fmt.Sprintf("%s.modules[%d]", f, j), "%q: give a module's path in the kernel's package, lib/modules/<release>/.../name.ko", m)
+			}
+		}
+		if g.ModulesFrom != "" {
+			if _, ok := comps[g.ModulesFrom]; !ok {
+				add(f+".modules_from", "no component named %q", g.ModulesFrom)
+			} else if len(g.Modules) == 0 {
+				add(f+".modules_from", "names where modules come from, but the image lists no modules")
 			}
 		}
 		if strings.ContainsAny(g.Cmdline, "\"\n\\") {

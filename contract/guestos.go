@@ -162,3 +162,33 @@ func guestOSFields(line, verb string, name *string) ([]string, bool) {
 	}
 	return f[2:], true
 }
+
+// GuestOSDisk is printed for each virtual disk a guest image sees: the
+// installer image prints it before its first screen.
+type GuestOSDisk struct {
+	Name, Device string
+	Bytes        int64
+}
+
+func (g GuestOSDisk) String() string {
+	return fmt.Sprintf(GuestOSPrefix+"%s: disk %s bytes=%d", g.Name, g.Device, g.Bytes)
+}
+
+// GuestOSDiskPattern's groups are the device and its size in bytes.
+func GuestOSDiskPattern(name string) string {
+	return GuestOSPrefix + quoteName(name) + `: disk (\S+) bytes=(\d+)`
+}
+
+// ParseGuestOSDisk reads a disk line.
+func ParseGuestOSDisk(line string) (GuestOSDisk, error) {
+	var g GuestOSDisk
+	f, ok := guestOSFields(line, "disk", &g.Name)
+	if !ok || len(f) != 2 {
+		return GuestOSDisk{}, fmt.Errorf("not a guest disk line: %q", line)
+	}
+	g.Device = f[0]
+	if _, err := fmt.Sscanf(f[1], "bytes=%d", &g.Bytes); err != nil {
+		return GuestOSDisk{}, fmt.Errorf("not a guest disk line: %q", line)
+	}
+	return g, nil
+}

@@ -65,3 +65,21 @@ func TestGuestImageArtefact(t *testing.T) {
 		t.Errorf("DataImageFile = %q", got)
 	}
 }
+
+func TestGuestRunningType(t *testing.T) {
+	for _, g := range []GuestRunning{{Name: "debian", DomID: 2, Type: "pvh"}, {Name: "demo", DomID: 1}} {
+		got, err := ParseGuestRunning(GuestConsole{Name: "x", Line: g.String()}.String())
+		if err != nil || got != g {
+			t.Errorf("ParseGuestRunning(%q) = %+v, %v", g.String(), got, err)
+		}
+		if !regexp.MustCompile(GuestRunningPattern(g.Name)).MatchString(g.String()) {
+			t.Errorf("GuestRunningPattern misses %q", g.String())
+		}
+	}
+	if got := (GuestRunning{Name: "debian", DomID: 2, Type: "pvh"}).String(); got != "fwbuild-ctld: guest debian running domid=2 type=pvh" {
+		t.Errorf("String() = %q", got)
+	}
+	if got := ParseXLType([]byte("name = \"debian\"\ntype = \"pvh\"\nmemory = 256\n")); got != "pvh" {
+		t.Errorf("ParseXLType = %q", got)
+	}
+}

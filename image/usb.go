@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"github.com/fwbuild/fwbuild/contract"
-	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"path"
 	"time"
 
@@ -19,6 +16,9 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
+
+	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 )
 
 // USBSpec describes a bootable USB/disk image: GPT with one EFI System

@@ -274,3 +274,36 @@ func run(ctx context.Context, env []string, name string, args ...string) error {
 	}
 	return nil
 }
+
+// InstallerHook is the path of the startup hook InstallerExtras adds.
+const InstallerHook = "/lib/debian-installer-startup.d/S05fwbuild-disks"
+
+// InstallerExtras is an uncompressed cpio to append to Debian's installer
+// initrd (the kernel unpacks concatenated archives as one tree): Modules
+// from Roots (the installer kernel's own build) with their dependencies, and
+// a startup hook that loads them and prints a GuestOSDisk line per disk.
+func InstallerExtras(name string, roots, modules []string, epoch time.Time) ([]byte, error) {
+	none := boardcfg.NoCompression
+	if err := checkArchiveSpec("guest image "+name, &none, epoch); err != nil {
+		return nil, err
+	}
+	t, err := closure.New(roots)
+	if err != nil {
+		return nil, fmt.Errorf("guest image %s: %w", name, err)
+	}
+	mods, err := t.AddModules(modules)
+	if err != nil {
+		return nil, fmt.Errorf("guest image %s: %w", name, err)
+	}
+	nodes := t.Nodes
+	list := []byte(strings.Join(mods, "\n") + "\n")
+	hook := []byte(guestOSScript(installerHookTmpl, name))
+	nodes[guestOSModules] = &closure.Node{Path: guestOSModules, Kind: closure.File, Perm: 0o644, Data: list, Size: int64(len(list))}
+	nodes[InstallerHook] = &closure.Node{Path: InstallerHook, Kind: closure.File, Perm: 0o755, Data: hook, Size: int64(len(hook))}
+	addParents(nodes)
+	var raw bytes.Buffer
+	if _, err := writeCPIO(&raw, nodes, epoch.Unix()); err != nil {
+		return nil, fmt.Errorf("guest image %s: %w", name, err)
+	}
+	return raw.Bytes(), nil
+}

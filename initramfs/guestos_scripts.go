@@ -130,3 +130,26 @@ func guestOSScript(tmpl, name string) string {
 func guestOSInitrdInit(name string) string { return guestOSScript(guestOSInitrdInitTmpl, name) }
 
 func guestOSRootInit(name string) string { return guestOSScript(guestOSRootInitTmpl, name) }
+
+// installerHookTmpl is a startup hook of Debian's installer
+// (lib/debian-installer-startup.d/, sourced by its init in order, before
+// the first screen): it loads the virtual-disk drivers the netboot initrd
+// lacks (the installer fetches its own from the mirror later) and reports
+// each disk. Sourced, so it must not exit, and names its variables apart.
+const installerHookTmpl = `# fwbuild: virtual disk drivers, and a line per disk on the console.
+for fwbuild_m in $(cat @MODULES@); do insmod "$fwbuild_m" 2>/dev/null || true; done
+fwbuild_i=0
+while [ $fwbuild_i -lt 20 ]; do
+	fwbuild_found=
+	for fwbuild_d in /sys/block/xvd* /sys/block/vd*; do [ -e "$fwbuild_d/size" ] && fwbuild_found=1; done
+	[ -n "$fwbuild_found" ] && break
+	sleep 1
+	fwbuild_i=$((fwbuild_i + 1))
+done
+fwbuild_name=$(for w in $(cat /proc/cmdline); do case "$w" in @NAMEPARAM@=*) echo "${w#*=}" ;; esac; done)
+[ -n "$fwbuild_name" ] || fwbuild_name=@NAME@
+for fwbuild_d in /sys/block/xvd* /sys/block/vd*; do
+	[ -e "$fwbuild_d/size" ] || continue
+	echo "@P@$fwbuild_name: disk ${fwbuild_d##*/} bytes=$(($(cat "$fwbuild_d/size") * 512))" >/dev/console
+done
+`

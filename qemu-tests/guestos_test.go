@@ -119,6 +119,7 @@ func TestStockGuestImageBoots(t *testing.T) {
 }
 
 // Debian's installer, as the debian-installer guest image carries it,
+// sees its virtual disk (fwbuild's startup hook loaded the driver) and
 // reaches its first screen on the serial console.
 func TestInstallerImageFirstScreen(t *testing.T) {
 	bl := buildQ35(t)
@@ -132,6 +133,7 @@ func TestInstallerImageFirstScreen(t *testing.T) {
 	m := guestOSMachine(bl.out, "debian-installer", disk, "console=ttyS0", 1024)
 	res, err := qemutests.Run(context.Background(), m, []qemutests.Marker{
 		qemutests.Substring("kernel", "Linux version", 60*time.Second),
+		qemutests.Regexp("disk", contract.GuestOSDiskPattern("debian-installer"), 120*time.Second),
 		qemutests.Substring("first-screen", "Select a language", 120*time.Second),
 	}, qemutests.Options{
 		LogPath:  filepath.Join(t.TempDir(), "console.log"),
@@ -139,6 +141,10 @@ func TestInstallerImageFirstScreen(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	d, err := contract.ParseGuestOSDisk(res.Matches[1].Line)
+	if err != nil || d.Device != "vda" || d.Bytes != 1<<30 {
+		t.Errorf("disk line %q: %+v, %v; want vda of 1 GiB", res.Matches[1].Line, d, err)
 	}
 	t.Logf("installer's first screen after %.1fs", res.Elapsed.Seconds())
 }

@@ -26,7 +26,7 @@ func (r *run) guestImages(ctx context.Context) (stageResult, error) {
 	b := r.Board
 	var ids []string
 	for _, g := range b.GuestImages {
-		for _, c := range []string{g.Kernel, g.Initrd, g.Busybox} {
+		for _, c := range []string{g.Kernel, g.Initrd, g.Busybox, g.ModulesFrom} {
 			name, _, _ := strings.Cut(c, ":")
 			if comp, ok := b.Component(name); ok {
 				ids = append(ids, name+"="+string(comp.SHA256)+":"+jsonKey(comp.Files))
@@ -78,8 +78,19 @@ func (r *run) guestImages(ctx context.Context) (stageResult, error) {
 				if err != nil {
 					return fmt.Errorf("guest image %s (%s): initrd: %w", g.Name, at, err)
 				}
-				if err := copyFile(initrd, filepath.Join(out, contract.GuestImageInitrd)); err != nil {
+				data, err := os.ReadFile(initrd)
+				if err != nil {
 					return fmt.Errorf("guest image %s: %w", g.Name, err)
+				}
+				if len(g.Modules) > 0 {
+					extra, err := initramfs.InstallerExtras(g.Name, []string{r.comps[g.ModulesComponent()].Root}, g.Modules, r.Epoch)
+					if err != nil {
+						return fmt.Errorf("%w (%s)", err, at)
+					}
+					data = appendArchive(data, extra)
+				}
+				if err := os.WriteFile(filepath.Join(out, contract.GuestImageInitrd), data, 0o644); err != nil {
+					return err
 				}
 			}
 			for _, f := range files {
