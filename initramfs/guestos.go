@@ -3,6 +3,7 @@ package initramfs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -268,6 +269,9 @@ func run(ctx context.Context, env []string, name string, args ...string) error {
 	}
 	if err == nil && name == "debugfs" && len(bad) > 0 {
 		err = fmt.Errorf("requests failed")
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		return fmt.Errorf("%s is not installed: apt-get install e2fsprogs (or fwbuild doctor --fix)", name)
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w: %s %s", name, strings.Join(args, " "), err, strings.Join(bad, "; "), strings.TrimSpace(stdout.String()))

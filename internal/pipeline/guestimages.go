@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -33,7 +34,8 @@ func (r *run) guestImages(ctx context.Context) (stageResult, error) {
 			}
 		}
 	}
-	tools := toolVersions(ctx, "mke2fs", "debugfs", "xz")
+	tools := toolVersions(ctx, "xz")
+	tools["mke2fs"] = e2fsprogsVersion(ctx)
 	k := key("guestimages/1", r.tool, jsonKey(b.GuestImages), b.GuestImagesURL, jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
 	return r.stage(ctx, "guestimages", k, func(dir string) error {
 		var m contract.GuestImages
@@ -160,4 +162,15 @@ func manifestArchive(gi stageResult, epoch time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("guest images manifest: %w", err)
 	}
 	return arch.Data, nil
+}
+
+// e2fsprogsVersion is mke2fs -V's first line (it has no --version; it
+// prints to stderr), for the stage key: the root images' bytes depend on it.
+func e2fsprogsVersion(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "mke2fs", "-V").CombinedOutput()
+	if err != nil {
+		return "missing"
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
 }
