@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -53,8 +54,15 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	// everything above has been seen: ctld status and a row per guest.
 	markers[len(markers)-1].Then = "ctld status\n"
 	markers = append(markers, qemutests.Regexp("ctld-status", contract.StatusPattern, qemutests.TimeoutReady))
+	// ctld lists the guests in the order of their config files' names
+	// (<name>.cfg, globbed); the markers match in order.
+	var names []string
 	for _, g := range b.Guests {
-		markers = append(markers, qemutests.Regexp("ctld-status-"+g.Name, contract.GuestRowPattern(g.Name), qemutests.TimeoutReady))
+		names = append(names, g.Name)
+	}
+	sort.Slice(names, func(i, j int) bool { return names[i]+".cfg" < names[j]+".cfg" })
+	for _, n := range names {
+		markers = append(markers, qemutests.Regexp("ctld-status-"+n, contract.GuestRowPattern(n), qemutests.TimeoutReady))
 	}
 	switch s.Path {
 	case qemutests.ChainUSB:
