@@ -31,7 +31,8 @@ func DataGuestDisk(guest, disk string) string {
 const GuestImagesManifest = "/etc/fwbuild/guest-images.json"
 
 // ImagesPartitionName is the GPT partition name of the install media's
-// guest-images partition (next to the ESP on usb.img).
+// guest-images partition (next to the ESP on usb.img). fwbuild writes it as
+// FAT32 (label FWIMAGES) holding each file at its MediaPath.
 const ImagesPartitionName = "fwbuild-images"
 
 // GuestImageFile is one file of a guest image: a kernel, an initramfs, a root
