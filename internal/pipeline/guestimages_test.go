@@ -14,6 +14,7 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
@@ -155,4 +156,46 @@ func TestGuestImagesBuild(t *testing.T) {
 func sha256hex(b []byte) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
+}
+
+func TestGuestTypeAndXLConfig(t *testing.T) {
+	dir := t.TempDir()
+	pvh := filepath.Join(dir, "config-pvh")
+	os.WriteFile(pvh, []byte("CONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\n"), 0o644)
+	pv := filepath.Join(dir, "config-pv")
+	os.WriteFile(pv, []byte("CONFIG_XEN_PV=y\n# CONFIG_XEN_PVH is not set\n"), 0o644)
+	for _, c := range []struct {
+		g    boardcfg.Guest
+		cfg  string
+		want string
+	}{
+		{boardcfg.Guest{Image: "debian"}, pvh, "pvh"},
+		{boardcfg.Guest{Image: "debian", Type: "auto"}, pv, "pv"},
+		{boardcfg.Guest{Image: "debian", Type: "pv"}, pvh, "pv"},
+		{boardcfg.Guest{Image: "debian", Type: "pvh"}, "", "pvh"},
+		{boardcfg.Guest{Image: "installer"}, "", "pv"}, // no config to tell
+		{boardcfg.Guest{Kernel: "dom0"}, pvh, "pv"},
+	} {
+		if got := guestType(c.g, c.cfg); got != c.want {
+			t.Errorf("guestType(%+v, %s) = %s, want %s", c.g, filepath.Base(c.cfg), got, c.want)
+		}
+	}
+	img := boardcfg.GuestImage{Name: "debian", Busybox: "bb", Cmdline: "quiet"}
+	cfg := string(xlConfig(boardcfg.Guest{Name: "web", Memory: 256 << 20, Image: "debian", Cmdline: "fwbuild.fetch=http://10.0.2.2/x", Autostart: true}, &img, "pvh"))
+	for _, want := range []string{
+		"# fwbuild: autostart=yes\n", `type = "pvh"`, "memory = 256\n",
+		`kernel = "/var/lib/fwbuild/data/images/debian/vmlinuz"`, `ramdisk = "/var/lib/fwbuild/data/images/debian/initrd"`,
+		`extra = "console=hvc0 fwbuild.guest=web fwbuild.after=poweroff root=/dev/xvda quiet fwbuild.fetch=http://10.0.2.2/x"`,
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("xl config lacks %s:\n%s", want, cfg)
+		}
+	}
+	if got := contract.ParseXLType([]byte(cfg)); got != "pvh" {
+		t.Errorf("ParseXLType = %q", got)
+	}
+	inst := boardcfg.GuestImage{Name: "debian-installer", Initrd: "di:initrd"}
+	if cfg := string(xlConfig(boardcfg.Guest{Name: "inst", Memory: 512 << 20, Image: "debian-installer"}, &inst, "pv")); strings.Contains(cfg, "root=") {
+		t.Errorf("the installer gets a root= it has no use for:\n%s", cfg)
+	}
 }
