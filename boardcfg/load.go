@@ -182,7 +182,7 @@ func mapValue(m *yaml.Node, key string) *yaml.Node {
 // mergedByName are the lists whose items a derived board changes one at a
 // time; any other list (regions, commands) is replaced whole, because a
 // layout half-inherited from the base is never what was meant.
-var mergedByName = map[string]bool{"components": true, "guests": true}
+var mergedByName = map[string]bool{"components": true, "guests": true, "guest_images": true}
 
 // replacedWhole are mappings that state one choice: a derived board that
 // picks another kernel source must not inherit the base's fragment, nor one

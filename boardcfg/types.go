@@ -21,6 +21,13 @@ type Board struct {
 	Outputs       Outputs       `yaml:"outputs"`
 	QEMU          QEMU          `yaml:"qemu"`
 	Guests        []Guest       `yaml:"guests,omitempty"`
+	// GuestImages are guest operating systems fwbuild assembles from
+	// pinned packages (guestimage.go); they travel on the install media or
+	// behind GuestImagesURL, never in the flash.
+	GuestImages []GuestImage `yaml:"guest_images,omitempty"`
+	// GuestImagesURL is the base URL the guest images' files are served
+	// from (the build's guest-* artefacts, by name); empty: install media only.
+	GuestImagesURL string `yaml:"guest_images_url,omitempty"`
 
 	// File is the profile the board was loaded from; Files lists it and every profile it extends.
 	File  string   `yaml:"-" json:"-"`
@@ -218,8 +225,13 @@ type Guest struct {
 	Memory Size   `yaml:"memory"`
 	VCPUs  int    `yaml:"vcpus,omitempty"`
 	// Kernel is "dom0" (the dom0 kernel, which runs as a PV guest too) or a
-	// component with files.bzimage.
-	Kernel  string `yaml:"kernel"`
+	// component with files.bzimage; Image instead names a guest image
+	// (GuestImages), whose files ctld keeps on the data disk.
+	Kernel string `yaml:"kernel,omitempty"`
+	Image  string `yaml:"image,omitempty"`
+	// Type is the virtualization mode: GuestTypeAuto (the default: PVH when
+	// the kernel supports it, else PV), GuestTypePV or GuestTypePVH.
+	Type    string `yaml:"type,omitempty"`
 	Cmdline string `yaml:"cmdline,omitempty"`
 	// After is what the guest's init does once it has reported: "poweroff" or "run".
 	After     string `yaml:"after,omitempty"`

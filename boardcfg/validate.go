@@ -341,6 +341,7 @@ func (b *Board) validate() error {
 		ref("qemu.ovmf", q.OVMF)
 	}
 	errs = append(errs, b.validateGuests(comps)...)
+	errs = append(errs, b.validateGuestImages(comps)...)
 	return errors.Join(errs...)
 }
 
@@ -380,14 +381,28 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 		if g.VCPUs < 0 || g.VCPUs > maxVCPUs {
 			errs = append(errs, b.errAt(f+".vcpus", "%d: want 0 (the default) to %d", g.VCPUs, maxVCPUs))
 		}
-		switch g.Kernel {
-		case "":
+		switch {
+		case g.Kernel != "" && g.Image != "":
+			errs = append(errs, b.errAt(f+".image", "give kernel or image, not both: an image brings its own kernel"))
+		case g.Image != "":
+			if _, ok := b.GuestImage(g.Image); !ok {
+				errs = append(errs, b.errAt(f+".image", "no guest image named %q (declare it under guest_images)", g.Image))
+			}
+		case g.Kernel == "":
 			errs = append(errs, b.missing(f+".kernel"))
-		case "dom0":
+		case g.Kernel == "dom0":
+			if g.Type == GuestTypePVH {
+				errs = append(errs, b.errAt(f+".type", "the dom0 kernel boots only as a PV guest: use type pv or auto"))
+			}
 		default:
 			if c, ok := comps[g.Kernel]; !ok || c.Files["bzimage"] == "" {
 				errs = append(errs, b.errAt(f+".kernel", "%q: want \"dom0\" or a component with files.bzimage", g.Kernel))
 			}
+		}
+		switch g.Type {
+		case "", GuestTypeAuto, GuestTypePV, GuestTypePVH:
+		default:
+			errs = append(errs, b.errAt(f+".type", "%q: want auto, pv or pvh", g.Type))
 		}
 		switch g.After {
 		case "", "poweroff", "run":

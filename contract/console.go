@@ -67,14 +67,21 @@ func (f Failed) String() string {
 	return fmt.Sprintf(CtldPrefix+"FAILED %s: %s", f.Step, OneLine(f.Reason))
 }
 
-// GuestRunning is ctld's line for a guest it started.
+// GuestRunning is ctld's line for a guest it started. Type, the
+// virtualization mode from its xl config ("pv", "pvh"), follows as
+// " type=<t>" when known; readers of the older line without it still match.
 type GuestRunning struct {
 	Name  string
 	DomID int
+	Type  string
 }
 
 func (g GuestRunning) String() string {
-	return fmt.Sprintf(CtldPrefix+"guest %s running domid=%d", g.Name, g.DomID)
+	s := fmt.Sprintf(CtldPrefix+"guest %s running domid=%d", g.Name, g.DomID)
+	if g.Type != "" {
+		s += " type=" + g.Type
+	}
+	return s
 }
 
 // GuestRunningPattern matches a guest's running line; its group is the
@@ -88,6 +95,10 @@ func ParseGuestRunning(line string) (GuestRunning, error) {
 	var g GuestRunning
 	if !scanAfter(line, CtldPrefix+"guest ", "%s running domid=%d", &g.Name, &g.DomID) {
 		return GuestRunning{}, fmt.Errorf("not a ctld guest running line: %q", line)
+	}
+	_, rest, _ := strings.Cut(line, fmt.Sprintf(" running domid=%d", g.DomID))
+	if t, ok := strings.CutPrefix(rest, " type="); ok {
+		g.Type = strings.TrimSpace(t)
 	}
 	return g, nil
 }

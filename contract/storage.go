@@ -31,7 +31,8 @@ func DataGuestDisk(guest, disk string) string {
 const GuestImagesManifest = "/etc/fwbuild/guest-images.json"
 
 // ImagesPartitionName is the GPT partition name of the install media's
-// guest-images partition (next to the ESP on usb.img).
+// guest-images partition (next to the ESP on usb.img). fwbuild writes it as
+// FAT32 (label FWIMAGES) holding each file at its MediaPath.
 const ImagesPartitionName = "fwbuild-images"
 
 // GuestImageFile is one file of a guest image: a kernel, an initramfs, a root
@@ -109,3 +110,17 @@ func (g GuestImages) Validate() error {
 	}
 	return nil
 }
+
+// The files of a guest image (GuestImageFile.Name). Every image has a
+// kernel and an initrd; one fwbuild builds also has a root file system,
+// the starting content of each guest's first disk.
+const (
+	GuestImageKernel = "vmlinuz"
+	GuestImageInitrd = "initrd"
+	GuestImageRoot   = "root.img"
+)
+
+// GuestImageArtefact is the name of a guest-image file among the build's
+// artefacts, which a web server can serve from the output directory as is:
+// the manifest's URL is the board's base URL joined with it.
+func GuestImageArtefact(image, file string) string { return "guest-" + image + "-" + file }

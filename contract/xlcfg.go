@@ -37,3 +37,16 @@ func ParseAutostart(cfg []byte) (bool, error) {
 	}
 	return auto, nil
 }
+
+// ParseXLType reads a guest's virtualization mode from its xl config (the
+// type = "pv" line fwbuild writes); "" when none is given.
+func ParseXLType(cfg []byte) string {
+	t := ""
+	for _, line := range strings.Split(string(cfg), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if ok && strings.TrimSpace(k) == "type" {
+			t = strings.Trim(strings.TrimSpace(v), `"'`)
+		}
+	}
+	return t
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"os"
 	"path"
 	"time"
@@ -17,6 +16,9 @@ import (
 	"github.com/diskfs/go-diskfs/filesystem"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/google/uuid"
+
+	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 )
 
 // USBSpec describes a bootable USB/disk image: GPT with one EFI System
@@ -26,6 +28,17 @@ type USBSpec struct {
 	Payload []byte // the EFI application started by removable-media boot
 	Name    string // seeds the disk and partition GUIDs and the FAT serial (board name)
 	Epoch   time.Time
+	// Images are the files of the guest-images partition (GPT name
+	// contract.ImagesPartitionName, FAT32), which follows the ESP at the
+	// disk's end, sized for them. None: no such partition, the ESP fills
+	// the disk.
+	Images []USBFile
+}
+
+// USBFile is a file for the guest-images partition.
+type USBFile struct {
+	Path string // in the partition, slash-separated, relative: debian/vmlinuz
+	Src  string // host file
 }
 
 const (
@@ -83,7 +96,26 @@ func WriteUSB(ctx context.Context, path string, u USBSpec) error {
 	if err != nil {
 		return err
 	}
-	err = atomicfile.Write(path, 0o644, func(f *os.File) error { return writeESPDiskCtx(ctx, f, u, start, end, true) })
+	var images *imagesPart
+	if len(u.Images) > 0 {
+		if images, err = planImages(u.Images, end); err != nil {
+			return err
+		}
+		if images.start <= start || (images.start-start)*sector < minESP {
+			return fmt.Errorf("image: USB image size %d MiB too small for the ESP (at least %d MiB) and the guest-images partition (%d MiB): make it at least %d MiB",
+				u.Size>>20, minESP>>20, (images.end+1-images.start)*sector>>20, (u.Size+minESP-int64(images.start-start)*sector)>>20+1)
+		}
+		end = images.start - 1
+	}
+	err = atomicfile.Write(path, 0o644, func(f *os.File) error {
+		if err := writeESPDiskCtx(ctx, f, u, start, end, true, images); err != nil {
+			return err
+		}
+		if images == nil {
+			return nil
+		}
+		return writeImages(ctx, f, u, images)
+	})
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -94,10 +126,10 @@ func WriteUSB(ctx context.Context, path string, u USBSpec) error {
 }
 
 func writeESPDisk(f *os.File, u USBSpec, start, end uint64, fix bool) error {
-	return writeESPDiskCtx(context.Background(), f, u, start, end, fix)
+	return writeESPDiskCtx(context.Background(), f, u, start, end, fix, nil)
 }
 
-func writeESPDiskCtx(ctx context.Context, f *os.File, u USBSpec, start, end uint64, fix bool) error {
+func writeESPDiskCtx(ctx context.Context, f *os.File, u USBSpec, start, end uint64, fix bool, images *imagesPart) error {
 	// Truncate, not zero-fill: the image stays sparse, and so does its copy
 	// into the output directory (which skips holes and zero blocks).
 	if err := f.Truncate(u.Size); err != nil {
@@ -120,6 +152,12 @@ func writeESPDiskCtx(ctx context.Context, f *os.File, u USBSpec, start, end uint
 			Name:  "EFI System Partition",
 			GUID:  nameGUID(u.Name, "esp"),
 		}},
+	}
+	if images != nil {
+		table.Partitions = append(table.Partitions, &gpt.Partition{
+			Index: 2, Start: images.start, End: images.end, Type: gpt.MicrosoftBasicData,
+			Name: contract.ImagesPartitionName, GUID: nameGUID(u.Name, "images"),
+		})
 	}
 	if err := ctx.Err(); err != nil {
 		return err

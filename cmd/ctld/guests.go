@@ -19,6 +19,7 @@ type guest struct {
 	Name      string
 	Config    string
 	Autostart bool
+	Type      string // from the config's type line: pv, pvh (for the running line)
 }
 
 // findGuests lists the guest configs. ok is false when GuestsDir does not
@@ -44,7 +45,7 @@ func (a *agent) findGuests() (gs []guest, ok bool, err error) {
 		if err != nil {
 			return nil, true, fmt.Errorf("%s: %w", f, err)
 		}
-		gs = append(gs, guest{Name: name, Config: f, Autostart: auto})
+		gs = append(gs, guest{Name: name, Config: f, Autostart: auto, Type: contract.ParseXLType(b)})
 	}
 	return gs, true, nil
 }
@@ -97,7 +98,7 @@ func (a *agent) runGuests(ctx context.Context) error {
 			}
 			continue
 		}
-		a.say(contract.GuestRunning{Name: g.Name, DomID: id})
+		a.say(contract.GuestRunning{Name: g.Name, DomID: id, Type: g.Type})
 		started = append(started, g.Name)
 	}
 	// A stopped guest's console is closed here too, in case xl console

@@ -108,8 +108,8 @@ func TestRunGuests(t *testing.T) {
 	got := out.String()
 	for _, want := range []string{
 		"fwbuild-ctld: guest bad FAILED: " + xl + " create " + guestsDir + "/bad.cfg: exit status 3: libxl: error: libxl_dom.c:592: Domain 4:failed to build: Cannot allocate memory\n",
-		"fwbuild-ctld: guest web running domid=5\n",
-		"fwbuild-ctld: guest crash running domid=6\n",
+		"fwbuild-ctld: guest web running domid=5 type=pv\n", // the type line of the test configs
+		"fwbuild-ctld: guest crash running domid=6 type=pv\n",
 		"[guest web] Linux version 6.1.0\n",
 		"[guest web] fwbuild-guest web: up domid=5\n",
 		"[guest web] partial\n",

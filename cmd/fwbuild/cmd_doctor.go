@@ -35,6 +35,8 @@ func hostTools() []hostTool {
 		{Name: "fsck.fat", Check: "fsck.fat", Package: "dosfstools", Why: "checking the USB image"},
 		{Name: "mtools", Check: "mcopy", Package: "mtools", Why: "reading FAT images in tests"},
 		{Name: "sgdisk", Check: "sgdisk", Package: "gdisk", Why: "checking the USB image's GPT"},
+		{Name: "mke2fs", Check: "mke2fs", Package: "e2fsprogs", Why: "guest images' ext4 root file systems (mke2fs, debugfs, e2fsck)"},
+		{Name: "debugfs", Check: "debugfs", Package: "e2fsprogs", Why: "guest images: fixed inode times and owners"},
 		{Name: "losetup", Check: "losetup", Package: "mount", Why: "USB flashing tests on loop devices"},
 		{Name: "objdump", Check: "objdump", Package: "binutils", Why: "inspecting payload sections"},
 		{Name: "gcc", Check: "gcc", Package: "gcc", Why: "dom0 kernel build, the launcher DXE driver"},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -46,17 +47,22 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 		if !g.Autostart {
 			continue
 		}
-		markers = append(markers,
-			qemutests.Regexp("guest-"+g.Name+"-running", contract.GuestRunningPattern(g.Name), qemutests.TimeoutReady),
-			qemutests.Regexp("guest-"+g.Name+"-up", contract.GuestUpPattern(g.Name), qemutests.TimeoutReady),
-		)
+		markers = append(markers, qemutests.Regexp("guest-"+g.Name+"-running", contract.GuestRunningPattern(g.Name), qemutests.TimeoutReady))
+		markers = append(markers, guestMarkers(b, g)...)
 	}
 	// The operator interface, typed on the control domain's shell once
 	// everything above has been seen: ctld status and a row per guest.
 	markers[len(markers)-1].Then = "ctld status\n"
 	markers = append(markers, qemutests.Regexp("ctld-status", contract.StatusPattern, qemutests.TimeoutReady))
+	// ctld lists the guests in the order of their config files' names
+	// (<name>.cfg, globbed); the markers match in order.
+	var names []string
 	for _, g := range b.Guests {
-		markers = append(markers, qemutests.Regexp("ctld-status-"+g.Name, contract.GuestRowPattern(g.Name), qemutests.TimeoutReady))
+		names = append(names, g.Name)
+	}
+	sort.Slice(names, func(i, j int) bool { return names[i]+".cfg" < names[j]+".cfg" })
+	for _, n := range names {
+		markers = append(markers, qemutests.Regexp("ctld-status-"+n, contract.GuestRowPattern(n), qemutests.TimeoutReady))
 	}
 	switch s.Path {
 	case qemutests.ChainUSB:
@@ -96,6 +102,34 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	return m, markers, nil
 }
 
+// guestMarkers are what a started guest prints from inside its VM (ctld
+// forwards its console): guestinit's up line, or for a guest of a guest
+// image the stock image's lines (its root from its virtual disk, a DHCP
+// lease, the URL of fwbuild.fetch= if its command line has one, its
+// marker), or the installer's disks and first screen.
+func guestMarkers(b *boardcfg.Board, g boardcfg.Guest) []qemutests.Marker {
+	img, ok := b.GuestImage(g.Image)
+	if !ok {
+		return []qemutests.Marker{qemutests.Regexp("guest-"+g.Name+"-up", contract.GuestUpPattern(g.Name), qemutests.TimeoutReady)}
+	}
+	p := "guest-" + g.Name + "-"
+	if !img.BuildsRoot() {
+		var ms []qemutests.Marker
+		if len(img.Modules) > 0 {
+			ms = append(ms, qemutests.Regexp(p+"disk", contract.GuestOSDiskPattern(g.Name), qemutests.TimeoutReady))
+		}
+		return append(ms, qemutests.Substring(p+"first-screen", "Select a language", qemutests.TimeoutReady))
+	}
+	ms := []qemutests.Marker{
+		qemutests.Regexp(p+"root", contract.GuestOSRootPattern(g.Name), qemutests.TimeoutReady),
+		qemutests.Regexp(p+"dhcp", contract.GuestOSDHCPPattern(g.Name), qemutests.TimeoutReady),
+	}
+	if strings.Contains(" "+img.Cmdline+" "+g.Cmdline, " "+contract.GuestFetchParam+"=") {
+		ms = append(ms, qemutests.Regexp(p+"fetched", contract.GuestOSFetchedPattern(g.Name), qemutests.TimeoutReady))
+	}
+	return append(ms, qemutests.Regexp(p+"marker", contract.GuestOSMarkerPattern(g.Name), qemutests.TimeoutReady))
+}
+
 // Report is a finished boot.
 type Report struct {
 	Path    string           `json:"path"`
@@ -120,7 +154,7 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 	}
 	if opts.Abort == nil {
 		// A boot that shows a failure stops at once instead of waiting out the next marker.
-		opts.Abort = regexp.MustCompile(contract.FailurePattern)
+		opts.Abort = regexp.MustCompile(contract.FailurePattern + "|" + contract.GuestOSFailurePattern)
 	}
 	res, err := qemutests.Run(ctx, m, markers, opts)
 	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fwbuild/fwbuild"
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
 )
@@ -133,11 +134,13 @@ const (
 	guestsTimeout    = 15 * time.Minute
 	payloadTimeout   = 15 * time.Minute
 	imageTimeout     = 15 * time.Minute
+	// guestImagesTimeout: mke2fs and the copies of some 100 MB.
+	guestImagesTimeout = 15 * time.Minute
 )
 
 // Build runs the pipeline for a board and publishes its artefacts:
 //
-//	fetch -> kernel -> initramfs -> guests -> payload -> usb, spi -> manifest
+//	fetch -> kernel -> initramfs -> guests -> guestimages -> payload -> usb, spi -> manifest
 func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Epoch.IsZero() {
 		o.Epoch = DefaultEpoch
@@ -193,7 +196,21 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		arts = append(arts, artefact("guests.cpio", gst.path("guests.cpio")))
 	}
 
-	pay, err := timed(ctx, r, "payload", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.payload(ctx, k, ird, gst) })
+	var gi stageResult
+	if len(b.GuestImages) > 0 {
+		if gi, err = timed(ctx, r, "guestimages", guestImagesTimeout, r.guestImages); err != nil {
+			return nil, err
+		}
+		_, paths, err := guestImageFiles(gi)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			arts = append(arts, artefact(contract.GuestImageArtefact(filepath.Base(filepath.Dir(p)), filepath.Base(p)), p))
+		}
+	}
+
+	pay, err := timed(ctx, r, "payload", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.payload(ctx, k, ird, gst, gi) })
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +219,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return r.finish(ctx, arts)
 	}
 
-	usb, err := timed(ctx, r, "usb", imageTimeout, func(ctx context.Context) (stageResult, error) { return r.usb(ctx, pay) })
+	usb, err := timed(ctx, r, "usb", imageTimeout, func(ctx context.Context) (stageResult, error) { return r.usb(ctx, pay, gi) })
 	if err != nil {
 		return nil, err
 	}

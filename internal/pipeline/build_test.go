@@ -219,7 +219,15 @@ func checkGuests(t *testing.T, out string) {
 		t.Fatal(err)
 	}
 	for _, g := range b.Guests {
-		for _, p := range []string{"etc/fwbuild/guests/" + g.Name + ".cfg", "var/lib/fwbuild/guests/" + g.Name + "/vmlinuz", "var/lib/fwbuild/guests/" + g.Name + "/initrd"} {
+		want := []string{"etc/fwbuild/guests/" + g.Name + ".cfg", "var/lib/fwbuild/guests/" + g.Name + "/vmlinuz", "var/lib/fwbuild/guests/" + g.Name + "/initrd"}
+		if g.Image != "" {
+			// Its kernel and initrd are the image's, on the data disk.
+			if bytes.Contains(archive, []byte(want[1]+"\x00")) {
+				t.Errorf("guests.cpio carries a kernel for %s, a guest of image %s", g.Name, g.Image)
+			}
+			want = want[:1]
+		}
+		for _, p := range want {
 			if !bytes.Contains(archive, []byte(p+"\x00")) {
 				t.Errorf("guests.cpio lacks %s", p)
 			}

@@ -39,9 +39,12 @@ func guestsParam(b *boardcfg.Board) string {
 	return contract.GuestsRegion{Addr: b.Outputs.SPI.MappedAddress(uint64(reg.Start)), Size: uint64(reg.Size)}.String()
 }
 
-// xlConfig is a guest's xl config. PV with no vif or disk: the hotplug
-// scripts those need are bash, which the control domain does not carry.
-func xlConfig(g boardcfg.Guest) []byte {
+// xlConfig is a guest's xl config. A guest with a kernel of its own boots
+// it from the control domain's initramfs; a guest of a guest image boots the
+// image's kernel and initrd from the data disk, where ctld keeps the image's
+// verified files, and (for an image fwbuild built) mounts its root from its
+// first virtual disk. typ is the resolved virtualization mode (guestType).
+func xlConfig(g boardcfg.Guest, img *boardcfg.GuestImage, typ string) []byte {
 	after := g.After
 	if after == "" {
 		after = "poweroff"
@@ -50,13 +53,42 @@ func xlConfig(g boardcfg.Guest) []byte {
 	if vcpus == 0 {
 		vcpus = 1
 	}
-	extra := strings.TrimSpace("console=hvc0 " + contract.GuestParams{Name: g.Name, After: after}.String() + " " + g.Cmdline)
+	kernel, ramdisk := contract.GuestKernel(g.Name), contract.GuestInitrd(g.Name)
+	params := "console=hvc0 " + contract.GuestParams{Name: g.Name, After: after}.String()
+	if img != nil {
+		kernel, ramdisk = contract.DataImageFile(img.Name, contract.GuestImageKernel), contract.DataImageFile(img.Name, contract.GuestImageInitrd)
+		if img.BuildsRoot() {
+			// blkfront names the first disk xvda, PV or PVH.
+			params += " root=/dev/xvda"
+		}
+		params += " " + img.Cmdline
+	}
+	extra := strings.Join(strings.Fields(params+" "+g.Cmdline), " ")
 	var b strings.Builder
 	fmt.Fprintln(&b, contract.AutostartLine(g.Autostart))
-	fmt.Fprintf(&b, "name = %q\ntype = \"pv\"\nmemory = %d\nvcpus = %d\n", g.Name, uint64(g.Memory)>>20, vcpus)
-	fmt.Fprintf(&b, "kernel = %q\nramdisk = %q\n", contract.GuestKernel(g.Name), contract.GuestInitrd(g.Name))
+	fmt.Fprintf(&b, "name = %q\ntype = %q\nmemory = %d\nvcpus = %d\n", g.Name, typ, uint64(g.Memory)>>20, vcpus)
+	fmt.Fprintf(&b, "kernel = %q\nramdisk = %q\n", kernel, ramdisk)
 	fmt.Fprintf(&b, "extra = %q\non_poweroff = \"destroy\"\non_crash = \"destroy\"\n", extra)
 	return []byte(b.String())
+}
+
+// guestType resolves a guest's type: auto is PVH when its kernel's config
+// says it boots as a PVH guest (CONFIG_XEN_PVH=y; Debian's cloud kernel
+// does), else PV; the dom0 kernel, built without it, is always PV. kernelConfig
+// is the kernel's config file, "" when the package has none.
+func guestType(g boardcfg.Guest, kernelConfig string) string {
+	switch g.Type {
+	case boardcfg.GuestTypePV, boardcfg.GuestTypePVH:
+		return g.Type
+	}
+	if kernelConfig == "" || g.Kernel == "dom0" {
+		return boardcfg.GuestTypePV
+	}
+	cfg, err := os.ReadFile(kernelConfig)
+	if err != nil || !hasKernelOptions(cfg, []string{"CONFIG_XEN_PVH"}) {
+		return boardcfg.GuestTypePV
+	}
+	return boardcfg.GuestTypePVH
 }
 
 // guests packs the board's guests (an xl config each, their kernel and
@@ -69,20 +101,31 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 	b := r.Board
 	var ids []string
 	for _, g := range b.Guests {
-		if g.Kernel == "dom0" {
+		if img, ok := b.GuestImage(g.Image); ok {
+			kc, _ := img.KernelRef()
+			c, _ := b.Component(kc)
+			ids = append(ids, "image:"+string(c.SHA256)+":"+jsonKey(c.Files))
+		} else if g.Kernel == "dom0" {
 			ids = append(ids, k.id)
 		} else {
 			c, _ := b.Component(g.Kernel)
 			ids = append(ids, string(c.SHA256)+":"+c.Files["bzimage"]+":"+c.Files["config"])
 		}
 	}
-	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
+	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(b.GuestImages), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
 	return r.stage(ctx, "guests", gk, func(dir string) error {
 		var files []initramfs.File
 		initrds := map[boardcfg.Compression][]byte{}
 		for i, g := range b.Guests {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if img, ok := b.GuestImage(g.Image); ok {
+				// The kernel and initrd are the image's, on the data disk.
+				kc, _ := img.KernelRef()
+				cfg, _ := r.comps.File(kc, "config", b)
+				files = append(files, initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, &img, guestType(g, cfg))})
+				continue
 			}
 			kpath, cfg := k.path, k.config
 			if g.Kernel != "dom0" {
@@ -106,7 +149,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].memory", i)), err)
 			}
 			files = append(files,
-				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g)},
+				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, nil, guestType(g, cfg))},
 				initramfs.File{Path: contract.GuestKernel(g.Name), Data: kernel},
 				initramfs.File{Path: contract.GuestInitrd(g.Name), Data: initrds[comp]},
 			)

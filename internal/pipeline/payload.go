@@ -27,7 +27,7 @@ func xenOptions(b *boardcfg.Board) string {
 	return opts
 }
 
-func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (stageResult, error) {
+func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult) (stageResult, error) {
 	b := r.Board
 	xen, _ := b.Component(b.Hypervisor.Xen)
 	grub, hasGrub := b.Component("grub")
@@ -42,7 +42,7 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 	if p := guestsParam(b); p != "" {
 		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
 	}
-	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
+	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
 	return r.stage(ctx, "payload", pk, func(dir string) error {
 		xenEFI, err := r.comps.Read(xen.Name, "efi", b)
 		if err != nil {
@@ -67,6 +67,15 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst stageResult) (s
 			if guestsParam(b) == "" {
 				flashInitrd = espInitrd
 			}
+		}
+		// The guest-images manifest is in both payloads, so the launcher's
+		// hash (and Secure Boot's signature) covers what ctld trusts.
+		if len(b.GuestImages) > 0 {
+			m, err := manifestArchive(gi, r.Epoch)
+			if err != nil {
+				return fmt.Errorf("payload: %w", err)
+			}
+			espInitrd, flashInitrd = appendArchive(espInitrd, m), appendArchive(flashInitrd, m)
 		}
 		if err := ctx.Err(); err != nil {
 			return err

@@ -365,7 +365,14 @@ func (r *run) sizeTable(ctx context.Context, spec image.SPISpec, k kernelOut, ir
 		SizeRow{Component: "control domain (initramfs, " + string(r.Board.ControlDomain.Compression) + ")", Bytes: cd},
 	)
 	if g := members["initrd"] - cd; g > 0 {
-		parts = append(parts, SizeRow{Component: fmt.Sprintf("guests (%d, appended to the control domain)", len(r.Board.Guests)), Bytes: g})
+		what := fmt.Sprintf("guests (%d, appended to the control domain)", len(r.Board.Guests))
+		switch {
+		case len(r.Board.GuestImages) > 0 && guestsParam(r.Board) != "":
+			what = "guest-images manifest (appended to the control domain)"
+		case len(r.Board.GuestImages) > 0:
+			what = fmt.Sprintf("guests (%d) and guest-images manifest, appended to the control domain", len(r.Board.Guests))
+		}
+		parts = append(parts, SizeRow{Component: what, Bytes: g})
 	}
 	t := newSizeTable(parts, payloadSize, budget, limit)
 	if hasRegion {
