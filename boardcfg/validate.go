@@ -341,6 +341,7 @@ func (b *Board) validate() error {
 		ref("qemu.ovmf", q.OVMF)
 	}
 	errs = append(errs, b.validateGuests(comps)...)
+	errs = append(errs, b.validateHost()...)
 	return errors.Join(errs...)
 }
 

@@ -39,9 +39,11 @@ func guestsParam(b *boardcfg.Board) string {
 	return contract.GuestsRegion{Addr: b.Outputs.SPI.MappedAddress(uint64(reg.Start)), Size: uint64(reg.Size)}.String()
 }
 
-// xlConfig is a guest's xl config. PV with no vif or disk: the hotplug
-// scripts those need are bash, which the control domain does not carry.
-func xlConfig(g boardcfg.Guest) []byte {
+// xlConfig is a guest's xl config. Its vifs and vbds name ctld as their
+// hotplug script (Xen's are bash, which the control domain does not carry);
+// disks are raw files on the data disk, set up as loop devices by ctld for
+// the phy backend (dom0 has no qemu for qdisk).
+func xlConfig(g boardcfg.Guest, bridge string) []byte {
 	after := g.After
 	if after == "" {
 		after = "poweroff"
@@ -56,6 +58,7 @@ func xlConfig(g boardcfg.Guest) []byte {
 	fmt.Fprintf(&b, "name = %q\ntype = \"pv\"\nmemory = %d\nvcpus = %d\n", g.Name, uint64(g.Memory)>>20, vcpus)
 	fmt.Fprintf(&b, "kernel = %q\nramdisk = %q\n", contract.GuestKernel(g.Name), contract.GuestInitrd(g.Name))
 	fmt.Fprintf(&b, "extra = %q\non_poweroff = \"destroy\"\non_crash = \"destroy\"\n", extra)
+	writeDevices(&b, g, bridge)
 	return []byte(b.String())
 }
 
@@ -106,7 +109,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].memory", i)), err)
 			}
 			files = append(files,
-				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g)},
+				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, mgmtBridge(b))},
 				initramfs.File{Path: contract.GuestKernel(g.Name), Data: kernel},
 				initramfs.File{Path: contract.GuestInitrd(g.Name), Data: initrds[comp]},
 			)
@@ -177,4 +180,41 @@ func writeArchive(dir, name string, arch *initramfs.Archive) error {
 		fmt.Fprintf(&list, "%10d %s\n", e.Size, e.Path)
 	}
 	return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
+}
+
+// mgmtBridge is the management bridge guests' NICs join by default.
+func mgmtBridge(b *boardcfg.Board) string {
+	if b.Network == nil {
+		return ""
+	}
+	return b.Network.BridgeName()
+}
+
+// writeDevices writes a guest's disk and vif lines. The disk spec's target
+// comes last: xl takes the rest of the spec as the path.
+func writeDevices(b *strings.Builder, g boardcfg.Guest, bridge string) {
+	if len(g.Disks) > 0 {
+		var specs []string
+		for i, d := range g.Disks {
+			specs = append(specs, fmt.Sprintf("%q", fmt.Sprintf("format=raw, vdev=xvd%c, access=rw, backendtype=phy, script=%s, target=%s",
+				'a'+i, contract.CtldPath, contract.DataGuestDisk(g.Name, d.Name))))
+		}
+		fmt.Fprintf(b, "disk = [ %s ]\n", strings.Join(specs, ", "))
+	}
+	if len(g.NICs) > 0 {
+		var specs []string
+		for _, n := range g.NICs {
+			br := n.Bridge
+			if br == "" {
+				br = bridge
+			}
+			spec := "bridge=" + br
+			if n.MAC != "" {
+				spec += ", mac=" + strings.ToLower(n.MAC)
+			}
+			spec += ", script=" + contract.CtldPath
+			specs = append(specs, fmt.Sprintf("%q", spec))
+		}
+		fmt.Fprintf(b, "vif = [ %s ]\n", strings.Join(specs, ", "))
+	}
 }
