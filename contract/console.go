@@ -3,6 +3,7 @@ package contract
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Console lines. ctld and guestinit print them on the serial console; the
@@ -243,32 +244,37 @@ func ParseGuestRow(name, line string) (GuestRow, error) {
 func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // Management is ctld's line once the management network is up: the
-// bridge's address (with its prefix length) and the bridge. A failure is a
-// Failed line with Step "network" naming the NIC.
+// bridge's address (with its prefix length), the bridge, how the address
+// was obtained and how long bringing the network up took (NICs found,
+// bridge, address). A failure is a Failed line with Step "network" naming
+// the NIC.
 type Management struct {
 	Addr   string // "10.0.2.15/24"
 	Bridge string
 	Via    string // "dhcp" or "static"
+	Took   time.Duration
 }
 
 func (m Management) String() string {
-	return fmt.Sprintf(CtldPrefix+"management %s on %s (%s)", m.Addr, m.Bridge, m.Via)
+	return fmt.Sprintf(CtldPrefix+"management %s on %s (%s, %.1fs)", m.Addr, m.Bridge, m.Via, m.Took.Seconds())
 }
 
 // ManagementPattern matches the management line; its groups are the
-// address (without the prefix length), the prefix length, the bridge and
-// how the address was obtained.
-const ManagementPattern = CtldPrefix + `management (\d+\.\d+\.\d+\.\d+|[0-9a-fA-F:]+)/(\d+) on (\S+) \((dhcp|static)\)`
+// address (without the prefix length), the prefix length, the bridge, how
+// the address was obtained and the seconds it took.
+const ManagementPattern = CtldPrefix + `management (\d+\.\d+\.\d+\.\d+|[0-9a-fA-F:]+)/(\d+) on (\S+) \((dhcp|static), (\d+\.\d)s\)`
 
 // ParseManagement reads a management line.
 func ParseManagement(line string) (Management, error) {
 	var m Management
 	var via string
-	if !scanAfter(line, CtldPrefix+"management ", "%s on %s %s", &m.Addr, &m.Bridge, &via) ||
-		(via != "(dhcp)" && via != "(static)") || !strings.Contains(m.Addr, "/") {
+	var secs float64
+	if !scanAfter(line, CtldPrefix+"management ", "%s on %s %s %fs)", &m.Addr, &m.Bridge, &via, &secs) ||
+		(via != "(dhcp," && via != "(static,") || !strings.Contains(m.Addr, "/") {
 		return Management{}, fmt.Errorf("not a ctld management line: %q", line)
 	}
-	m.Via = strings.Trim(via, "()")
+	m.Via = strings.Trim(via, "(,")
+	m.Took = time.Duration(secs * float64(time.Second)).Round(100 * time.Millisecond)
 	return m, nil
 }
 
@@ -323,4 +329,23 @@ func (g GuestDiskCreated) String() string {
 // GuestDiskCreatedPattern matches the created line of one guest's disk.
 func GuestDiskCreatedPattern(guest, disk string) string {
 	return CtldPrefix + `guest ` + quoteName(guest) + ` disk ` + quoteName(disk) + ` created: (\d+) bytes`
+}
+
+// GuestImageCopied is ctld's line for a guest-image file it copied to the
+// data disk and verified against the manifest. From is "media:<path>" or
+// the URL. A failure is a Failed line with Step "images".
+type GuestImageCopied struct {
+	Image, Name string
+	Size        int64
+	From        string
+}
+
+func (g GuestImageCopied) String() string {
+	return fmt.Sprintf(CtldPrefix+"guest image %s/%s copied: %d bytes from %s, sha256 ok", g.Image, g.Name, g.Size, g.From)
+}
+
+// GuestImageCopiedPattern matches the copied line of one image file; its
+// group is where it came from.
+func GuestImageCopiedPattern(image, name string) string {
+	return CtldPrefix + `guest image ` + quoteName(image) + `/` + quoteName(name) + ` copied: \d+ bytes from (\S+), sha256 ok`
 }

@@ -4,18 +4,19 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHostLines(t *testing.T) {
-	m := Management{Addr: "10.0.2.15/24", Bridge: "xenbr0", Via: "dhcp"}
+	m := Management{Addr: "10.0.2.15/24", Bridge: "xenbr0", Via: "dhcp", Took: 4200 * time.Millisecond}
 	line := "~/ # " + m.String()
 	if got, err := ParseManagement(line); err != nil || got != m {
 		t.Errorf("ParseManagement(%q) = %+v, %v", line, got, err)
 	}
-	if g := regexp.MustCompile(ManagementPattern).FindStringSubmatch(line); g == nil || g[1] != "10.0.2.15" || g[2] != "24" || g[3] != "xenbr0" || g[4] != "dhcp" {
+	if g := regexp.MustCompile(ManagementPattern).FindStringSubmatch(line); g == nil || g[1] != "10.0.2.15" || g[2] != "24" || g[3] != "xenbr0" || g[4] != "dhcp" || g[5] != "4.2" {
 		t.Errorf("ManagementPattern on %q: %q", line, g)
 	}
-	if _, err := ParseManagement(CtldPrefix + "management 10.0.2.15 on xenbr0 (dhcp)"); err == nil {
+	if _, err := ParseManagement(CtldPrefix + "management 10.0.2.15 on xenbr0 (dhcp, 1.0s)"); err == nil {
 		t.Error("an address without a prefix length parsed")
 	}
 	d := DataDiskReady{ID: "serial:FWDATA0", Dev: "/dev/vda", Action: "prepared"}

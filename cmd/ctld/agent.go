@@ -69,6 +69,8 @@ type config struct {
 	HostConfig string
 	// DeviceWait bounds the wait for the NICs and the data disk to appear.
 	DeviceWait time.Duration
+	// ImagesManifest lists the guest-image files (contract.GuestImages).
+	ImagesManifest string
 }
 
 func defaultConfig() config {
@@ -83,6 +85,8 @@ func defaultConfig() config {
 		GuestPoll:   2 * time.Second,
 		HostConfig:  contract.HostConfigPath,
 		DeviceWait:  20 * time.Second,
+
+		ImagesManifest: contract.GuestImagesManifest,
 	}
 }
 

@@ -44,6 +44,7 @@ func (a *agent) loadHostConfig() (*contract.HostConfig, error) {
 type hostDevices interface {
 	netOps
 	diskOps
+	mediaOps
 }
 
 // setUpHost brings up the network and the data disk the host config names.
@@ -59,6 +60,9 @@ func (a *agent) setUpHost(ctx context.Context, h *contract.HostConfig, dev hostD
 		if err := a.setUpDataDisk(ctx, dev, h.Storage.Data, a.cfg.DeviceWait); err != nil {
 			return false
 		}
+		// A guest whose image did not arrive fails when its disk is
+		// created; the others run.
+		a.provisionImages(ctx, "", dev, imageClient())
 		return true
 	}
 	return false
@@ -86,24 +90,29 @@ func (a *agent) seedGuests(root string, h *contract.HostConfig, declared []guest
 		if _, err := os.Stat(cfgPath); err == nil {
 			continue
 		}
-		dir := root + contract.DataGuestDir(g.Name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		for _, d := range disks[g.Name] {
-			if err := a.createGuestDisk(root, g.Name, d); err != nil {
-				return fmt.Errorf("guest %s: disk %s: %w", g.Name, d.Name, err)
-			}
-		}
-		b, err := a.sys.readFile(g.Config)
-		if err != nil {
-			return fmt.Errorf("guest %s: %w", g.Name, err)
-		}
-		if err := writeFileAtomic(cfgPath, b, 0o644); err != nil {
-			return fmt.Errorf("guest %s: %w", g.Name, err)
+		if err := a.seedGuest(root, g, disks[g.Name], cfgPath); err != nil {
+			// This guest stays off the data disk (and so is not
+			// started); the next boot tries again.
+			a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 		}
 	}
 	return nil
+}
+
+func (a *agent) seedGuest(root string, g guest, disks []contract.GuestDisk, cfgPath string) error {
+	if err := os.MkdirAll(root+contract.DataGuestDir(g.Name), 0o755); err != nil {
+		return err
+	}
+	for _, d := range disks {
+		if err := a.createGuestDisk(root, g.Name, d); err != nil {
+			return fmt.Errorf("disk %s: %w", d.Name, err)
+		}
+	}
+	b, err := a.sys.readFile(g.Config)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(cfgPath, b, 0o644)
 }
 
 // createGuestDisk creates one guest disk, unless a previous, interrupted

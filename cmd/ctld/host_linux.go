@@ -235,3 +235,16 @@ func (linuxHost) rereadPartitions(f *os.File) error {
 func (linuxHost) mountExt4(dev, target string) error {
 	return unix.Mount(dev, target, "ext4", unix.MS_NOATIME, "")
 }
+
+// mountRO mounts the images partition; fwbuild writes it as FAT or ext4.
+func (linuxHost) mountRO(dev, target string) error {
+	var errs []error
+	for _, fs := range []string{"vfat", "ext4"} {
+		err := unix.Mount(dev, target, fs, unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", fs, err))
+	}
+	return fmt.Errorf("mount %s read-only: %w", dev, errors.Join(errs...))
+}

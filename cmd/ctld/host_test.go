@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -390,7 +394,7 @@ func TestBringUpNetwork(t *testing.T) {
 		t.Errorf("calls %s, want %s", got, want)
 	}
 	m, err := contract.ParseManagement(out.String())
-	if err != nil || m != (contract.Management{Addr: "10.0.2.15/24", Bridge: "xenbr0", Via: "dhcp"}) {
+	if err != nil || m.Addr != "10.0.2.15/24" || m.Bridge != "xenbr0" || m.Via != "dhcp" {
 		t.Errorf("management line %q: %+v, %v", out.String(), m, err)
 	}
 
@@ -406,7 +410,7 @@ func TestBringUpNetwork(t *testing.T) {
 	if !strings.Contains(strings.Join(dev.calls, "|"), "static br0 192.0.2.10/24 192.0.2.1") || sys.files["/etc/resolv.conf"] != "nameserver 192.0.2.53\n" {
 		t.Errorf("static: calls %v, resolv.conf %q", dev.calls, sys.files["/etc/resolv.conf"])
 	}
-	if !strings.Contains(out.String(), "management 192.0.2.10/24 on br0 (static)") {
+	if !strings.Contains(out.String(), "management 192.0.2.10/24 on br0 (static, ") {
 		t.Errorf("static: printed %q", out.String())
 	}
 
@@ -541,3 +545,89 @@ func TestSeedGuests(t *testing.T) {
 		t.Errorf("dataGuests: %+v %v", gs, err)
 	}
 }
+
+func (f *fakeDevices) mountRO(dev, target string) error {
+	f.calls = append(f.calls, "mountro "+dev+" "+target)
+	return nil
+}
+
+// Guest images come from the media's images partition or a URL, and land
+// on the data disk only with the manifest's size and SHA-256.
+func TestProvisionImages(t *testing.T) {
+	root := t.TempDir()
+	root_img := []byte("a root file system")
+	kernel := []byte("a kernel")
+	sum := func(b []byte) string { h := sha256.Sum256(b); return hexString(h[:]) }
+	// The media partition's content, as mounted.
+	media := root + mediaMount
+	os.MkdirAll(filepath.Join(media, "debian"), 0o755)
+	os.WriteFile(filepath.Join(media, "debian", "root.img"), root_img, 0o644)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/vmlinuz":
+			w.Write(kernel)
+		case "/bad":
+			w.Write([]byte("tampered"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	man := contract.GuestImages{Files: []contract.GuestImageFile{
+		{Image: "debian", Name: "root.img", Size: int64(len(root_img)), SHA256: sum(root_img), MediaPath: "debian/root.img"},
+		{Image: "debian", Name: "vmlinuz", Size: int64(len(kernel)), SHA256: sum(kernel), URL: srv.URL + "/vmlinuz"},
+	}}
+	mb, err := man.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := &fakeSystem{files: map[string]string{
+		contract.GuestImagesManifest:   string(mb),
+		"/sys/class/block/sda/uevent":  "MAJOR=8\nDEVNAME=sda\nDEVTYPE=disk\n",
+		"/sys/class/block/sda2/uevent": "MAJOR=8\nDEVNAME=sda2\nDEVTYPE=partition\nPARTNAME=" + contract.ImagesPartitionName + "\n",
+	}}
+	var out bytes.Buffer
+	a := dataAgent(sys, &out)
+	dev := &fakeDevices{}
+	if err := a.provisionImages(context.Background(), root, dev, srv.Client()); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(root + contract.DataImageFile("debian", "root.img")); !bytes.Equal(b, root_img) {
+		t.Errorf("root.img on the data disk: %q", b)
+	}
+	if b, _ := os.ReadFile(root + contract.DataImageFile("debian", "vmlinuz")); !bytes.Equal(b, kernel) {
+		t.Errorf("vmlinuz on the data disk: %q", b)
+	}
+	if strings.Join(dev.calls, "|") != "mountro /dev/sda2 "+media {
+		t.Errorf("calls %v", dev.calls)
+	}
+	if !regexp.MustCompile(contract.GuestImageCopiedPattern("debian", "root.img")).MatchString(out.String()) ||
+		!strings.Contains(out.String(), "debian/vmlinuz copied: 8 bytes from "+srv.URL+"/vmlinuz, sha256 ok") {
+		t.Errorf("printed %q", out.String())
+	}
+	// Again: nothing to do.
+	out.Reset()
+	if err := a.provisionImages(context.Background(), root, dev, srv.Client()); err != nil || out.Len() != 0 {
+		t.Errorf("second run: %v, printed %q", err, out.String())
+	}
+	// A file whose bytes are not the pinned ones never lands.
+	bad := contract.GuestImages{Files: []contract.GuestImageFile{{Image: "evil", Name: "root.img", Size: 8, SHA256: sum(kernel), URL: srv.URL + "/bad"}}}
+	mb, _ = bad.Encode()
+	sys.files[contract.GuestImagesManifest] = string(mb)
+	out.Reset()
+	if err := a.provisionImages(context.Background(), root, dev, srv.Client()); err == nil || !strings.Contains(out.String(), "FAILED images: evil/root.img from "+srv.URL+"/bad: SHA-256") {
+		t.Errorf("tampered file: %v, printed %q", err, out.String())
+	}
+	if _, err := os.Stat(root + contract.DataImageFile("evil", "root.img")); err == nil {
+		t.Error("a tampered file is on the data disk")
+	}
+	ents, _ := os.ReadDir(filepath.Dir(root + contract.DataImageFile("evil", "root.img")))
+	if len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+	if _, err := mediaFile(media, "../etc/passwd"); err == nil {
+		t.Error("a media path climbed out")
+	}
+}
+
+func hexString(b []byte) string { return hex.EncodeToString(b) }

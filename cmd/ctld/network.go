@@ -80,6 +80,7 @@ func (a *agent) bringUpNetwork(ctx context.Context, n netOps, cfg *contract.Netw
 		a.say(contract.Failed{Step: "network", Reason: err.Error()})
 		return err
 	}
+	start := time.Now()
 	var nics []linkInfo
 	deadline := time.Now().Add(wait)
 	for _, id := range cfg.NICs {
@@ -137,7 +138,7 @@ func (a *agent) bringUpNetwork(ctx context.Context, n netOps, cfg *contract.Netw
 				return fail(err)
 			}
 		}
-		a.say(contract.Management{Addr: p.String(), Bridge: cfg.Bridge, Via: "static"})
+		a.say(contract.Management{Addr: p.String(), Bridge: cfg.Bridge, Via: "static", Took: time.Since(start)})
 		return nil
 	}
 	addr, err := n.dhcp(ctx, cfg.Bridge)
@@ -145,6 +146,6 @@ func (a *agent) bringUpNetwork(ctx context.Context, n netOps, cfg *contract.Netw
 		return fail(fmt.Errorf("nic %s: DHCP on %s: %w", names(), cfg.Bridge, err))
 	}
 	ones, _ := addr.Mask.Size()
-	a.say(contract.Management{Addr: fmt.Sprintf("%s/%d", addr.IP, ones), Bridge: cfg.Bridge, Via: "dhcp"})
+	a.say(contract.Management{Addr: fmt.Sprintf("%s/%d", addr.IP, ones), Bridge: cfg.Bridge, Via: "dhcp", Took: time.Since(start)})
 	return nil
 }
