@@ -18,6 +18,22 @@
 // forwards its console (contract.GuestConsole) and reports each guest with
 // contract.GuestRunning, GuestFailed and GuestStopped.
 //
+// A profile with a management network or a data disk (contract.HostConfig
+// in contract.HostConfigPath) makes the control domain a host. That work
+// comes after the ready line, which keeps meaning "the toolstack answers"
+// (a DHCP server or a disk must not hold back the operator shell), in the
+// same detached helper, in this order: the management network
+// (contract.Management, or FAILED network naming the NIC; network.go), the
+// data disk (contract.DataDiskReady, or FAILED storage naming the disk;
+// storage.go), the guest images (images.go), then the guests, moved onto
+// the data disk once and started from there (host.go). The next issue's
+// Redfish service belongs after the management line.
+//
+// libxl runs ctld as the hotplug script of guests' vifs and vbds
+// (contract.CtldPath in their xl configs): with XENBUS_PATH in the
+// environment and online/offline/add/remove as its argument, ctld does what
+// Xen's bash scripts vif-bridge and block do, and exits (hotplug.go).
+//
 // On the control domain's shell, `ctld status` and `ctld guests` report the
 // hypervisor and the guests (operator.go).
 //
