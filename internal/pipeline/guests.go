@@ -79,7 +79,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 			ids = append(ids, string(c.SHA256)+":"+c.Files["bzimage"]+":"+c.Files["config"])
 		}
 	}
-	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
+	gk := key("guests/1", r.tool, jsonKey(b.Guests), mgmtBridge(b), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
 	return r.stage(ctx, "guests", gk, func(dir string) error {
 		var files []initramfs.File
 		initrds := map[boardcfg.Compression][]byte{}
