@@ -142,7 +142,10 @@ func TestHostDataDiskPersists(t *testing.T) {
 		then(qemutests.Regexp("vif-in-bridge", `(?:^|\s)vif(\d+)\.0(?:\s|$)`, r), "xenstore-ls /local/domain/0/backend/vbd\n"),
 		then(qemutests.Regexp("vbd-physical", `physical-device = "7:([0-9a-f]+)"`, r), "cat /sys/block/loop0/loop/backing_file\n"),
 		then(qemutests.Regexp("loop-backing", `(?:^|\s)`+regexp.QuoteMeta(contract.DataGuestDisk("demo", "root"))+`$`, r), "echo "+token+" > "+contract.DataMount+"/marker; sync; echo synced-$((40+2))\n"),
-		qemutests.Regexp("synced", `synced-42`, r),
+		// Destroying the guest runs the remove/offline hotplug calls:
+		// the loop device is detached (size 0) and the vif gone.
+		then(qemutests.Regexp("synced", `synced-42`, r), "/usr/sbin/xl destroy demo; echo loop0-size-$(cat /sys/block/loop0/size) brif-$(ls /sys/class/net/xenbr0/brif)\n"),
+		qemutests.Regexp("destroyed", `loop0-size-(\d+) brif-(.*\S)\s*$`, r),
 	)
 	res := runHost(t, m, ms, contract.FailurePattern)
 	v := values(res)
@@ -154,6 +157,9 @@ func TestHostDataDiskPersists(t *testing.T) {
 	}
 	if v["vif-in-bridge"][0] != v["demo-running"][0] {
 		t.Errorf("vif%s.0 in the bridge, but the demo guest is domid %s", v["vif-in-bridge"][0], v["demo-running"][0])
+	}
+	if d := v["destroyed"]; d[0] != "0" || d[1] != "eth0" {
+		t.Errorf("after xl destroy: loop0 has %s sectors (want 0: detached), the bridge's ports are %q (want the NIC alone, eth0)", d[0], d[1])
 	}
 	// The host's own view of what ctld wrote: a GPT with fwbuild's partition.
 	out, err := exec.Command("sgdisk", "-p", disk).CombinedOutput()
