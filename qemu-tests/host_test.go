@@ -74,17 +74,19 @@ func buildHost(t testing.TB) built {
 	return hostBuilt
 }
 
-// hostMachine is the board's USB boot with the NIC and the data disk.
-func hostMachine(t *testing.T, disk string) qemutests.Machine {
+// hostMachine is the board's USB boot as boottest gives it to a board with
+// a network and a data disk: a virtio-net NIC on QEMU's user network at
+// 00:03.0 and a blank virtio data disk with serial FWDATA0, whose file it
+// returns (written through, so a second boot of m sees the first's writes).
+func hostMachine(t *testing.T) (qemutests.Machine, string) {
 	t.Helper()
 	bl := buildHost(t)
-	m, _, err := boottest.Machine(boottest.Spec{Board: testdeps.Board(t, hostBoard), Comps: bl.comps, OutDir: bl.out, Path: qemutests.ChainUSB})
+	work := t.TempDir()
+	m, _, err := boottest.Machine(boottest.Spec{Board: testdeps.Board(t, hostBoard), Comps: bl.comps, OutDir: bl.out, Path: qemutests.ChainUSB, WorkDir: work})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Disks = append(m.Disks, qemutests.VirtioDisk(disk, "FWDATA0", "05.0"))
-	m.Args = append(m.Args, "-netdev", "user,id=fwnet0", "-device", "virtio-net-pci,netdev=fwnet0,addr=03.0,mac=52:54:00:12:34:56")
-	return m
+	return m, filepath.Join(work, "data.img")
 }
 
 func runHost(t *testing.T, m qemutests.Machine, markers []qemutests.Marker, abort string) qemutests.Result {
@@ -98,7 +100,8 @@ func runHost(t *testing.T, m qemutests.Machine, markers []qemutests.Marker, abor
 	}
 	res, err := qemutests.Run(context.Background(), m, markers, opts)
 	if err != nil {
-		t.Fatalf("%v (log %s)", err, res.LogPath)
+		log, _ := os.ReadFile(res.LogPath)
+		t.Fatalf("%v (log %s)\n%s\n%s", err, res.LogPath, strings.Join(res.Cmdline, " "), log)
 	}
 	return res
 }
@@ -121,15 +124,8 @@ func values(res qemutests.Result) map[string][]string {
 }
 
 func TestHostDataDiskPersists(t *testing.T) {
-	disk := filepath.Join(t.TempDir(), "data.img")
-	f, err := os.Create(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(512 << 20) // blank: sparse zeros
-	f.Close()
+	m, disk := hostMachine(t) // a blank disk: sparse zeros
 	token := fmt.Sprintf("fwbuild-marker-%d", rand.Int63())
-	m := hostMachine(t, disk)
 	const r = qemutests.TimeoutReady
 
 	// Boot 1: blank disk.
@@ -203,13 +199,7 @@ func at(res qemutests.Result, name string) time.Duration {
 }
 
 func TestHostForeignDataDiskUntouched(t *testing.T) {
-	disk := filepath.Join(t.TempDir(), "foreign.img")
-	f, err := os.Create(disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Truncate(64 << 20)
-	f.Close()
+	m, disk := hostMachine(t)
 	// A third party's partition table: sgdisk's GPT with a Linux partition.
 	if out, err := exec.Command("sgdisk", "-n", "1:2048:+16M", "-t", "1:8300", "-c", "1:payroll", disk).CombinedOutput(); err != nil {
 		t.Fatalf("sgdisk (gdisk; `fwbuild doctor --fix` installs it): %v\n%s", err, out)
@@ -224,7 +214,7 @@ func TestHostForeignDataDiskUntouched(t *testing.T) {
 		qemutests.Regexp("refused", `fwbuild-ctld: FAILED storage: data disk serial:FWDATA0 \((/dev/vd[a-z]+)\) holds a GPT with 1 partition\(s\) \("payroll"\)`, r),
 		qemutests.Regexp("guest-refused", `fwbuild-ctld: guest demo FAILED: its disks are on the data disk`, r),
 	)
-	runHost(t, hostMachine(t, disk), ms, "")
+	runHost(t, m, ms, "")
 	after, err := os.ReadFile(disk)
 	if err != nil {
 		t.Fatal(err)

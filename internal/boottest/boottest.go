@@ -93,6 +93,9 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 			m.Firmware = qemutests.SplitPflash(chip, int64(fw.Start))
 		}
 	}
+	if err := hostDevices(b, &m, s.WorkDir); err != nil {
+		return m, nil, err
+	}
 	return m, markers, nil
 }
 
