@@ -109,3 +109,8 @@ func (g GuestImages) Validate() error {
 	}
 	return nil
 }
+
+// DataGuestConfig is a guest's xl config on the data disk: once it is
+// there, the guest's definition is this file (ctld writes it after the
+// guest's disks, so a guest with a config is complete).
+func DataGuestConfig(guest string) string { return path.Join(DataGuestDir(guest), "xl.cfg") }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 
 	"github.com/fwbuild/fwbuild/contract"
@@ -68,9 +67,6 @@ func (a *agent) setUpHost(ctx context.Context, h *contract.HostConfig, dev hostD
 	return false
 }
 
-// dataGuestConfig is where a guest's xl config lives on the data disk.
-func dataGuestConfig(guest string) string { return path.Join(contract.DataGuestDir(guest), "xl.cfg") }
-
 // seedGuests gives each guest the profile declares its place on the data
 // disk the first time ctld sees it: its disks (sparse files of their size,
 // or copies of a guest image's root file system), then its xl config, last,
@@ -86,7 +82,7 @@ func (a *agent) seedGuests(root string, h *contract.HostConfig, declared []guest
 		}
 	}
 	for _, g := range declared {
-		cfgPath := root + dataGuestConfig(g.Name)
+		cfgPath := root + contract.DataGuestConfig(g.Name)
 		if _, err := os.Stat(cfgPath); err == nil {
 			continue
 		}
@@ -187,7 +183,7 @@ func writeFileAtomic(p string, data []byte, perm os.FileMode) error {
 
 // dataGuests lists the guests defined on the data disk.
 func (a *agent) dataGuests(root string) ([]guest, error) {
-	files, err := filepath.Glob(root + path.Join(contract.DataMount, "guests", "*", "xl.cfg"))
+	files, err := filepath.Glob(root + contract.DataGuestConfig("*"))
 	if err != nil {
 		return nil, err
 	}
