@@ -28,6 +28,10 @@ type Board struct {
 	// GuestImagesURL is the base URL the guest images' files are served
 	// from (the build's guest-* artefacts, by name); empty: install media only.
 	GuestImagesURL string `yaml:"guest_images_url,omitempty"`
+	// Network is the management network ctld brings up; nil for none.
+	Network *Network `yaml:"network,omitempty"`
+	// Storage is the data disk ctld keeps guests on; nil for none.
+	Storage *Storage `yaml:"storage,omitempty"`
 
 	// File is the profile the board was loaded from; Files lists it and every profile it extends.
 	File  string   `yaml:"-" json:"-"`
@@ -236,6 +240,10 @@ type Guest struct {
 	// After is what the guest's init does once it has reported: "poweroff" or "run".
 	After     string `yaml:"after,omitempty"`
 	Autostart bool   `yaml:"autostart"`
+	// Disks are virtual disks on the data disk (xvda, xvdb, ... in order).
+	Disks []GuestDisk `yaml:"disks,omitempty"`
+	// NICs are vifs on the management bridge.
+	NICs []GuestNIC `yaml:"nics,omitempty"`
 }
 
 // Component returns the component with the given name.

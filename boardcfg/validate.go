@@ -342,6 +342,7 @@ func (b *Board) validate() error {
 	}
 	errs = append(errs, b.validateGuests(comps)...)
 	errs = append(errs, b.validateGuestImages(comps)...)
+	errs = append(errs, b.validateHost()...)
 	return errors.Join(errs...)
 }
 

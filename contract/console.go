@@ -3,6 +3,7 @@ package contract
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Console lines. ctld and guestinit print them on the serial console; the
@@ -252,3 +253,110 @@ func ParseGuestRow(name, line string) (GuestRow, error) {
 // OneLine folds white space, so that whatever a tool printed keeps a
 // console line one line.
 func OneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Management is ctld's line once the management network is up: the
+// bridge's address (with its prefix length), the bridge, how the address
+// was obtained and how long bringing the network up took (NICs found,
+// bridge, address). A failure is a Failed line with Step "network" naming
+// the NIC.
+type Management struct {
+	Addr   string // "10.0.2.15/24"
+	Bridge string
+	Via    string // "dhcp" or "static"
+	Took   time.Duration
+}
+
+func (m Management) String() string {
+	return fmt.Sprintf(CtldPrefix+"management %s on %s (%s, %.1fs)", m.Addr, m.Bridge, m.Via, m.Took.Seconds())
+}
+
+// ManagementPattern matches the management line; its groups are the
+// address (without the prefix length), the prefix length, the bridge, how
+// the address was obtained and the seconds it took.
+const ManagementPattern = CtldPrefix + `management (\d+\.\d+\.\d+\.\d+|[0-9a-fA-F:]+)/(\d+) on (\S+) \((dhcp|static), (\d+\.\d)s\)`
+
+// ParseManagement reads a management line.
+func ParseManagement(line string) (Management, error) {
+	var m Management
+	var via string
+	var secs float64
+	if !scanAfter(line, CtldPrefix+"management ", "%s on %s %s %fs)", &m.Addr, &m.Bridge, &via, &secs) ||
+		(via != "(dhcp," && via != "(static,") || !strings.Contains(m.Addr, "/") {
+		return Management{}, fmt.Errorf("not a ctld management line: %q", line)
+	}
+	m.Via = strings.Trim(via, "(,")
+	m.Took = time.Duration(secs * float64(time.Second)).Round(100 * time.Millisecond)
+	return m, nil
+}
+
+// DataDiskReady is ctld's line once the data disk is mounted at
+// DataMount. Action is "prepared" (a blank disk, or one wiped as the
+// profile allows, was partitioned and formatted this boot) or "found"
+// (fwbuild's data partition from an earlier boot). A disk that is not
+// found, or that holds foreign data, is a Failed line with Step "storage"
+// naming the identifier and the device.
+type DataDiskReady struct {
+	ID, Dev, Action string
+}
+
+func (d DataDiskReady) String() string {
+	return fmt.Sprintf(CtldPrefix+"data disk %s (%s) %s, mounted at %s", d.ID, d.Dev, d.Action, DataMount)
+}
+
+// DataDiskPattern matches the data-disk line; its groups are the
+// identifier, the device and the action.
+const DataDiskPattern = CtldPrefix + `data disk (\S+) \((/dev/\S+)\) (prepared|found), mounted at ` + DataMount
+
+// ParseDataDiskReady reads a data-disk line.
+func ParseDataDiskReady(line string) (DataDiskReady, error) {
+	var d DataDiskReady
+	var dev, action string
+	if !scanAfter(line, CtldPrefix+"data disk ", "%s %s %s", &d.ID, &dev, &action) ||
+		!strings.HasPrefix(dev, "(/dev/") || !strings.HasSuffix(dev, ")") ||
+		(action != "prepared," && action != "found,") {
+		return DataDiskReady{}, fmt.Errorf("not a ctld data disk line: %q", line)
+	}
+	d.Dev = strings.Trim(dev, "()")
+	d.Action = strings.TrimSuffix(action, ",")
+	return d, nil
+}
+
+// GuestDiskCreated is ctld's line for a guest disk it created on the data
+// disk (a guest's first boot only; later boots reuse it).
+type GuestDiskCreated struct {
+	Guest, Disk string
+	Size        int64
+	From        string // guest image copied in, or "" for an empty disk
+}
+
+func (g GuestDiskCreated) String() string {
+	from := "empty"
+	if g.From != "" {
+		from = "from " + g.From
+	}
+	return fmt.Sprintf(CtldPrefix+"guest %s disk %s created: %d bytes, %s", g.Guest, g.Disk, g.Size, from)
+}
+
+// GuestDiskCreatedPattern matches the created line of one guest's disk.
+func GuestDiskCreatedPattern(guest, disk string) string {
+	return CtldPrefix + `guest ` + quoteName(guest) + ` disk ` + quoteName(disk) + ` created: (\d+) bytes`
+}
+
+// GuestImageCopied is ctld's line for a guest-image file it copied to the
+// data disk and verified against the manifest. From is "media:<path>" or
+// the URL. A failure is a Failed line with Step "images".
+type GuestImageCopied struct {
+	Image, Name string
+	Size        int64
+	From        string
+}
+
+func (g GuestImageCopied) String() string {
+	return fmt.Sprintf(CtldPrefix+"guest image %s/%s copied: %d bytes from %s, sha256 ok", g.Image, g.Name, g.Size, g.From)
+}
+
+// GuestImageCopiedPattern matches the copied line of one image file; its
+// group is where it came from.
+func GuestImageCopiedPattern(image, name string) string {
+	return CtldPrefix + `guest image ` + quoteName(image) + `/` + quoteName(name) + ` copied: \d+ bytes from (\S+), sha256 ok`
+}

@@ -124,3 +124,8 @@ const (
 // artefacts, which a web server can serve from the output directory as is:
 // the manifest's URL is the board's base URL joined with it.
 func GuestImageArtefact(image, file string) string { return "guest-" + image + "-" + file }
+
+// DataGuestConfig is a guest's xl config on the data disk: once it is
+// there, the guest's definition is this file (ctld writes it after the
+// guest's disks, so a guest with a config is complete).
+func DataGuestConfig(guest string) string { return path.Join(DataGuestDir(guest), "xl.cfg") }

@@ -100,6 +100,7 @@ type diskKind int
 const (
 	diskUSB diskKind = iota
 	diskRaw
+	diskVirtio
 )
 
 // Disk is a raw disk image attached to the machine.
@@ -110,6 +111,8 @@ type Disk struct {
 	// writes go to a throw-away overlay (snapshot=on) so a test never
 	// changes a built artefact.
 	ReadWrite bool
+	// serial and addr are a virtio disk's serial number and PCI slot.
+	serial, addr string
 }
 
 // USBKey attaches path as a USB mass-storage device on an xHCI controller.
@@ -117,6 +120,14 @@ func USBKey(path string) Disk { return Disk{kind: diskUSB, path: path} }
 
 // RawDisk attaches path as the machine's default disk type (SATA on q35).
 func RawDisk(path string) Disk { return Disk{kind: diskRaw, path: path} }
+
+// VirtioDisk attaches path as a virtio-blk PCI disk with a serial number
+// (Linux shows it in /sys/block/vdX/serial) at PCI slot addr ("05.0"; ""
+// lets QEMU choose), written through to the file (a data disk that must
+// outlive the boot).
+func VirtioDisk(path, serial, addr string) Disk {
+	return Disk{kind: diskVirtio, path: path, serial: serial, addr: addr, ReadWrite: true}
+}
 
 // pflashMax is QEMU's limit on the total pflash size.
 const pflashMax = 8 << 20
@@ -252,6 +263,16 @@ func (m Machine) args(accel, work, socket string) ([]string, error) {
 			usb++
 		case diskRaw:
 			a = append(a, "-drive", opt)
+		case diskVirtio:
+			id := fmt.Sprintf("fwvd%d", i)
+			dev := "virtio-blk-pci,drive=" + id
+			if d.serial != "" {
+				dev += ",serial=" + qemuPath(d.serial)
+			}
+			if d.addr != "" {
+				dev += ",addr=" + d.addr
+			}
+			a = append(a, "-drive", "if=none,id="+id+","+opt, "-device", dev)
 		}
 	}
 	return append(a, m.Args...), nil

@@ -64,6 +64,13 @@ type config struct {
 	// shutdown, polling xl list every GuestPoll.
 	GuestWatch time.Duration
 	GuestPoll  time.Duration
+	// HostConfig is the network and storage config (contract.HostConfig);
+	// absent means neither.
+	HostConfig string
+	// DeviceWait bounds the wait for the NICs and the data disk to appear.
+	DeviceWait time.Duration
+	// ImagesManifest lists the guest-image files (contract.GuestImages).
+	ImagesManifest string
 }
 
 func defaultConfig() config {
@@ -76,6 +83,10 @@ func defaultConfig() config {
 		GuestImages: contract.GuestImagesDir,
 		GuestWatch:  2 * time.Minute,
 		GuestPoll:   2 * time.Second,
+		HostConfig:  contract.HostConfigPath,
+		DeviceWait:  20 * time.Second,
+
+		ImagesManifest: contract.GuestImagesManifest,
 	}
 }
 
@@ -112,6 +123,8 @@ type system interface {
 	writeFile(path string, data []byte, perm fs.FileMode) error
 	// readPhys reads physical memory (/dev/mem).
 	readPhys(addr, n uint64) ([]byte, error)
+	// readlink resolves every symlink in p (sysfs device paths).
+	readlink(p string) (string, error)
 }
 
 type mountPoint struct {
@@ -123,6 +136,7 @@ type agent struct {
 	cfg config
 	run runner
 	sys system
+	dev hostDevices // network and block devices (the guest helper and hotplug)
 	out io.Writer
 	// guests are the declared guests start found.
 	guests []guest

@@ -106,6 +106,7 @@ type fakeSystem struct {
 	modules []string
 	calls   []string
 	failMod string
+	links   map[string]string // readlink results
 }
 
 func (s *fakeSystem) mounts() ([]mountPoint, error) { return s.mounted, nil }
@@ -166,6 +167,12 @@ func (s *fakeSystem) readPhys(addr, n uint64) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("read /dev/mem %#x+%#x: bad address", addr, n)
+}
+func (s *fakeSystem) readlink(p string) (string, error) {
+	if t, ok := s.links[p]; ok {
+		return t, nil
+	}
+	return p, nil
 }
 func (s *fakeSystem) dialUnix(p string) error {
 	if s.sockets[p] {

@@ -62,10 +62,21 @@ func (a *agent) say(line fmt.Stringer) {
 // watch is over and every console has closed (a guest that keeps running
 // keeps its console forwarded until ctx ends).
 func (a *agent) runGuests(ctx context.Context) error {
+	host, err := a.loadHostConfig()
+	if err != nil {
+		a.say(contract.Failed{Step: "host", Reason: err.Error()})
+	}
+	dataOK := a.setUpHost(ctx, host, a.dev)
 	gs, _, err := a.findGuests()
 	if err != nil {
 		a.say(contract.GuestFailed{Reason: err.Error()})
 		return err
+	}
+	if host != nil && host.Storage != nil {
+		if gs, err = a.guestsOnData(host, gs, dataOK); err != nil {
+			a.say(contract.GuestFailed{Reason: err.Error()})
+			return err
+		}
 	}
 	var wg sync.WaitGroup
 	var started []string
@@ -224,4 +235,32 @@ func (a *agent) autostart() []guest {
 		}
 	}
 	return gs
+}
+
+// guestsOnData moves the declared guests onto the data disk (once) and
+// returns the guests defined there. Without the data disk (its FAILED line
+// is out already), guests with disks cannot start and are reported so;
+// the others start from the initramfs.
+func (a *agent) guestsOnData(host *contract.HostConfig, declared []guest, dataOK bool) ([]guest, error) {
+	if !dataOK {
+		needs := map[string]bool{}
+		for _, g := range host.Guests {
+			needs[g.Name] = len(g.Disks) > 0
+		}
+		var keep []guest
+		for _, g := range declared {
+			if needs[g.Name] {
+				if g.Autostart {
+					a.say(contract.GuestFailed{Name: g.Name, Reason: "its disks are on the data disk, which is not available"})
+				}
+				continue
+			}
+			keep = append(keep, g)
+		}
+		return keep, nil
+	}
+	if err := a.seedGuests("", host, declared); err != nil {
+		return nil, err
+	}
+	return a.dataGuests("")
 }

@@ -18,6 +18,22 @@
 // forwards its console (contract.GuestConsole) and reports each guest with
 // contract.GuestRunning, GuestFailed and GuestStopped.
 //
+// A profile with a management network or a data disk (contract.HostConfig
+// in contract.HostConfigPath) makes the control domain a host. That work
+// comes after the ready line, which keeps meaning "the toolstack answers"
+// (a DHCP server or a disk must not hold back the operator shell), in the
+// same detached helper, in this order: the management network
+// (contract.Management, or FAILED network naming the NIC; network.go), the
+// data disk (contract.DataDiskReady, or FAILED storage naming the disk;
+// storage.go), the guest images (images.go), then the guests, moved onto
+// the data disk once and started from there (host.go). The next issue's
+// Redfish service belongs after the management line.
+//
+// libxl runs ctld as the hotplug script of guests' vifs and vbds
+// (contract.CtldPath in their xl configs): with XENBUS_PATH in the
+// environment and online/offline/add/remove as its argument, ctld does what
+// Xen's bash scripts vif-bridge and block do, and exits (hotplug.go).
+//
 // On the control domain's shell, `ctld status` and `ctld guests` report the
 // hypervisor and the guests (operator.go).
 //
@@ -30,6 +46,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,6 +58,17 @@ import (
 
 func main() {
 	cfg := defaultConfig()
+	if e, ok := hotplugCall(os.Args[1:], os.Getenv); ok {
+		// libxl runs ctld as a vif's or vbd's hotplug script (hotplug.go).
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+		defer cancel()
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, dev: linuxHost{}, out: os.Stderr}
+		if err := a.hotplug(ctx, linuxHost{}, e); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	flag.StringVar(&cfg.XenBin, "xen-bin", "", "directory holding xenstored, xenconsoled, xen-init-dom0 and xl (default: newest /usr/lib/xen-*/bin)")
 	flag.StringVar(&cfg.XenstoreBin, "xenstore-bin", cfg.XenstoreBin, "directory holding xenstore-list")
 	flag.StringVar(&cfg.ModulesList, "modules", cfg.ModulesList, "file listing kernel modules to load, dependencies first")
@@ -69,7 +98,10 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		signal.Ignore(syscall.SIGHUP)
-		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
+		// u-root's DHCP client logs each attempt with package log; ctld
+		// prints its own line for the outcome.
+		log.SetOutput(io.Discard)
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, dev: linuxHost{}, out: os.Stdout}
 		if a.cfg.XenBin == "" {
 			if err := a.findToolstack(ctx); err != nil {
 				a.say(contract.GuestFailed{Reason: err.Error()})
@@ -94,7 +126,7 @@ func main() {
 	}
 	// start prints the status line itself, ready or FAILED.
 	err := a.start(ctx)
-	if gs := a.autostart(); err == nil && len(gs) > 0 {
+	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig)) {
 		// u-root's init starts the shell only once ctld exits, so the
 		// guests are looked after by a detached copy.
 		if err := startGuestHelper(a.cfg); err != nil {

@@ -201,6 +201,8 @@ func privcmdRead(f *os.File, addr, n uint64) ([]byte, error) {
 	return append([]byte(nil), mem[off:off+n]...), nil
 }
 
+func (linuxSystem) readlink(p string) (string, error) { return filepath.EvalSymlinks(p) }
+
 func (linuxSystem) glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
 
 // loadModule loads a kernel module with finit_module(2); one that is already

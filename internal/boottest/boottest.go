@@ -42,6 +42,13 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	if err != nil {
 		return m, nil, err
 	}
+	// A host board: the management line, then the data disk's (the guest helper's order, before the guests).
+	if b.Network != nil {
+		markers = append(markers, qemutests.Regexp("management", contract.ManagementPattern, qemutests.TimeoutReady))
+	}
+	if b.Storage != nil {
+		markers = append(markers, qemutests.Regexp("data-disk", contract.DataDiskPattern, qemutests.TimeoutReady))
+	}
 	// Each autostart guest: ctld's running line, then the guest's own line from inside the VM.
 	for _, g := range b.Guests {
 		if !g.Autostart {
@@ -98,6 +105,9 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 			}
 			m.Firmware = qemutests.SplitPflash(chip, int64(fw.Start))
 		}
+	}
+	if err := hostDevices(b, &m, s.WorkDir); err != nil {
+		return m, nil, err
 	}
 	return m, markers, nil
 }

@@ -181,7 +181,7 @@ func TestGuestTypeAndXLConfig(t *testing.T) {
 		}
 	}
 	img := boardcfg.GuestImage{Name: "debian", Busybox: "bb", Cmdline: "quiet"}
-	cfg := string(xlConfig(boardcfg.Guest{Name: "web", Memory: 256 << 20, Image: "debian", Cmdline: "fwbuild.fetch=http://10.0.2.2/x", Autostart: true}, &img, "pvh"))
+	cfg := string(xlConfig(boardcfg.Guest{Name: "web", Memory: 256 << 20, Image: "debian", Cmdline: "fwbuild.fetch=http://10.0.2.2/x", Autostart: true}, &img, "pvh", ""))
 	for _, want := range []string{
 		"# fwbuild: autostart=yes\n", `type = "pvh"`, "memory = 256\n",
 		`kernel = "/var/lib/fwbuild/data/images/debian/vmlinuz"`, `ramdisk = "/var/lib/fwbuild/data/images/debian/initrd"`,
@@ -195,7 +195,7 @@ func TestGuestTypeAndXLConfig(t *testing.T) {
 		t.Errorf("ParseXLType = %q", got)
 	}
 	inst := boardcfg.GuestImage{Name: "debian-installer", Initrd: "di:initrd"}
-	if cfg := string(xlConfig(boardcfg.Guest{Name: "inst", Memory: 512 << 20, Image: "debian-installer"}, &inst, "pv")); strings.Contains(cfg, "root=") {
+	if cfg := string(xlConfig(boardcfg.Guest{Name: "inst", Memory: 512 << 20, Image: "debian-installer"}, &inst, "pv", "")); strings.Contains(cfg, "root=") {
 		t.Errorf("the installer gets a root= it has no use for:\n%s", cfg)
 	}
 }

@@ -44,7 +44,11 @@ func guestsParam(b *boardcfg.Board) string {
 // image's kernel and initrd from the data disk, where ctld keeps the image's
 // verified files, and (for an image fwbuild built) mounts its root from its
 // first virtual disk. typ is the resolved virtualization mode (guestType).
-func xlConfig(g boardcfg.Guest, img *boardcfg.GuestImage, typ string) []byte {
+// Its vifs (on bridge) and vbds name ctld as their hotplug script (Xen's are
+// bash, which the control domain does not carry); disks are raw files on the
+// data disk, set up as loop devices by ctld for the phy backend (dom0 has no
+// qemu for qdisk).
+func xlConfig(g boardcfg.Guest, img *boardcfg.GuestImage, typ, bridge string) []byte {
 	after := g.After
 	if after == "" {
 		after = "poweroff"
@@ -69,6 +73,7 @@ func xlConfig(g boardcfg.Guest, img *boardcfg.GuestImage, typ string) []byte {
 	fmt.Fprintf(&b, "name = %q\ntype = %q\nmemory = %d\nvcpus = %d\n", g.Name, typ, uint64(g.Memory)>>20, vcpus)
 	fmt.Fprintf(&b, "kernel = %q\nramdisk = %q\n", kernel, ramdisk)
 	fmt.Fprintf(&b, "extra = %q\non_poweroff = \"destroy\"\non_crash = \"destroy\"\n", extra)
+	writeDevices(&b, g, bridge)
 	return []byte(b.String())
 }
 
@@ -112,7 +117,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 			ids = append(ids, string(c.SHA256)+":"+c.Files["bzimage"]+":"+c.Files["config"])
 		}
 	}
-	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(b.GuestImages), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
+	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(b.GuestImages), mgmtBridge(b), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
 	return r.stage(ctx, "guests", gk, func(dir string) error {
 		var files []initramfs.File
 		initrds := map[boardcfg.Compression][]byte{}
@@ -124,7 +129,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				// The kernel and initrd are the image's, on the data disk.
 				kc, _ := img.KernelRef()
 				cfg, _ := r.comps.File(kc, "config", b)
-				files = append(files, initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, &img, guestType(g, cfg))})
+				files = append(files, initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, &img, guestType(g, cfg), mgmtBridge(b))})
 				continue
 			}
 			kpath, cfg := k.path, k.config
@@ -149,7 +154,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].memory", i)), err)
 			}
 			files = append(files,
-				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, nil, guestType(g, cfg))},
+				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, nil, guestType(g, cfg), mgmtBridge(b))},
 				initramfs.File{Path: contract.GuestKernel(g.Name), Data: kernel},
 				initramfs.File{Path: contract.GuestInitrd(g.Name), Data: initrds[comp]},
 			)
@@ -220,4 +225,41 @@ func writeArchive(dir, name string, arch *initramfs.Archive) error {
 		fmt.Fprintf(&list, "%10d %s\n", e.Size, e.Path)
 	}
 	return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
+}
+
+// mgmtBridge is the management bridge guests' NICs join by default.
+func mgmtBridge(b *boardcfg.Board) string {
+	if b.Network == nil {
+		return ""
+	}
+	return b.Network.BridgeName()
+}
+
+// writeDevices writes a guest's disk and vif lines. The disk spec's target
+// comes last: xl takes the rest of the spec as the path.
+func writeDevices(b *strings.Builder, g boardcfg.Guest, bridge string) {
+	if len(g.Disks) > 0 {
+		var specs []string
+		for i, d := range g.Disks {
+			specs = append(specs, fmt.Sprintf("%q", fmt.Sprintf("format=raw, vdev=xvd%c, access=rw, backendtype=phy, script=%s, target=%s",
+				'a'+i, contract.CtldPath, contract.DataGuestDisk(g.Name, d.Name))))
+		}
+		fmt.Fprintf(b, "disk = [ %s ]\n", strings.Join(specs, ", "))
+	}
+	if len(g.NICs) > 0 {
+		var specs []string
+		for _, n := range g.NICs {
+			br := n.Bridge
+			if br == "" {
+				br = bridge
+			}
+			spec := "bridge=" + br
+			if n.MAC != "" {
+				spec += ", mac=" + strings.ToLower(n.MAC)
+			}
+			spec += ", script=" + contract.CtldPath
+			specs = append(specs, fmt.Sprintf("%q", spec))
+		}
+		fmt.Fprintf(b, "vif = [ %s ]\n", strings.Join(specs, ", "))
+	}
 }

@@ -5,8 +5,24 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/initramfs"
 )
+
+// hostFiles is the host config ctld reads at boot (network, data disk,
+// guests' disks), when the profile has any of those.
+func hostFiles(b *boardcfg.Board) ([]initramfs.File, error) {
+	hc := b.HostConfig()
+	if hc.Network == nil && hc.Storage == nil {
+		return nil, nil
+	}
+	data, err := hc.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("initramfs: %s: %w", contract.HostConfigPath, err)
+	}
+	return []initramfs.File{{Path: contract.HostConfigPath, Data: data}}, nil
+}
 
 func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 	b := r.Board
@@ -17,9 +33,14 @@ func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 		roots = append(roots, f.Root)
 		pkgIDs = append(pkgIDs, name+"="+f.SHA256)
 	}
-	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), string(cd.Compression), r.Epoch.UTC().Format(time.RFC3339))
+	extra, err := hostFiles(b)
+	if err != nil {
+		return stageResult{}, err
+	}
+	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), string(cd.Compression), r.Epoch.UTC().Format(time.RFC3339), jsonKey(extra))
 	return r.stage(ctx, "initramfs", k, func(dir string) error {
 		arch, err := initramfs.Build(ctx, initramfs.Spec{
+			Extra:       extra,
 			Commands:    cd.Commands,
 			Toolstack:   cd.Toolstack.Files,
 			Symlinks:    cd.Toolstack.Symlinks,
