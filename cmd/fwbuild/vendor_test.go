@@ -64,7 +64,7 @@ func vendorBoards(t *testing.T) (string, map[string]string) {
     regions:
       - {name: bios, firmware: true, start: 0x0, size: 32MiB}
       - {name: guests, guests: true, start: 0x0, size: 0x3F0000}
-      - {name: payload, payload: true, start: 0x1000000, size: 0x800000}
+      - {name: payload, payload: true, start: 0x1000000, size: 0xA00000}   # up to galago, the top 6 MiB
 `)
 	write("vendor-vbox", "vbox.fd", vbox, `    chip_size: 16MiB
     descriptor: ""
