@@ -48,7 +48,7 @@ func (e *env) build(board, out, only string) (*boardcfg.Board, *pipeline.Result,
 	}
 	start := time.Now()
 	res, err := pipeline.Build(e.ctx, pipeline.Options{
-		Board: b, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out, Only: only, Epoch: ep, Log: e.log,
+		Board: b, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out, Only: only, Epoch: ep, Log: e.log, Keys: e.keys,
 		Progress: func(stage string, took time.Duration, cached bool) {
 			if e.json {
 				return
@@ -85,8 +85,9 @@ func (e *env) build(board, out, only string) (*boardcfg.Board, *pipeline.Result,
 }
 
 func cmdBuild(e *env, args []string) error {
-	fs := e.flags("build", "--board B [--out DIR] [--only STAGE]")
+	fs := e.flags("build", "--board B [--out DIR] [--only STAGE] [--keys DIR]")
 	board := fs.String("board", "", "board name or profile path")
+	fs.StringVar(&e.keys, "keys", os.Getenv("FWBUILD_KEYS"), "owner's key directory (PK, KEK, db; see fwbuild keys): sign the payloads, enrol the keys on a Secure Boot board (env FWBUILD_KEYS)")
 	out := fs.String("out", "", "output directory (default: out/<board>)")
 	only := fs.String("only", "", "stop after a stage and write its outputs: kernel, initramfs, payload")
 	if err := e.parse(fs, args); err != nil {

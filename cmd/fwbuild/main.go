@@ -34,6 +34,7 @@ type env struct {
 	json      bool
 	boardsDir string
 	cacheDir  string
+	keys      string // the owner's key directory (build --keys)
 }
 
 type command struct {
@@ -52,6 +53,7 @@ func commands() map[string]command {
 		"inspect": {"show the volumes/files of a chip image, partitions of a disk image, sections of a payload", cmdInspect},
 		"flash":   {"write images: flash spi (flashrom) or flash usb (block device or file)", cmdFlash},
 		"fit":     {"check whether the launcher and payload fit a firmware image, and what to remove if not", cmdFit},
+		"keys":    {"create a test Secure Boot key set (PK, KEK, db) for build --keys", cmdKeys},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/secboot"
 )
 
 // DefaultEpoch is the timestamp written into outputs when SOURCE_DATE_EPOCH
@@ -33,7 +34,11 @@ type Options struct {
 	OutDir    string
 	// Only stops after a stage and publishes its outputs: "initramfs",
 	// "kernel", "payload"; empty runs everything.
-	Only  string
+	Only string
+	// Keys is the owner's key directory (secboot: PK, KEK, db); with it
+	// both payloads are signed and a Secure Boot board's variable store is
+	// enrolled. Empty: unsigned payloads.
+	Keys  string
 	Epoch time.Time
 	Log   *slog.Logger
 	// Progress is told when a stage starts (took < 0) and ends.
@@ -70,6 +75,7 @@ type run struct {
 	tool   string
 	tools  map[string]string // host tool versions, see hostTools
 	comps  Components
+	owner  *secboot.Owner // the loaded Keys, or nil
 	result Result
 }
 
@@ -156,6 +162,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	// A different fwbuild may build differently: its outputs never come from another's cache.
 	r := &run{Options: o, tool: fwbuild.SourceID()}
 	r.result.OutDir = o.OutDir
+	if err := r.loadKeys(); err != nil {
+		return nil, err
+	}
 	b := o.Board
 
 	var err error
@@ -196,6 +205,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	pay, err := timed(ctx, r, "payload", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.payload(ctx, k, ird, gst) })
 	if err != nil {
 		return nil, err
+	}
+	if r.owner != nil {
+		if pay, err = timed(ctx, r, "sign", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.sign(ctx, pay) }); err != nil {
+			return nil, err
+		}
+		if b.Outputs.SecureBoot != nil {
+			arts = append(arts, artefact(VarsArtefact, pay.path(VarsArtefact)))
+		}
 	}
 	arts = append(arts, artefact("payload-esp.efi", pay.path("payload-esp.efi")), artefact("payload-flash.efi", pay.path("payload-flash.efi")))
 	if o.Only == "payload" {
