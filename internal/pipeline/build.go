@@ -72,11 +72,13 @@ func OnlyStages() []string { return []string{"kernel", "initramfs", "payload"} }
 
 type run struct {
 	Options
-	tool   string
-	tools  map[string]string // host tool versions, see hostTools
-	comps  Components
-	owner  *secboot.Owner // the loaded Keys, or nil
-	result Result
+	tool  string
+	tools map[string]string // host tool versions, see hostTools
+	comps Components
+	owner *secboot.Owner // the loaded Keys, or nil
+	// kernelConfig is the dom0 kernel's .config, when known (for the SBOM).
+	kernelConfig string
+	result       Result
 }
 
 func (r *run) hook(point string) {
@@ -175,6 +177,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.kernelConfig = k.config
 	if err := checkInitrdSupport(b, k); err != nil {
 		return nil, err
 	}
@@ -263,7 +266,11 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return published{}, err
 		}
-		extra := map[string][]byte{buildrecord.ManifestFile: m.JSON(), buildrecord.SumsFile: sha256sums(arts)}
+		sbom, err := r.sbom(arts)
+		if err != nil {
+			return published{}, err
+		}
+		extra := map[string][]byte{buildrecord.ManifestFile: m.JSON(), buildrecord.SumsFile: sha256sums(arts), SBOMFile: sbom}
 		names := make([]string, 0, len(extra))
 		for n := range extra {
 			names = append(names, n)
