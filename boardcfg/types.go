@@ -95,9 +95,12 @@ type Outputs struct {
 }
 
 // SecureBoot names the board firmware's empty variable store (component:role,
-// e.g. ovmf:vars), into which the owner's PK, KEK and db are enrolled.
+// e.g. ovmf:vars), into which the owner's PK, KEK and db are enrolled, and
+// the firmware code that enforces them (e.g. ovmf:code-secboot), which the
+// USB boot test runs with the enrolled store.
 type SecureBoot struct {
 	Variables string `yaml:"variables"`
+	Code      string `yaml:"code"`
 }
 
 type USB struct {

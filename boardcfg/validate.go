@@ -290,6 +290,7 @@ func (b *Board) validate() error {
 	}
 	if sb := b.Outputs.SecureBoot; sb != nil {
 		refFile("outputs.secure_boot.variables", sb.Variables)
+		refFile("outputs.secure_boot.code", sb.Code)
 	}
 	if s := b.Outputs.SPI; s != nil {
 		switch fw := s.Firmware; {

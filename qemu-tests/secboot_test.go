@@ -10,6 +10,9 @@ package qemutests_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -63,6 +66,17 @@ func TestSecureBootOwnerKeys(t *testing.T) {
 		t.Fatalf("build qemu-q35-secboot: %v", err)
 	}
 	t.Logf("built qemu-q35-secboot in %v", time.Since(start).Round(time.Second))
+	var m pipeline.Manifest
+	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	owner, err := secboot.Load(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(owner.DB.Raw); m.Signer == nil || m.Signer.CertSHA256 != hex.EncodeToString(sum[:]) || !m.Signer.Enrolled {
+		t.Errorf("manifest signer %+v, want the db certificate %x, enrolled", m.Signer, sum)
+	}
 	comps, err := pipeline.Fetch(context.Background(), b, cacheDir, nil)
 	if err != nil {
 		t.Fatal(err)

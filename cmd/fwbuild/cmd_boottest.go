@@ -12,12 +12,13 @@ import (
 )
 
 func cmdTest(e *env, args []string) error {
-	fs := e.flags("test", "--board B [--path usb|spi|all] [--out DIR] [--keep-logs]")
+	fs := e.flags("test", "--board B [--path usb|spi|all] [--out DIR] [--keep-logs] [--keys DIR]")
 	board := fs.String("board", "", "board name or profile path")
 	path := fs.String("path", "all", "boot path: usb, spi or all")
 	out := fs.String("out", "", "build output directory (default: out/<board>)")
 	keep := fs.Bool("keep-logs", false, "keep the console logs of passing boots too")
 	verbose := fs.Bool("console", false, "copy QEMU's console to stderr")
+	fs.StringVar(&e.keys, "keys", os.Getenv("FWBUILD_KEYS"), "owner's key directory for the build (see fwbuild build --keys)")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
