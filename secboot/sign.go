@@ -37,3 +37,15 @@ func SignPE(img []byte, key crypto.Signer, cert *x509.Certificate) ([]byte, erro
 	}
 	return pe.Bytes(), nil
 }
+
+// AuthenticodeDigest is the image's Authenticode SHA-256 (the PE hash that
+// skips the checksum, the certificate-table entry and the signatures): what
+// a signature signs, and what edk2 extends into PCR 4 as the
+// EV_EFI_BOOT_SERVICES_APPLICATION event when it starts the image.
+func AuthenticodeDigest(img []byte) ([]byte, error) {
+	pe, err := authenticode.Parse(bytes.NewReader(img))
+	if err != nil {
+		return nil, fmt.Errorf("authenticode digest: %w: %v", errNotPE, err)
+	}
+	return pe.Hash(crypto.SHA256), nil
+}

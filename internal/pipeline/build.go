@@ -262,6 +262,10 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 			arts[i].SHA256, arts[i].Size = sum, n
 		}
 		m := r.manifest(ctx, arts)
+		var err error
+		if m.Authenticode, err = r.peDigests(ctx, arts); err != nil {
+			return published{}, err
+		}
 		dir := filepath.Join(r.CacheDir, "tmp")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return published{}, err

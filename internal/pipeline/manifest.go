@@ -29,9 +29,11 @@ type Manifest struct {
 	HostTools map[string]string `json:"host_tools"`
 	// Signer is the owner's db certificate the payloads are signed with
 	// (build --keys), and whether a variable store was enrolled.
-	Signer  *ManifestSigner `json:"signer,omitempty"`
-	Outputs []Artefact      `json:"outputs"`
-	Sizes   *SizeTable      `json:"sizes,omitempty"`
+	Signer *ManifestSigner `json:"signer,omitempty"`
+	// Authenticode is each payload's Authenticode SHA-256 (peDigests).
+	Authenticode map[string]string `json:"authenticode_sha256,omitempty"`
+	Outputs      []Artefact        `json:"outputs"`
+	Sizes        *SizeTable        `json:"sizes,omitempty"`
 }
 
 // ManifestFile is an input file named by a profile.

@@ -3,10 +3,13 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/fwbuild/fwbuild/secboot"
@@ -35,6 +38,11 @@ func TestSignedBuild(t *testing.T) {
 		}
 	}
 	db, kek := secboot.CertFile(keys, "db"), secboot.CertFile(keys, "KEK")
+	var m Manifest
+	if data, err := os.ReadFile(filepath.Join(outA, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	digest := regexp.MustCompile(`Calculated message digest\s*:\s*([0-9A-F]{64})`)
 	for _, name := range []string{"payload-esp.efi", "payload-flash.efi"} {
 		p := filepath.Join(outA, name)
 		if out, err := exec.Command("sbverify", "--cert", db, p).CombinedOutput(); err != nil {
@@ -42,6 +50,12 @@ func TestSignedBuild(t *testing.T) {
 		}
 		if out, err := exec.Command("osslsigncode", "verify", "-CAfile", db, "-in", p).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("Succeeded")) {
 			t.Errorf("osslsigncode verify %s with db.crt: %v\n%s", name, err, out)
+		}
+		// The manifest's Authenticode digest (what edk2 measures into PCR 4)
+		// is the one osslsigncode computes.
+		out, _ := exec.Command("osslsigncode", "verify", "-CAfile", db, "-in", p).CombinedOutput()
+		if d := digest.FindSubmatch(out); d == nil || !strings.EqualFold(string(d[1]), m.Authenticode[name]) {
+			t.Errorf("%s: manifest authenticode_sha256 %q, osslsigncode computes %q", name, m.Authenticode[name], d)
 		}
 		if out, err := exec.Command("sbverify", "--cert", kek, p).CombinedOutput(); err == nil {
 			t.Errorf("sbverify accepted %s with KEK.crt:\n%s", name, out)
