@@ -99,6 +99,19 @@ type Toolstack struct {
 type Outputs struct {
 	USB USB  `yaml:"usb"`
 	SPI *SPI `yaml:"spi"`
+	// SecureBoot, if set, makes the build write the firmware's variable
+	// store with the owner's keys enrolled (secboot); its keys come from
+	// the command line (fwbuild build --keys DIR), never from the profile.
+	SecureBoot *SecureBoot `yaml:"secure_boot"`
+}
+
+// SecureBoot names the board firmware's empty variable store (component:role,
+// e.g. ovmf:vars), into which the owner's PK, KEK and db are enrolled, and
+// the firmware code that enforces them (e.g. ovmf:code-secboot), which the
+// USB boot test runs with the enrolled store.
+type SecureBoot struct {
+	Variables string `yaml:"variables"`
+	Code      string `yaml:"code"`
 }
 
 type USB struct {

@@ -288,6 +288,10 @@ func (b *Board) validate() error {
 	} else if b.Outputs.USB.Size > maxUSBSize {
 		add(b.errAt("outputs.usb.size", "%v is more than %v: the image is written out whole (use 64MiB; the key may be larger)", b.Outputs.USB.Size, Size(maxUSBSize)))
 	}
+	if sb := b.Outputs.SecureBoot; sb != nil {
+		refFile("outputs.secure_boot.variables", sb.Variables)
+		refFile("outputs.secure_boot.code", sb.Code)
+	}
 	if s := b.Outputs.SPI; s != nil {
 		switch fw := s.Firmware; {
 		case fw.Ref != "" && fw.Path != "":

@@ -10,7 +10,8 @@ import (
 // guest's init reads.
 const (
 	// GuestsRegionParam tells ctld where the chip's guests region appears
-	// in physical memory: fwbuild.guests=<address>,<size>.
+	// in physical memory and which bundle it must hold:
+	// fwbuild.guests=<address>,<size>,sha256:<hex of the archive>.
 	GuestsRegionParam = "fwbuild.guests"
 	// GuestNameParam and GuestAfterParam tell a guest's init its name and
 	// what to do once it has reported: fwbuild.guest=<name>
@@ -20,14 +21,24 @@ const (
 )
 
 // GuestsRegion is where the chip's guests region is mapped (the chip's end
-// sits at 4 GiB) and how large it is.
+// sits at 4 GiB), how large it is, and the SHA-256 of the archive its bundle
+// must hold. The hash rides on the dom0 command line inside the flash
+// payload, which the launcher checks against its own pin (and the owner's
+// signature covers): so the region is authenticated by the payload, not
+// only by the hash in its own header, which whoever rewrites the region
+// rewrites too.
 type GuestsRegion struct {
 	Addr, Size uint64
+	SHA256     string // lower-case hex; "" when not pinned
 }
 
 // String is the parameter for the dom0 command line.
 func (r GuestsRegion) String() string {
-	return fmt.Sprintf("%s=%#x,%#x", GuestsRegionParam, r.Addr, r.Size)
+	s := fmt.Sprintf("%s=%#x,%#x", GuestsRegionParam, r.Addr, r.Size)
+	if r.SHA256 != "" {
+		s += ",sha256:" + r.SHA256
+	}
+	return s
 }
 
 // ParseGuestsRegion finds the guests-region parameter on a kernel command
@@ -38,13 +49,22 @@ func ParseGuestsRegion(cmdline string) (r GuestsRegion, ok bool, err error) {
 		if !found {
 			continue
 		}
-		a, s, _ := strings.Cut(v, ",")
+		a, rest, _ := strings.Cut(v, ",")
+		s, pin, pinned := strings.Cut(rest, ",")
 		addr, err1 := strconv.ParseUint(a, 0, 64)
 		size, err2 := strconv.ParseUint(s, 0, 64)
 		if err1 != nil || err2 != nil || size == 0 || addr+size < addr {
-			return GuestsRegion{}, true, fmt.Errorf("%q: want %s=<address>,<size>", f, GuestsRegionParam)
+			return GuestsRegion{}, true, fmt.Errorf("%q: want %s=<address>,<size>,sha256:<hex>", f, GuestsRegionParam)
 		}
-		return GuestsRegion{Addr: addr, Size: size}, true, nil
+		r := GuestsRegion{Addr: addr, Size: size}
+		if pinned {
+			h, ok := strings.CutPrefix(pin, "sha256:")
+			if !ok || !isHex64(h) {
+				return GuestsRegion{}, true, fmt.Errorf("%q: the pin must be sha256:<64 lower-case hex digits>", f)
+			}
+			r.SHA256 = h
+		}
+		return r, true, nil
 	}
 	return GuestsRegion{}, false, nil
 }
@@ -91,4 +111,16 @@ func ParseGuestParams(cmdline string) (GuestParams, error) {
 		return p, fmt.Errorf("%s=%s: want %s or %s", GuestAfterParam, bad, AfterPoweroff, AfterRun)
 	}
 	return p, nil
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

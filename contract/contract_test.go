@@ -18,6 +18,15 @@ func TestGuestsRegionRoundTrip(t *testing.T) {
 	if _, ok, err := ParseGuestsRegion("console=hvc0"); ok || err != nil {
 		t.Errorf("no parameter: ok %v, err %v", ok, err)
 	}
+	pinned := GuestsRegion{Addr: 0xff010000, Size: 0x3f0000, SHA256: strings.Repeat("ab", 32)}
+	if got, _, err := ParseGuestsRegion(pinned.String()); err != nil || got != pinned || !strings.HasSuffix(pinned.String(), ",sha256:"+pinned.SHA256) {
+		t.Errorf("pinned: %q parses as %+v, %v", pinned.String(), got, err)
+	}
+	for _, bad := range []string{"fwbuild.guests=1,2,sha256:ab", "fwbuild.guests=1,2,md5:" + strings.Repeat("ab", 32), "fwbuild.guests=1,2,sha256:" + strings.Repeat("AB", 32)} {
+		if _, ok, err := ParseGuestsRegion(bad); !ok || err == nil || !strings.Contains(err.Error(), "sha256:<64 lower-case hex digits>") {
+			t.Errorf("%s: ok %v, err %v", bad, ok, err)
+		}
+	}
 	for _, bad := range []string{"fwbuild.guests=0xff010000", "fwbuild.guests=x,0x100", "fwbuild.guests=0x100,0", "fwbuild.guests=0xffffffffffffff00,0x1000"} {
 		if _, ok, err := ParseGuestsRegion(bad); !ok || err == nil || !strings.Contains(err.Error(), "want fwbuild.guests=<address>,<size>") {
 			t.Errorf("%s: ok %v, err %v", bad, ok, err)

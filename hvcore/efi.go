@@ -62,7 +62,13 @@ func UnifiedEFI(xenEFI []byte, s Sections) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := pew.AddSections(xenEFI, SectionAlign, secs...)
+	// Xen's COFF symbol table would end up between its sections and ours,
+	// outside what an Authenticode signature covers (pew.StripSymbols).
+	base, err := pew.StripSymbols(xenEFI)
+	if err != nil {
+		return nil, fmt.Errorf("hvcore: unified xen.efi: %w", err)
+	}
+	out, err := pew.AddSections(base, SectionAlign, secs...)
 	if err != nil {
 		return nil, fmt.Errorf("hvcore: unified xen.efi: %w", err)
 	}

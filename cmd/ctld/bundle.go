@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -90,6 +91,14 @@ func (a *agent) loadGuestBundle(context.Context) error {
 	}
 	if err := h.Check(archive); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
+	}
+	// The header's hash only shows the region is whole; the payload's pin
+	// shows it is the build's (a rewritten region carries a valid header too).
+	switch got := hex.EncodeToString(h.SHA256[:]); {
+	case reg.SHA256 == "":
+		return fmt.Errorf("%s: the command line pins no SHA-256 (%s=<address>,<size>,sha256:<hex>): refusing an unauthenticated region", where, contract.GuestsRegionParam)
+	case got != reg.SHA256:
+		return fmt.Errorf("%s: holds a bundle with SHA-256 %.16s..., the payload pins %.16s...: the region was rewritten (flash the build's spi.bin again)", where, got, reg.SHA256)
 	}
 	files, err := readNewc(archive)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,17 @@ func region(t *testing.T, files []initramfs.File, size int) []byte {
 	return append(b, bytes.Repeat([]byte{0xff}, size-len(b))...)
 }
 
+// pin appends the region's pin (the SHA-256 of its bundle's archive) to a
+// fwbuild.guests=<address>,<size> parameter, as fwbuild's payload carries it;
+// a region that holds no bundle gets none.
+func pin(cmdline string, region []byte) string {
+	h, err := bundle.ParseHeader(region, uint64(len(region)))
+	if err != nil || strings.Count(cmdline, ",") != 1 {
+		return cmdline
+	}
+	return cmdline + ",sha256:" + hex.EncodeToString(h.SHA256[:])
+}
+
 var demoFiles = []initramfs.File{
 	{Path: "/etc/fwbuild/guests/demo.cfg", Data: []byte("# fwbuild: autostart=yes\nname = \"demo\"\n")},
 	{Path: "/var/lib/fwbuild/guests/demo/vmlinuz", Data: bytes.Repeat([]byte{0x4d, 0x5a}, 3000)},
@@ -38,8 +50,8 @@ var demoFiles = []initramfs.File{
 // counted on the ready line.
 func TestBundleMatchesImage(t *testing.T) {
 	a, _, sys, out := world(t)
-	sys.files["/proc/cmdline"] = "console=hvc0 fwbuild.guests=0xff010000,0x10000\n"
 	sys.phys = map[uint64][]byte{regionAddr: region(t, demoFiles, 0x10000)}
+	sys.files["/proc/cmdline"] = "console=hvc0 " + pin("fwbuild.guests=0xff010000,0x10000", sys.phys[regionAddr]) + "\n"
 	if err := a.start(context.Background()); err != nil {
 		t.Fatalf("start: %v\n%s", err, out)
 	}
@@ -73,14 +85,19 @@ func TestBundleFailures(t *testing.T) {
 		{"corrupt archive", "fwbuild.guests=0xff010000,0x10000", flip(bundle.HeaderSize + 200), "SHA-256 of the archive"},
 		{"not a bundle", "fwbuild.guests=0xff010000,0x10000", flip(0), "does not hold fwbuild guests"},
 		{"length past region", "fwbuild.guests=0xff010000,0x100", good, "does not fit the 200-byte region"},
-		{"bad parameter", "fwbuild.guests=0xff010000", good, `"fwbuild.guests=0xff010000": want fwbuild.guests=<address>,<size>`},
+		{"bad parameter", "fwbuild.guests=0xff010000", good, `"fwbuild.guests=0xff010000": want fwbuild.guests=<address>,<size>,sha256:<hex>`},
+		// A region rewritten with a whole bundle of other content: its own
+		// header's hash matches, the payload's pin does not.
+		{"rewritten", pin("fwbuild.guests=0xff010000,0x10000", good), region(t, demoFiles[:1], 0x10000), "the region was rewritten"},
+		{"bad pin", "fwbuild.guests=0xff010000,0x10000,", good, "the pin must be sha256:"},
+		{"no pin", "earlyprintk=xen,keep fwbuild.guests=0xff010000,0x10000", good, "pins no SHA-256"},
 		{"unmapped", "fwbuild.guests=0xfe000000,0x10000", good, "read /dev/mem"},
 		{"escape", "fwbuild.guests=0xff010000,0x10000", region(t, []initramfs.File{{Path: "/etc/passwd", Data: []byte("x")}}, 0x10000), "file /etc/passwd is outside /etc/fwbuild/guests and /var/lib/fwbuild/guests"},
 		{"escape by dots", "fwbuild.guests=0xff010000,0x10000", region(t, []initramfs.File{{Path: "/etc/fwbuild/guests/../../shadow", Data: []byte("x")}}, 0x10000), "file /etc/shadow is outside"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, _, sys, out := world(t)
-			sys.files["/proc/cmdline"] = c.cmdline
+			sys.files["/proc/cmdline"] = pin(c.cmdline, c.phys)
 			sys.phys = map[uint64][]byte{regionAddr: c.phys}
 			err := a.start(context.Background())
 			if err == nil || !strings.Contains(out.String(), "fwbuild-ctld: FAILED guests: ") || !strings.Contains(out.String(), c.want) {

@@ -16,7 +16,7 @@ import (
 func (e *env) testCommand() *cobra.Command {
 	var o testOptions
 	c := &cobra.Command{
-		Use:   "test --board B [--path usb|spi|all] [--out DIR] [--keep-logs] [--console]",
+		Use:   "test --board B [--path usb|spi|all] [--out DIR] [--keep-logs] [--console] [--keys DIR]",
 		Short: "build if needed and boot the artefacts in QEMU, checking the boot chain",
 		Long: "test builds the board (reusing the cache), then boots usb.img on stock OVMF and spi.bin as the\n" +
 			"machine's flash in QEMU (TCG), printing each marker of the chain firmware -> Xen -> dom0 -> ctld\n" +
@@ -30,6 +30,7 @@ func (e *env) testCommand() *cobra.Command {
 	c.Flags().StringVar(&o.out, "out", "", "build output directory (default: out/<board>)")
 	c.Flags().BoolVar(&o.keep, "keep-logs", false, "keep the console logs of passing boots too")
 	c.Flags().BoolVar(&o.console, "console", false, "copy QEMU's console to stderr")
+	e.keysFlag(c, "owner's key directory for the build (see fwbuild build --keys; env FWBUILD_KEYS)")
 	c.MarkFlagDirname("out")
 	c.RegisterFlagCompletionFunc("path", cobra.FixedCompletions([]string{"usb", "spi", "all"}, cobra.ShellCompDirectiveNoFileComp))
 	return c

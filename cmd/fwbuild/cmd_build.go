@@ -50,7 +50,7 @@ func (e *env) build(board, out, only string) (*boardcfg.Board, *pipeline.Result,
 	}
 	start := time.Now()
 	res, err := pipeline.Build(e.ctx, pipeline.Options{
-		Board: b, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out, Only: only, Epoch: ep, Log: e.log,
+		Board: b, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out, Only: only, Epoch: ep, Log: e.log, Keys: e.keys,
 		Progress: func(stage string, took time.Duration, cached bool) {
 			if e.json {
 				return
@@ -89,7 +89,7 @@ func (e *env) build(board, out, only string) (*boardcfg.Board, *pipeline.Result,
 func (e *env) buildCommand() *cobra.Command {
 	var board, out, only string
 	c := &cobra.Command{
-		Use:   "build --board B [--out DIR] [--only STAGE]",
+		Use:   "build --board B [--out DIR] [--only STAGE] [--keys DIR]",
 		Short: "run the pipeline and write every artefact (or --only a stage)",
 		Long: "build runs fetch -> kernel -> initramfs -> guests -> payload -> usb, spi -> manifest for a board,\n" +
 			"reusing every stage whose inputs did not change, and publishes the artefacts atomically.",
@@ -99,6 +99,7 @@ func (e *env) buildCommand() *cobra.Command {
 	}
 	e.boardFlag(c, &board, "board name or profile path")
 	c.Flags().StringVar(&out, "out", "", "output directory (default: out/<board>)")
+	e.keysFlag(c, "owner's key directory (PK, KEK, db; see fwbuild keys): sign the payloads, enrol the keys on a Secure Boot board (env FWBUILD_KEYS)")
 	c.Flags().StringVar(&only, "only", "", "stop after a stage and write its outputs: "+strings.Join(pipeline.OnlyStages(), ", "))
 	c.MarkFlagDirname("out")
 	c.RegisterFlagCompletionFunc("only", cobra.FixedCompletions(pipeline.OnlyStages(), cobra.ShellCompDirectiveNoFileComp))

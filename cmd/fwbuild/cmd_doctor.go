@@ -44,6 +44,8 @@ func hostTools() []hostTool {
 		{Name: "ld", Check: "ld", Package: "binutils", Why: "the launcher DXE driver (ld, objcopy)"},
 		{Name: "UEFIExtract", Check: "UEFIExtract", Package: "uefitool-cli", Why: "tests that re-parse chip images with an independent parser"},
 		{Name: "OVMF.fd", Check: "/usr/share/ovmf/OVMF.fd", Package: "ovmf", Why: "fit tests on the 2 MiB OVMF build"},
+		{Name: "sbverify", Check: "sbverify", Package: "sbsigntool", Why: "tests that check the payloads' Authenticode signatures independently"},
+		{Name: "osslsigncode", Check: "osslsigncode", Package: "osslsigncode", Why: "tests that check the payloads' Authenticode signatures independently"},
 		{Name: "libc headers", Check: "/usr/include/stdio.h", Package: "libc6-dev", Why: "dom0 kernel build (host programs); gcc only recommends it"},
 		{Name: "make", Check: "make", Package: "make", Why: "dom0 kernel build"},
 		{Name: "bc", Check: "bc", Package: "bc", Why: "dom0 kernel build"},

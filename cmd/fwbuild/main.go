@@ -51,6 +51,8 @@ type env struct {
 	progress progress.Reporter
 	// isTerminal says whether a writer is a terminal (tests substitute it).
 	isTerminal func(io.Writer) bool
+	// keys is the owner's key directory (build/test --keys).
+	keys string
 }
 
 func main() {
@@ -168,7 +170,7 @@ func (e *env) rootCommand() *cobra.Command {
 
 	root.AddCommand(
 		e.boardsCommand(), e.checkCommand(), e.fetchCommand(), e.doctorCommand(), e.buildCommand(),
-		e.testCommand(), e.inspectCommand(), e.flashCommand(), e.fitCommand(), e.versionCommand(),
+		e.testCommand(), e.inspectCommand(), e.flashCommand(), e.fitCommand(), e.keysCommand(), e.versionCommand(),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root

@@ -85,6 +85,19 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 		if err != nil {
 			return m, nil, fmt.Errorf("boottest: %w", err)
 		}
+		if sb := b.Outputs.SecureBoot; sb != nil {
+			// The owner's keys enrolled by the build, on the firmware
+			// that enforces them (the SMM build: secure pflash). S3 off:
+			// with S3 the SMM OVMF reserves its 8-23 MiB work area as
+			// ACPI NVS, where the PV dom0 kernel lies.
+			comp, role, _ := strings.Cut(sb.Code, ":")
+			if code, err = s.Comps.File(comp, role, b); err != nil {
+				return m, nil, fmt.Errorf("boottest: %w", err)
+			}
+			vars = filepath.Join(s.OutDir, pipeline.VarsArtefact)
+			m.Machine += ",smm=on"
+			m.Args = append(m.Args, "-global", "driver=cfi.pflash01,property=secure,value=on", "-global", "ICH9-LPC.disable_s3=1")
+		}
 		m.Firmware = qemutests.PflashOVMF(code, vars)
 		m.Disks = []qemutests.Disk{qemutests.USBKey(filepath.Join(s.OutDir, "usb.img"))}
 	case qemutests.ChainSPI:

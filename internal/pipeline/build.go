@@ -20,6 +20,7 @@ import (
 	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/cache"
+	"github.com/fwbuild/fwbuild/secboot"
 )
 
 // DefaultEpoch is the timestamp written into outputs when SOURCE_DATE_EPOCH
@@ -34,7 +35,11 @@ type Options struct {
 	OutDir    string
 	// Only stops after a stage and publishes its outputs: "initramfs",
 	// "kernel", "payload"; empty runs everything.
-	Only  string
+	Only string
+	// Keys is the owner's key directory (secboot: PK, KEK, db); with it
+	// both payloads are signed and a Secure Boot board's variable store is
+	// enrolled. Empty: unsigned payloads.
+	Keys  string
 	Epoch time.Time
 	Log   *slog.Logger
 	// Progress is told when a stage starts (took < 0) and ends.
@@ -68,10 +73,13 @@ func OnlyStages() []string { return []string{"kernel", "initramfs", "payload"} }
 
 type run struct {
 	Options
-	tool   string
-	tools  map[string]string // host tool versions, see hostTools
-	comps  Components
-	result Result
+	tool  string
+	tools map[string]string // host tool versions, see hostTools
+	comps Components
+	owner *secboot.Owner // the loaded Keys, or nil
+	// kernelConfig is the dom0 kernel's .config, when known (for the SBOM).
+	kernelConfig string
+	result       Result
 }
 
 func (r *run) hook(point string) {
@@ -159,6 +167,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	// A different fwbuild may build differently: its outputs never come from another's cache.
 	r := &run{Options: o, tool: fwbuild.SourceID()}
 	r.result.OutDir = o.OutDir
+	if err := r.loadKeys(); err != nil {
+		return nil, err
+	}
 	b := o.Board
 
 	var err error
@@ -169,6 +180,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.kernelConfig = k.config
 	if err := checkInitrdSupport(b, k); err != nil {
 		return nil, err
 	}
@@ -213,6 +225,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	pay, err := timed(ctx, r, "payload", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.payload(ctx, k, ird, gst, gi) })
 	if err != nil {
 		return nil, err
+	}
+	if r.owner != nil {
+		if pay, err = timed(ctx, r, "sign", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.sign(ctx, pay) }); err != nil {
+			return nil, err
+		}
+		if b.Outputs.SecureBoot != nil {
+			arts = append(arts, artefact(VarsArtefact, pay.path(VarsArtefact)))
+		}
 	}
 	arts = append(arts, artefact("payload-esp.efi", pay.path("payload-esp.efi")), artefact("payload-flash.efi", pay.path("payload-flash.efi")))
 	if o.Only == "payload" {
@@ -259,11 +279,19 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 			arts[i].SHA256, arts[i].Size = sum, n
 		}
 		m := r.manifest(ctx, arts)
+		var err error
+		if m.Authenticode, err = r.peDigests(ctx, arts); err != nil {
+			return published{}, err
+		}
 		dir := filepath.Join(r.CacheDir, "tmp")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return published{}, err
 		}
-		extra := map[string][]byte{buildrecord.ManifestFile: m.JSON(), buildrecord.SumsFile: sha256sums(arts)}
+		sbom, err := r.sbom(arts)
+		if err != nil {
+			return published{}, err
+		}
+		extra := map[string][]byte{buildrecord.ManifestFile: m.JSON(), buildrecord.SumsFile: sha256sums(arts), SBOMFile: sbom}
 		names := make([]string, 0, len(extra))
 		for n := range extra {
 			names = append(names, n)

@@ -28,8 +28,13 @@ type Manifest struct {
 	// Launcher is the launcher DXE driver's build inputs, when it is used.
 	Launcher  *ManifestLauncher `json:"launcher,omitempty"`
 	HostTools map[string]string `json:"host_tools"`
-	Outputs   []Artefact        `json:"outputs"`
-	Sizes     *SizeTable        `json:"sizes,omitempty"`
+	// Signer is the owner's db certificate the payloads are signed with
+	// (build --keys), and whether a variable store was enrolled.
+	Signer *ManifestSigner `json:"signer,omitempty"`
+	// Authenticode is each payload's Authenticode SHA-256 (peDigests).
+	Authenticode map[string]string `json:"authenticode_sha256,omitempty"`
+	Outputs      []Artefact        `json:"outputs"`
+	Sizes        *SizeTable        `json:"sizes,omitempty"`
 }
 
 // ManifestFile is an input file named by a profile.
@@ -44,6 +49,13 @@ type ManifestLauncher struct {
 	Component string            `json:"component"`
 	Sources   map[string]string `json:"sources_sha256"`
 	Tools     map[string]string `json:"tools"`
+}
+
+// ManifestSigner identifies the key set a build was signed with.
+type ManifestSigner struct {
+	Subject    string `json:"db_subject"`
+	CertSHA256 string `json:"db_cert_sha256"`
+	Enrolled   bool   `json:"variables_enrolled"`
 }
 
 type ManifestComponent struct {
@@ -81,6 +93,10 @@ func (r *run) manifest(ctx context.Context, arts []Artefact) *Manifest {
 		m.Kernel = "component " + kc.Component
 	default:
 		m.Kernel = "file " + kc.Path
+	}
+	if o := r.owner; o != nil {
+		sum := sha256.Sum256(o.DB.Raw)
+		m.Signer = &ManifestSigner{Subject: o.DB.Subject.String(), CertSHA256: hex.EncodeToString(sum[:]), Enrolled: r.Board.Outputs.SecureBoot != nil}
 	}
 	m.Outputs = append(m.Outputs, arts...)
 	sort.Slice(m.Outputs, func(i, j int) bool { return m.Outputs[i].Name < m.Outputs[j].Name })

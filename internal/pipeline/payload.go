@@ -39,7 +39,9 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 	// The flash payload's bytes depend on the host's xz and grub-mkimage.
 	tools := r.hostTools(ctx)
 	flashCmdline := b.Hypervisor.Dom0.Cmdline
-	if p := guestsParam(b); p != "" {
+	if p, err := r.pinnedGuestsParam(gst); err != nil {
+		return stageResult{}, err
+	} else if p != "" {
 		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
 	}
 	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))

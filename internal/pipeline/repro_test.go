@@ -59,6 +59,13 @@ func TestReproducible(t *testing.T) {
 		}
 		t.Fatalf("SHA256SUMS differ:\n%s\nvs\n%s", sumsA, sumsB)
 	}
+	for _, n := range []string{SBOMFile} {
+		a, _ := os.ReadFile(filepath.Join(outA, n))
+		b, _ := os.ReadFile(filepath.Join(outB, n))
+		if len(a) == 0 || !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the two builds (or is empty)", n)
+		}
+	}
 }
 
 // diffOutputs names each differing artefact and its first differing offset,

@@ -1,0 +1,152 @@
+package qemutests_test
+
+// Secure Boot with the owner's keys enrolled at build time: qemu-q35-secboot
+// is built with a fresh key set, and its usb.img boots on Debian's Secure
+// Boot OVMF (OVMF_CODE_4M.secboot.fd, q35 with SMM) with the variable store
+// the build wrote (uefi-vars.fd: PK, KEK, db, Secure Boot on). The firmware
+// itself must refuse the same payload with one byte flipped and an unsigned
+// payload.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/fwbuild/fwbuild/image"
+	"github.com/fwbuild/fwbuild/internal/pipeline"
+	"github.com/fwbuild/fwbuild/internal/testdeps"
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
+	"github.com/fwbuild/fwbuild/secboot"
+)
+
+// secbootMachine is q35 with SMM and a secure pflash, as the SMM build of
+// OVMF requires. S3 is off: with S3 on, OVMF reserves its 8-23 MiB work area
+// as ACPI NVS, where the PV dom0 kernel's pseudo-physical image lies, and
+// Linux stops with "Xen hypervisor allocated kernel memory conflicts with
+// E820 map" (seen here; libvirt turns S3 off for such guests too).
+func secbootMachine(code, vars, usb string) qemutests.Machine {
+	return qemutests.Machine{
+		Machine:  "q35,smm=on",
+		Firmware: qemutests.PflashOVMF(code, vars),
+		Disks:    []qemutests.Disk{qemutests.USBKey(usb)},
+		Args:     []string{"-global", "driver=cfi.pflash01,property=secure,value=on", "-global", "ICH9-LPC.disable_s3=1"},
+	}
+}
+
+// refusedPattern is BdsDxe's line when LoadImage fails Secure Boot's check
+// of the USB key's BOOTX64.EFI (EFI_ACCESS_DENIED, from
+// DxeImageVerificationLib), before anything of the payload runs.
+const refusedPattern = `BdsDxe: failed to load Boot[0-9A-F]{4} "([^"]*USB[^"]*)" from \S+: (Access Denied)`
+
+func TestSecureBootOwnerKeys(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Fatal("qemu-system-x86_64 not found: apt-get install -y qemu-system-x86 (or fwbuild doctor --fix)")
+	}
+	root := testdeps.RepoRoot(t)
+	b := testdeps.Board(t, "qemu-q35-secboot")
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := secboot.Generate(keys, "qemu-tests owner"); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cacheDir := testdeps.CacheDir(t)
+	start := time.Now()
+	if _, err := pipeline.Build(context.Background(), pipeline.Options{
+		Board: b, BoardsDir: filepath.Join(root, "boards"), CacheDir: cacheDir, OutDir: out, Keys: keys,
+	}); err != nil {
+		t.Fatalf("build qemu-q35-secboot: %v", err)
+	}
+	t.Logf("built qemu-q35-secboot in %v", time.Since(start).Round(time.Second))
+	var m pipeline.Manifest
+	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	owner, err := secboot.Load(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(owner.DB.Raw); m.Signer == nil || m.Signer.CertSHA256 != hex.EncodeToString(sum[:]) || !m.Signer.Enrolled {
+		t.Errorf("manifest signer %+v, want the db certificate %x, enrolled", m.Signer, sum)
+	}
+	comps, err := pipeline.Fetch(context.Background(), b, cacheDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := comps.File("ovmf", "code-secboot", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := filepath.Join(out, pipeline.VarsArtefact)
+	logm := func(m qemutests.Match) { t.Logf("%6.1fs %-10s %s", m.At.Seconds(), m.Marker.Name, m.Line) }
+
+	t.Run("signed boots", func(t *testing.T) {
+		chain, err := qemutests.BootChain(qemutests.ChainUSB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := qemutests.Run(context.Background(), secbootMachine(code, vars, filepath.Join(out, "usb.img")), chain, qemutests.Options{OnMarker: logm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, _ := os.ReadFile(res.LogPath)
+		if regexp.MustCompile(refusedPattern).Match(log) {
+			t.Errorf("the firmware refused a boot option on the way (log %s)", res.LogPath)
+		}
+	})
+
+	signed, err := os.ReadFile(filepath.Join(out, "payload-esp.efi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One byte of the control domain (inside the .ramdisk section) flipped.
+	flipped := bytes.Clone(signed)
+	initrd, err := os.ReadFile(filepath.Join(out, "initramfs.cpio.xz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(flipped, initrd[:4096])
+	if at < 0 {
+		t.Fatal("the control domain's initramfs is not in payload-esp.efi")
+	}
+	flipped[at+len(initrd)/2] ^= 0x01
+	// An unsigned payload: qemu-q35's, the same Xen, dom0 and control
+	// domain without a signature.
+	unsigned, err := os.ReadFile(filepath.Join(buildQ35(t).out, "payload-esp.efi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		payload []byte
+	}{{"flipped byte refused", flipped}, {"unsigned refused", unsigned}} {
+		t.Run(c.name, func(t *testing.T) {
+			usb := filepath.Join(t.TempDir(), "usb.img")
+			if err := image.WriteUSB(context.Background(), usb, image.USBSpec{Size: int64(b.Outputs.USB.Size), Payload: c.payload, Name: b.Name, Epoch: pipeline.DefaultEpoch}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := qemutests.Run(context.Background(), secbootMachine(code, vars, usb),
+				[]qemutests.Marker{qemutests.Regexp("refused", refusedPattern, qemutests.TimeoutFirmware)}, qemutests.Options{OnMarker: logm})
+			var me *qemutests.MarkerError
+			if errors.As(err, &me) {
+				t.Fatalf("the firmware did not refuse the payload: %v", err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("refused: %s", res.Matches[0].Line)
+			log, _ := os.ReadFile(res.LogPath)
+			if bytes.Contains(log, []byte("(XEN) Xen version")) {
+				t.Errorf("Xen's banner appeared after all (log %s)", res.LogPath)
+			}
+		})
+	}
+}
