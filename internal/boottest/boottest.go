@@ -282,9 +282,16 @@ func checkReady(b *boardcfg.Board, ready *contract.Ready) error {
 // QEMU's user network shows it (10.0.2.2:<port>): ctld copies the images from
 // there when it cannot read the USB key's images partition (qemu-q35's dom0
 // kernel has no USB mass storage). Another URL is the profile's to serve.
+// TestHostDataDiskPersists serves its own (a free port), not through Run.
 func serveImages(b *boardcfg.Board, outDir string) (stop func(), err error) {
+	// Only a boot that starts a guest of an image needs them (qemu-q35's
+	// boots do not, and two of them at once must not compete for the port).
+	needed := false
+	for _, g := range b.Guests {
+		needed = needed || (g.Autostart && g.Image != "")
+	}
 	u, err := url.Parse(b.GuestImagesURL)
-	if b.GuestImagesURL == "" || err != nil || u.Scheme != "http" || u.Hostname() != "10.0.2.2" {
+	if !needed || b.GuestImagesURL == "" || err != nil || u.Scheme != "http" || u.Hostname() != "10.0.2.2" {
 		return func() {}, nil
 	}
 	port := u.Port()
