@@ -1,9 +1,10 @@
 package qemutests_test
 
 // The stock guest images qemu-q35 builds (guest_images), booted in QEMU
-// directly (TCG, SeaBIOS, -kernel/-initrd) until the control domain's
-// bridge and vbd/vif backends boot them under Xen: the image carries the
-// virtio drivers beside Xen's blkfront and netfront for this. The guest gets
+// directly (TCG, SeaBIOS, -kernel/-initrd): the image carries the virtio
+// drivers beside Xen's blkfront and netfront for this. Under Xen, on the
+// control domain's bridge and data disk, the same image is booted by
+// TestHostDataDiskPersists (host_test.go). The guest gets
 // a lease from QEMU's user networking, fetches a file from an HTTP server
 // this test runs on the host (10.0.2.2 from inside), and writes a marker to
 // its root disk; a second boot of the same disk finds it.
@@ -22,11 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract"
-	"github.com/fwbuild/fwbuild/internal/boottest"
-	"github.com/fwbuild/fwbuild/internal/pipeline"
-	"github.com/fwbuild/fwbuild/internal/testdeps"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
@@ -177,79 +174,4 @@ func BenchmarkStockGuestBootToDHCP(b *testing.B) {
 		total += res.Matches[0].At
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-dhcp")
-}
-
-// guestsOnXen makes the qemu-q35 guests of guest images autostart, the
-// stock one fetching a file from the test's server.
-const guestsOnXen = `guests:
-  - {name: debian, autostart: true, cmdline: fwbuild.fetch=http://10.0.2.2:8080/guest-debian-vmlinuz}
-  - {name: installer, autostart: true}
-`
-
-// Under Xen: ctld copies the images from usb.img's fwbuild-images partition
-// to a blank data disk, starts the stock guest (PVH) and the installer (PV)
-// with their disks, the stock guest gets a lease through the bridge and
-// fetches a file from the host, and the installer shows its disk and first
-// screen; boottest waits for each guest's lines as ctld forwards them. It
-// needs the host side of issue 17 (data disk, image copy, vbd/vif backends,
-// bridge, guests[].disks/nics), so it runs only when asked.
-func TestGuestImagesOnXen(t *testing.T) {
-	if os.Getenv("FWBUILD_TEST_GUESTOS_XEN") != "1" {
-		t.Skip("needs ctld's data disk, image copy and vbd/vif backends (issue 17, host side): set FWBUILD_TEST_GUESTOS_XEN=1 once they are merged")
-	}
-	ctx := context.Background()
-	root := testdeps.RepoRoot(t)
-	boardsDir := filepath.Join(root, "boards")
-	p := filepath.Join(t.TempDir(), "q35-guestos.yaml")
-	if err := os.WriteFile(p, []byte("extends: "+filepath.Join(boardsDir, "qemu-q35.yaml")+"\n"+guestsOnXen), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b, err := boardcfg.Load(p, boardsDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	if _, err := pipeline.Build(ctx, pipeline.Options{Board: b, BoardsDir: boardsDir, CacheDir: testdeps.CacheDir(t), OutDir: out}); err != nil {
-		t.Fatal(err)
-	}
-	comps, err := pipeline.Fetch(ctx, b, testdeps.CacheDir(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The images' URL (guest_images_url) is the output directory served on port 8080.
-	ln, err := net.Listen("tcp", "127.0.0.1:8080")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(out))}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	work := t.TempDir()
-	m, markers, err := boottest.Machine(boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainUSB, WorkDir: work})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(work, "data.img")
-	if err := os.WriteFile(data, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(data, 4<<30); err != nil {
-		t.Fatal(err)
-	}
-	m.Args = append(m.Args, "-drive", "if=virtio,format=raw,file="+data, "-netdev", "user,id=fwmgmt", "-device", "virtio-net-pci,netdev=fwmgmt")
-	res, err := qemutests.Run(ctx, m, markers, qemutests.Options{
-		LogPath:  filepath.Join(work, "console.log"),
-		Abort:    regexp.MustCompile(contract.FailurePattern + "|" + contract.GuestOSFailurePattern),
-		OnMarker: func(m qemutests.Match) { t.Logf("%6.1fs %-28s %s", m.At.Seconds(), m.Marker.Name, m.Line) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mt := range res.Matches {
-		if mt.Marker.Name == "guest-debian-running" {
-			if g, err := contract.ParseGuestRunning(mt.Line); err != nil || g.Type != "pvh" {
-				t.Errorf("debian: %q (%v): want type=pvh", mt.Line, err)
-			}
-		}
-	}
 }

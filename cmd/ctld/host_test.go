@@ -513,7 +513,7 @@ func TestHotplug(t *testing.T) {
 func TestSeedGuests(t *testing.T) {
 	root := t.TempDir()
 	sys := &fakeSystem{files: map[string]string{
-		"/etc/fwbuild/guests/store.cfg": contract.AutostartLine(true) + "\nname = \"store\"\n",
+		"/etc/fwbuild/guests/store.cfg": contract.AutostartLine(true) + "\nname = \"store\"\ntype = \"pvh\"\n",
 		"/etc/fwbuild/guests/demo.cfg":  contract.AutostartLine(false) + "\nname = \"demo\"\n",
 	}}
 	var out bytes.Buffer
@@ -541,8 +541,9 @@ func TestSeedGuests(t *testing.T) {
 		t.Errorf("second seed: disk %q, printed %q", b, out.String())
 	}
 	gs, err := a.dataGuests(root)
-	if err != nil || len(gs) != 2 || gs[1].Name != "store" || !gs[1].Autostart || gs[0].Autostart {
-		t.Errorf("dataGuests: %+v %v", gs, err)
+	// The type, from the config on the data disk, is for the running line.
+	if err != nil || len(gs) != 2 || gs[1].Name != "store" || !gs[1].Autostart || gs[0].Autostart || gs[1].Type != "pvh" {
+		t.Errorf("dataGuests: %+v %v (want store autostarted, type pvh)", gs, err)
 	}
 }
 

@@ -6,6 +6,9 @@ package boottest
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -179,6 +182,11 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 		// A boot that shows a failure stops at once instead of waiting out the next marker.
 		opts.Abort = regexp.MustCompile(contract.FailurePattern + "|" + contract.GuestOSFailurePattern)
 	}
+	stop, err := serveImages(s.Board, s.OutDir)
+	if err != nil {
+		return Report{}, err
+	}
+	defer stop()
 	res, err := qemutests.Run(ctx, m, markers, opts)
 	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}
 	if err != nil {
@@ -280,4 +288,34 @@ func checkReady(b *boardcfg.Board, ready *contract.Ready) error {
 		return fmt.Errorf("ctld reports dom0_mem=%d MiB, the board asks for %d", ready.Dom0MemMiB, want)
 	}
 	return nil
+}
+
+// serveImages serves outDir, where the build published the guest images'
+// artefacts, at the board's guest_images_url when that names the host as
+// QEMU's user network shows it (10.0.2.2:<port>): ctld copies the images from
+// there when it cannot read the USB key's images partition (qemu-q35's dom0
+// kernel has no USB mass storage). Another URL is the profile's to serve.
+// TestHostDataDiskPersists serves its own (a free port), not through Run.
+func serveImages(b *boardcfg.Board, outDir string) (stop func(), err error) {
+	// Only a boot that starts a guest of an image needs them (qemu-q35's
+	// boots do not, and two of them at once must not compete for the port).
+	needed := false
+	for _, g := range b.Guests {
+		needed = needed || (g.Autostart && g.Image != "")
+	}
+	u, err := url.Parse(b.GuestImagesURL)
+	if !needed || b.GuestImagesURL == "" || err != nil || u.Scheme != "http" || u.Hostname() != "10.0.2.2" {
+		return func() {}, nil
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		return nil, fmt.Errorf("boottest: serve the guest images at %s (guest_images_url, %s): %w", b.GuestImagesURL, b.Loc("guest_images_url"), err)
+	}
+	srv := &http.Server{Handler: http.StripPrefix(strings.TrimSuffix(u.Path, "/"), http.FileServer(http.Dir(outDir)))}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, nil
 }
