@@ -186,7 +186,7 @@ func TestHostDataDiskPersists(t *testing.T) {
 	bl := buildHost(t)
 	token := fmt.Sprintf("fwbuild-marker-%d", rand.Int63())
 	const r = qemutests.TimeoutReady
-	const g = "debian"
+	const g = hostGuest
 
 	// Boot 1: blank disk.
 	ms := append(chain(t),
@@ -305,6 +305,9 @@ func at(res qemutests.Result, name string) time.Duration {
 	return 0
 }
 
+// hostGuest is qemu-q35-host's autostart guest: the stock Debian image.
+const hostGuest = "debian"
+
 func TestHostForeignDataDiskUntouched(t *testing.T) {
 	m, disk := hostMachine(t)
 	// A third party's partition table: sgdisk's GPT with a Linux partition.
@@ -319,7 +322,7 @@ func TestHostForeignDataDiskUntouched(t *testing.T) {
 	ms := append(chain(t),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
 		qemutests.Regexp("refused", `fwbuild-ctld: FAILED storage: data disk serial:FWDATA0 \((/dev/vd[a-z]+)\) holds a GPT with 1 partition\(s\) \("payroll"\)`, r),
-		qemutests.Regexp("guest-refused", `fwbuild-ctld: guest demo FAILED: its disks are on the data disk`, r),
+		qemutests.Regexp("guest-refused", contract.CtldPrefix+"guest "+hostGuest+" FAILED: its disks are on the data disk", r),
 	)
 	runHost(t, m, ms, "")
 	after, err := os.ReadFile(disk)
