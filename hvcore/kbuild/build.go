@@ -29,7 +29,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -409,23 +408,9 @@ func (b *builder) jobs() int {
 }
 
 func (b *builder) reportProgress(start time.Time) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(progressEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				b.progress(fmt.Sprintf("kbuild: %s: %d objects compiled, %s", short(b.key), b.log.objects(), time.Since(start).Round(time.Second)))
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
+	return progress.Every(progressEvery, func() {
+		b.progress(fmt.Sprintf("kbuild: %s: %d objects compiled, %s", short(b.key), b.log.objects(), time.Since(start).Round(time.Second)))
+	})
 }
 
 // install copies the results out of the object tree into dst, which the cache renames

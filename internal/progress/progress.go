@@ -84,6 +84,12 @@ func (nopTask) Done(bool)      {}
 // Poll reports size() on t every interval until the returned stop is
 // called, for work whose progress shows only as a growing file.
 func Poll(t Task, interval time.Duration, size func() int64) (stop func()) {
+	return Every(interval, func() { t.Set(size()) })
+}
+
+// Every calls f every interval, from one goroutine, until the returned
+// stop is called; stop returns once f no longer runs.
+func Every(interval time.Duration, f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -96,7 +102,7 @@ func Poll(t Task, interval time.Duration, size func() int64) (stop func()) {
 			case <-done:
 				return
 			case <-tick.C:
-				t.Set(size())
+				f()
 			}
 		}
 	}()
