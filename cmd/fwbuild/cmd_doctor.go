@@ -58,6 +58,8 @@ func hostTools() []hostTool {
 		{Name: "pgrep", Check: "pgrep", Package: "procps", Why: "tests that check no child process survives"},
 		{Name: "git", Check: "git", Package: "git", Why: "the version test builds fwbuild from a clone; a `go run` fwbuild asks git for its revision"},
 		{Name: "bash-completion", Check: "/usr/share/bash-completion/bash_completion", Package: "bash-completion", Why: "`fwbuild completion bash` scripts need it (as every cobra tool's do); the completion test"},
+		{Name: "gcab", Check: "gcab", Package: "gcab", Why: "tests that read the update cabinet with libgcab, fwupd's reader"},
+		{Name: "fwupdtool", Check: "fwupdtool", Package: "fwupd", Why: "tests that have fwupd's own tool parse the update cabinet"},
 		{Name: "go", Check: "go", Package: "", Why: "u-root builds the control domain with the Go toolchain (install Go >= 1.25 from go.dev)"},
 	}
 }
