@@ -32,6 +32,11 @@ type Board struct {
 	Network *Network `yaml:"network,omitempty"`
 	// Storage is the data disk ctld keeps guests on; nil for none.
 	Storage *Storage `yaml:"storage,omitempty"`
+	// Version is the board's release version (MAJOR.MINOR.PATCH; default
+	// DefaultVersion); every payload carries it with the build's content hash.
+	Version string `yaml:"version,omitempty"`
+	// Update says how the payload is released in the field (release.go).
+	Update *Update `yaml:"update,omitempty"`
 
 	// File is the profile the board was loaded from; Files lists it and every profile it extends.
 	File  string   `yaml:"-" json:"-"`

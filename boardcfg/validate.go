@@ -118,6 +118,7 @@ func (b *Board) validate() error {
 	if len(b.Description) > maxDescription {
 		add(b.errAt("description", "%d bytes long: at most %d (one line)", len(b.Description), maxDescription))
 	}
+	errs = append(errs, b.validateRelease()...)
 	req("arch", b.Arch)
 	if b.Arch != "" && b.Arch != "amd64" {
 		add(b.errAt("arch", "%q is not supported (only amd64)", b.Arch))

@@ -169,3 +169,20 @@ func TestGuestImagesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestPayloadVersionLine(t *testing.T) {
+	l := PayloadVersion{Version: "1.4.0+3f2a9c1e"}.String()
+	if !regexp.MustCompile(PayloadVersionPattern).MatchString("$ " + l) {
+		t.Errorf("pattern does not match %q", l)
+	}
+	p, err := ParsePayloadVersion("$ " + l)
+	if err != nil || p.Version != "1.4.0+3f2a9c1e" {
+		t.Errorf("parse %q: %+v %v", l, p, err)
+	}
+	if v, ok := ParseVersionArg("console=hvc0 " + VersionArg("1.4.0+3f2a9c1e") + " quiet"); !ok || v != "1.4.0+3f2a9c1e" {
+		t.Errorf("version arg: %q %v", v, ok)
+	}
+	if _, ok := ParseVersionArg("console=hvc0 fwbuild.version="); ok {
+		t.Error("empty version arg accepted")
+	}
+}

@@ -140,7 +140,9 @@ type agent struct {
 	out io.Writer
 	// guests are the declared guests start found.
 	guests []guest
-	mu     sync.Mutex // serialises lines on out
+	// version is the payload's (fwbuild.version=), "" when it has none.
+	version string
+	mu      sync.Mutex // serialises lines on out
 }
 
 // stepError names the step that failed; its text is the FAILED line.
@@ -163,6 +165,7 @@ func (a *agent) start(ctx context.Context) error {
 		fn   func(context.Context) error
 	}{
 		{"mount", a.mountBase},
+		{"version", a.reportVersion},
 		{"modules", a.loadModules},
 		{"xenfs", a.mountXenfs},
 		{"toolstack", a.findToolstack},

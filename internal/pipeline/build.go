@@ -65,7 +65,9 @@ type Result struct {
 	Written   []string      `json:"written"`
 	Stages    []StageTiming `json:"stages"`
 	Sizes     *SizeTable    `json:"sizes,omitempty"`
-	Manifest  *Manifest     `json:"-"`
+	// Version is the payloads' version (profile version + content hash).
+	Version  string    `json:"version,omitempty"`
+	Manifest *Manifest `json:"-"`
 }
 
 // OnlyStages are the stages a build can stop after (Options.Only).
@@ -148,7 +150,7 @@ const (
 
 // Build runs the pipeline for a board and publishes its artefacts:
 //
-//	fetch -> kernel -> initramfs -> guests -> guestimages -> payload -> usb, spi -> manifest
+//	fetch -> kernel -> initramfs -> guests -> guestimages -> payload [-> sign -> release] -> usb, spi -> manifest
 func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Epoch.IsZero() {
 		o.Epoch = DefaultEpoch
@@ -232,6 +234,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		if b.Outputs.SecureBoot != nil {
 			arts = append(arts, artefact(VarsArtefact, pay.path(VarsArtefact)))
+		}
+		if o.Only == "" {
+			rel, err := timed(ctx, r, "release", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.release(ctx, pay) })
+			if err != nil {
+				return nil, err
+			}
+			arts = append(arts, artefact(contract.UpdateArtefact, rel.path(contract.UpdateArtefact)),
+				artefact(r.cabinetName(), rel.path("release.cab")))
 		}
 	}
 	arts = append(arts, artefact("payload-esp.efi", pay.path("payload-esp.efi")), artefact("payload-flash.efi", pay.path("payload-flash.efi")))

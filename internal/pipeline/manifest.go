@@ -17,6 +17,9 @@ import (
 // timestamps or durations, so two builds of the same inputs give the same bytes.
 type Manifest struct {
 	Board string `json:"board"`
+	// Version is what both payloads carry (fwbuild.version=): the profile's
+	// release version and the build's content hash.
+	Version string `json:"version,omitempty"`
 	// Fwbuild is the fwbuild that made the build (version, VCS revision, dirty flag, Go).
 	Fwbuild         provenance.Info     `json:"fwbuild"`
 	SourceDateEpoch int64               `json:"source_date_epoch"`
@@ -94,6 +97,7 @@ func (r *run) manifest(ctx context.Context, arts []Artefact) *Manifest {
 	default:
 		m.Kernel = "file " + kc.Path
 	}
+	m.Version = r.result.Version
 	if o := r.owner; o != nil {
 		sum := sha256.Sum256(o.DB.Raw)
 		m.Signer = &ManifestSigner{Subject: o.DB.Subject.String(), CertSHA256: hex.EncodeToString(sum[:]), Enrolled: r.Board.Outputs.SecureBoot != nil}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -12,7 +13,9 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/hvcore"
+	"github.com/fwbuild/fwbuild/initramfs"
 )
 
 // xenOptions is the board's Xen command line plus what fwbuild derives from
@@ -44,7 +47,20 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 	} else if p != "" {
 		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
 	}
-	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
+	// A signed build's control domain carries the owner's certificate, which
+	// it checks update artefacts against.
+	var ownerPEM []byte
+	if r.owner != nil {
+		ownerPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.owner.DB.Raw})
+	}
+	// The version both payloads carry: the profile's, plus a hash of
+	// everything the payloads are made of (the stage key without the version).
+	content := key("content/1", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools), string(ownerPEM))
+	version := b.ReleaseVersion().String() + "+" + content[:8]
+	r.result.Version = version
+	espCmdline := strings.TrimSpace(b.Hypervisor.Dom0.Cmdline + " " + contract.VersionArg(version))
+	flashCmdline = strings.TrimSpace(flashCmdline + " " + contract.VersionArg(version))
+	pk := key("payload/3", content, espCmdline, flashCmdline)
 	return r.stage(ctx, "payload", pk, func(dir string) error {
 		xenEFI, err := r.comps.Read(xen.Name, "efi", b)
 		if err != nil {
@@ -79,10 +95,17 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 			}
 			espInitrd, flashInitrd = appendArchive(espInitrd, m), appendArchive(flashInitrd, m)
 		}
+		if ownerPEM != nil {
+			arch, err := initramfs.Pack([]initramfs.File{{Path: contract.OwnerCertificate, Data: ownerPEM}}, r.Epoch)
+			if err != nil {
+				return fmt.Errorf("payload: owner certificate: %w", err)
+			}
+			espInitrd, flashInitrd = appendArchive(espInitrd, arch.Data), appendArchive(flashInitrd, arch.Data)
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		cfg, err := hvcore.XenConfig(hvcore.XenConfigSpec{XenOptions: opts, Dom0Cmdline: b.Hypervisor.Dom0.Cmdline})
+		cfg, err := hvcore.XenConfig(hvcore.XenConfigSpec{XenOptions: opts, Dom0Cmdline: espCmdline})
 		if err != nil {
 			return fmt.Errorf("payload: xen.cfg (%s): %w", b.Loc("hypervisor"), err)
 		}

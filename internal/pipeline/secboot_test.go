@@ -3,8 +3,10 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/update"
 	"github.com/fwbuild/fwbuild/secboot"
 )
 
@@ -69,6 +73,7 @@ func TestSignedBuild(t *testing.T) {
 			t.Errorf("%s differs between two signed builds", name)
 		}
 	}
+	checkRelease(t, outA, outB, keys, m)
 	// qemu-q35 has no secure_boot: nothing is enrolled, and no key leaves the key directory.
 	if _, err := os.Stat(filepath.Join(outA, VarsArtefact)); err == nil {
 		t.Errorf("%s written for a board without secure_boot", VarsArtefact)
@@ -95,5 +100,64 @@ func TestSignedBuild(t *testing.T) {
 				t.Errorf("%s holds bytes of %s.key", e.Name(), secboot.Roles[i])
 			}
 		}
+	}
+}
+
+// checkRelease: a signed build also writes the update artefact (both signed
+// payloads behind a header the db key signs, for this board, with the
+// manifest's version) and its fwupd cabinet, the same bytes in both builds.
+func checkRelease(t *testing.T, outA, outB, keys string, m Manifest) {
+	t.Helper()
+	if !regexp.MustCompile(`^0\.1\.0\+[0-9a-f]{8}$`).MatchString(m.Version) {
+		t.Errorf("manifest version %q, want 0.1.0+<8 hex digits>", m.Version)
+	}
+	cert := func(role string) *x509.Certificate {
+		data, err := os.ReadFile(secboot.CertFile(keys, role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(data)
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	art, err := os.ReadFile(filepath.Join(outA, contract.UpdateArtefact))
+	if err != nil {
+		t.Fatalf("signed build wrote no update artefact: %v", err)
+	}
+	a, err := update.Open(bytes.NewReader(art), int64(len(art)), "qemu-q35", cert("db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Header.Version != m.Version {
+		t.Errorf("artefact version %s, manifest %s", a.Header.Version, m.Version)
+	}
+	for kind, name := range map[string]string{update.PartESP: "payload-esp.efi", update.PartFlash: "payload-flash.efi"} {
+		r, _, err := a.Part(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		want, _ := os.ReadFile(filepath.Join(outA, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("artefact's %s part is not %s (%v)", kind, name, err)
+		}
+	}
+	if _, err := update.Open(bytes.NewReader(art), int64(len(art)), "qemu-q35", cert("KEK")); err == nil {
+		t.Error("update artefact verifies with KEK.crt")
+	}
+	cab := contract.CabinetArtefact("qemu-q35", "0.1.0")
+	for _, name := range []string{contract.UpdateArtefact, cab} {
+		x, errA := os.ReadFile(filepath.Join(outA, name))
+		y, errB := os.ReadFile(filepath.Join(outB, name))
+		if errA != nil || errB != nil || !bytes.Equal(x, y) {
+			t.Errorf("%s differs between two signed builds (%v, %v)", name, errA, errB)
+		}
+	}
+	out, err := exec.Command("fwupdtool", "get-details", filepath.Join(outA, cab)).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("New version:      0.1.0")) {
+		t.Errorf("fwupdtool get-details %s: %v\n%s", cab, err, out)
 	}
 }

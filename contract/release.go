@@ -1,0 +1,59 @@
+package contract
+
+import (
+	"fmt"
+	"strings"
+)
+
+// VersionParam carries the payload's version on the dom0 command line of
+// both payloads: the profile's release version and the build's content hash,
+// fwbuild.version=1.4.0+3f2a9c1e (contract/update parses it). It is inside
+// what the launcher hashes and the owner signs, so ctld can report it, and
+// refuse a downgrade, without trusting anything else.
+const VersionParam = "fwbuild.version"
+
+// VersionArg is the parameter for a payload of version v.
+func VersionArg(v string) string { return VersionParam + "=" + v }
+
+// ParseVersionArg finds the version parameter on a kernel command line.
+func ParseVersionArg(cmdline string) (string, bool) {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, VersionParam+"="); ok && v != "" {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// OwnerCertificate is the owner's db certificate (PEM) inside a signed
+// build's control domain: what ctld checks update artefacts against. It is
+// public; the key that signs never leaves the owner.
+const OwnerCertificate = "/etc/fwbuild/owner.crt"
+
+// Artefact names of a signed build's release files in the output directory.
+const (
+	UpdateArtefact = "update.fwu"
+)
+
+// CabinetArtefact is the fwupd/LVFS cabinet's name: <board>-<version>.cab.
+func CabinetArtefact(board, version string) string { return board + "-" + version + ".cab" }
+
+// PayloadVersion is ctld's line for the payload it runs, printed before
+// the ready line: fwbuild-ctld: payload version=<v>.
+type PayloadVersion struct {
+	Version string
+}
+
+func (p PayloadVersion) String() string { return fmt.Sprintf(CtldPrefix+"payload version=%s", p.Version) }
+
+// PayloadVersionPattern matches the line; its group is the version.
+const PayloadVersionPattern = CtldPrefix + `payload version=(\S+)`
+
+// ParsePayloadVersion reads the line.
+func ParsePayloadVersion(line string) (PayloadVersion, error) {
+	var p PayloadVersion
+	if !scanAfter(line, CtldPrefix+"payload ", "version=%s", &p.Version) {
+		return PayloadVersion{}, fmt.Errorf("not a ctld payload-version line: %q", line)
+	}
+	return p, nil
+}
