@@ -15,7 +15,7 @@ import (
 // q35test are test helpers.
 func TestSourceIDCoversPackages(t *testing.T) {
 	testOnly := map[string]bool{"hvcore/pe/pesynth": true, "initramfs/internal/q35test": true}
-	for _, top := range []string{"boardcfg", "cmd/ctld", "cmd/guestinit", "contract", "hvcore", "image", "initramfs", "internal/pipeline", "internal/debpkg", "internal/buildrecord", "internal/boundedfile"} {
+	for _, top := range []string{"boardcfg", "cmd/ctld", "cmd/guestinit", "contract", "hvcore", "image", "initramfs", "internal/pipeline", "internal/debpkg", "internal/buildrecord", "internal/boundedfile", "release", "secboot"} {
 		filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -43,7 +43,7 @@ func TestControlDomainSourcesAreTheRealOnes(t *testing.T) {
 	for _, f := range ControlDomainSources() {
 		embedded[f.Path] = f.Data
 	}
-	for _, dir := range []string{"cmd/ctld", "cmd/guestinit", "contract", "contract/bundle"} {
+	for _, dir := range controlDomainDirs {
 		names, err := filepath.Glob(dir + "/*.go")
 		if err != nil || len(names) == 0 {
 			t.Fatalf("%s: %v", dir, err)
