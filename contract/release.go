@@ -44,7 +44,9 @@ type PayloadVersion struct {
 	Version string
 }
 
-func (p PayloadVersion) String() string { return fmt.Sprintf(CtldPrefix+"payload version=%s", p.Version) }
+func (p PayloadVersion) String() string {
+	return fmt.Sprintf(CtldPrefix+"payload version=%s", p.Version)
+}
 
 // PayloadVersionPattern matches the line; its group is the version.
 const PayloadVersionPattern = CtldPrefix + `payload version=(\S+)`
