@@ -16,14 +16,7 @@ const VersionParam = "fwbuild.version"
 func VersionArg(v string) string { return VersionParam + "=" + v }
 
 // ParseVersionArg finds the version parameter on a kernel command line.
-func ParseVersionArg(cmdline string) (string, bool) {
-	for _, f := range strings.Fields(cmdline) {
-		if v, ok := strings.CutPrefix(f, VersionParam+"="); ok && v != "" {
-			return v, true
-		}
-	}
-	return "", false
-}
+func ParseVersionArg(cmdline string) (string, bool) { return Param(cmdline, VersionParam) }
 
 // OwnerCertificate is the owner's db certificate (PEM) inside a signed
 // build's control domain: what ctld checks update artefacts against. It is
@@ -58,4 +51,29 @@ func ParsePayloadVersion(line string) (PayloadVersion, error) {
 		return PayloadVersion{}, fmt.Errorf("not a ctld payload-version line: %q", line)
 	}
 	return p, nil
+}
+
+// BootParam says which payload the control domain runs: fwbuild.boot=esp
+// (the ESP payload, whose slots ctld keeps, contract/slots.go) or
+// fwbuild.boot=flash (the flash payload the launcher started).
+const BootParam = "fwbuild.boot"
+
+// Boot paths.
+const (
+	BootESP   = "esp"
+	BootFlash = "flash"
+)
+
+// BoardParam names the board the payload was built for, so ctld refuses an
+// update artefact for another: fwbuild.board=<profile name>.
+const BoardParam = "fwbuild.board"
+
+// Param finds name=value on a kernel command line.
+func Param(cmdline, name string) (string, bool) {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, name+"="); ok && v != "" {
+			return v, true
+		}
+	}
+	return "", false
 }

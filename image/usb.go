@@ -28,6 +28,10 @@ type USBSpec struct {
 	Payload []byte // the EFI application started by removable-media boot
 	Name    string // seeds the disk and partition GUIDs and the FAT serial (board name)
 	Epoch   time.Time
+	// Slots, when set, is the ESP slots' state file (contract.SlotsFile):
+	// the payload also goes into slot A (contract.SlotFile), the state file
+	// next to it, so ctld can update the disk in place (A/B).
+	Slots []byte
 	// Images are the files of the guest-images partition (GPT name
 	// contract.ImagesPartitionName, FAT32), which follows the ESP at the
 	// disk's end, sized for them. None: no such partition, the ESP fills
@@ -149,7 +153,7 @@ func writeESPDiskCtx(ctx context.Context, f *os.File, u USBSpec, start, end uint
 			Start: start,
 			End:   end,
 			Type:  gpt.EFISystemPartition,
-			Name:  "EFI System Partition",
+			Name:  contract.ESPPartitionName,
 			GUID:  nameGUID(u.Name, "esp"),
 		}},
 	}
@@ -180,16 +184,34 @@ func writeESPDiskCtx(ctx context.Context, f *os.File, u USBSpec, start, end uint
 	if err := fs.Mkdir(path.Dir(bootPath)); err != nil {
 		return fmt.Errorf("ESP: mkdir %s: %w", path.Dir(bootPath), err)
 	}
-	w, err := fs.OpenFile(bootPath, os.O_CREATE|os.O_RDWR)
-	if err != nil {
-		return fmt.Errorf("ESP: create %s: %w", bootPath, err)
+	files := []struct {
+		path string
+		data []byte
+	}{{bootPath, u.Payload}}
+	if u.Slots != nil {
+		if err := fs.Mkdir(path.Dir("/" + contract.SlotFile(contract.SlotA))); err != nil {
+			return fmt.Errorf("ESP: mkdir %s: %w", path.Dir(contract.SlotFile(contract.SlotA)), err)
+		}
+		files = append(files, struct {
+			path string
+			data []byte
+		}{"/" + contract.SlotFile(contract.SlotA), u.Payload}, struct {
+			path string
+			data []byte
+		}{"/" + contract.SlotsFile, u.Slots})
 	}
-	if n, err := w.Write(u.Payload); err != nil || n != len(u.Payload) {
-		w.Close()
-		return fmt.Errorf("ESP: write %s (%d bytes; ESP is %d bytes): %d written, %v", bootPath, len(u.Payload), (end+1-start)*sector, n, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("ESP: close %s: %w", bootPath, err)
+	for _, f := range files {
+		w, err := fs.OpenFile(f.path, os.O_CREATE|os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("ESP: create %s: %w", f.path, err)
+		}
+		if n, err := w.Write(f.data); err != nil || n != len(f.data) {
+			w.Close()
+			return fmt.Errorf("ESP: write %s (%d bytes; ESP is %d bytes): %d written, %v", f.path, len(f.data), (end+1-start)*sector, n, err)
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("ESP: close %s: %w", f.path, err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -58,8 +58,9 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 	content := key("content/1", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools), string(ownerPEM))
 	version := b.ReleaseVersion().String() + "+" + content[:8]
 	r.result.Version = version
-	espCmdline := strings.TrimSpace(b.Hypervisor.Dom0.Cmdline + " " + contract.VersionArg(version))
-	flashCmdline = strings.TrimSpace(flashCmdline + " " + contract.VersionArg(version))
+	ids := " " + contract.VersionArg(version) + " " + contract.BoardParam + "=" + b.Name + " " + contract.BootParam + "="
+	espCmdline := strings.TrimSpace(b.Hypervisor.Dom0.Cmdline + ids + contract.BootESP)
+	flashCmdline = strings.TrimSpace(flashCmdline + ids + contract.BootFlash)
 	pk := key("payload/3", content, espCmdline, flashCmdline)
 	return r.stage(ctx, "payload", pk, func(dir string) error {
 		xenEFI, err := r.comps.Read(xen.Name, "efi", b)
