@@ -70,8 +70,8 @@ func loadOption(desc string, esp espGeometry, file string) ([]byte, error) {
 // parsedOption is what ctld reads back from a Boot#### variable.
 type parsedOption struct {
 	Desc string
-	File string   // the File() node's path, "" when none
-	GUID string   // the HD() node's partition GUID, "" when none
+	File string // the File() node's path, "" when none
+	GUID string // the HD() node's partition GUID, "" when none
 }
 
 // parseLoadOption reads the parts of a load option ctld matches on.
