@@ -142,7 +142,12 @@ type agent struct {
 	guests []guest
 	// version is the payload's (fwbuild.version=), "" when it has none.
 	version string
-	mu      sync.Mutex // serialises lines on out
+	// slots are the ESP's payload slots and the one this boot runs, once
+	// slotsReady is closed (nil: not an ESP boot).
+	slots      *slotManager
+	booted     string
+	slotsReady chan struct{}
+	mu         sync.Mutex // serialises lines on out
 }
 
 // stepError names the step that failed; its text is the FAILED line.

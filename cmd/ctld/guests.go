@@ -112,6 +112,16 @@ func (a *agent) runGuests(ctx context.Context) error {
 		a.say(contract.GuestRunning{Name: g.Name, DomID: id, Type: g.Type})
 		started = append(started, g.Name)
 	}
+	unhealthy, n := "", 0
+	for _, g := range gs {
+		if g.Autostart {
+			n++
+		}
+	}
+	if len(started) < n {
+		unhealthy = fmt.Sprintf("%d of %d autostart guests started", len(started), n)
+	}
+	a.confirmSlot(ctx, unhealthy)
 	// A stopped guest's console is closed here too, in case xl console
 	// outlives its domain.
 	a.watch(ctx, started, func(name string) {

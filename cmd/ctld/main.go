@@ -85,6 +85,13 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
+		if flag.Arg(0) == "update" {
+			if err := a.operatorUpdate(ctx, flag.Args()[1:], os.Stdout); err != nil {
+				fmt.Fprintf(os.Stderr, "ctld update: %v\n", err)
+				os.Exit(1)
+			}
+			return
+		}
 		if err := a.operate(ctx, flag.Arg(0), os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "ctld %s: %v\n", flag.Arg(0), err)
 			os.Exit(1)
@@ -108,6 +115,7 @@ func main() {
 				os.Exit(1)
 			}
 		}
+		a.slotsAtBoot(ctx)
 		if err := a.runGuests(ctx); err != nil {
 			os.Exit(1)
 		}
@@ -126,7 +134,10 @@ func main() {
 	}
 	// start prints the status line itself, ready or FAILED.
 	err := a.start(ctx)
-	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig)) {
+	if err != nil {
+		a.slotsAfterFailure(ctx, err)
+	}
+	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig) || a.bootPath() == contract.BootESP) {
 		// u-root's init starts the shell only once ctld exits, so the
 		// guests are looked after by a detached copy.
 		if err := startGuestHelper(a.cfg); err != nil {

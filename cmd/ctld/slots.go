@@ -322,3 +322,13 @@ func (a *agent) slotManagerFor(ctx context.Context, esp espStore, vars efiVars, 
 	version, _ := contract.ParseVersionArg(string(cmdline))
 	return &slotManager{esp: esp, vars: vars, geo: geo, say: a.say, version: version, board: board}, nil
 }
+
+// bootPath is fwbuild.boot= from the command line: which payload runs.
+func (a *agent) bootPath() string {
+	cmdline, err := a.sys.readFile("/proc/cmdline")
+	if err != nil {
+		return ""
+	}
+	p, _ := contract.Param(string(cmdline), contract.BootParam)
+	return p
+}
