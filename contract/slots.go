@@ -25,6 +25,10 @@ const (
 // which ctld finds its slots on.
 const ESPPartitionName = "fwbuild-esp"
 
+// ESPMount is where ctld mounts the ESP it booted from, read-write (an
+// update copied onto the key is at ESPMount/<file> on the shell).
+const ESPMount = "/run/fwbuild/esp"
+
 // SlotFile is a slot's payload on the ESP (FAT path, '/'-separated; UEFI
 // spells it with '\').
 func SlotFile(slot string) string { return "EFI/fwbuild/slot-" + slot + ".efi" }

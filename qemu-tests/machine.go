@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -64,6 +65,7 @@ const (
 	fwPflash
 	fwBIOS
 	fwSplit
+	fwPflashFile
 )
 
 // Firmware is how the machine gets its UEFI: see PflashOVMF, BIOS and
@@ -79,6 +81,22 @@ type Firmware struct {
 // varsTemplate as unit 1; the template is never written.
 func PflashOVMF(code, varsTemplate string) Firmware {
 	return Firmware{kind: fwPflash, code: code, vars: varsTemplate}
+}
+
+// Persistent is f (a PflashOVMF firmware) with its variable store in the
+// file vars, written in place: a copy of the template the first time, then
+// whatever the last boot left, as a real machine's flash keeps it (boot
+// options, BootOrder, BootNext).
+func (f Firmware) Persistent(vars string) (Firmware, error) {
+	if f.kind != fwPflash {
+		return Firmware{}, errors.New("machine: only a pflash OVMF has a variable store to keep")
+	}
+	if _, err := os.Stat(vars); errors.Is(err, fs.ErrNotExist) {
+		if _, err := copyFile(vars, f.vars); err != nil {
+			return Firmware{}, err
+		}
+	}
+	return Firmware{kind: fwPflashFile, code: f.code, vars: vars}, nil
 }
 
 // BIOS loads a whole chip image with -bios (up to 32 MiB, a multiple of
@@ -291,6 +309,8 @@ func (f Firmware) args(work string) ([]string, error) {
 			return nil, fmt.Errorf("machine: BIOS image %s is %d bytes; QEMU's -bios needs a multiple of 64 KiB up to 32 MiB", f.code, st.Size())
 		}
 		return []string{"-bios", f.code}, nil
+	case fwPflashFile:
+		return pflashArgs(f.code, f.vars), nil
 	case fwPflash:
 		code, err := os.Stat(f.code)
 		if err != nil {

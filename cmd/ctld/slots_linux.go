@@ -20,9 +20,6 @@ import (
 	"github.com/fwbuild/fwbuild/contract"
 )
 
-// espMount is where ctld mounts the ESP it booted from, read-write.
-const espMount = "/run/fwbuild/esp"
-
 // efivarsDir is efivarfs; globalGUID is EFI_GLOBAL_VARIABLE.
 const (
 	efivarsDir = "/sys/firmware/efi/efivars"
@@ -153,11 +150,11 @@ func (a *agent) openSlots(ctx context.Context) (*slotManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slots: %s: %w", dev, err)
 	}
-	if err := os.MkdirAll(espMount, 0o755); err != nil {
+	if err := os.MkdirAll(contract.ESPMount, 0o755); err != nil {
 		return nil, err
 	}
-	if err := syscall.Mount(dev, espMount, "vfat", syscall.MS_NOATIME, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
-		return nil, fmt.Errorf("slots: mount %s (vfat) on %s: %w", dev, espMount, err)
+	if err := syscall.Mount(dev, contract.ESPMount, "vfat", syscall.MS_NOATIME, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
+		return nil, fmt.Errorf("slots: mount %s (vfat) on %s: %w", dev, contract.ESPMount, err)
 	}
 	if _, err := os.Stat(filepath.Join(efivarsDir)); errors.Is(err, fs.ErrNotExist) {
 		return nil, errors.New("slots: no /sys/firmware/efi: this kernel was not given the firmware's runtime services")
@@ -165,7 +162,7 @@ func (a *agent) openSlots(ctx context.Context) (*slotManager, error) {
 	if err := syscall.Mount("efivarfs", efivarsDir, "efivarfs", 0, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
 		return nil, fmt.Errorf("slots: mount efivarfs: %w", err)
 	}
-	return a.slotManagerFor(ctx, espDir{espMount}, efivarfs{efivarsDir}, geo)
+	return a.slotManagerFor(ctx, espDir{contract.ESPMount}, efivarfs{efivarsDir}, geo)
 }
 
 // findPartitionNamed finds the one partition with a GPT name (the kernel
