@@ -137,5 +137,5 @@ func (l SlotLine) String() string {
 
 // SlotPattern matches a slot line for one slot and state; its group is the version.
 func SlotPattern(slot, state string) string {
-	return CtldPrefix + "slot " + slot + " " + state + ` version=(\S+)`
+	return CtldPrefix + "slot " + slot + " " + state + ` version=([^\s:]+)`
 }
