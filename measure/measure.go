@@ -40,14 +40,14 @@ import (
 type EventType uint32
 
 const (
-	EvSeparator                    EventType = 0x00000004
-	EvEFIVariableDriverConfig      EventType = 0x80000001
-	EvEFIBootServicesApplication   EventType = 0x80000003
-	EvEFIAction                    EventType = 0x80000007
-	EvEFIVariableAuthority         EventType = 0x800000e0
-	CallingEFIApplication                    = "Calling EFI Application from Boot Option"
-	ReturningFromEFIApplication              = "Returning from EFI Application from Boot Option"
-	sha1Size, sha256Size                     = 20, 32
+	EvSeparator                  EventType = 0x00000004
+	EvEFIVariableDriverConfig    EventType = 0x80000001
+	EvEFIBootServicesApplication EventType = 0x80000003
+	EvEFIAction                  EventType = 0x80000007
+	EvEFIVariableAuthority       EventType = 0x800000e0
+	CallingEFIApplication                  = "Calling EFI Application from Boot Option"
+	ReturningFromEFIApplication            = "Returning from EFI Application from Boot Option"
+	sha1Size, sha256Size                   = 20, 32
 )
 
 // Digests is one measurement in the two banks fwbuild predicts.

@@ -37,8 +37,8 @@ type Manifest struct {
 	// Measurements are the predicted PCRs 4 and 7 of each boot path
 	// ("usb", "spi"), with the events that make them (package measure).
 	Measurements map[string]*contract.PathMeasurement `json:"measurements,omitempty"`
-	Outputs      []Artefact        `json:"outputs"`
-	Sizes        *SizeTable        `json:"sizes,omitempty"`
+	Outputs      []Artefact                           `json:"outputs"`
+	Sizes        *SizeTable                           `json:"sizes,omitempty"`
 }
 
 // ManifestFile is an input file named by a profile.
