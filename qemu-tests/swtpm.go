@@ -32,7 +32,16 @@ type TPM struct {
 // StartTPM starts swtpm with its state in dir (created; a fresh directory is
 // a fresh TPM: new seeds, so a new attestation key). The process ends with ctx
 // or Stop.
-func StartTPM(ctx context.Context, dir string) (*TPM, error) {
+func StartTPM(ctx context.Context, dir string) (*TPM, error) { return startTPM(ctx, dir) }
+
+// StartStandaloneTPM starts a TPM that needs no machine: swtpm powers it on
+// and runs TPM2_Startup itself, and Open talks to it (tests of quotes and
+// their verification, with PCRs extended by the test).
+func StartStandaloneTPM(ctx context.Context, dir string) (*TPM, error) {
+	return startTPM(ctx, dir, "--flags", "not-need-init,startup-clear")
+}
+
+func startTPM(ctx context.Context, dir string, extra ...string) (*TPM, error) {
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		return nil, fmt.Errorf("swtpm: not installed (Debian package swtpm; run fwbuild doctor --fix): %w", err)
@@ -42,8 +51,9 @@ func StartTPM(ctx context.Context, dir string) (*TPM, error) {
 		return nil, fmt.Errorf("swtpm: %w", err)
 	}
 	t := &TPM{dir: dir, ctrl: filepath.Join(dir, "tpm-ctrl.sock"), done: make(chan error, 1), stopped: make(chan struct{})}
-	t.cmd = exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+state,
-		"--ctrl", "type=unixio,path="+t.ctrl, "--log", "file="+filepath.Join(dir, "swtpm.log")+",level=1")
+	args := append([]string{"socket", "--tpm2", "--tpmstate", "dir=" + state, "--ctrl", "type=unixio,path=" + t.ctrl,
+		"--log", "file=" + filepath.Join(dir, "swtpm.log") + ",level=1"}, extra...)
+	t.cmd = exec.Command(bin, args...)
 	t.cmd.SysProcAttr = sysProcAttr()
 	if err := t.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("swtpm: %w", err)
@@ -89,11 +99,39 @@ const ctrlSetDataFD = 16
 // socket, as QEMU did at start. The TPM keeps its volatile state (the PCRs)
 // while swtpm runs.
 func (t *TPM) PCRs(alg tpm2.Algorithm) (map[int][]byte, error) {
+	data, err := t.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer data.Close()
+	if err := data.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return nil, err
+	}
+	out := map[int][]byte{}
+	// The TPM returns at most 8 digests per read.
+	p, err := tpm2.ReadPCRs(data, tpm2.PCRSelection{Hash: alg, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}})
+	if err != nil {
+		return nil, fmt.Errorf("swtpm: read PCRs: %w", err)
+	}
+	for i, v := range p {
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Open hands swtpm a new data channel over the control socket (as QEMU does
+// at start) and returns its other end: raw TPM 2.0 commands and responses.
+func (t *TPM) Open() (net.Conn, error) {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: t.ctrl, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("swtpm: control socket: %w", err)
 	}
-	defer c.Close()
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		return nil, fmt.Errorf("swtpm: socketpair: %w", err)
@@ -120,20 +158,20 @@ func (t *TPM) PCRs(alg tpm2.Algorithm) (map[int][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer data.Close()
-	if err := data.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		return nil, err
-	}
-	out := map[int][]byte{}
-	// The TPM returns at most 8 digests per read.
-	p, err := tpm2.ReadPCRs(data, tpm2.PCRSelection{Hash: alg, PCRs: []int{0, 1, 2, 3, 4, 5, 6, 7}})
-	if err != nil {
-		return nil, fmt.Errorf("swtpm: read PCRs: %w", err)
-	}
-	for i, v := range p {
-		out[i] = v
-	}
-	return out, nil
+	ok = true
+	// swtpm keeps the data channel while this control connection lasts.
+	return &dataConn{Conn: data, ctrl: c}, nil
+}
+
+type dataConn struct {
+	net.Conn
+	ctrl net.Conn
+}
+
+func (d *dataConn) Close() error {
+	err := d.Conn.Close()
+	d.ctrl.Close()
+	return err
 }
 
 // Stop ends swtpm.
