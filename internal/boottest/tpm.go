@@ -104,6 +104,12 @@ func checkTPM(s Spec, tpm *qemutests.TPM, nonce []byte, matches []qemutests.Matc
 		switch mt.Marker.Name {
 		case "ctld-measured":
 			if rep.Measured, err = CheckMeasured(mt.Line, want); err != nil {
+				// Name the premise that broke, when it is the boot order.
+				if log, rerr := os.ReadFile(rep.LogPath); rerr == nil {
+					if n := bytes.Count(log, []byte("BdsDxe: failed to load Boot")); n != want.FailedBootOptions {
+						err = fmt.Errorf("%w; the firmware failed to load %d boot option(s) before the payload, the prediction assumes %d", err, n, want.FailedBootOptions)
+					}
+				}
 				return err
 			}
 		case "ctld-quote":
