@@ -31,7 +31,7 @@ import (
 // Mismatch lists every way a quote differs from what was expected.
 type Mismatch struct{ Problems []string }
 
-func (m *Mismatch) Error() string { return "attest: " + strings.Join(m.Problems, "; ") }
+func (m *Mismatch) Error() string { return "MISMATCH: " + strings.Join(m.Problems, "; ") }
 
 // Verify checks q against nonce and the predicted measurement of one boot
 // path. A *Mismatch names what differs; other errors are malformed input.

@@ -48,14 +48,14 @@ func (e *env) runAttest(manifestFile, quoteFile, nonceHex, path, eventlog string
 	}
 	b, err := os.ReadFile(manifestFile)
 	if err != nil {
-		return fmt.Errorf("attest: %w", err)
+		return err
 	}
 	var m struct {
 		Board        string                               `json:"board"`
 		Measurements map[string]*contract.PathMeasurement `json:"measurements"`
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("attest: %s: %w", manifestFile, err)
+		return fmt.Errorf("%s: %w", manifestFile, err)
 	}
 	want, ok := m.Measurements[path]
 	if !ok {
@@ -64,15 +64,15 @@ func (e *env) runAttest(manifestFile, quoteFile, nonceHex, path, eventlog string
 			have = append(have, p)
 		}
 		sort.Strings(have)
-		return fmt.Errorf("attest: %s: no predicted measurements for path %q (it has %v): rebuild with this fwbuild, or pick --path", manifestFile, path, have)
+		return fmt.Errorf("%s: no predicted measurements for path %q (it has %v): rebuild with this fwbuild, or pick --path", manifestFile, path, have)
 	}
 	qb, err := os.ReadFile(quoteFile)
 	if err != nil {
-		return fmt.Errorf("attest: %w", err)
+		return err
 	}
 	q, err := contract.ParseQuote(string(qb))
 	if err != nil {
-		return fmt.Errorf("attest: %s: %w", quoteFile, err)
+		return fmt.Errorf("%s: %w", quoteFile, err)
 	}
 	verr := attest.Verify(q, nonce, want)
 	var mm *attest.Mismatch
@@ -82,11 +82,11 @@ func (e *env) runAttest(manifestFile, quoteFile, nonceHex, path, eventlog string
 	if verr == nil && eventlog != "" {
 		lb, err := os.ReadFile(eventlog)
 		if err != nil {
-			return fmt.Errorf("attest: %w", err)
+			return err
 		}
 		log, err := contract.ParseEventLog(lb)
 		if err != nil {
-			return fmt.Errorf("attest: %s: %w", eventlog, err)
+			return fmt.Errorf("%s: %w", eventlog, err)
 		}
 		verr = attest.ReplayLog(log, q, want)
 	}
