@@ -21,8 +21,8 @@ var MeasuredPCRs = []int{4, 7}
 
 // Measured is ctld's measured line: the TPM's SHA-256 PCRs 4 and 7 and the
 // number of events in the firmware's event log as the kernel exposes it
-// (-1: the kernel has none; under Xen the EFI stub does not run, so only an
-// ACPI TPM2 log area could give it).
+// (-1: the kernel has none, or none that parses; under Xen the EFI stub does
+// not run, so only an ACPI TPM2 log area could give it).
 type Measured struct {
 	PCR4, PCR7 string // hex
 	LogEvents  int
