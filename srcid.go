@@ -31,7 +31,7 @@ import (
 //go:embed image/*.go launcher/*.go launcher/src/*
 //go:embed initramfs/*.go initramfs/*.txtar initramfs/internal/closure/*.go initramfs/internal/gensrc/*.go
 //go:embed internal/pipeline/*.go internal/debpkg/*.go internal/buildrecord/*.go internal/boundedfile/*.go
-//go:embed release/*.go secboot/*.go
+//go:embed release/*.go secboot/*.go measure/*.go
 var sources embed.FS
 
 // controlDomainDirs are the packages built into the control domain and its

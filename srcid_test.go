@@ -15,7 +15,7 @@ import (
 // q35test are test helpers.
 func TestSourceIDCoversPackages(t *testing.T) {
 	testOnly := map[string]bool{"hvcore/pe/pesynth": true, "initramfs/internal/q35test": true}
-	for _, top := range []string{"boardcfg", "cmd/ctld", "cmd/guestinit", "contract", "hvcore", "image", "initramfs", "internal/pipeline", "internal/debpkg", "internal/buildrecord", "internal/boundedfile", "release", "secboot"} {
+	for _, top := range []string{"boardcfg", "cmd/ctld", "cmd/guestinit", "contract", "hvcore", "image", "initramfs", "internal/pipeline", "internal/debpkg", "internal/buildrecord", "internal/boundedfile", "release", "secboot", "measure"} {
 		filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err

@@ -21,9 +21,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/attest"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/image"
+	"github.com/fwbuild/fwbuild/internal/boottest"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
+	"github.com/fwbuild/fwbuild/measure"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 	"github.com/fwbuild/fwbuild/secboot"
 )
@@ -93,13 +97,61 @@ func TestSecureBootOwnerKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := qemutests.Run(context.Background(), secbootMachine(code, vars, filepath.Join(out, "usb.img")), chain, qemutests.Options{OnMarker: logm})
+		// Measured boot with Secure Boot: PCR 7 holds the enrolled keys and
+		// the db entry that verified the payload, as the build predicted.
+		tpmDir, err := os.MkdirTemp("", "fwbuild-tpm-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(tpmDir)
+		tpm, err := qemutests.StartTPM(context.Background(), tpmDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tpm.Stop()
+		machine := secbootMachine(code, vars, filepath.Join(out, "usb.img"))
+		machine.Args = append(machine.Args, tpm.Args()...)
+		nonce := []byte("secure boot nonce")
+		// With a TPM the firmware hashes the 13 MB payload once per active
+		// bank (SHA-1, SHA-256) on top of Secure Boot's own hash: under TCG
+		// on a loaded machine that outlasts the firmware marker's timeout.
+		chain[0].Timeout *= 2
+		measured := qemutests.Regexp("ctld-measured", contract.MeasuredPattern, qemutests.TimeoutReady)
+		measured.Then = "ctld quote " + hex.EncodeToString(nonce) + "\n"
+		chain = append(chain, measured, qemutests.Regexp("ctld-quote", boottest.QuotePattern, qemutests.TimeoutReady))
+		res, err := qemutests.Run(context.Background(), machine, chain, qemutests.Options{OnMarker: logm})
 		if err != nil {
 			t.Fatal(err)
 		}
 		log, _ := os.ReadFile(res.LogPath)
 		if regexp.MustCompile(refusedPattern).Match(log) {
 			t.Errorf("the firmware refused a boot option on the way (log %s)", res.LogPath)
+		}
+		want, err := boottest.Prediction(out, "usb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if off, _ := measure.Replay(measure.SecureBootPolicy([]byte{0}, nil)); hex.EncodeToString(off[7]) == want.SHA256["7"] {
+			t.Errorf("PCR 7 predicted the same with Secure Boot on as off: %s", want.SHA256["7"])
+		}
+		for _, mt := range res.Matches {
+			switch mt.Marker.Name {
+			case "ctld-measured":
+				if _, err := boottest.CheckMeasured(mt.Line, want); err != nil {
+					t.Error(err)
+				}
+			case "ctld-quote":
+				q, err := contract.ParseQuote(mt.Line)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := attest.Verify(q, nonce, want); err != nil {
+					t.Errorf("quote: %v", err)
+				}
+				if err := attest.Verify(q, []byte("an older nonce"), want); err == nil {
+					t.Error("the quote verified with another nonce")
+				}
+			}
 		}
 	})
 

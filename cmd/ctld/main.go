@@ -76,7 +76,7 @@ func main() {
 	flag.StringVar(&cfg.GuestsDir, "guests-dir", cfg.GuestsDir, "directory of guest xl configs, <name>.cfg")
 	guests := flag.Bool("guests", false, "start the autostart guests and watch them (ctld runs itself this way after the ready line)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests  report on a running control domain\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests  report on a running control domain\n       ctld quote <nonce-hex>  a TPM2 quote of PCRs 0-7 over the nonce, one line\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -84,6 +84,13 @@ func main() {
 	if flag.NArg() > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		if flag.Arg(0) == "quote" {
+			if err := runQuote(ctx, flag.Args()[1:], os.Stdout); err != nil {
+				fmt.Fprintf(os.Stderr, "ctld quote: %v\n", err)
+				os.Exit(1)
+			}
+			return
+		}
 		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
 		if flag.Arg(0) == "update" {
 			if err := a.operatorUpdate(ctx, flag.Args()[1:], os.Stdout); err != nil {
@@ -136,6 +143,8 @@ func main() {
 	err := a.start(ctx)
 	if err != nil {
 		a.slotsAfterFailure(ctx, err)
+	} else {
+		a.reportMeasured() // the TPM's PCRs, right after the ready line (tpm.go)
 	}
 	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig) || a.bootPath() == contract.BootESP) {
 		// u-root's init starts the shell only once ctld exits, so the

@@ -77,7 +77,11 @@ func (e *env) runTest(o testOptions) error {
 		fmt.Fprintf(e.stderr, "[%s] boot %s path (QEMU, %s) ...\n", b.Name, p, accelName())
 		opts := qemutests.Options{Logger: e.log, OnMarker: func(m qemutests.Match) {
 			if !e.json {
-				fmt.Fprintf(e.stdout, "  %-6s %8.1fs  %-10s %s\n", p, m.At.Seconds(), m.Marker.Name, withoutPrompt(m.Line))
+				line := withoutPrompt(m.Line)
+				if len(line) > 100 && m.Marker.Name == "ctld-quote" {
+					line = fmt.Sprintf("%s... (%d bytes)", line[:100], len(line))
+				}
+				fmt.Fprintf(e.stdout, "  %-6s %8.1fs  %-10s %s\n", p, m.At.Seconds(), m.Marker.Name, line)
 			}
 		}}
 		if *verbose {
@@ -94,7 +98,7 @@ func (e *env) runTest(o testOptions) error {
 			continue
 		}
 		if !e.json {
-			fmt.Fprintf(e.stdout, "  %-6s PASS: ready in %.1fs (xen=%s dom0_mem=%d guests=%d), all %d markers in %.1fs\n", p, rep.ReadyAt.Seconds(),
+			fmt.Fprintf(e.stdout, "  %-6s PASS: ready in %.1fs (xen=%s dom0_mem=%d guests=%d), all %d markers in %.1fs; PCRs 4 and 7 as predicted, quote verified\n", p, rep.ReadyAt.Seconds(),
 				rep.Ready.Xen, rep.Ready.Dom0MemMiB, rep.Ready.Guests, len(rep.Result.Matches), rep.Result.Elapsed.Seconds())
 		}
 		if !*keep {

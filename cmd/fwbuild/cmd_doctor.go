@@ -46,6 +46,8 @@ func hostTools() []hostTool {
 		{Name: "OVMF.fd", Check: "/usr/share/ovmf/OVMF.fd", Package: "ovmf", Why: "fit tests on the 2 MiB OVMF build"},
 		{Name: "sbverify", Check: "sbverify", Package: "sbsigntool", Why: "tests that check the payloads' Authenticode signatures independently"},
 		{Name: "osslsigncode", Check: "osslsigncode", Package: "osslsigncode", Why: "tests that check the payloads' Authenticode signatures independently"},
+		{Name: "swtpm", Check: "swtpm", Package: "swtpm", Why: "boot tests give each machine a TPM 2.0 (measured boot, quotes)"},
+		{Name: "swtpm_setup", Check: "swtpm_setup", Package: "swtpm-tools", Why: "swtpm's state tools (swtpm_setup, swtpm_ioctl) for inspecting a test's TPM"},
 		{Name: "libc headers", Check: "/usr/include/stdio.h", Package: "libc6-dev", Why: "dom0 kernel build (host programs); gcc only recommends it"},
 		{Name: "make", Check: "make", Package: "make", Why: "dom0 kernel build"},
 		{Name: "bc", Check: "bc", Package: "bc", Why: "dom0 kernel build"},

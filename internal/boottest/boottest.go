@@ -163,6 +163,10 @@ type Report struct {
 	Ready   contract.Ready   `json:"ready"`       // parsed ctld ready line
 	ReadyAt time.Duration    `json:"ready_at_ns"` // QEMU start to the ready line
 	LogPath string           `json:"log"`
+	// Measured is ctld's measured line (the TPM's PCRs 4 and 7), equal to
+	// the build's prediction; Quote the quote it gave over the run's nonce.
+	Measured contract.Measured `json:"measured"`
+	Quote    *contract.Quote   `json:"quote,omitempty"`
 }
 
 // Run boots one path and checks the chain, including that ctld's ready
@@ -187,6 +191,11 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 		return Report{}, err
 	}
 	defer stop()
+	tpm, markers, nonce, done, err := withTPM(ctx, &m, markers)
+	if err != nil {
+		return Report{}, err
+	}
+	defer done()
 	res, err := qemutests.Run(ctx, m, markers, opts)
 	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}
 	if err != nil {
@@ -210,6 +219,9 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 	}
 	if err := checkGuestIDs(res.Matches); err != nil {
 		return rep, fmt.Errorf("boottest: %w (log %s)", err, rep.LogPath)
+	}
+	if err := checkTPM(s, tpm, nonce, res.Matches, &rep); err != nil {
+		return rep, fmt.Errorf("boottest: %s path: measured boot: %w (log %s)", s.Path, err, rep.LogPath)
 	}
 	return rep, nil
 }

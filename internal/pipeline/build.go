@@ -289,8 +289,15 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 			arts[i].SHA256, arts[i].Size = sum, n
 		}
 		m := r.manifest(ctx, arts)
-		var err error
-		if m.Authenticode, err = r.peDigests(ctx, arts); err != nil {
+		digests, err := r.peDigests(ctx, arts)
+		if err != nil {
+			return published{}, err
+		}
+		m.Authenticode = map[string]string{}
+		for n, d := range digests {
+			m.Authenticode[n] = hex.EncodeToString(d.SHA256)
+		}
+		if m.Measurements, err = r.measurements(arts, digests); err != nil {
 			return published{}, err
 		}
 		dir := filepath.Join(r.CacheDir, "tmp")

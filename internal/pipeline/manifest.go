@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/provenance"
 	"github.com/fwbuild/fwbuild/launcher"
 )
@@ -36,8 +37,11 @@ type Manifest struct {
 	Signer *ManifestSigner `json:"signer,omitempty"`
 	// Authenticode is each payload's Authenticode SHA-256 (peDigests).
 	Authenticode map[string]string `json:"authenticode_sha256,omitempty"`
-	Outputs      []Artefact        `json:"outputs"`
-	Sizes        *SizeTable        `json:"sizes,omitempty"`
+	// Measurements are the predicted PCRs 4 and 7 of each boot path
+	// ("usb", "spi"), with the events that make them (package measure).
+	Measurements map[string]*contract.PathMeasurement `json:"measurements,omitempty"`
+	Outputs      []Artefact                           `json:"outputs"`
+	Sizes        *SizeTable                           `json:"sizes,omitempty"`
 }
 
 // ManifestFile is an input file named by a profile.
