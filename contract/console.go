@@ -360,3 +360,20 @@ func (g GuestImageCopied) String() string {
 func GuestImageCopiedPattern(image, name string) string {
 	return CtldPrefix + `guest image ` + quoteName(image) + `/` + quoteName(name) + ` copied: \d+ bytes from (\S+), sha256 ok`
 }
+
+// UnitLoaded is ctld's line for the unit's credential record it read from
+// the unit region: its serial number and how many accounts it holds. A unit
+// without a usable record is a Failed line with Step "unit" instead, and
+// the management services stay off.
+type UnitLoaded struct {
+	Serial   string
+	Accounts int
+}
+
+func (u UnitLoaded) String() string {
+	return fmt.Sprintf(CtldPrefix+"unit %s accounts=%d", u.Serial, u.Accounts)
+}
+
+// UnitLoadedPattern matches the unit line; its groups are the serial and
+// the number of accounts.
+const UnitLoadedPattern = CtldPrefix + `unit (\S+) accounts=(\d+)`
