@@ -44,7 +44,14 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 	} else if p != "" {
 		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
 	}
-	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
+	// Both payloads name the unit region: a server booting its USB key
+	// still has its chip, and its credentials there.
+	espCmdline := b.Hypervisor.Dom0.Cmdline
+	if p := unitParam(b); p != "" {
+		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
+		espCmdline = strings.TrimSpace(espCmdline + " " + p)
+	}
+	pk := key("payload/2", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, espCmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools))
 	return r.stage(ctx, "payload", pk, func(dir string) error {
 		xenEFI, err := r.comps.Read(xen.Name, "efi", b)
 		if err != nil {
@@ -82,7 +89,7 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		cfg, err := hvcore.XenConfig(hvcore.XenConfigSpec{XenOptions: opts, Dom0Cmdline: b.Hypervisor.Dom0.Cmdline})
+		cfg, err := hvcore.XenConfig(hvcore.XenConfigSpec{XenOptions: opts, Dom0Cmdline: espCmdline})
 		if err != nil {
 			return fmt.Errorf("payload: xen.cfg (%s): %w", b.Loc("hypervisor"), err)
 		}
