@@ -91,8 +91,8 @@ type SPIResult struct {
 	Written     []string // regions written and verified; empty on a dry run or when UpToDate
 	// Kept names the unit regions nested in a written region whose chip
 	// bytes were written back unchanged (the unit's credential record).
-	Kept []string
-	UpToDate    bool     // the requested regions already held the image: nothing was written
+	Kept     []string
+	UpToDate bool // the requested regions already held the image: nothing was written
 	// Verified maps each written region to the SHA-256 of its bytes, read back from the chip.
 	Verified map[string]string
 	DryRun   bool
