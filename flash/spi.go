@@ -257,7 +257,9 @@ func planSPI(o SPIOptions) (spiPlan, error) {
 		}
 	}
 	// The content last: hashing and parsing firmware take a moment, option mistakes none.
-	if err := checkBuilt(sum(o.Image), o.Built); err != nil {
+	// A provisioned copy of spi.bin differs from the build's only in its
+	// unit region: the build's records are of the erased one.
+	if err := checkBuilt(sum(erasedUnits(o.Image, p.regions)), o.Built); err != nil {
 		return spiPlan{}, &Error{Op: "spi check", Msg: err.Error(),
 			Hint: "nothing was read or written; rebuild (fwbuild build) and flash the new spi.bin, or pass the image you meant with --image"}
 	}
@@ -873,4 +875,23 @@ func (s *spiSession) keepUnits() {
 		copy(s.image[lo:hi], s.old[lo:hi])
 		s.res.Kept = append(s.res.Kept, u.Name)
 	}
+}
+
+// erasedUnits returns img with its unit regions erased (0xFF), as the
+// build wrote it; img itself when it has none or they are erased.
+func erasedUnits(img []byte, regions []boardcfg.Region) []byte {
+	out := img
+	for _, u := range regions {
+		lo, hi := uint64(u.Start), uint64(u.End())+1
+		if !u.Unit || hi > uint64(len(img)) || blank(img[lo:hi]) {
+			continue
+		}
+		if &out[0] == &img[0] {
+			out = bytes.Clone(img)
+		}
+		for i := lo; i < hi; i++ {
+			out[i] = 0xff
+		}
+	}
+	return out
 }
