@@ -377,3 +377,18 @@ func (u UnitLoaded) String() string {
 // UnitLoadedPattern matches the unit line; its groups are the serial and
 // the number of accounts.
 const UnitLoadedPattern = CtldPrefix + `unit (\S+) accounts=(\d+)`
+
+// ConsoleListening is ctld's line for its SSH console service: where it
+// listens and the SHA-256 fingerprint of its host key (as OpenSSH prints
+// it), made at the unit's first boot, for clients to check.
+type ConsoleListening struct {
+	Addr, HostKey string
+}
+
+func (c ConsoleListening) String() string {
+	return fmt.Sprintf(CtldPrefix+"ssh console on %s host key %s", c.Addr, c.HostKey)
+}
+
+// ConsoleListeningPattern matches the console line; its groups are the
+// address and the fingerprint.
+const ConsoleListeningPattern = CtldPrefix + `ssh console on (\S+) host key (SHA256:\S+)`
