@@ -368,10 +368,16 @@ func GuestImageCopiedPattern(image, name string) string {
 type UnitLoaded struct {
 	Serial   string
 	Accounts int
+	// OwnerSigned: a signed build checked the owner's signature on it.
+	OwnerSigned bool
 }
 
 func (u UnitLoaded) String() string {
-	return fmt.Sprintf(CtldPrefix+"unit %s accounts=%d", u.Serial, u.Accounts)
+	s := fmt.Sprintf(CtldPrefix+"unit %s accounts=%d", u.Serial, u.Accounts)
+	if u.OwnerSigned {
+		s += " owner-signed"
+	}
+	return s
 }
 
 // UnitLoadedPattern matches the unit line; its groups are the serial and

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 
@@ -25,26 +27,26 @@ var errNoUnitRegion = errors.New("the payload names no unit region (" + contract
 // with what to do; the record's accounts are what every management service
 // authenticates against (newAccounts).
 func (a *agent) loadUnitRecord(ctx context.Context) (unit.Record, error) {
-	r, err := a.readUnitRecord(ctx)
+	r, signed, err := a.readUnitRecord(ctx)
 	if err != nil {
 		a.say(contract.Failed{Step: "unit", Reason: err.Error() + "; " + provisionHint})
 		return unit.Record{}, err
 	}
-	a.say(contract.UnitLoaded{Serial: r.Serial, Accounts: len(r.Accounts)})
+	a.say(contract.UnitLoaded{Serial: r.Serial, Accounts: len(r.Accounts), OwnerSigned: signed})
 	return r, nil
 }
 
-func (a *agent) readUnitRecord(context.Context) (unit.Record, error) {
+func (a *agent) readUnitRecord(context.Context) (r unit.Record, signed bool, err error) {
 	cmdline, err := a.sys.readFile("/proc/cmdline")
 	if err != nil {
-		return unit.Record{}, fmt.Errorf("read the kernel command line: %w", err)
+		return unit.Record{}, false, fmt.Errorf("read the kernel command line: %w", err)
 	}
 	reg, ok, err := contract.ParseUnitRegion(string(cmdline))
 	switch {
 	case err != nil:
-		return unit.Record{}, err
+		return unit.Record{}, false, err
 	case !ok:
-		return unit.Record{}, errNoUnitRegion
+		return unit.Record{}, false, errNoUnitRegion
 	}
 	where := fmt.Sprintf("unit region at %#x", reg.Addr)
 	// The record is small: read its header, then only the body it
@@ -52,19 +54,51 @@ func (a *agent) readUnitRecord(context.Context) (unit.Record, error) {
 	n := min(reg.Size, uint64(unit.HeaderSize+unit.MaxBody))
 	b, err := a.sys.readPhys(reg.Addr, n)
 	if err != nil {
-		return unit.Record{}, fmt.Errorf("%s: read: %w", where, err)
+		return unit.Record{}, false, fmt.Errorf("%s: read: %w", where, err)
 	}
-	r, err := unit.Parse(b)
+	r, err = unit.Parse(b)
 	if errors.Is(err, unit.ErrBlank) {
-		return unit.Record{}, &notProvisioned{where: where}
+		return unit.Record{}, false, &notProvisioned{where: where}
 	}
 	if err != nil {
-		return unit.Record{}, fmt.Errorf("%s: %w", where, err)
+		return unit.Record{}, false, fmt.Errorf("%s: %w", where, err)
 	}
 	if r.Board != reg.Board {
-		return unit.Record{}, fmt.Errorf("%s: holds the record of unit %s for board %q, this payload is built for %q: provision the unit for this board (--force replaces the record)", where, r.Serial, r.Board, reg.Board)
+		return unit.Record{}, false, fmt.Errorf("%s: holds the record of unit %s for board %q, this payload is built for %q: provision the unit for this board (--force replaces the record)", where, r.Serial, r.Board, reg.Board)
 	}
-	return r, nil
+	if !a.sys.exists(ownerCertificate) {
+		return r, false, nil
+	}
+	// A signed build: only a record the owner's key signed counts, so
+	// whoever can write the flash cannot set a password of their own.
+	cert, err := a.ownerCert()
+	if err != nil {
+		return unit.Record{}, false, err
+	}
+	if err := unit.VerifySignature(b, cert); err != nil {
+		return unit.Record{}, false, fmt.Errorf("%s: unit %s: %w: this payload is signed by its owner and accepts only a record signed with the owner's key (fwbuild provision --keys DIR)", where, r.Serial, err)
+	}
+	return r, true, nil
+}
+
+// ownerCertificate is where a signed build puts the owner's db certificate
+// in the control domain (contract.OwnerCertificate on main, issue 20).
+const ownerCertificate = "/etc/fwbuild/owner.crt"
+
+func (a *agent) ownerCert() (*x509.Certificate, error) {
+	b, err := a.sys.readFile(ownerCertificate)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: not a PEM certificate", ownerCertificate)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ownerCertificate, err)
+	}
+	return c, nil
 }
 
 // notProvisioned is a blank (erased) unit region: a unit fresh from the
