@@ -10,6 +10,7 @@ package provision
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -40,7 +41,10 @@ type Options struct {
 	BackupDir                  string
 	// Force replaces a record that is already there (Result.Replaced says
 	// whose); without it, a provisioned unit is refused.
-	Force    bool
+	Force bool
+	// Signer, the owner's db key, signs the record (unit.Sign): a signed
+	// build's control domain accepts no other.
+	Signer   crypto.Signer
 	Progress func(flash.Progress)
 	Logger   *slog.Logger
 }
@@ -52,6 +56,7 @@ type Result struct {
 	Target                        string       // the image path or the programmer
 	Replaced                      *unit.Record // the record --force replaced, if any
 	Backup                        string       // chip only: the full-chip backup taken first
+	Signed                        bool         // signed with the owner's key
 }
 
 // Label is the line printed for the unit's label. The TLS certificate's
@@ -113,11 +118,16 @@ func Provision(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("provision: %w", err)
 	}
+	if o.Signer != nil {
+		if framed, err = unit.Sign(framed, o.Signer); err != nil {
+			return Result{}, fmt.Errorf("provision: %w", err)
+		}
+	}
 	if uint64(len(framed)) > uint64(reg.Size) {
 		return Result{}, fmt.Errorf("provision: the record is %d bytes, the unit region %q only %d", len(framed), reg.Name, uint64(reg.Size))
 	}
 	content := append(framed, bytes.Repeat([]byte{0xff}, int(reg.Size)-len(framed))...)
-	res := Result{Board: b.Name, Serial: o.Serial, User: o.User, Password: pw, Region: reg}
+	res := Result{Board: b.Name, Serial: o.Serial, User: o.User, Password: pw, Region: reg, Signed: o.Signer != nil}
 	if o.Image != "" {
 		res.Target = o.Image
 		res.Replaced, err = writeImage(o.Image, b, reg, content, o.Force)

@@ -3,12 +3,17 @@ package provision
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract/unit"
@@ -171,4 +176,26 @@ func TestProvisionChip(t *testing.T) {
 	if now, _ := os.ReadFile(chip); !bytes.Equal(now, got) {
 		t.Error("the refused run changed the chip")
 	}
+}
+
+// TestProvisionSigned: with the owner's key the record carries the
+// owner's signature, which the owner's certificate verifies.
+func TestProvisionSigned(t *testing.T) {
+	path, _ := chipImage(t)
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<32, 0)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	cert, _ := x509.ParseCertificate(der)
+	res, err := Provision(context.Background(), Options{Board: board(), Serial: "SN-S", Image: path, Signer: k})
+	if err != nil || !res.Signed {
+		t.Fatalf("%v signed=%v", err, res.Signed)
+	}
+	chip, _ := os.ReadFile(path)
+	if err := unit.VerifySignature(chip[0x7F0000:0x800000], cert); err != nil {
+		t.Error(err)
+	}
+	parseRegion(t, chip)
 }

@@ -3,7 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +96,63 @@ func TestLoadUnitRecordFailures(t *testing.T) {
 			if !strings.HasPrefix(line, "fwbuild-ctld: FAILED unit: ") || !strings.Contains(line, c.want) ||
 				!strings.Contains(line, "management services stay off; provision the unit with `fwbuild provision") || strings.Count(line, "\n") != 1 {
 				t.Errorf("console line %q", line)
+			}
+		})
+	}
+}
+
+func ownerKey(t *testing.T) (*rsa.PrivateKey, []byte) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "owner db"},
+		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<32, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestLoadUnitRecordSigned: a control domain carrying the owner's
+// certificate (a signed build) accepts a record the owner's key signed, and
+// refuses an unsigned one or one signed by another key, which is what
+// anyone with flash access could write.
+func TestLoadUnitRecordSigned(t *testing.T) {
+	owner, cert := ownerKey(t)
+	stranger, _ := ownerKey(t)
+	plain, _ := unitRegion(t, "qemu-q35", "SN-9", "pw", 0x1000)
+	framed := plain[:bytes.LastIndex(plain, []byte("}"))+1]
+	sign := func(k *rsa.PrivateKey) []byte {
+		s, err := unit.Sign(framed, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(s, bytes.Repeat([]byte{0xff}, 0x1000-len(s))...)
+	}
+	param := contract.UnitRegion{Addr: unitAddr, Size: 0x1000, Board: "qemu-q35"}.String()
+	for _, c := range []struct {
+		name   string
+		region []byte
+		want   string // "" = accepted
+	}{
+		{"owner's", sign(owner), ""},
+		{"unsigned", plain, "the record carries no owner's signature: this payload is signed by its owner and accepts only a record signed with the owner's key (fwbuild provision --keys DIR)"},
+		{"another key's", sign(stranger), "the record's signature is not the owner's"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, _, sys, out := world(t)
+			sys.phys = map[uint64][]byte{unitAddr: c.region}
+			sys.files["/proc/cmdline"] = param + "\n"
+			sys.files[ownerCertificate] = string(cert)
+			_, err := a.loadUnitRecord(context.Background())
+			switch {
+			case c.want == "" && (err != nil || out.String() != "fwbuild-ctld: unit SN-9 accounts=1 owner-signed\n"):
+				t.Errorf("err %v, output %q", err, out)
+			case c.want != "" && (err == nil || !strings.Contains(out.String(), "FAILED unit: unit region at 0xfe3f0000: unit SN-9: ") || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("err %v, output %q, want %q", err, out, c.want)
 			}
 		})
 	}

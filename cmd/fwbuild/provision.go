@@ -1,12 +1,14 @@
 package main
 
 import (
+	"crypto"
 	"fmt"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fwbuild/fwbuild/provision"
+	"github.com/fwbuild/fwbuild/secboot"
 )
 
 type provisionOptions struct {
@@ -38,6 +40,7 @@ func (e *env) provisionCommand() *cobra.Command {
 	f.StringVar(&o.flashrom, "flashrom", "flashrom", "flashrom binary")
 	f.StringVar(&o.backups, "backup-dir", "", "where the chip's backup goes (default: out/<board>/backups)")
 	f.BoolVar(&o.force, "force", false, "replace the record of a unit that is provisioned already")
+	e.keysFlag(c, "owner's key directory (see fwbuild keys): sign the record with the db key; a build signed with these keys accepts only signed records (env FWBUILD_KEYS)")
 	c.MarkFlagFilename("image", "bin")
 	c.MarkFlagDirname("backup-dir")
 	return c
@@ -57,9 +60,17 @@ func (e *env) provision(o provisionOptions) error {
 	if o.backups == "" {
 		o.backups = filepath.Join(defaultOut(b.Name), "backups")
 	}
+	var signer crypto.Signer
+	if e.keys != "" {
+		owner, err := secboot.Load(e.keys)
+		if err != nil {
+			return err
+		}
+		signer = owner.Signer
+	}
 	res, err := provision.Provision(e.ctx, provision.Options{Board: b, Serial: o.serial, User: o.user,
 		Image: o.img, Programmer: o.programmer, Chip: o.chip, Flashrom: o.flashrom, BackupDir: o.backups,
-		Force: o.force, Progress: e.flashProgress(), Logger: e.log})
+		Force: o.force, Signer: signer, Progress: e.flashProgress(), Logger: e.log})
 	if err != nil {
 		return err
 	}
@@ -69,7 +80,11 @@ func (e *env) provision(o provisionOptions) error {
 	if res.Backup != "" {
 		fmt.Fprintf(e.stderr, "backup of the whole chip before writing: %s\n", res.Backup)
 	}
-	fmt.Fprintf(e.stderr, "wrote the unit record into region %s of %s; the password below is shown once and stored nowhere: put it on the unit's label\n", res.Region.Name, res.Target)
+	signed := "unsigned (a signed build refuses it: pass --keys)"
+	if res.Signed {
+		signed = "signed with the owner's db key"
+	}
+	fmt.Fprintf(e.stderr, "wrote the unit record (%s) into region %s of %s; the password below is shown once and stored nowhere: put it on the unit's label\n", signed, res.Region.Name, res.Target)
 	if e.json {
 		return e.printJSON(struct {
 			Board          string  `json:"board"`
@@ -79,7 +94,8 @@ func (e *env) provision(o provisionOptions) error {
 			TLSFingerprint *string `json:"tls_fingerprint"` // null: made at first boot
 			Region         string  `json:"region"`
 			Target         string  `json:"target"`
-		}{res.Board, res.Serial, res.User, res.Password, nil, res.Region.Name, res.Target})
+			Signed         bool    `json:"signed"`
+		}{res.Board, res.Serial, res.User, res.Password, nil, res.Region.Name, res.Target, res.Signed})
 	}
 	fmt.Fprintln(e.stdout, res.Label())
 	return nil
