@@ -10,8 +10,8 @@ import (
 // Guest consoles from elsewhere: xenconsoled logs every guest's console to
 // a file of its own from the moment the domain exists (--log=all: the log
 // is complete whether or not anyone is attached), which `log <guest>` on
-// the SSH console prints; `console <guest>` attaches interactively through
-// xl console, as the serial console's forwarder does (guests.go).
+// the SSH console prints; `console <guest>` attaches interactively: the
+// log's new lines out, keystrokes into the guest's pty (console_linux.go).
 
 // guestConsoleLog is where xenconsoled --log=all writes a guest's console
 // (Xen 4.17's daemon/io.c: <log dir>/guest-<domain name>.log).
@@ -22,11 +22,10 @@ func guestConsoleLog(name string) string {
 // logTailBytes bounds what `log <guest>` prints: the end of the log.
 const logTailBytes = 256 << 10
 
-// consoleAttacher is the exec seam for an interactive guest console: name
-// runs with its standard input and output connected to the returned
-// stream (writes go to its input); Close stops it.
+// consoleAttacher is the seam for an interactive guest console: reads are
+// the guest's output, writes its input; Close detaches.
 type consoleAttacher interface {
-	attach(ctx context.Context, name string, args ...string) (io.ReadWriteCloser, error)
+	attach(ctx context.Context, guest string) (io.ReadWriteCloser, error)
 }
 
 // guestLog returns the tail of a guest's console log.

@@ -28,7 +28,8 @@ import (
 //
 //	guests           the guests table (as `ctld guests` on the serial console)
 //	log <guest>      the guest's console log (its last 256 KiB)
-//	console <guest>  attach to the guest's console; Ctrl-] or ~. detaches
+//	console <guest>  attach to the guest's console (console_linux.go); Ctrl-]
+//	                 or ~. detaches
 //	exit
 //
 // `ssh -t admin@host console debian` runs one command and ends.
@@ -67,6 +68,14 @@ func (a *agent) hostKey(dir string) (signer ssh.Signer, created bool, err error)
 	return s, true, err
 }
 
+func memoryHostKey() (ssh.Signer, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("ssh host key: %w", err)
+	}
+	return ssh.NewSignerFromKey(priv)
+}
+
 // sshConsole is the SSH console service.
 type sshConsole struct {
 	a      *agent
@@ -96,14 +105,29 @@ func newSSHConsole(a *agent, acc *accounts, at consoleAttacher, key ssh.Signer, 
 	return s
 }
 
+// sshHostKeyDir is where the host key lives on the data disk.
+var sshHostKeyDir = path.Join(contract.DataMount, "ssh")
+
 // startConsoleService listens on addr (the management address with port
-// 22) and serves the SSH console until ctx ends, with the host key kept in
-// keyDir on the data disk. It prints contract.ConsoleListening with the
-// key's fingerprint, the one a client sees on its first connection.
+// 22) and serves the SSH console until ctx ends, authenticating against acc
+// (the accounts object the Redfish service uses too, so one lockout covers
+// both). The host key is kept in keyDir (sshHostKeyDir when the data disk
+// is there); keyDir "" makes one in memory, which clients see change at
+// the next boot. at nil means the guests' real consoles. It prints
+// contract.ConsoleListening with the key's fingerprint.
 func (a *agent) startConsoleService(ctx context.Context, acc *accounts, at consoleAttacher, addr, keyDir, serial string) error {
-	key, _, err := a.hostKey(keyDir)
+	var key ssh.Signer
+	var err error
+	if keyDir != "" {
+		key, _, err = a.hostKey(keyDir)
+	} else {
+		key, err = memoryHostKey()
+	}
 	if err != nil {
 		return err
+	}
+	if at == nil {
+		at = guestConsoles{a: a}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -273,7 +297,7 @@ func (s *sshConsole) console(ctx context.Context, in *chanInput, w io.Writer, na
 	if _, err := s.a.guestID(ctx, name); err != nil {
 		return fmt.Errorf("not running (%v)", err)
 	}
-	c, err := s.attach.attach(ctx, s.a.bin("xl"), "console", name)
+	c, err := s.attach.attach(ctx, name)
 	if err != nil {
 		return err
 	}
