@@ -157,3 +157,20 @@ func TestLoadUnitRecordSigned(t *testing.T) {
 		})
 	}
 }
+
+// TestOperatorUnit: `ctld unit` on the serial console prints the same line.
+func TestOperatorUnit(t *testing.T) {
+	a, _, sys, _ := world(t)
+	region, _ := unitRegion(t, "qemu-q35", "SN-0042", "pw", 0x10000)
+	sys.phys = map[uint64][]byte{unitAddr: region}
+	sys.files["/proc/cmdline"] = contract.UnitRegion{Addr: unitAddr, Size: 0x10000, Board: "qemu-q35"}.String() + "\n"
+	var out bytes.Buffer
+	if err := a.operate(context.Background(), "unit", &out); err != nil || out.String() != "fwbuild-ctld: unit SN-0042 accounts=1\n" {
+		t.Errorf("ctld unit: %v, %q", err, out.String())
+	}
+	sys.phys[unitAddr] = bytes.Repeat([]byte{0xff}, 0x10000)
+	out.Reset()
+	if err := a.operate(context.Background(), "unit", &out); err == nil || !strings.Contains(out.String(), "FAILED unit: unit region at 0xfe3f0000: not provisioned") {
+		t.Errorf("ctld unit, blank: %v, %q", err, out.String())
+	}
+}
