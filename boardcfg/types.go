@@ -218,14 +218,21 @@ type Region struct {
 	// PayloadRegion), outside every firmware volume: the launcher reads it
 	// from the memory-mapped chip. It may lie inside the firmware region.
 	Payload bool `yaml:"payload,omitempty"`
+	// Unit marks the region that holds the unit's credential record
+	// (contract/unit), written per unit by `fwbuild provision`, never by
+	// the build. It nests in the firmware region, where the CPU can read
+	// it (Intel chipsets map only the BIOS region), and `fwbuild flash spi`
+	// keeps the chip's bytes there when it rewrites the firmware region,
+	// so re-flashing never erases a unit's identity.
+	Unit bool `yaml:"unit,omitempty"`
 }
 
 // Nests reports whether r is the kind of region that may lie inside the
-// firmware region: the guests or the payload region. They are read from
+// firmware region: the guests, payload or unit region. They are read from
 // the memory-mapped BIOS region, where there is room once the firmware
 // volumes are smaller than the region; a write of the firmware region then
 // covers them too, which is why no other region may nest.
-func (r Region) Nests() bool { return r.Guests || r.Payload }
+func (r Region) Nests() bool { return r.Guests || r.Payload || r.Unit }
 
 // Contains reports whether o lies entirely inside r.
 func (r Region) Contains(o Region) bool {
@@ -301,6 +308,23 @@ func (s *SPI) GuestsRegion() (Region, bool) {
 	}
 	return Region{}, false
 }
+
+// UnitRegion returns the region marked unit: true, if there is one.
+func (s *SPI) UnitRegion() (Region, bool) {
+	for _, r := range s.Regions {
+		if r.Unit {
+			return r, true
+		}
+	}
+	return Region{}, false
+}
+
+// Unit region sizes: room for a record of a few accounts (contract/unit's
+// MaxBody is 64 KiB) in whole erase blocks.
+const (
+	MinUnitRegion = 4 << 10
+	MaxUnitRegion = 64 << 10
+)
 
 // PayloadRegion returns the region marked payload: true, if there is one.
 func (s *SPI) PayloadRegion() (Region, bool) {

@@ -441,7 +441,7 @@ func (b *Board) validateRegions(s *SPI) []error {
 	if len(s.Regions) == 0 && s.Descriptor != DescriptorImage {
 		return []error{b.missing("outputs.spi.regions")}
 	}
-	firmware, guests, payload := 0, 0, 0
+	firmware, guests, payload, units := 0, 0, 0, 0
 	names := map[string]bool{}
 	var spans []span
 	for i, r := range s.Regions {
@@ -496,6 +496,21 @@ func (b *Board) validateRegions(s *SPI) []error {
 				errs = append(errs, b.errAt(f+".start", "guests region %q starts %#x below the chip's end: only the top %v of the chip is memory-mapped, where ctld reads it: move the region up, or set outputs.spi.mapped if the board maps more", r.Name, below, Size(s.MappedSize())))
 			}
 		}
+		if r.Unit {
+			units++
+			fwr, hasFW := s.FirmwareRegion()
+			switch {
+			case r.Preserve || r.Firmware || r.Fill != "" || r.Guests || r.Payload:
+				errs = append(errs, b.errAt(f+".unit", "region %q holds the unit's credential record: it cannot also be preserve, firmware, fill, guests or payload (it is kept across flashes without preserve)", r.Name))
+			case r.Size < MinUnitRegion || r.Size > MaxUnitRegion:
+				errs = append(errs, b.errAt(f+".size", "unit region %q is %v: give it %v to %v (a record of a few accounts is well under 1 KiB)", r.Name, r.Size, Size(MinUnitRegion), Size(MaxUnitRegion)))
+			case below > s.MappedSize():
+				errs = append(errs, b.errAt(f+".start", "unit region %q starts %#x below the chip's end: only the top %v of the chip is memory-mapped, where ctld reads it: move the region up, or set outputs.spi.mapped if the board maps more", r.Name, below, Size(s.MappedSize())))
+			case s.Descriptor != DescriptorImage && (!hasFW || !fwr.Contains(r)):
+				// Outside the BIOS region an Intel chipset does not map it.
+				errs = append(errs, b.errAt(f+".start", "unit region %q must lie inside the firmware region (the only region the CPU sees): move it into %q's free space", r.Name, fwr.Name))
+			}
+		}
 		if r.Payload {
 			payload++
 			window := min(uint64(MappedWindow), s.MappedSize())
@@ -535,9 +550,9 @@ func (b *Board) validateRegions(s *SPI) []error {
 			top = append(top, sp)
 		}
 	}
-	const hint = "regions may not share bytes, except that a guests or payload region may lie entirely inside the firmware region"
+	const hint = "regions may not share bytes, except that a guests, payload or unit region may lie entirely inside the firmware region"
 	errs = append(errs, b.overlaps(s, top, hint)...)
-	errs = append(errs, b.overlaps(s, nested, "the guests and payload regions inside the firmware region must not overlap each other")...)
+	errs = append(errs, b.overlaps(s, nested, "the guests, payload and unit regions inside the firmware region must not overlap each other")...)
 	if s.GrowVolume != "" {
 		// The grown volume fills the whole firmware region.
 		for _, sp := range nested {
@@ -550,6 +565,9 @@ func (b *Board) validateRegions(s *SPI) []error {
 	}
 	if guests > 1 {
 		errs = append(errs, b.errAt("outputs.spi.regions", "at most one region may be marked guests: true (found %d)", guests))
+	}
+	if units > 1 {
+		errs = append(errs, b.errAt("outputs.spi.regions", "at most one region may be marked unit: true (found %d)", units))
 	}
 	if s.Payload == PayloadRegion && payload != 1 {
 		errs = append(errs, b.errAt("outputs.spi.regions", "payload: region needs exactly one region marked payload: true (found %d)", payload))

@@ -124,3 +124,45 @@ func isHex64(s string) bool {
 	}
 	return true
 }
+
+// UnitRegionParam tells ctld where the chip's unit region (the per-unit
+// credential record, package contract/unit) is mapped and which board the
+// payload was built for: fwbuild.unit=<address>,<size>,board:<name>. The
+// board rides on the command line, inside the payload the launcher checks,
+// so a record written for another board is refused.
+const UnitRegionParam = "fwbuild.unit"
+
+// UnitRegion is where the unit region is mapped, its size, and the board.
+type UnitRegion struct {
+	Addr, Size uint64
+	Board      string
+}
+
+// String is the parameter for the dom0 command line.
+func (r UnitRegion) String() string {
+	return fmt.Sprintf("%s=%#x,%#x,board:%s", UnitRegionParam, r.Addr, r.Size, r.Board)
+}
+
+// ParseUnitRegion finds the unit-region parameter on a kernel command line;
+// ok says whether it is there at all.
+func ParseUnitRegion(cmdline string) (r UnitRegion, ok bool, err error) {
+	for _, f := range strings.Fields(cmdline) {
+		v, found := strings.CutPrefix(f, UnitRegionParam+"=")
+		if !found {
+			continue
+		}
+		parts := strings.Split(v, ",")
+		bad := fmt.Errorf("%q: want %s=<address>,<size>,board:<name>", f, UnitRegionParam)
+		if len(parts) != 3 {
+			return UnitRegion{}, true, bad
+		}
+		addr, err1 := strconv.ParseUint(parts[0], 0, 64)
+		size, err2 := strconv.ParseUint(parts[1], 0, 64)
+		board, isBoard := strings.CutPrefix(parts[2], "board:")
+		if err1 != nil || err2 != nil || size == 0 || addr+size < addr || !isBoard || board == "" {
+			return UnitRegion{}, true, bad
+		}
+		return UnitRegion{Addr: addr, Size: size, Board: board}, true, nil
+	}
+	return UnitRegion{}, false, nil
+}

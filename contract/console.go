@@ -360,3 +360,41 @@ func (g GuestImageCopied) String() string {
 func GuestImageCopiedPattern(image, name string) string {
 	return CtldPrefix + `guest image ` + quoteName(image) + `/` + quoteName(name) + ` copied: \d+ bytes from (\S+), sha256 ok`
 }
+
+// UnitLoaded is ctld's line for the unit's credential record it read from
+// the unit region: its serial number and how many accounts it holds. A unit
+// without a usable record is a Failed line with Step "unit" instead, and
+// the management services stay off.
+type UnitLoaded struct {
+	Serial   string
+	Accounts int
+	// OwnerSigned: a signed build checked the owner's signature on it.
+	OwnerSigned bool
+}
+
+func (u UnitLoaded) String() string {
+	s := fmt.Sprintf(CtldPrefix+"unit %s accounts=%d", u.Serial, u.Accounts)
+	if u.OwnerSigned {
+		s += " owner-signed"
+	}
+	return s
+}
+
+// UnitLoadedPattern matches the unit line; its groups are the serial and
+// the number of accounts.
+const UnitLoadedPattern = CtldPrefix + `unit (\S+) accounts=(\d+)`
+
+// ConsoleListening is ctld's line for its SSH console service: where it
+// listens and the SHA-256 fingerprint of its host key (as OpenSSH prints
+// it), made at the unit's first boot, for clients to check.
+type ConsoleListening struct {
+	Addr, HostKey string
+}
+
+func (c ConsoleListening) String() string {
+	return fmt.Sprintf(CtldPrefix+"ssh console on %s host key %s", c.Addr, c.HostKey)
+}
+
+// ConsoleListeningPattern matches the console line; its groups are the
+// address and the fingerprint.
+const ConsoleListeningPattern = CtldPrefix + `ssh console on (\S+) host key (SHA256:\S+)`

@@ -89,7 +89,10 @@ type SPIResult struct {
 	// (and what they get), as given to ConfirmOverwrite.
 	Overwritten []PreservedLoss
 	Written     []string // regions written and verified; empty on a dry run or when UpToDate
-	UpToDate    bool     // the requested regions already held the image: nothing was written
+	// Kept names the unit regions nested in a written region whose chip
+	// bytes were written back unchanged (the unit's credential record).
+	Kept     []string
+	UpToDate bool // the requested regions already held the image: nothing was written
 	// Verified maps each written region to the SHA-256 of its bytes, read back from the chip.
 	Verified map[string]string
 	DryRun   bool
@@ -249,12 +252,14 @@ func planSPI(o SPIOptions) (spiPlan, error) {
 		return spiPlan{}, err
 	}
 	for _, r := range p.write {
-		if r.Preserve {
+		if preserved(r) {
 			p.overwrite = append(p.overwrite, r)
 		}
 	}
 	// The content last: hashing and parsing firmware take a moment, option mistakes none.
-	if err := checkBuilt(sum(o.Image), o.Built); err != nil {
+	// A provisioned copy of spi.bin differs from the build's only in its
+	// unit region: the build's records are of the erased one.
+	if err := checkBuilt(sum(erasedUnits(o.Image, p.regions)), o.Built); err != nil {
 		return spiPlan{}, &Error{Op: "spi check", Msg: err.Error(),
 			Hint: "nothing was read or written; rebuild (fwbuild build) and flash the new spi.bin, or pass the image you meant with --image"}
 	}
@@ -294,7 +299,7 @@ func checkPreserved(regions, write []boardcfg.Region, o SPIOptions) error {
 		case !ok:
 			return &Error{Op: "spi check", Msg: fmt.Sprintf("--overwrite-preserved %s: no region %q in the layout", n, n),
 				Hint: "nothing was read or written; name a preserved region of the board profile"}
-		case !r.Preserve:
+		case !preserved(r):
 			return &Error{Op: "spi check", Msg: fmt.Sprintf("--overwrite-preserved %s: region %q is not marked preserve, there is nothing to override", n, n),
 				Hint: "nothing was read or written; drop --overwrite-preserved " + n}
 		case !writing[n]:
@@ -304,6 +309,12 @@ func checkPreserved(regions, write []boardcfg.Region, o SPIOptions) error {
 		allowed[n] = true
 	}
 	for _, r := range write {
+		if r.Unit && !allowed[r.Name] {
+			return &Error{Op: "spi check",
+				Msg: fmt.Sprintf("refusing to write region %s (0x%x-0x%x): it holds the unit's credential record (written per unit by fwbuild provision); the build's image has none there",
+					r.Name, uint64(r.Start), uint64(r.End())),
+				Hint: fmt.Sprintf("nothing was read or written; to set a unit's credentials use fwbuild provision; to erase them deliberately, add --overwrite-preserved %s", r.Name)}
+		}
 		if r.Preserve && !allowed[r.Name] {
 			return &Error{Op: "spi check",
 				Msg: fmt.Sprintf("refusing to write region %s (0x%x-0x%x): the board profile marks it preserve (factory data such as serial numbers and MAC addresses, which no build can restore)",
@@ -339,6 +350,7 @@ func (s *spiSession) flash(ctx context.Context) error {
 	if err := s.backup(ctx); err != nil {
 		return err
 	}
+	s.keepUnits()
 	s.res.Changed = changedBlocks(s.old, s.image, s.write, s.block)
 	if len(s.overwrite) > 0 {
 		s.res.Overwritten = preservedLosses(s.old, s.image, s.overwrite, s.res.Backup)
@@ -833,4 +845,53 @@ func humanSize(n uint64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// preserved says whether a region is written only when deliberately named
+// twice: factory data marked preserve, and the unit's credential record.
+func preserved(r boardcfg.Region) bool { return r.Preserve || r.Unit }
+
+// keepUnits puts the chip's own bytes into the image for each unit region
+// nested in a region being written (and not written itself): the build's
+// image has an erased unit region, and writing it would erase the unit's
+// credentials with every firmware update. flashrom then finds those blocks
+// unchanged and leaves them alone; the read-back checks they still are.
+func (s *spiSession) keepUnits() {
+	writing := map[string]bool{}
+	for _, r := range s.write {
+		writing[r.Name] = true
+	}
+	for _, u := range s.regions {
+		if !u.Unit || writing[u.Name] {
+			continue
+		}
+		if p, ok := parentOf(s.regions, u); !ok || !writing[p.Name] {
+			continue
+		}
+		if s.res.Kept == nil {
+			s.image = bytes.Clone(s.image) // the caller's image stays as given
+		}
+		lo, hi := uint64(u.Start), uint64(u.End())+1
+		copy(s.image[lo:hi], s.old[lo:hi])
+		s.res.Kept = append(s.res.Kept, u.Name)
+	}
+}
+
+// erasedUnits returns img with its unit regions erased (0xFF), as the
+// build wrote it; img itself when it has none or they are erased.
+func erasedUnits(img []byte, regions []boardcfg.Region) []byte {
+	out := img
+	for _, u := range regions {
+		lo, hi := uint64(u.Start), uint64(u.End())+1
+		if !u.Unit || hi > uint64(len(img)) || blank(img[lo:hi]) {
+			continue
+		}
+		if &out[0] == &img[0] {
+			out = bytes.Clone(img)
+		}
+		for i := lo; i < hi; i++ {
+			out[i] = 0xff
+		}
+	}
+	return out
 }

@@ -23,7 +23,7 @@ type FlashMap struct {
 // MapRegion is one region of the chip's layout.
 type MapRegion struct {
 	Name        string
-	Kind        string // "descriptor", "me", "bios", "payload", "guests", "preserved", "firmware", ...
+	Kind        string // "descriptor", "me", "bios", "payload", "guests", "unit", "preserved", "firmware", ...
 	Start, Size uint64
 	Used        int64  // bytes used from Start, -1 unknown
 	Note        string // short text, e.g. "payload 7.8 MB, headroom 40%"
@@ -66,6 +66,7 @@ var mapColors = map[string]string{
 	"firmware":   "#4fc3f7",
 	"payload":    "#81c784",
 	"guests":     "#c5e1a5",
+	"unit":       "#fff176",
 	"preserved":  "#ba68c8",
 }
 
@@ -406,6 +407,7 @@ var mapLegend = []struct{ label, fill, stroke string }{
 	{"firmware", mapColors["firmware"], ""},
 	{"payload", mapColors["payload"], ""},
 	{"guests", mapColors["guests"], ""},
+	{"unit (per-unit record)", mapColors["unit"], ""},
 	{"preserved", mapColors["preserved"], ""},
 	{"other region", mapOther, ""},
 	{"region: free part (pale)", mapPale(mapColors["payload"]), ""},

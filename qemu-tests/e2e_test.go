@@ -329,12 +329,18 @@ func TestFlashedChipBoots(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(chip)
+	// The unit region (the unit's credentials) keeps the chip's bytes
+	// through a firmware flash; everything else not preserved is the image.
+	want := bytes.Clone(img)
+	if u, ok := b.Outputs.SPI.UnitRegion(); ok {
+		copy(want[u.Start:u.Start+u.Size], old[u.Start:u.Start+u.Size])
+	}
 	for _, r := range b.Outputs.SPI.Regions {
 		span := func(b []byte) []byte { return b[r.Start : r.Start+r.Size] }
 		switch {
-		case r.Preserve && !bytes.Equal(span(got), span(old)):
+		case (r.Preserve || r.Unit) && !bytes.Equal(span(got), span(old)):
 			t.Errorf("the preserved %s region was modified", r.Name)
-		case !r.Preserve && !bytes.Equal(span(got), span(img)):
+		case !r.Preserve && !bytes.Equal(span(got), span(want)):
 			t.Errorf("the %s region differs from the image after flashing", r.Name)
 		}
 	}
@@ -344,10 +350,13 @@ func TestFlashedChipBoots(t *testing.T) {
 	if backup, _ := os.ReadFile(res.Backup); !bytes.Equal(backup, old) {
 		t.Fatal("the backup is not the chip as it was")
 	}
+	// The factory's next step: the unit's own credentials, into the unit
+	// region only (unit_test.go); ctld reads them at boot.
+	label := provisionChip(t, fmt.Sprintf("dummy:emulate=VARIABLE_SIZE,size=%d,image=%s", len(img), chip), dir, "SN-FLASHED-1")
 	// The chip keeps the factory data below the firmware: it must boot as it is.
-	rep, err := boot(t, qemutests.ChainSPI, chip)
-	if err != nil {
-		t.Fatal(err)
+	rep, unitLine := bootProvisioned(t, chip)
+	if unitLine[0] != label.Serial || unitLine[1] != "1" {
+		t.Errorf("ctld unit: serial %s, %s accounts; want %s, 1", unitLine[0], unitLine[1], label.Serial)
 	}
-	t.Logf("flashed chip: ready %v after QEMU start: %v", rep.ReadyAt, rep.Ready)
+	t.Logf("flashed chip: ready %v after QEMU start", rep.ReadyAt)
 }

@@ -207,6 +207,7 @@ func TestSlotsUpdateAndRollback(t *testing.T) {
 		t.Errorf("boot 1: version %v, slot a %v, slot b pending %v; want %s, %s, %s", v["version"], v["a-confirmed"], v["b-pending"], a.ver, a.ver, b.ver)
 	}
 
+	espDiag(t, disk)
 	// Boot 2: the trial of slot b, confirmed.
 	v = boot("2 (try 0.2.0)",
 		qemutests.Regexp("b-trying", contract.SlotPattern(contract.SlotB, contract.SlotTrying), r),
@@ -268,4 +269,15 @@ func copyTo(dst, src string) (int64, error) {
 		err = cerr
 	}
 	return n, err
+}
+
+// espDiag logs the ESP's slot directory and fsck.fat's verdict on it.
+func espDiag(t *testing.T, img string) {
+	t.Helper()
+	out, _ := exec.Command("mdir", "-i", img+"@@1M", "::/EFI/fwbuild").CombinedOutput()
+	t.Logf("ESP \\EFI\\fwbuild:\n%s", out)
+	part := filepath.Join(t.TempDir(), "esp.img")
+	exec.Command("dd", "if="+img, "of="+part, "bs=1M", "skip=1", "count=152", "status=none").Run()
+	out, _ = exec.Command("fsck.fat", "-n", "-v", part).CombinedOutput()
+	t.Logf("fsck.fat -n:\n%s", out)
 }

@@ -23,7 +23,7 @@ const (
 	xenstoredSocket = "/var/run/xenstored/socket"
 	xenstoredPid    = "/var/run/xen/xenstored.pid"
 	logDir          = "/var/log/xen"
-	// xenconsoled --log=hv creates this once it has connected to
+	// xenconsoled --log=hv (or all) creates this once it has connected to
 	// xenstore and the hypervisor, the only outward sign that it is up
 	// (with -i it writes no pid file).
 	hypervisorLog = logDir + "/console/hypervisor.log"
@@ -344,9 +344,10 @@ func (a *agent) initDom0(ctx context.Context) error {
 
 func (a *agent) startXenconsoled(ctx context.Context) error {
 	logPath := logDir + "/xenconsoled.log"
-	// -i keeps it in the foreground, a child whose exit ctld sees; --log=hv
-	// also keeps Xen's console in a file for the operator.
-	d, err := a.run.startDaemon(a.bin("xenconsoled"), logPath, "-i", "--log=hv")
+	// -i keeps it in the foreground, a child whose exit ctld sees; --log=all
+	// also keeps Xen's console in a file for the operator, and each guest's
+	// in guest-<name>.log, which the SSH console's `log <guest>` reads.
+	d, err := a.run.startDaemon(a.bin("xenconsoled"), logPath, "-i", "--log=all")
 	if err != nil {
 		return err
 	}

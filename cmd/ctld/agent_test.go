@@ -252,7 +252,7 @@ func TestStartReady(t *testing.T) {
 		"start " + xenBin + "/xenstored --no-fork --pid-file /var/run/xen/xenstored.pid >/var/log/xen/xenstored.log",
 		"/usr/bin/xenstore-list /",
 		xenBin + "/xen-init-dom0",
-		"start " + xenBin + "/xenconsoled -i --log=hv >/var/log/xen/xenconsoled.log",
+		"start " + xenBin + "/xenconsoled -i --log=all >/var/log/xen/xenconsoled.log",
 		xenBin + "/xl info",
 		xenBin + "/xl list",
 	}

@@ -76,7 +76,7 @@ func main() {
 	flag.StringVar(&cfg.GuestsDir, "guests-dir", cfg.GuestsDir, "directory of guest xl configs, <name>.cfg")
 	guests := flag.Bool("guests", false, "start the autostart guests and watch them (ctld runs itself this way after the ready line)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests  report on a running control domain\n       ctld quote <nonce-hex>  a TPM2 quote of PCRs 0-7 over the nonce, one line\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests|unit  report on a running control domain\n       ctld quote <nonce-hex>  a TPM2 quote of PCRs 0-7 over the nonce, one line\n       ctld update FILE [-downgrade]  install a signed update artefact into the inactive ESP slot\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()

@@ -16,6 +16,8 @@ import (
 //	ctld status   Xen version, dom0 memory, then the guests table
 //	ctld guests   the guests table: every declared guest with its state and
 //	              domain id, and any other domain xl knows
+//	ctld unit     the unit's credential record: serial and accounts, or why
+//	              there is none (see unit.go)
 //
 // Plain `ctld` is the boot-time agent; run again on a live control domain it
 // would start a second xenstored, so it refuses.
@@ -24,8 +26,14 @@ import (
 func (a *agent) operate(ctx context.Context, cmd string, w io.Writer) error {
 	switch cmd {
 	case "status", "guests":
+	case "unit":
+		// The unit's credential record, as the management services read
+		// it: its line, or the FAILED unit line with what to do.
+		b := &agent{cfg: a.cfg, run: a.run, sys: a.sys, out: w}
+		_, err := b.loadUnitRecord(ctx)
+		return err
 	default:
-		return fmt.Errorf("unknown command %q: want status or guests", cmd)
+		return fmt.Errorf("unknown command %q: want status, guests or unit", cmd)
 	}
 	if err := a.findToolstack(ctx); err != nil {
 		return err

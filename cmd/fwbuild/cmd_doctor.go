@@ -29,6 +29,8 @@ func hostTools() []hostTool {
 		{Name: "grub-mkimage", Check: "grub-mkimage", Package: "grub-common", Why: "flash payload (GRUB standalone image)"},
 		{Name: "grub x86_64-efi modules", Check: "/usr/lib/grub/x86_64-efi/modinfo.sh", Package: "grub-efi-amd64-bin", Why: "grub-mkimage needs its platform files"},
 		{Name: "flashrom", Check: "flashrom", Package: "flashrom", Why: "fwbuild flash spi"},
+		{Name: "ssh", Check: "ssh", Package: "openssh-client", Why: "the console test drives ctld's SSH console with the real OpenSSH client"},
+		{Name: "sshpass", Check: "sshpass", Package: "sshpass", Why: "the console test gives OpenSSH the unit's password non-interactively"},
 		{Name: "xz", Check: "xz", Package: "xz-utils", Why: "initramfs and firmware compression"},
 		{Name: "zstd", Check: "zstd", Package: "zstd", Why: "zstd initramfs"},
 		{Name: "cpio", Check: "cpio", Package: "cpio", Why: "inspecting archives, kernel build"},

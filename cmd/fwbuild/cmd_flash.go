@@ -145,6 +145,9 @@ func (e *env) flashSPI(o flashSPIOptions) error {
 				fmt.Fprintf(e.stdout, "%s\n", c)
 			}
 		}
+		for _, r := range res.Kept {
+			fmt.Fprintf(e.stdout, "kept the chip's unit region %s (the unit's credentials) as it was\n", r)
+		}
 		switch {
 		case res.DryRun:
 			fmt.Fprintln(e.stdout, "dry run: nothing written")

@@ -90,6 +90,7 @@ func TestBuildQemuQ35(t *testing.T) {
 	}
 	t.Logf("payload %d bytes of a %d-byte slot (headroom %d)", res.Sizes.Payload, res.Sizes.Budget, res.Sizes.Headroom)
 	checkGuests(t, out)
+	checkUnit(t, out)
 
 	// A rebuild with no change redoes nothing and rewrites nothing.
 	before := snapshot(t, out)
@@ -256,5 +257,30 @@ func checkGuests(t *testing.T, out string) {
 	}
 	if bytes.Contains(esp, []byte("fwbuild.guests=")) || !bytes.Contains(esp, archive) {
 		t.Error("the ESP payload does not carry the guests archive (or names a region)")
+	}
+}
+
+// checkUnit: qemu-q35's unit region is left erased by the build (each unit
+// is provisioned later), and both payloads name it with the board.
+func checkUnit(t *testing.T, out string) {
+	t.Helper()
+	b := testdeps.Board(t, "qemu-q35")
+	reg, ok := b.Outputs.SPI.UnitRegion()
+	if !ok {
+		t.Fatal("qemu-q35 has no unit region")
+	}
+	chip, err := os.ReadFile(filepath.Join(out, "spi.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(chip[reg.Start:reg.Start+reg.Size], bytes.Repeat([]byte{0xff}, int(reg.Size))) {
+		t.Error("spi.bin's unit region is not erased: the build must not write any unit's record")
+	}
+	param := fmt.Sprintf("fwbuild.unit=%#x,%#x,board:qemu-q35", b.Outputs.SPI.MappedAddress(uint64(reg.Start)), uint64(reg.Size))
+	for _, f := range []string{"payload-flash.efi", "payload-esp.efi"} {
+		p, _ := os.ReadFile(filepath.Join(out, f))
+		if !bytes.Contains(p, []byte(param)) {
+			t.Errorf("%s's dom0 command line lacks %s", f, param)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract"
 )
 
@@ -28,4 +29,20 @@ func (r *run) pinnedGuestsParam(gst stageResult) (string, error) {
 		Size:   uint64(reg.Size),
 		SHA256: hex.EncodeToString(sum[:]),
 	}.String(), nil
+}
+
+// unitParam is the dom0 parameter naming the chip's unit region and the
+// board (contract.UnitRegion), so ctld finds the unit's credential record
+// and refuses one provisioned for another board; "" for a board without a
+// unit region. The region's content is per unit, so unlike the guests
+// region it cannot be pinned by hash here.
+func unitParam(b *boardcfg.Board) string {
+	if b.Outputs.SPI == nil {
+		return ""
+	}
+	reg, ok := b.Outputs.SPI.UnitRegion()
+	if !ok {
+		return ""
+	}
+	return contract.UnitRegion{Addr: b.Outputs.SPI.MappedAddress(uint64(reg.Start)), Size: uint64(reg.Size), Board: b.Name}.String()
 }

@@ -47,19 +47,26 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 	} else if p != "" {
 		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
 	}
+	// Both payloads name the unit region: a server booting its USB key
+	// still has its chip, and its credentials there.
+	espBase := b.Hypervisor.Dom0.Cmdline
+	if p := unitParam(b); p != "" {
+		flashCmdline = strings.TrimSpace(flashCmdline + " " + p)
+		espBase = strings.TrimSpace(espBase + " " + p)
+	}
 	// A signed build's control domain carries the owner's certificate, which
-	// it checks update artefacts against.
+	// it checks update artefacts (and unit records) against.
 	var ownerPEM []byte
 	if r.owner != nil {
 		ownerPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.owner.DB.Raw})
 	}
 	// The version both payloads carry: the profile's, plus a hash of
 	// everything the payloads are made of (the stage key without the version).
-	content := key("content/1", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, b.Hypervisor.Dom0.Cmdline, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools), string(ownerPEM))
+	content := key("content/1", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, espBase, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools), string(ownerPEM))
 	version := b.ReleaseVersion().String() + "+" + content[:8]
 	r.result.Version = version
 	ids := " " + contract.VersionArg(version) + " " + contract.BoardParam + "=" + b.Name + " " + contract.BootParam + "="
-	espCmdline := strings.TrimSpace(b.Hypervisor.Dom0.Cmdline + ids + contract.BootESP)
+	espCmdline := strings.TrimSpace(espBase + ids + contract.BootESP)
 	flashCmdline = strings.TrimSpace(flashCmdline + ids + contract.BootFlash)
 	pk := key("payload/3", content, espCmdline, flashCmdline)
 	return r.stage(ctx, "payload", pk, func(dir string) error {

@@ -285,6 +285,9 @@ func flashMap(b *boardcfg.Board, spec image.SPISpec, rep *image.EditReport, t Si
 			if t.Guests != nil {
 				mr.Used = t.Guests.Bytes
 			}
+		case reg.Unit:
+			mr.Kind = "unit"
+			mr.Note = "per-unit record, written by fwbuild provision"
 		case reg.Kind != "":
 			mr.Kind = reg.Kind
 		case reg.Preserve:
