@@ -360,3 +360,39 @@ func (g GuestImageCopied) String() string {
 func GuestImageCopiedPattern(image, name string) string {
 	return CtldPrefix + `guest image ` + quoteName(image) + `/` + quoteName(name) + ` copied: \d+ bytes from (\S+), sha256 ok`
 }
+
+// RedfishUp is ctld's line once its Redfish service answers: the service
+// root's URL on the management address, and where its TLS key is kept
+// ("data": on the data disk, the same key every boot; "memory": this boot
+// only, for a unit without a data disk) with the certificate's SHA-256
+// fingerprint, so an operator can pin it. A failure is a Failed line with
+// Step "redfish".
+type RedfishUp struct {
+	URL         string // "https://10.0.2.15:443/redfish/v1"
+	Key         string // "data" or "memory"
+	Fingerprint string // SHA-256 of the certificate, hex
+}
+
+func (r RedfishUp) String() string {
+	return fmt.Sprintf(CtldPrefix+"redfish %s key=%s sha256=%s", r.URL, r.Key, r.Fingerprint)
+}
+
+// RedfishPattern matches the Redfish line; its groups are the URL, where
+// the key is kept and the certificate's fingerprint.
+const RedfishPattern = CtldPrefix + `redfish (https://\S+) key=(data|memory) sha256=([0-9a-f]{64})`
+
+// ParseRedfishUp reads a Redfish line.
+func ParseRedfishUp(line string) (RedfishUp, error) {
+	var r RedfishUp
+	var key, fp string
+	if !scanAfter(line, CtldPrefix+"redfish ", "%s %s %s", &r.URL, &key, &fp) {
+		return RedfishUp{}, fmt.Errorf("not a ctld redfish line: %q", line)
+	}
+	k, ok1 := strings.CutPrefix(key, "key=")
+	f, ok2 := strings.CutPrefix(fp, "sha256=")
+	if !ok1 || !ok2 || (k != "data" && k != "memory") || !isSHA256Hex(f) || !strings.HasPrefix(r.URL, "https://") {
+		return RedfishUp{}, fmt.Errorf("not a ctld redfish line: %q", line)
+	}
+	r.Key, r.Fingerprint = k, f
+	return r, nil
+}

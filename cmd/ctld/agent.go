@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"path"
 	"sort"
 	"strings"
@@ -71,6 +72,9 @@ type config struct {
 	DeviceWait time.Duration
 	// ImagesManifest lists the guest-image files (contract.GuestImages).
 	ImagesManifest string
+	// RedfishPort is the Redfish service's TCP port on the management
+	// address.
+	RedfishPort int
 }
 
 func defaultConfig() config {
@@ -87,6 +91,7 @@ func defaultConfig() config {
 		DeviceWait:  20 * time.Second,
 
 		ImagesManifest: contract.GuestImagesManifest,
+		RedfishPort:    443,
 	}
 }
 
@@ -141,6 +146,12 @@ type agent struct {
 	// guests are the declared guests start found.
 	guests []guest
 	mu     sync.Mutex // serialises lines on out
+	// mgmt is the management address bringUpNetwork configured (the
+	// Redfish service listens there and nowhere else).
+	mgmt netip.Addr
+	// redfishDone is closed-with-error when the Redfish service stops;
+	// nil when it never started.
+	redfishDone <-chan error
 }
 
 // stepError names the step that failed; its text is the FAILED line.

@@ -25,9 +25,10 @@
 // same detached helper, in this order: the management network
 // (contract.Management, or FAILED network naming the NIC; network.go), the
 // data disk (contract.DataDiskReady, or FAILED storage naming the disk;
-// storage.go), the guest images (images.go), then the guests, moved onto
-// the data disk once and started from there (host.go). The next issue's
-// Redfish service belongs after the management line.
+// storage.go), the Redfish service (contract.RedfishUp, or FAILED unit or
+// redfish; redfish.go), the guest images (images.go), then the guests,
+// moved onto the data disk once and started from there (host.go). The
+// helper then keeps running for the Redfish service.
 //
 // libxl runs ctld as the hotplug script of guests' vifs and vbds
 // (contract.CtldPath in their xl configs): with XENBUS_PATH in the
@@ -108,7 +109,10 @@ func main() {
 				os.Exit(1)
 			}
 		}
-		if err := a.runGuests(ctx); err != nil {
+		err := a.runGuests(ctx)
+		// The Redfish service outlives the guests' watch.
+		a.keepServing(ctx)
+		if err != nil {
 			os.Exit(1)
 		}
 		return

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
+)
+
+// startRedfish starts the Redfish service once the management network has
+// an address: it needs the unit's record (loadUnitRecord, which prints its
+// own line), a TLS key (from the data disk when dataOK) and the address to
+// listen on. It prints contract.RedfishUp, or a FAILED redfish line; the
+// guests start either way. rebootHost restarts the unit (the host's Reset).
+func (a *agent) startRedfish(ctx context.Context, h *contract.HostConfig, dataOK bool, rebootHost func() error) error {
+	fail := func(err error) error {
+		a.say(contract.Failed{Step: "redfish", Reason: err.Error()})
+		return err
+	}
+	if !a.mgmt.IsValid() {
+		return fail(errors.New("no management address (see the network line): the service listens only there"))
+	}
+	rec, err := a.loadUnitRecord(ctx)
+	if err != nil {
+		return err // its FAILED unit line is out
+	}
+	acc, err := newAccounts(rec, defaultLockout(), time.Now)
+	if err != nil {
+		return fail(err)
+	}
+	var key *ecdsa.PrivateKey
+	keyFrom := "memory"
+	if dataOK {
+		if key, _, err = loadOrCreateKey(tlsKeyPath); err != nil {
+			return fail(err)
+		}
+		keyFrom = "data"
+	} else if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		return fail(fmt.Errorf("generate key: %w", err))
+	}
+	cert, fp, err := selfSigned(key, rec.Board, rec.Serial, a.mgmt)
+	if err != nil {
+		return fail(err)
+	}
+	bridge := ""
+	if h != nil && h.Network != nil {
+		bridge = h.Network.Bridge
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	vms := &vmManager{a: a, dataOK: dataOK, bridge: bridge, rebootHost: rebootHost}
+	svc := newRedfishService(rec, acc, vms, time.Now, log)
+	addr, done, err := serveRedfish(ctx, a.mgmt, a.cfg.RedfishPort, cert, svc, log)
+	if err != nil {
+		return fail(err)
+	}
+	a.redfishDone = done
+	up := redfishLine(addr, keyFrom)
+	up.Fingerprint = fp
+	// key=memory says that clients see a new certificate after a reboot.
+	a.say(up)
+	return nil
+}
+
+// keepServing blocks while the Redfish service runs (the guest helper
+// would otherwise exit once its guests are watched, taking the service
+// with it).
+func (a *agent) keepServing(ctx context.Context) {
+	if a.redfishDone == nil {
+		return
+	}
+	select {
+	case err := <-a.redfishDone:
+		if err != nil {
+			a.say(contract.Failed{Step: "redfish", Reason: err.Error()})
+		}
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,19 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/fwbuild/fwbuild/contract"
+	"github.com/fwbuild/fwbuild/contract/unit"
+)
+
+// Placeholder until branch h-unit lands: its cmd/ctld/unit.go reads the
+// unit's record from the flash region the command line names and replaces
+// this file whole (the merge takes theirs). Without a record the management
+// services stay off: there is no default credential to fall back to.
+func (a *agent) loadUnitRecord(context.Context) (unit.Record, error) {
+	err := errors.New("this control domain cannot read a unit record yet: management services stay off")
+	a.say(contract.Failed{Step: "unit", Reason: err.Error()})
+	return unit.Record{}, err
+}
