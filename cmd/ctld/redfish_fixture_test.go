@@ -198,7 +198,7 @@ func newRFFixture(t testing.TB) *rfFixture {
 		}
 	}
 	for _, g := range []contract.GuestXL{
-		{Name: "web", Type: "pvh", MemoryMiB: 512, VCPUs: 2, Kernel: contract.DataImageFile("debian", "vmlinuz"), Ramdisk: contract.DataImageFile("debian", "initrd"),
+		{Name: "web", Type: "pvh", MemoryMiB: 1024, VCPUs: 2, Kernel: contract.DataImageFile("debian", "vmlinuz"), Ramdisk: contract.DataImageFile("debian", "initrd"),
 			Autostart: true, Disks: []string{contract.DataGuestDisk("web", "root")}, Bridge: "xenbr0", MACs: []string{"00:16:3e:00:00:05"}},
 		{Name: "db", Type: "pv", MemoryMiB: 256, VCPUs: 1, Kernel: contract.DataImageFile("debian", "vmlinuz"), Ramdisk: contract.DataImageFile("debian", "initrd")},
 	} {

@@ -18,7 +18,7 @@ import (
 )
 
 // Systems: the host (Systems/host, SystemType Physical) and each guest as a
-// ComputerSystem (SystemType VirtualMachine) whose PowerState is Xen's (xl
+// ComputerSystem (SystemType Virtual) whose PowerState is Xen's (xl
 // list). Guests are the definitions on the data disk (contract.
 // DataGuestConfig), where the profile's guests are seeded at boot and the
 // API creates new ones; without a data disk, the profile's guests from the

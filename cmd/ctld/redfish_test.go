@@ -174,7 +174,7 @@ func TestRedfishLockout(t *testing.T) {
 }
 
 // Systems lists the host and every VM; the host is Physical with xl
-// info's memory and CPUs, a VM is VirtualMachine with xl list's power
+// info's memory and CPUs, a VM is Virtual with xl list's power
 // state and its config's memory and vCPUs.
 func TestRedfishSystems(t *testing.T) {
 	f := newRFFixture(t)
@@ -197,7 +197,7 @@ func TestRedfishSystems(t *testing.T) {
 	var web, db rf.ComputerSystem
 	json.Unmarshal(f.do(t, "GET", rf.System("web"), admin, "").body, &web)
 	json.Unmarshal(f.do(t, "GET", rf.System("db"), admin, "").body, &db)
-	if web.SystemType != "VirtualMachine" || web.PowerState != "On" || web.MemorySummary.TotalSystemMemoryGiB != 0.5 || web.ProcessorSummary.Count != 2 ||
+	if web.SystemType != "Virtual" || web.PowerState != "On" || web.MemorySummary.TotalSystemMemoryGiB != 1 || web.ProcessorSummary.Count != 2 ||
 		web.Oem.Fwbuild.DomID == nil || *web.Oem.Fwbuild.DomID != 7 || web.Oem.Fwbuild.Type != "pvh" || !web.Oem.Fwbuild.Autostart {
 		t.Errorf("web: %+v", web)
 	}
@@ -358,7 +358,7 @@ func TestRedfishCreateDelete(t *testing.T) {
 	}
 	var cs rf.ComputerSystem
 	json.Unmarshal(r.body, &cs)
-	if cs.SystemType != "VirtualMachine" || cs.PowerState != "Off" || cs.Oem.Fwbuild.MemoryMiB != 256 || cs.ProcessorSummary.Count != 2 || cs.Oem.Fwbuild.Type != "pvh" {
+	if cs.SystemType != "Virtual" || cs.PowerState != "Off" || cs.Oem.Fwbuild.MemoryMiB != 256 || cs.ProcessorSummary.Count != 2 || cs.Oem.Fwbuild.Type != "pvh" {
 		t.Errorf("created: %+v", cs)
 	}
 	cfg, err := os.ReadFile(f.root + contract.DataGuestConfig("api1"))

@@ -58,6 +58,8 @@ func hostTools() []hostTool {
 		{Name: "pgrep", Check: "pgrep", Package: "procps", Why: "tests that check no child process survives"},
 		{Name: "git", Check: "git", Package: "git", Why: "the version test builds fwbuild from a clone; a `go run` fwbuild asks git for its revision"},
 		{Name: "bash-completion", Check: "/usr/share/bash-completion/bash_completion", Package: "bash-completion", Why: "`fwbuild completion bash` scripts need it (as every cobra tool's do); the completion test"},
+		{Name: "sushy", Check: "/usr/lib/python3/dist-packages/sushy/__init__.py", Package: "python3-sushy", Why: "ctld's Redfish tests drive the service with OpenStack's Redfish library"},
+		{Name: "redfishtool", Check: "redfishtool", Package: "redfishtool", Why: "ctld's Redfish tests drive the service with DMTF's CLI"},
 		{Name: "go", Check: "go", Package: "", Why: "u-root builds the control domain with the Go toolchain (install Go >= 1.25 from go.dev)"},
 	}
 }

@@ -88,10 +88,13 @@ const (
 	PowerOff = "Off"
 )
 
-// SystemType values.
+// SystemType values (ComputerSystem.SystemType). A VM is "Virtual", the
+// schema's value for "a virtual machine instance running on this system":
+// there is no "VirtualMachine" in the enumeration, and sushy maps a value
+// outside it to None.
 const (
 	SystemPhysical = "Physical"
-	SystemVM       = "VirtualMachine"
+	SystemVM       = "Virtual"
 )
 
 // ODataID is a link: {"@odata.id": "/redfish/v1/..."}.
