@@ -38,7 +38,7 @@ func requireClients(t *testing.T) {
 
 // recorder notes each request's method, path and how it authenticated.
 type recorder struct {
-	h    http.Handler
+	h     http.Handler
 	mu    sync.Mutex
 	reqs  []string
 	codes []int // each request's status, in order
