@@ -38,6 +38,9 @@ import (
 // long is gone (Redfish's default is 30 minutes).
 const sessionTimeout = 30 * time.Minute
 
+// maxSessions bounds the live sessions.
+const maxSessions = 64
+
 // maxBody bounds a request body; the largest one is a VM's definition.
 const maxBody = 64 << 10
 
@@ -240,6 +243,18 @@ func (s *redfishService) login(w http.ResponseWriter, r *http.Request) {
 	sess := &rfSession{id: id, token: tok, user: acc.User, role: acc.Role, last: s.now()}
 	s.mu.Lock()
 	s.expireLocked()
+	if len(s.sessions) >= maxSessions {
+		// The least recently used session makes room: a client that
+		// logs in again and again (sushy re-logs in on every 401/403)
+		// must not grow ctld's memory.
+		var lru *rfSession
+		for _, old := range s.sessions {
+			if lru == nil || old.last.Before(lru.last) {
+				lru = old
+			}
+		}
+		delete(s.sessions, lru.token)
+	}
 	s.sessions[tok] = sess
 	s.mu.Unlock()
 	w.Header().Set(rf.HeaderToken, tok)

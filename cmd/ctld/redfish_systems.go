@@ -419,7 +419,7 @@ func (m *vmManager) validate(ctx context.Context, c rf.CreateSystem) (vmSpec, st
 	if c.Name == "" {
 		return vmSpec{}, rf.MsgPropertyMissing, "Name", errors.New("the property Name is required: the VM's name")
 	}
-	if !contract.ValidGuestName(c.Name) || c.Name == rf.HostID || len(c.Name) > 64 {
+	if !contract.ValidGuestName(c.Name) || c.Name == rf.HostID || strings.EqualFold(c.Name, "Domain-0") || len(c.Name) > 64 {
 		return vmSpec{}, rf.MsgPropertyValueFormatError, "Name", fmt.Errorf("Name %q: want 1-64 letters, digits, '-', '_' or '.', and not %q", c.Name, rf.HostID)
 	}
 	if _, exists, err := m.find(ctx, c.Name); err != nil {
@@ -634,24 +634,26 @@ func (s *redfishService) virtualMedia(w http.ResponseWriter, r *http.Request, v 
 }
 
 func (m *vmManager) insertMedia(ctx context.Context, v vmInfo, image string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	client := m.client
 	if client == nil {
 		client = imageClient()
 	}
-	body, err := httpGet(ctx, client, image)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
+	// The download runs without the lock (it may take minutes); the
+	// config changes under it, after checking the slot is still empty.
 	dst := m.mediaFile(v.Name)
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".cd.*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, body); err != nil {
+	body, err := httpGet(ctx, client, image)
+	if err != nil {
+		tmp.Close()
+		return err
+	}
+	_, err = io.Copy(tmp, body)
+	body.Close()
+	if err != nil {
 		tmp.Close()
 		return fmt.Errorf("download %s: %w", image, err)
 	}
@@ -661,6 +663,11 @@ func (m *vmManager) insertMedia(ctx context.Context, v vmInfo, image string) err
 	}
 	if err := tmp.Close(); err != nil {
 		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := os.Stat(m.mediaState(v.Name)); err == nil {
+		return errors.New("media was inserted meanwhile")
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return err
@@ -672,6 +679,7 @@ func (m *vmManager) insertMedia(ctx context.Context, v vmInfo, image string) err
 	newCfg, idx := setCD(cfg, contract.DataGuestDisk(v.Name, mediaFileBase))
 	if v.Running {
 		if _, err := m.a.xl(ctx, "block-attach", v.Name, contract.XLDiskSpec(idx, contract.DataGuestDisk(v.Name, mediaFileBase), true)); err != nil {
+			os.Remove(dst)
 			return err
 		}
 	}

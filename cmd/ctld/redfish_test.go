@@ -128,6 +128,19 @@ func TestRedfishSessions(t *testing.T) {
 	if r := f.do(t, "POST", rf.Sessions, "", `{"Password":"x"}`); r.code != 400 || r.messageID(t) != "Base.1.16.PropertyMissing" {
 		t.Errorf("login without UserName: %d %s", r.code, r.body)
 	}
+	// Logins past maxSessions evict the least recently used session.
+	first := f.do(t, "POST", rf.Sessions, "", `{"UserName":"admin","Password":"`+adminPass+`"}`).hdr.Get("X-Auth-Token")
+	f.advance(time.Second)
+	var last string
+	for i := 0; i < maxSessions; i++ {
+		last = f.do(t, "POST", rf.Sessions, "", `{"UserName":"admin","Password":"`+adminPass+`"}`).hdr.Get("X-Auth-Token")
+	}
+	if r := f.do(t, "GET", rf.Sessions, last, ""); r.json(t)["Members@odata.count"] != float64(maxSessions) {
+		t.Errorf("sessions after %d logins: %s", maxSessions+1, r.body)
+	}
+	if r := f.do(t, "GET", rf.Systems, first, ""); r.code != 401 {
+		t.Errorf("least recently used session after %d more logins: %d", maxSessions, r.code)
+	}
 }
 
 // Five wrong passwords lock the account for AccountLockoutDuration: the
@@ -396,6 +409,7 @@ func TestRedfishCreateDelete(t *testing.T) {
 	bad := []struct{ body, msg, field string }{
 		{`{"MemorySummary":{"TotalSystemMemoryGiB":1},"Oem":{"Fwbuild":{"Image":"debian"}}}`, "PropertyMissing", "Name"},
 		{`{"Name":"host","Oem":{"Fwbuild":{"Image":"debian","MemoryMiB":64}}}`, "PropertyValueFormatError", "Name"},
+		{`{"Name":"domain-0","Oem":{"Fwbuild":{"Image":"debian","MemoryMiB":64}}}`, "PropertyValueFormatError", "Name"},
 		{`{"Name":"../x","Oem":{"Fwbuild":{"Image":"debian","MemoryMiB":64}}}`, "PropertyValueFormatError", "Name"},
 		{`{"Name":"b1","Oem":{"Fwbuild":{"Image":"debian"}}}`, "PropertyValueFormatError", "MemorySummary/TotalSystemMemoryGiB"},
 		{`{"Name":"b2","Oem":{"Fwbuild":{"MemoryMiB":64}}}`, "PropertyMissing", "Oem/Fwbuild/Image"},
@@ -621,5 +635,28 @@ func TestServeRedfish(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("server stopped: %v", err)
 	default:
+	}
+}
+
+// startRedfish without a management address, or without a unit record,
+// starts nothing and says why on the console (there is no default
+// credential to fall back to).
+func TestStartRedfishRefuses(t *testing.T) {
+	var out bytes.Buffer
+	a := dataAgent(&fakeSystem{files: map[string]string{}}, &out)
+	if err := a.startRedfish(t.Context(), nil, false, nil); err == nil || a.redfishDone != nil {
+		t.Fatalf("no address: %v", err)
+	}
+	if !strings.Contains(out.String(), contract.CtldPrefix+"FAILED redfish: no management address") {
+		t.Errorf("printed %q", out.String())
+	}
+	out.Reset()
+	a.mgmt = netip.MustParseAddr("127.0.0.1")
+	a.cfg.RedfishPort = 0
+	if err := a.startRedfish(t.Context(), nil, false, nil); err == nil || a.redfishDone != nil {
+		t.Fatalf("no unit record: %v", err)
+	}
+	if !strings.Contains(out.String(), contract.CtldPrefix+"FAILED unit: ") || strings.Contains(out.String(), "redfish https") {
+		t.Errorf("printed %q", out.String())
 	}
 }
