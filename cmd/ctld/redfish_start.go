@@ -7,12 +7,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/fwbuild/fwbuild/contract"
 )
+
+// redfishLog is the service's log in the control domain.
+const redfishLog = "/var/log/fwbuild-redfish.log"
 
 // startRedfish starts the Redfish service once the management network has
 // an address: it needs the unit's record (loadUnitRecord, which prints its
@@ -53,7 +57,14 @@ func (a *agent) startRedfish(ctx context.Context, h *contract.HostConfig, dataOK
 	if h != nil && h.Network != nil {
 		bridge = h.Network.Bridge
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Requests (logins refused, resets, VMs created) go to a log file, not
+	// the operator's console, which a guesser could otherwise flood.
+	var logw io.Writer = os.Stderr
+	level := slog.LevelWarn
+	if f, err := os.OpenFile(redfishLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+		logw, level = f, slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
 	vms := &vmManager{a: a, dataOK: dataOK, bridge: bridge, rebootHost: rebootHost}
 	svc := newRedfishService(rec, acc, vms, time.Now, log)
 	addr, done, err := serveRedfish(ctx, a.mgmt, a.cfg.RedfishPort, cert, svc, log)
