@@ -128,6 +128,15 @@ func TestRedfishSessions(t *testing.T) {
 	if r := f.do(t, "POST", rf.Sessions, "", `{"Password":"x"}`); r.code != 400 || r.messageID(t) != "Base.1.16.PropertyMissing" {
 		t.Errorf("login without UserName: %d %s", r.code, r.body)
 	}
+	// A ReadOnly account may log itself out, and nobody else.
+	v := f.do(t, "POST", rf.Sessions, "", `{"UserName":"viewer","Password":"`+viewerPass+`"}`)
+	vtok, vloc := v.hdr.Get("X-Auth-Token"), v.hdr.Get("Location")
+	if r := f.do(t, "DELETE", r2.hdr.Get("Location"), vtok, ""); r.code != 403 {
+		t.Errorf("viewer deleting admin's session: %d", r.code)
+	}
+	if r := f.do(t, "DELETE", vloc, vtok, ""); r.code != 204 {
+		t.Errorf("viewer logging out: %d %s", r.code, r.body)
+	}
 	// Logins past maxSessions evict the least recently used session.
 	first := f.do(t, "POST", rf.Sessions, "", `{"UserName":"admin","Password":"`+adminPass+`"}`).hdr.Get("X-Auth-Token")
 	f.advance(time.Second)
