@@ -96,8 +96,18 @@ func (x *fakeXen) output(_ context.Context, name string, args ...string) ([]byte
 func (x *fakeXen) startDaemon(string, string, ...string) (daemon, error) {
 	return nil, fmt.Errorf("no daemons in fakeXen")
 }
-func (x *fakeXen) stream(context.Context, string, ...string) (io.ReadCloser, error) {
-	return nil, fmt.Errorf("no streams in fakeXen")
+// stream is xl console: the domain's first line, then EOF.
+func (x *fakeXen) stream(_ context.Context, name string, args ...string) (io.ReadCloser, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.calls = append(x.calls, "stream "+filepath.Base(name)+" "+strings.Join(args, " "))
+	if len(args) != 2 || args[0] != "console" {
+		return nil, fmt.Errorf("no such stream in fakeXen")
+	}
+	if _, ok := x.doms[args[1]]; !ok {
+		return nil, fmt.Errorf("xl console %s: no such domain", args[1])
+	}
+	return io.NopCloser(strings.NewReader("console of " + args[1] + "\r\n")), nil
 }
 
 func (x *fakeXen) callList() []string {
@@ -132,6 +142,14 @@ type rfFixture struct {
 	now    time.Time
 	mu     sync.Mutex
 	logBuf bytes.Buffer
+	// console is what ctld printed (a.out).
+	console bytes.Buffer
+}
+
+func (f *rfFixture) consoleText() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.console.String()
 }
 
 func (f *rfFixture) clock() time.Time {
@@ -207,7 +225,7 @@ func newRFFixture(t testing.TB) *rfFixture {
 	f.xen.doms["web"] = 7
 	cfg := defaultConfig()
 	cfg.XenBin = xenBin
-	a := &agent{cfg: cfg, run: f.xen, sys: &fakeSystem{files: map[string]string{}}, out: io.Discard}
+	a := &agent{cfg: cfg, run: f.xen, sys: &fakeSystem{files: map[string]string{}}, out: &lockedWriter{w: &f.console, mu: &f.mu}}
 	rec := testRecord(t)
 	acc, err := newAccounts(rec, defaultLockout(), f.clock)
 	if err != nil {

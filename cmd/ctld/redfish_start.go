@@ -65,7 +65,7 @@ func (a *agent) startRedfish(ctx context.Context, h *contract.HostConfig, dataOK
 		logw, level = f, slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
-	vms := &vmManager{a: a, dataOK: dataOK, bridge: bridge, rebootHost: rebootHost}
+	vms := &vmManager{a: a, dataOK: dataOK, bridge: bridge, rebootHost: rebootHost, base: ctx}
 	svc := newRedfishService(rec, acc, vms, time.Now, log)
 	addr, done, err := serveRedfish(ctx, a.mgmt, a.cfg.RedfishPort, cert, svc, log)
 	if err != nil {

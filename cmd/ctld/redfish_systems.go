@@ -34,8 +34,14 @@ type vmManager struct {
 	// rebootHost restarts the whole unit (the host's ForceRestart).
 	rebootHost func() error
 	client     *http.Client // virtual media downloads
+	// base is the service's context: consoles forwarded for the VMs it
+	// starts end with it.
+	base context.Context
 
 	mu sync.Mutex // one change at a time: xl create/destroy, files
+	// consoles are the forwarded consoles of the VMs the service
+	// started, as the guest helper forwards the autostart guests'.
+	consoles map[string]io.Closer
 }
 
 // vmInfo is one guest as Redfish shows it.
@@ -134,11 +140,15 @@ func (m *vmManager) reset(ctx context.Context, v vmInfo, typ string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	create := func() error {
-		_, err := m.a.xl(ctx, "create", v.Config)
-		return err
+		if _, err := m.a.xl(ctx, "create", v.Config); err != nil {
+			return err
+		}
+		m.started(v)
+		return nil
 	}
 	destroy := func() error {
 		_, err := m.a.xl(ctx, "destroy", v.Name)
+		m.detach(v.Name)
 		return err
 	}
 	switch typ {
@@ -173,6 +183,45 @@ func (m *vmManager) reset(ctx context.Context, v vmInfo, typ string) error {
 		return err
 	}
 	return fmt.Errorf("reset type %q", typ)
+}
+
+// started forwards a VM's console to ctld's (its lines prefixed with its
+// name, as an autostart guest's) and prints its running line, so the
+// console shows what the API started.
+func (m *vmManager) started(v vmInfo) {
+	m.detach(v.Name)
+	// The console lives as long as the service, not the request.
+	if r, err := m.a.run.stream(m.ctx(), m.a.bin("xl"), "console", v.Name); err != nil {
+		m.a.say(contract.GuestConsoleLost{Name: v.Name, Reason: err.Error()})
+	} else {
+		if m.consoles == nil {
+			m.consoles = map[string]io.Closer{}
+		}
+		m.consoles[v.Name] = r
+		go func() {
+			defer r.Close()
+			m.a.forwardConsole(v.Name, r)
+		}()
+	}
+	if id, err := m.a.guestID(context.Background(), v.Name); err == nil {
+		m.a.say(contract.GuestRunning{Name: v.Name, DomID: id, Type: v.Type})
+	}
+}
+
+// detach stops forwarding a VM's console (xl console may outlive its
+// domain).
+func (m *vmManager) detach(name string) {
+	if c := m.consoles[name]; c != nil {
+		c.Close()
+		delete(m.consoles, name)
+	}
+}
+
+func (m *vmManager) ctx() context.Context {
+	if m.base != nil {
+		return m.base
+	}
+	return context.Background()
 }
 
 // systemJSON is a guest's ComputerSystem.
@@ -543,6 +592,7 @@ func (m *vmManager) remove(ctx context.Context, v vmInfo) error {
 			return err
 		}
 	}
+	m.detach(v.Name)
 	// The config goes first: a guest without one is no guest, whatever
 	// is left of its directory if the removal is cut short.
 	if err := os.Remove(m.root + contract.DataGuestConfig(v.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
