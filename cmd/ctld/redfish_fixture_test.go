@@ -96,6 +96,7 @@ func (x *fakeXen) output(_ context.Context, name string, args ...string) ([]byte
 func (x *fakeXen) startDaemon(string, string, ...string) (daemon, error) {
 	return nil, fmt.Errorf("no daemons in fakeXen")
 }
+
 // stream is xl console: the domain's first line, then EOF.
 func (x *fakeXen) stream(_ context.Context, name string, args ...string) (io.ReadCloser, error) {
 	x.mu.Lock()
