@@ -37,13 +37,13 @@ func TestSourceIDCoversPackages(t *testing.T) {
 }
 
 // The control domain is built from the real sources: what is embedded is
-// what is on disk, every file of the three packages, tests excluded.
+// what is on disk, every file of its packages, tests excluded.
 func TestControlDomainSourcesAreTheRealOnes(t *testing.T) {
 	embedded := map[string][]byte{}
 	for _, f := range ControlDomainSources() {
 		embedded[f.Path] = f.Data
 	}
-	for _, dir := range []string{"cmd/ctld", "cmd/guestinit", "contract", "contract/bundle"} {
+	for _, dir := range controlDomainDirs {
 		names, err := filepath.Glob(dir + "/*.go")
 		if err != nil || len(names) == 0 {
 			t.Fatalf("%s: %v", dir, err)
