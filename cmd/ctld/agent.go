@@ -142,16 +142,16 @@ type agent struct {
 	run runner
 	sys system
 	dev hostDevices // network and block devices (the guest helper and hotplug)
-	out io.Writer
-	// guests are the declared guests start found.
-	guests []guest
-	mu     sync.Mutex // serialises lines on out
 	// mgmt is the management address bringUpNetwork configured (the
 	// Redfish service listens there and nowhere else).
 	mgmt netip.Addr
-	// redfishDone is closed-with-error when the Redfish service stops;
-	// nil when it never started.
+	// redfishDone gets the Redfish service's error when it stops; nil
+	// when it never started.
 	redfishDone <-chan error
+	out         io.Writer
+	// guests are the declared guests start found.
+	guests []guest
+	mu     sync.Mutex // serialises lines on out
 }
 
 // stepError names the step that failed; its text is the FAILED line.

@@ -109,10 +109,7 @@ func main() {
 				os.Exit(1)
 			}
 		}
-		err := a.runGuests(ctx)
-		// The Redfish service outlives the guests' watch.
-		a.keepServing(ctx)
-		if err != nil {
+		if err := a.runGuests(ctx); err != nil {
 			os.Exit(1)
 		}
 		return

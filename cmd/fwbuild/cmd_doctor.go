@@ -46,6 +46,8 @@ func hostTools() []hostTool {
 		{Name: "OVMF.fd", Check: "/usr/share/ovmf/OVMF.fd", Package: "ovmf", Why: "fit tests on the 2 MiB OVMF build"},
 		{Name: "sbverify", Check: "sbverify", Package: "sbsigntool", Why: "tests that check the payloads' Authenticode signatures independently"},
 		{Name: "osslsigncode", Check: "osslsigncode", Package: "osslsigncode", Why: "tests that check the payloads' Authenticode signatures independently"},
+		{Name: "sushy", Check: "/usr/lib/python3/dist-packages/sushy/__init__.py", Package: "python3-sushy", Why: "ctld's Redfish tests drive the service with OpenStack's Redfish library"},
+		{Name: "redfishtool", Check: "redfishtool", Package: "redfishtool", Why: "ctld's Redfish tests drive the service with DMTF's CLI"},
 		{Name: "libc headers", Check: "/usr/include/stdio.h", Package: "libc6-dev", Why: "dom0 kernel build (host programs); gcc only recommends it"},
 		{Name: "make", Check: "make", Package: "make", Why: "dom0 kernel build"},
 		{Name: "bc", Check: "bc", Package: "bc", Why: "dom0 kernel build"},
@@ -58,8 +60,6 @@ func hostTools() []hostTool {
 		{Name: "pgrep", Check: "pgrep", Package: "procps", Why: "tests that check no child process survives"},
 		{Name: "git", Check: "git", Package: "git", Why: "the version test builds fwbuild from a clone; a `go run` fwbuild asks git for its revision"},
 		{Name: "bash-completion", Check: "/usr/share/bash-completion/bash_completion", Package: "bash-completion", Why: "`fwbuild completion bash` scripts need it (as every cobra tool's do); the completion test"},
-		{Name: "sushy", Check: "/usr/lib/python3/dist-packages/sushy/__init__.py", Package: "python3-sushy", Why: "ctld's Redfish tests drive the service with OpenStack's Redfish library"},
-		{Name: "redfishtool", Check: "redfishtool", Package: "redfishtool", Why: "ctld's Redfish tests drive the service with DMTF's CLI"},
 		{Name: "go", Check: "go", Package: "", Why: "u-root builds the control domain with the Go toolchain (install Go >= 1.25 from go.dev)"},
 	}
 }
