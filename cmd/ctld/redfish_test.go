@@ -255,6 +255,13 @@ func TestRedfishSystems(t *testing.T) {
 			t.Errorf("%s: %s", p, r.body)
 		}
 	}
+	// A toolstack that does not answer is a 500 with xl's error, not an
+	// empty list.
+	f.xen.failCmd = "list"
+	if r := f.do(t, "GET", rf.Systems, admin, ""); r.code != 500 || r.messageID(t) != "Base.1.16.GeneralError" || !bytes.Contains(r.body, []byte("libxl: error")) {
+		t.Errorf("Systems with xl list failing: %d %s", r.code, r.body)
+	}
+	f.xen.failCmd = ""
 }
 
 // Reset drives xl: On creates from the config on the data disk, ForceOff
