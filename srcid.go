@@ -26,7 +26,7 @@ import (
 //
 //go:embed go.sum
 //go:embed boardcfg/*.go
-//go:embed cmd/ctld/*.go cmd/guestinit/*.go contract/*.go contract/bundle/*.go contract/unit/*.go contract/update/*.go
+//go:embed cmd/ctld/*.go cmd/guestinit/*.go contract/*.go contract/bundle/*.go contract/unit/*.go contract/update/*.go contract/redfish/*.go
 //go:embed hvcore/*.go hvcore/pe/*.go hvcore/kbuild/*.go hvcore/kconfig/*.go
 //go:embed image/*.go launcher/*.go launcher/src/*
 //go:embed initramfs/*.go initramfs/*.txtar initramfs/internal/closure/*.go initramfs/internal/gensrc/*.go
@@ -37,7 +37,7 @@ var sources embed.FS
 // controlDomainDirs are the packages built into the control domain and its
 // guests: the two commands and the contract package they share with the
 // build.
-var controlDomainDirs = []string{"cmd/ctld", "cmd/guestinit", "contract", "contract/bundle", "contract/unit", "contract/update"}
+var controlDomainDirs = []string{"cmd/ctld", "cmd/guestinit", "contract", "contract/bundle", "contract/unit", "contract/update", "contract/redfish"}
 
 // SourceFile is one embedded source file.
 type SourceFile struct {

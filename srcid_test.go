@@ -37,7 +37,7 @@ func TestSourceIDCoversPackages(t *testing.T) {
 }
 
 // The control domain is built from the real sources: what is embedded is
-// what is on disk, every file of the three packages, tests excluded.
+// what is on disk, every file of its packages, tests excluded.
 func TestControlDomainSourcesAreTheRealOnes(t *testing.T) {
 	embedded := map[string][]byte{}
 	for _, f := range ControlDomainSources() {

@@ -362,9 +362,10 @@ func GuestImageCopiedPattern(image, name string) string {
 }
 
 // UnitLoaded is ctld's line for the unit's credential record it read from
-// the unit region: its serial number and how many accounts it holds. A unit
-// without a usable record is a Failed line with Step "unit" instead, and
-// the management services stay off.
+// the unit region: its serial number and how many accounts it holds. A
+// unit not provisioned yet prints UnitUnprovisioned; a damaged, foreign or
+// unsigned record is a Failed line with Step "unit". Either way the
+// management services stay off.
 type UnitLoaded struct {
 	Serial   string
 	Accounts int
@@ -384,6 +385,21 @@ func (u UnitLoaded) String() string {
 // the number of accounts.
 const UnitLoadedPattern = CtldPrefix + `unit (\S+) accounts=(\d+)`
 
+// UnitUnprovisioned is ctld's line for a unit that has no credentials yet
+// (its unit region erased, or a board without one): not a failure of the
+// boot (a unit before the factory's provisioning step, a developer's
+// board), but the management services stay off. Why says what to do.
+type UnitUnprovisioned struct {
+	Why string
+}
+
+func (u UnitUnprovisioned) String() string {
+	return CtldPrefix + "unit not provisioned: " + OneLine(u.Why)
+}
+
+// UnitUnprovisionedPattern matches the line.
+const UnitUnprovisionedPattern = CtldPrefix + `unit not provisioned: `
+
 // ConsoleListening is ctld's line for its SSH console service: where it
 // listens and the SHA-256 fingerprint of its host key (as OpenSSH prints
 // it), made at the unit's first boot, for clients to check.
@@ -398,3 +414,38 @@ func (c ConsoleListening) String() string {
 // ConsoleListeningPattern matches the console line; its groups are the
 // address and the fingerprint.
 const ConsoleListeningPattern = CtldPrefix + `ssh console on (\S+) host key (SHA256:\S+)`
+// RedfishUp is ctld's line once its Redfish service answers: the service
+// root's URL on the management address, and where its TLS key is kept
+// ("data": on the data disk, the same key every boot; "memory": this boot
+// only, for a unit without a data disk) with the certificate's SHA-256
+// fingerprint, so an operator can pin it. A failure is a Failed line with
+// Step "redfish".
+type RedfishUp struct {
+	URL         string // "https://10.0.2.15:443/redfish/v1"
+	Key         string // "data" or "memory"
+	Fingerprint string // SHA-256 of the certificate, hex
+}
+
+func (r RedfishUp) String() string {
+	return fmt.Sprintf(CtldPrefix+"redfish %s key=%s sha256=%s", r.URL, r.Key, r.Fingerprint)
+}
+
+// RedfishPattern matches the Redfish line; its groups are the URL, where
+// the key is kept and the certificate's fingerprint.
+const RedfishPattern = CtldPrefix + `redfish (https://\S+) key=(data|memory) sha256=([0-9a-f]{64})`
+
+// ParseRedfishUp reads a Redfish line.
+func ParseRedfishUp(line string) (RedfishUp, error) {
+	var r RedfishUp
+	var key, fp string
+	if !scanAfter(line, CtldPrefix+"redfish ", "%s %s %s", &r.URL, &key, &fp) {
+		return RedfishUp{}, fmt.Errorf("not a ctld redfish line: %q", line)
+	}
+	k, ok1 := strings.CutPrefix(key, "key=")
+	f, ok2 := strings.CutPrefix(fp, "sha256=")
+	if !ok1 || !ok2 || (k != "data" && k != "memory") || !isSHA256Hex(f) || !strings.HasPrefix(r.URL, "https://") {
+		return RedfishUp{}, fmt.Errorf("not a ctld redfish line: %q", line)
+	}
+	r.Key, r.Fingerprint = k, f
+	return r, nil
+}

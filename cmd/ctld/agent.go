@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"path"
 	"sort"
 	"strings"
@@ -71,6 +72,9 @@ type config struct {
 	DeviceWait time.Duration
 	// ImagesManifest lists the guest-image files (contract.GuestImages).
 	ImagesManifest string
+	// RedfishPort is the Redfish service's TCP port on the management
+	// address.
+	RedfishPort int
 }
 
 func defaultConfig() config {
@@ -87,6 +91,7 @@ func defaultConfig() config {
 		DeviceWait:  20 * time.Second,
 
 		ImagesManifest: contract.GuestImagesManifest,
+		RedfishPort:    443,
 	}
 }
 
@@ -137,7 +142,13 @@ type agent struct {
 	run runner
 	sys system
 	dev hostDevices // network and block devices (the guest helper and hotplug)
-	out io.Writer
+	// mgmt is the management address bringUpNetwork configured (the
+	// Redfish service listens there and nowhere else).
+	mgmt netip.Addr
+	// redfishDone gets the Redfish service's error when it stops; nil
+	// when it never started.
+	redfishDone <-chan error
+	out         io.Writer
 	// guests are the declared guests start found.
 	guests []guest
 	// version is the payload's (fwbuild.version=), "" when it has none.

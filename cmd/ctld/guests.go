@@ -62,6 +62,9 @@ func (a *agent) say(line fmt.Stringer) {
 // watch is over and every console has closed (a guest that keeps running
 // keeps its console forwarded until ctx ends).
 func (a *agent) runGuests(ctx context.Context) error {
+	// The Redfish service (started with the host) outlives the guests'
+	// watch: the helper stays while it serves.
+	defer a.keepServing(ctx)
 	host, err := a.loadHostConfig()
 	if err != nil {
 		a.say(contract.Failed{Step: "host", Reason: err.Error()})

@@ -19,7 +19,7 @@ import (
 // contract.Management and contract.DataDiskReady, or a FAILED line
 // (steps "network" and "storage"); a failed network does not stop the
 // data disk or the guests, a failed data disk stops only the guests that
-// need it. The next issue's Redfish service starts after the network.
+// need it. The Redfish service (redfish.go) starts after the data disk.
 
 // loadHostConfig reads contract.HostConfigPath; a profile without network
 // or storage has none.
@@ -56,15 +56,21 @@ func (a *agent) setUpHost(ctx context.Context, h *contract.HostConfig, dev hostD
 		a.bringUpNetwork(ctx, dev, h.Network, a.cfg.DeviceWait)
 	}
 	if h.Storage != nil {
-		if err := a.setUpDataDisk(ctx, dev, h.Storage.Data, a.cfg.DeviceWait); err != nil {
-			return false
-		}
+		dataOK = a.setUpDataDisk(ctx, dev, h.Storage.Data, a.cfg.DeviceWait) == nil
+	}
+	// The Redfish service comes after the network (it listens on the
+	// management address only) and the data disk (its TLS key and the
+	// VMs live there), before the images are copied, which can take
+	// minutes. A failure is its own FAILED line; the guests start anyway.
+	if h.Network != nil {
+		a.startRedfish(ctx, h, dataOK, rebootUnit)
+	}
+	if dataOK {
 		// A guest whose image did not arrive fails when its disk is
 		// created; the others run.
 		a.provisionImages(ctx, "", dev, imageClient())
-		return true
 	}
-	return false
+	return dataOK
 }
 
 // seedGuests gives each guest the profile declares its place on the data

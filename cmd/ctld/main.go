@@ -25,9 +25,10 @@
 // same detached helper, in this order: the management network
 // (contract.Management, or FAILED network naming the NIC; network.go), the
 // data disk (contract.DataDiskReady, or FAILED storage naming the disk;
-// storage.go), the guest images (images.go), then the guests, moved onto
-// the data disk once and started from there (host.go). The next issue's
-// Redfish service belongs after the management line.
+// storage.go), the Redfish service (contract.RedfishUp, or FAILED unit or
+// redfish; redfish.go), the guest images (images.go), then the guests,
+// moved onto the data disk once and started from there (host.go). The
+// helper then keeps running for the Redfish service.
 //
 // libxl runs ctld as the hotplug script of guests' vifs and vbds
 // (contract.CtldPath in their xl configs): with XENBUS_PATH in the

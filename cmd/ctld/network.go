@@ -138,6 +138,7 @@ func (a *agent) bringUpNetwork(ctx context.Context, n netOps, cfg *contract.Netw
 				return fail(err)
 			}
 		}
+		a.mgmt = p.Addr()
 		a.say(contract.Management{Addr: p.String(), Bridge: cfg.Bridge, Via: "static", Took: time.Since(start)})
 		return nil
 	}
@@ -146,6 +147,8 @@ func (a *agent) bringUpNetwork(ctx context.Context, n netOps, cfg *contract.Netw
 		return fail(fmt.Errorf("nic %s: DHCP on %s: %w", names(), cfg.Bridge, err))
 	}
 	ones, _ := addr.Mask.Size()
+	a.mgmt, _ = netip.AddrFromSlice(addr.IP)
+	a.mgmt = a.mgmt.Unmap()
 	a.say(contract.Management{Addr: fmt.Sprintf("%s/%d", addr.IP, ones), Bridge: cfg.Bridge, Via: "dhcp", Took: time.Since(start)})
 	return nil
 }

@@ -106,7 +106,7 @@ func newSSHConsole(a *agent, acc *accounts, at consoleAttacher, key ssh.Signer, 
 }
 
 // sshHostKeyDir is where the host key lives on the data disk.
-var sshHostKeyDir = path.Join(contract.DataMount, "ssh")
+const sshHostKeyDir = contract.DataMount + "/ssh"
 
 // startConsoleService listens on addr (the management address with port
 // 22) and serves the SSH console until ctx ends, authenticating against acc

@@ -28,7 +28,12 @@ var errNoUnitRegion = errors.New("the payload names no unit region (" + contract
 // authenticates against (newAccounts).
 func (a *agent) loadUnitRecord(ctx context.Context) (unit.Record, error) {
 	r, signed, err := a.readUnitRecord(ctx)
-	if err != nil {
+	var blank *notProvisioned
+	switch {
+	case errors.As(err, &blank) || errors.Is(err, errNoUnitRegion):
+		a.say(contract.UnitUnprovisioned{Why: err.Error() + "; " + provisionHint})
+		return unit.Record{}, err
+	case err != nil:
 		a.say(contract.Failed{Step: "unit", Reason: err.Error() + "; " + provisionHint})
 		return unit.Record{}, err
 	}

@@ -50,6 +50,8 @@ func hostTools() []hostTool {
 		{Name: "osslsigncode", Check: "osslsigncode", Package: "osslsigncode", Why: "tests that check the payloads' Authenticode signatures independently"},
 		{Name: "swtpm", Check: "swtpm", Package: "swtpm", Why: "boot tests give each machine a TPM 2.0 (measured boot, quotes)"},
 		{Name: "swtpm_setup", Check: "swtpm_setup", Package: "swtpm-tools", Why: "swtpm's state tools (swtpm_setup, swtpm_ioctl) for inspecting a test's TPM"},
+		{Name: "sushy", Check: "/usr/lib/python3/dist-packages/sushy/__init__.py", Package: "python3-sushy", Why: "ctld's Redfish tests drive the service with OpenStack's Redfish library"},
+		{Name: "redfishtool", Check: "redfishtool", Package: "redfishtool", Why: "ctld's Redfish tests drive the service with DMTF's CLI"},
 		{Name: "libc headers", Check: "/usr/include/stdio.h", Package: "libc6-dev", Why: "dom0 kernel build (host programs); gcc only recommends it"},
 		{Name: "make", Check: "make", Package: "make", Why: "dom0 kernel build"},
 		{Name: "bc", Check: "bc", Package: "bc", Why: "dom0 kernel build"},
