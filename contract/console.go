@@ -414,6 +414,7 @@ func (c ConsoleListening) String() string {
 // ConsoleListeningPattern matches the console line; its groups are the
 // address and the fingerprint.
 const ConsoleListeningPattern = CtldPrefix + `ssh console on (\S+) host key (SHA256:\S+)`
+
 // RedfishUp is ctld's line once its Redfish service answers: the service
 // root's URL on the management address, and where its TLS key is kept
 // ("data": on the data disk, the same key every boot; "memory": this boot
