@@ -111,12 +111,15 @@ func (d espDir) write(name string, r io.Reader) error {
 		os.Remove(tmp)
 		return err
 	}
-	dir, err := os.Open(filepath.Dir(p))
+	// FAT has no journal, and fsync of a file or a directory on vfat does
+	// not reach the allocation table and the renamed entry (a reset right
+	// after left a slot of size 0): sync the whole file system.
+	root, err := os.Open(d.root)
 	if err != nil {
 		return err
 	}
-	defer dir.Close()
-	return dir.Sync()
+	defer root.Close()
+	return unix.Syncfs(int(root.Fd()))
 }
 
 // openSlots finds, mounts and opens the ESP this boot came from: the
