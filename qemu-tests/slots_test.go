@@ -50,7 +50,7 @@ type slotsBuild struct {
 
 // buildSlots builds qemu-q35-slots at a version, signed with keys; extra is
 // appended to dom0's command line.
-func buildSlots(t *testing.T, keys, version, extra string) slotsBuild {
+func buildSlots(t *testing.T, keys, version, extra string, only string) slotsBuild {
 	t.Helper()
 	root := testdeps.RepoRoot(t)
 	boardsDir := filepath.Join(root, "boards")
@@ -70,7 +70,7 @@ func buildSlots(t *testing.T, keys, version, extra string) slotsBuild {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	res, err := pipeline.Build(context.Background(), pipeline.Options{Board: b, BoardsDir: boardsDir, CacheDir: testdeps.CacheDir(t), OutDir: out, Keys: keys})
+	res, err := pipeline.Build(context.Background(), pipeline.Options{Board: b, BoardsDir: boardsDir, CacheDir: testdeps.CacheDir(t), OutDir: out, Keys: keys, Only: only})
 	if err != nil {
 		t.Fatalf("build %s %s: %v", slotsBoard, version, err)
 	}
@@ -118,9 +118,10 @@ func TestSlotsUpdateAndRollback(t *testing.T) {
 	if err := secboot.Generate(keys, "slots test"); err != nil {
 		t.Fatal(err)
 	}
-	a := buildSlots(t, keys, "0.1.0", "")
-	b := buildSlots(t, keys, "0.2.0", "")
-	c := buildSlots(t, keys, "0.3.0", "rdinit=/fwbuild-test-no-init init=/fwbuild-test-no-init")
+	a := buildSlots(t, keys, "0.1.0", "", "")
+	// The updates need only their payloads and release.
+	b := buildSlots(t, keys, "0.2.0", "", "payload")
+	c := buildSlots(t, keys, "0.3.0", "rdinit=/fwbuild-test-no-init init=/fwbuild-test-no-init", "payload")
 	art := func(o slotsBuild) []byte {
 		data, err := os.ReadFile(filepath.Join(o.out, contract.UpdateArtefact))
 		if err != nil {

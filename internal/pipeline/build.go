@@ -235,7 +235,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if b.Outputs.SecureBoot != nil {
 			arts = append(arts, artefact(VarsArtefact, pay.path(VarsArtefact)))
 		}
-		if o.Only == "" {
+		if o.Only == "" || o.Only == "payload" { // --only payload: the payloads and the release that carries them
 			rel, err := timed(ctx, r, "release", payloadTimeout, func(ctx context.Context) (stageResult, error) { return r.release(ctx, pay) })
 			if err != nil {
 				return nil, err
