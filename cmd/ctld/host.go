@@ -53,15 +53,21 @@ func (a *agent) setUpHost(ctx context.Context, h *contract.HostConfig, dev hostD
 		return false
 	}
 	if h.Network != nil {
-		a.bringUpNetwork(ctx, dev, h.Network, a.cfg.DeviceWait)
+		a.timed("network", func() error {
+			a.bringUpNetwork(ctx, dev, h.Network, a.cfg.DeviceWait)
+			return nil
+		})
 	}
 	if h.Storage != nil {
-		if err := a.setUpDataDisk(ctx, dev, h.Storage.Data, a.cfg.DeviceWait); err != nil {
+		if err := a.timed("storage", func() error { return a.setUpDataDisk(ctx, dev, h.Storage.Data, a.cfg.DeviceWait) }); err != nil {
 			return false
 		}
 		// A guest whose image did not arrive fails when its disk is
 		// created; the others run.
-		a.provisionImages(ctx, "", dev, imageClient())
+		a.timed("images", func() error {
+			a.provisionImages(ctx, "", dev, imageClient())
+			return nil
+		})
 		return true
 	}
 	return false
