@@ -163,6 +163,8 @@ type Report struct {
 	Ready   contract.Ready   `json:"ready"`       // parsed ctld ready line
 	ReadyAt time.Duration    `json:"ready_at_ns"` // QEMU start to the ready line
 	LogPath string           `json:"log"`
+	// Timeline is the boot's links with their times, as far as it got.
+	Timeline qemutests.Timeline `json:"timeline"`
 }
 
 // Run boots one path and checks the chain, including that ctld's ready
@@ -188,7 +190,7 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 	}
 	defer stop()
 	res, err := qemutests.Run(ctx, m, markers, opts)
-	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}
+	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath, Timeline: qemutests.NewTimeline(res.Lines)}
 	if err != nil {
 		return rep, err
 	}
