@@ -50,6 +50,8 @@ var (
 	tlLinux     = regexp.MustCompile(`^Linux version \d`)
 	tlInit      = regexp.MustCompile(`^Run /\S+ as init process`)
 	tlGuest     = regexp.MustCompile(`^\[guest (\S+)\] (.*)$`)
+	// A kernel with CONFIG_PRINTK_TIME (Debian's) stamps its lines.
+	tlPrintkTime = regexp.MustCompile(`^\[\s*\d+\.\d+\] `)
 )
 
 // NewTimeline reads a boot's console lines (Result.Lines).
@@ -58,7 +60,11 @@ func NewTimeline(lines []Line) Timeline {
 	// Lines as their programs printed them: ctld's land behind the shell's prompt.
 	text := make([]string, len(lines))
 	for i, l := range lines {
-		text[i] = strings.TrimLeft(strings.TrimPrefix(strings.TrimLeft(l.Text, " "), "$ "), " ")
+		t := strings.TrimLeft(strings.TrimPrefix(strings.TrimLeft(l.Text, " "), "$ "), " ")
+		if m := tlGuest.FindStringSubmatch(t); m != nil {
+			t = "[guest " + m[1] + "] " + tlPrintkTime.ReplaceAllString(m[2], "")
+		}
+		text[i] = tlPrintkTime.ReplaceAllString(t, "")
 	}
 	find := func(from int, re *regexp.Regexp) int {
 		for i := max(from, 0); i < len(text); i++ {

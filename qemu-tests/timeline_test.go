@@ -19,7 +19,7 @@ func TestTimelineUSB(t *testing.T) {
 		{ms(9400), "(XEN) *** Building a PV Dom0 ***"},
 		{ms(11300), "(XEN)  Xen  kernel: 64-bit, lsb"},
 		{ms(11500), "(XEN) Freed 2048kB init memory"},
-		{ms(11600), "Linux version 6.1.170 (fwbuild@fwbuild) (gcc (Debian 12.2.0-14+deb12u1) 12.2.0)"},
+		{ms(11600), "[    0.000000] Linux version 6.1.170 (fwbuild@fwbuild) (gcc (Debian 12.2.0-14+deb12u1) 12.2.0)"}, // printk times (Debian's kernel)
 		{ms(16700), "Unpacking initramfs..."},
 		{ms(19900), "Freeing initrd memory: 7692K"},
 		{ms(20000), "Run /init as init process"},
@@ -30,7 +30,7 @@ func TestTimelineUSB(t *testing.T) {
 		{ms(35400), "$ fwbuild-ctld: step guest demo create took=12000ms at=30000ms"},
 		{ms(36500), "fwbuild-ctld: guest demo running domid=1 type=pv"},
 		{ms(36800), "[guest demo] Linux version 6.1.170 (fwbuild@fwbuild)"},
-		{ms(39500), "[guest demo] Run /init as init process"},
+		{ms(39500), "[guest demo] [    2.512345] Run /init as init process"},
 		{ms(39900), "[guest demo] fwbuild-guest demo: up domid=1"},
 	}
 	tl := NewTimeline(lines)
