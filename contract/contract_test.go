@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestGuestsRegionRoundTrip(t *testing.T) {
@@ -184,5 +185,32 @@ func TestPayloadVersionLine(t *testing.T) {
 	}
 	if _, ok := ParseVersionArg("console=hvc0 fwbuild.version="); ok {
 		t.Error("empty version arg accepted")
+	}
+}
+
+func TestStepRoundTrip(t *testing.T) {
+	s := Step{Name: GuestStepName("web.1", GuestPhaseCreate), Took: 1234 * time.Millisecond, At: 15021 * time.Millisecond}
+	line := "$ " + s.String()
+	if s.String() != "fwbuild-ctld: step guest web.1 create took=1234ms at=15021ms" {
+		t.Fatalf("String() = %q", s.String())
+	}
+	got, err := ParseStep(line)
+	if err != nil || got != s || got.Start() != 13787*time.Millisecond {
+		t.Fatalf("ParseStep(%q) = %+v, %v", line, got, err)
+	}
+	m := regexp.MustCompile(StepPattern).FindStringSubmatch(line)
+	if m == nil || m[1] != "guest web.1 create" || m[2] != "1234" || m[3] != "15021" {
+		t.Errorf("StepPattern on %q: %q", line, m)
+	}
+	for _, bad := range []string{
+		"fwbuild-ctld: step  took=1ms at=2ms",
+		"fwbuild-ctld: step a  b took=1ms at=2ms",
+		"fwbuild-ctld: step xenstored took=-1ms at=2ms",
+		"fwbuild-ctld: step xenstored took=1s at=2ms",
+		"fwbuild-ctld: ready xen=4.17.7 dom0_mem=512 guests=0",
+	} {
+		if s, err := ParseStep(bad); err == nil {
+			t.Errorf("ParseStep(%q) = %+v, want an error", bad, s)
+		}
 	}
 }

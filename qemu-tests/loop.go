@@ -77,6 +77,7 @@ func (l *markerLoop) run(ctx context.Context) (Result, error) {
 
 // finish returns the result: complete when err is nil, else as far as it got.
 func (l *markerLoop) finish(err error) (Result, error) {
+	l.res.Lines = l.mt.lines
 	if err == nil {
 		l.res.Elapsed = l.res.Matches[len(l.res.Matches)-1].At
 	}

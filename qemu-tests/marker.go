@@ -185,6 +185,16 @@ type matcher struct {
 	tailMax  int
 	abort    *regexp.Regexp
 	aborted  string // the first complete line abort matched
+	// lines are the complete non-empty lines, cleaned, with when each
+	// ended: the timeline's input.
+	lines []Line
+}
+
+// Line is a complete console line, cleaned of escape sequences, and when
+// its end arrived (since QEMU's start).
+type Line struct {
+	At   time.Duration
+	Text string
 }
 
 func newMatcher(markers []Marker, tailLines int) *matcher {
@@ -264,6 +274,9 @@ func (m *matcher) endLine(out []Match, at time.Duration) []Match {
 	out = m.scan(out, s, at)
 	if m.abort != nil && m.aborted == "" && !m.done() && m.abort.MatchString(s) {
 		m.aborted = s
+	}
+	if strings.TrimSpace(s) != "" {
+		m.lines = append(m.lines, Line{At: at, Text: s})
 	}
 	if strings.TrimSpace(s) != "" && m.tailMax > 0 {
 		if len(m.tail) == m.tailMax {

@@ -58,6 +58,9 @@ type Result struct {
 	Accel   string  // accelerator used: "tcg" or "kvm"
 	Scale   float64 // factor applied to marker timeouts
 	Cmdline []string
+	// Lines are the console's complete lines with their arrival times, up
+	// to the end of the run (NewTimeline reads them).
+	Lines []Line `json:"-"`
 }
 
 // Reasons a marker was not seen; test them with errors.Is on a *MarkerError.

@@ -149,6 +149,12 @@ type agent struct {
 	// when it never started.
 	redfishDone <-chan error
 	out         io.Writer
+	// steps, if set, receives a contract.Step line as each step ends,
+	// timed on clock (the control domain's monotonic clock; nil: time
+	// since the agent's first step).
+	steps io.Writer
+	clock func() time.Duration
+	epoch time.Time
 	// guests are the declared guests start found.
 	guests []guest
 	// version is the payload's (fwbuild.version=), "" when it has none.
@@ -193,15 +199,24 @@ func (a *agent) start(ctx context.Context) error {
 		{"guests", a.loadGuestBundle},
 	}
 	for _, s := range steps {
-		if err := s.fn(ctx); err != nil {
+		if err := a.timed(s.name, func() error { return s.fn(ctx) }); err != nil {
 			return a.fail(s.name, err)
 		}
 	}
-	st, err := a.status(ctx)
+	var st status
+	err := a.timed("status", func() (err error) {
+		st, err = a.status(ctx)
+		return err
+	})
 	if err != nil {
 		return a.fail("status", err)
 	}
-	gs, declared, err := a.findGuests()
+	var gs []guest
+	var declared bool
+	err = a.timed("find-guests", func() (err error) {
+		gs, declared, err = a.findGuests()
+		return err
+	})
 	if err != nil {
 		return a.fail("guests", err)
 	}
@@ -212,6 +227,32 @@ func (a *agent) start(ctx context.Context) error {
 	}
 	fmt.Fprintln(a.out, contract.Ready{Xen: st.Version, Dom0MemMiB: st.Dom0MemMiB, Guests: st.Guests})
 	return nil
+}
+
+// timed runs fn as the step name and, when a.steps is set, prints the
+// step's contract.Step line once it ends, whatever fn returned.
+func (a *agent) timed(name string, fn func() error) error {
+	if a.steps == nil {
+		return fn()
+	}
+	t0 := a.now()
+	err := fn()
+	end := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprintln(a.steps, contract.Step{Name: name, Took: end - t0, At: end})
+	return err
+}
+
+// now reads the step clock.
+func (a *agent) now() time.Duration {
+	if a.clock != nil {
+		return a.clock()
+	}
+	if a.epoch.IsZero() {
+		a.epoch = time.Now()
+	}
+	return time.Since(a.epoch)
 }
 
 func (a *agent) fail(step string, err error) error {

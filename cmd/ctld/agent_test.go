@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 // fakeRunner stands in for the real binaries at the exec boundary. Results
@@ -457,4 +459,47 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// Each step of start prints its timing line as it ends, on the step
+// clock, before the ready line; a failed step's line comes before its
+// FAILED line.
+func TestStartStepLines(t *testing.T) {
+	a, _, _, out := world(t)
+	var tick time.Duration
+	a.steps, a.clock = out, func() time.Duration { tick += 5 * time.Millisecond; return tick }
+	if err := a.start(context.Background()); err != nil {
+		t.Fatalf("start: %v\noutput: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	var names []string
+	for i, l := range lines[:len(lines)-1] {
+		s, err := contract.ParseStep(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two clock reads a step: took 5ms, ending 10ms after the last.
+		if s.Took != 5*time.Millisecond || s.At != time.Duration(i+1)*10*time.Millisecond {
+			t.Errorf("step %s took %v at %v, want 5ms at %v", s.Name, s.Took, s.At, time.Duration(i+1)*10*time.Millisecond)
+		}
+		names = append(names, s.Name)
+	}
+	want := "mount version modules xenfs toolstack dirs xenstored xen-init-dom0 xenconsoled loopback guests status find-guests"
+	if strings.Join(names, " ") != want {
+		t.Errorf("steps %q, want %q", strings.Join(names, " "), want)
+	}
+	if _, err := contract.ParseReady(lines[len(lines)-1]); err != nil {
+		t.Errorf("last line: %v", err)
+	}
+
+	a, r, _, out := world(t)
+	a.steps = out
+	r.results[xenBin+"/xen-init-dom0"] = fakeResult{err: errors.New("exit status 1")}
+	if err := a.start(context.Background()); err == nil {
+		t.Fatal("start succeeded")
+	}
+	lines = strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if n := len(lines); n < 2 || !strings.HasPrefix(lines[n-2], "fwbuild-ctld: step xen-init-dom0 took=") || !strings.HasPrefix(lines[n-1], "fwbuild-ctld: FAILED xen-init-dom0: ") {
+		t.Errorf("output:\n%s", out)
+	}
 }

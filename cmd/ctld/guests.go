@@ -88,14 +88,21 @@ func (a *agent) runGuests(ctx context.Context) error {
 		if !g.Autostart {
 			continue
 		}
-		if _, err := a.xl(ctx, "create", g.Config); err != nil {
+		phase := func(p string, fn func() error) error { return a.timed(contract.GuestStepName(g.Name, p), fn) }
+		if err := phase(contract.GuestPhaseCreate, func() error {
+			_, err := a.xl(ctx, "create", g.Config)
+			return err
+		}); err != nil {
 			a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 			continue
 		}
 		// Attach before reporting so the guest's first lines are not lost.
-		if r, err := a.run.stream(ctx, a.bin("xl"), "console", g.Name); err != nil {
-			a.say(contract.GuestConsoleLost{Name: g.Name, Reason: err.Error()})
-		} else {
+		phase(contract.GuestPhaseConsole, func() error {
+			r, err := a.run.stream(ctx, a.bin("xl"), "console", g.Name)
+			if err != nil {
+				a.say(contract.GuestConsoleLost{Name: g.Name, Reason: err.Error()})
+				return err
+			}
 			consoles[g.Name] = r
 			wg.Add(1)
 			go func(name string) {
@@ -103,8 +110,13 @@ func (a *agent) runGuests(ctx context.Context) error {
 				defer r.Close()
 				a.forwardConsole(name, r)
 			}(g.Name)
-		}
-		id, err := a.guestID(ctx, g.Name)
+			return nil
+		})
+		var id int
+		err := phase(contract.GuestPhaseDomID, func() (err error) {
+			id, err = a.guestID(ctx, g.Name)
+			return err
+		})
 		if err != nil {
 			a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 			if c := consoles[g.Name]; c != nil {

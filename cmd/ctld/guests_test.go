@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -102,10 +103,24 @@ func TestRunGuests(t *testing.T) {
 		xlListDom0 + "web 5 128 1 -b---- 0.2\ncrash 6 64 1 ----c- 0.3\n",
 		xlListDom0,
 	}
+	a.steps = out
 	if err := a.runGuests(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
+	// Each started guest's phases are timed, in order, before its running line.
+	for _, g := range []string{"web", "crash"} {
+		var at []int
+		for _, p := range []string{"step guest " + g + " create took=", "step guest " + g + " console took=", "step guest " + g + " domid took=", "guest " + g + " running"} {
+			at = append(at, strings.Index(got, p))
+		}
+		if !sort.IntsAreSorted(at) || at[0] < 0 {
+			t.Errorf("guest %s: phases and running line at %v:\n%s", g, at, got)
+		}
+	}
+	if !strings.Contains(got, "step guest bad create took=") || strings.Contains(got, "step guest bad console") {
+		t.Errorf("the failed create is timed, and nothing after it:\n%s", got)
+	}
 	for _, want := range []string{
 		"fwbuild-ctld: guest bad FAILED: " + xl + " create " + guestsDir + "/bad.cfg: exit status 3: libxl: error: libxl_dom.c:592: Domain 4:failed to build: Cannot allocate memory\n",
 		"fwbuild-ctld: guest web running domid=5 type=pv\n", // the type line of the test configs

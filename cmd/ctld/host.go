@@ -53,22 +53,28 @@ func (a *agent) setUpHost(ctx context.Context, h *contract.HostConfig, dev hostD
 		return false
 	}
 	if h.Network != nil {
-		a.bringUpNetwork(ctx, dev, h.Network, a.cfg.DeviceWait)
+		a.timed("network", func() error {
+			a.bringUpNetwork(ctx, dev, h.Network, a.cfg.DeviceWait)
+			return nil
+		})
 	}
 	if h.Storage != nil {
-		dataOK = a.setUpDataDisk(ctx, dev, h.Storage.Data, a.cfg.DeviceWait) == nil
+		dataOK = a.timed("storage", func() error { return a.setUpDataDisk(ctx, dev, h.Storage.Data, a.cfg.DeviceWait) }) == nil
 	}
 	// The Redfish service comes after the network (it listens on the
 	// management address only) and the data disk (its TLS key and the
 	// VMs live there), before the images are copied, which can take
 	// minutes. A failure is its own FAILED line; the guests start anyway.
 	if h.Network != nil {
-		a.startRedfish(ctx, h, dataOK, rebootUnit)
+		a.timed("redfish", func() error { return a.startRedfish(ctx, h, dataOK, rebootUnit) })
 	}
 	if dataOK {
 		// A guest whose image did not arrive fails when its disk is
 		// created; the others run.
-		a.provisionImages(ctx, "", dev, imageClient())
+		a.timed("images", func() error {
+			a.provisionImages(ctx, "", dev, imageClient())
+			return nil
+		})
 	}
 	return dataOK
 }

@@ -116,7 +116,7 @@ func main() {
 		// u-root's DHCP client logs each attempt with package log; ctld
 		// prints its own line for the outcome.
 		log.SetOutput(io.Discard)
-		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, dev: linuxHost{}, out: os.Stdout}
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, dev: linuxHost{}, out: os.Stdout, steps: os.Stdout, clock: monotonic}
 		if a.cfg.XenBin == "" {
 			if err := a.findToolstack(ctx); err != nil {
 				a.say(contract.GuestFailed{Reason: err.Error()})
@@ -135,7 +135,8 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 
-	a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
+	// Step lines time the boot (contract.Step); an operator's ctld status does without.
+	a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout, steps: os.Stdout, clock: monotonic}
 	if a.sys.dialUnix(xenstoredSocket) == nil {
 		fmt.Fprintln(os.Stderr, "ctld: the control domain is already up (xenstored answers): use `ctld status` or `ctld guests`")
 		os.Exit(2)

@@ -89,6 +89,10 @@ func (e *env) runTest(o testOptions) error {
 		}
 		rep, err := boottest.Run(e.ctx, boottest.Spec{Board: b, Comps: comps, OutDir: res.OutDir, Path: p, WorkDir: logDir}, opts)
 		reports = append(reports, rep)
+		if !e.json && len(rep.Timeline.Links) > 0 {
+			fmt.Fprintf(e.stdout, "  %-6s timeline (console arrival times; ctld's steps on dom0's clock):\n", p)
+			rep.Timeline.Format(e.stdout, "         ")
+		}
 		if err != nil {
 			var me *qemutests.MarkerError
 			if errors.As(err, &me) {

@@ -167,6 +167,8 @@ type Report struct {
 	// the build's prediction; Quote the quote it gave over the run's nonce.
 	Measured contract.Measured `json:"measured"`
 	Quote    *contract.Quote   `json:"quote,omitempty"`
+	// Timeline is the boot's links with their times, as far as it got.
+	Timeline qemutests.Timeline `json:"timeline"`
 }
 
 // Run boots one path and checks the chain, including that ctld's ready
@@ -197,7 +199,7 @@ func Run(ctx context.Context, s Spec, opts qemutests.Options) (Report, error) {
 	}
 	defer done()
 	res, err := qemutests.Run(ctx, m, markers, opts)
-	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath}
+	rep := Report{Path: s.Path, Result: res, LogPath: res.LogPath, Timeline: qemutests.NewTimeline(res.Lines)}
 	if err != nil {
 		return rep, err
 	}

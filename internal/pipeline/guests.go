@@ -153,6 +153,12 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 			if err := checkGuestMemory(g, kernel, len(initrds[comp])); err != nil {
 				return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].memory", i)), err)
 			}
+			if guestType(g, cfg) == boardcfg.GuestTypePV {
+				// xl create loads a gzip'd ELF several times faster than an xz bzImage.
+				if kernel, err = hvcore.PVKernel(ctx, kernel); err != nil {
+					return fmt.Errorf("guests: %s: %w", g.Name, err)
+				}
+			}
 			files = append(files,
 				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, nil, guestType(g, cfg), mgmtBridge(b))},
 				initramfs.File{Path: contract.GuestKernel(g.Name), Data: kernel},
