@@ -71,6 +71,10 @@ type config struct {
 	DeviceWait time.Duration
 	// ImagesManifest lists the guest-image files (contract.GuestImages).
 	ImagesManifest string
+	// MediaWait bounds the wait for the install media's images partition;
+	// MediaGrace is how long it is awaited when no USB mass-storage device
+	// is attached at all.
+	MediaWait, MediaGrace time.Duration
 }
 
 func defaultConfig() config {
@@ -87,6 +91,8 @@ func defaultConfig() config {
 		DeviceWait:  20 * time.Second,
 
 		ImagesManifest: contract.GuestImagesManifest,
+		MediaWait:      30 * time.Second,
+		MediaGrace:     3 * time.Second,
 	}
 }
 
