@@ -71,16 +71,24 @@ func (f Failed) String() string {
 // GuestRunning is ctld's line for a guest it started. Type, the
 // virtualization mode from its xl config ("pv", "pvh"), follows as
 // " type=<t>" when known; readers of the older line without it still match.
+//
+// Why, after the type in parentheses, says why a guest runs in another
+// mode than its config's type line (a type: auto guest started as PV on a
+// CPU that cannot run PVH).
 type GuestRunning struct {
 	Name  string
 	DomID int
 	Type  string
+	Why   string
 }
 
 func (g GuestRunning) String() string {
 	s := fmt.Sprintf(CtldPrefix+"guest %s running domid=%d", g.Name, g.DomID)
 	if g.Type != "" {
 		s += " type=" + g.Type
+		if g.Why != "" {
+			s += " (" + OneLine(g.Why) + ")"
+		}
 	}
 	return s
 }
@@ -99,7 +107,11 @@ func ParseGuestRunning(line string) (GuestRunning, error) {
 	}
 	_, rest, _ := strings.Cut(line, fmt.Sprintf(" running domid=%d", g.DomID))
 	if t, ok := strings.CutPrefix(rest, " type="); ok {
-		g.Type = strings.TrimSpace(t)
+		t, why, _ := strings.Cut(strings.TrimSpace(t), " ")
+		g.Type = t
+		if w, ok := strings.CutPrefix(strings.TrimSpace(why), "("); ok {
+			g.Why = strings.TrimSuffix(w, ")")
+		}
 	}
 	return g, nil
 }

@@ -108,6 +108,11 @@ func TestConsoleLinesRoundTrip(t *testing.T) {
 	if got, err := ParseGuestRunning(run.String()); err != nil || got != run {
 		t.Errorf("ParseGuestRunning = %+v, %v", got, err)
 	}
+	for _, r := range []GuestRunning{{Name: "debian", DomID: 1, Type: "pvh"}, {Name: "debian", DomID: 2, Type: "pv", Why: "type auto: this CPU cannot run PVH, neither hap nor shadow in virt_caps"}} {
+		if got, err := ParseGuestRunning(r.String()); err != nil || got != r {
+			t.Errorf("ParseGuestRunning(%q) = %+v, %v", r.String(), got, err)
+		}
+	}
 	if !regexp.MustCompile(GuestRunningPattern("demo")).MatchString(run.String()) || regexp.MustCompile(GuestRunningPattern("dem.")).MatchString("fwbuild-ctld: guest demx running domid=3") {
 		t.Error("GuestRunningPattern")
 	}

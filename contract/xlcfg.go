@@ -127,3 +127,19 @@ func ParseXLInt(cfg []byte, key string) (n int, ok bool) {
 	}
 	return n, ok
 }
+
+// TypeAutoLine is the comment fwbuild writes into the xl config of a guest
+// whose profile says type: auto and whose kernel supports PVH: the type line
+// says pvh, and ctld starts it as PV instead on a CPU that cannot run PVH
+// guests (no HVM, or neither hardware-assisted nor shadow paging).
+const TypeAutoLine = "# fwbuild: type=auto"
+
+// ParseTypeAuto says whether an xl config carries TypeAutoLine.
+func ParseTypeAuto(cfg []byte) bool {
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if strings.TrimSpace(line) == TypeAutoLine {
+			return true
+		}
+	}
+	return false
+}

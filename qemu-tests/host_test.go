@@ -49,8 +49,8 @@ import (
 const hostBoard = "qemu-q35-host"
 
 var (
-	hostOnce  sync.Once
-	hostBuilt hostBuild
+	hostMu     sync.Mutex
+	hostBuilds = map[string]*hostBuild{}
 )
 
 type hostBuild struct {
@@ -66,55 +66,67 @@ type hostBuild struct {
 // buildHost builds qemu-q35-host with the debian guest's command line
 // naming a file this test process serves (its port is known only now, so
 // the board is derived in a temporary file: qemu-q35-host plus that
-// command line).
-func buildHost(t testing.TB) hostBuild {
+// command line), once per test binary.
+func buildHost(t testing.TB) hostBuild { return buildHostWith(t, "") }
+
+// buildHostWith is buildHost with more guests: YAML list items appended
+// to the derived board's guests (merged by name), each variant built once.
+func buildHostWith(t testing.TB, guests string) hostBuild {
 	t.Helper()
-	hostOnce.Do(func() {
-		root := testdeps.RepoRoot(t)
-		boardsDir := filepath.Join(root, "boards")
-		cacheDir := testdeps.CacheDir(t)
-		body := make([]byte, 64<<10)
-		rand.Read(body)
-		h := sha256.Sum256(body)
-		hostBuilt.fetchSum = hex.EncodeToString(h[:])
-		out, err := os.MkdirTemp("", "fwbuild-host-")
-		if err != nil {
-			hostBuilt.err = err
-			return
-		}
-		// Served for the rest of the test binary's life (shared by the
-		// tests): the file the guest fetches, and the output directory as
-		// the board's guest_images_url (the images' second source, after
-		// the USB key's partition; not the board's fixed port 8080, which
-		// another test on the machine may hold).
-		var base string
-		if base, hostBuilt.err = serveForever(out, "fetch.bin", body); hostBuilt.err != nil {
-			return
-		}
-		hostBuilt.fetchURL = base + "/fetch.bin"
-		hostBuilt.imagesURL = base
-		p := filepath.Join(out, "qemu-q35-host-test.yaml")
-		yml := "extends: " + filepath.Join(boardsDir, hostBoard+".yaml") + "\nguest_images_url: " + base +
-			"\nguests:\n  - {name: debian, cmdline: " + contract.GuestFetchParam + "=" + hostBuilt.fetchURL + "}\n"
-		if hostBuilt.err = os.WriteFile(p, []byte(yml), 0o644); hostBuilt.err != nil {
-			return
-		}
-		if hostBuilt.board, hostBuilt.err = boardcfg.Load(p, boardsDir); hostBuilt.err != nil {
-			return
-		}
-		b := hostBuilt.board
-		_, hostBuilt.err = pipeline.Build(context.Background(), pipeline.Options{
-			Board: b, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out,
-		})
-		hostBuilt.out = out
-		if hostBuilt.err == nil {
-			hostBuilt.comps, hostBuilt.err = pipeline.Fetch(context.Background(), b, cacheDir, nil)
-		}
-	})
-	if hostBuilt.err != nil {
-		t.Fatalf("build %s: %v", hostBoard, hostBuilt.err)
+	hostMu.Lock()
+	defer hostMu.Unlock()
+	hb := hostBuilds[guests]
+	if hb == nil {
+		hb = &hostBuild{}
+		hostBuilds[guests] = hb
+		hb.build(t, guests)
 	}
-	return hostBuilt
+	if hb.err != nil {
+		t.Fatalf("build %s: %v", hostBoard, hb.err)
+	}
+	return *hb
+}
+
+func (hb *hostBuild) build(t testing.TB, guests string) {
+	root := testdeps.RepoRoot(t)
+	boardsDir := filepath.Join(root, "boards")
+	cacheDir := testdeps.CacheDir(t)
+	body := make([]byte, 64<<10)
+	rand.Read(body)
+	h := sha256.Sum256(body)
+	hb.fetchSum = hex.EncodeToString(h[:])
+	out, err := os.MkdirTemp("", "fwbuild-host-")
+	if err != nil {
+		hb.err = err
+		return
+	}
+	// Served for the rest of the test binary's life (shared by the
+	// tests): the file the guest fetches, and the output directory as
+	// the board's guest_images_url (the images' second source, after
+	// the USB key's partition; not the board's fixed port 8080, which
+	// another test on the machine may hold).
+	var base string
+	if base, hb.err = serveForever(out, "fetch.bin", body); hb.err != nil {
+		return
+	}
+	hb.fetchURL = base + "/fetch.bin"
+	hb.imagesURL = base
+	p := filepath.Join(out, "qemu-q35-host-test.yaml")
+	yml := "extends: " + filepath.Join(boardsDir, hostBoard+".yaml") + "\nguest_images_url: " + base +
+		"\nguests:\n  - {name: debian, cmdline: " + contract.GuestFetchParam + "=" + hb.fetchURL + "}\n" + guests
+	if hb.err = os.WriteFile(p, []byte(yml), 0o644); hb.err != nil {
+		return
+	}
+	if hb.board, hb.err = boardcfg.Load(p, boardsDir); hb.err != nil {
+		return
+	}
+	_, hb.err = pipeline.Build(context.Background(), pipeline.Options{
+		Board: hb.board, BoardsDir: boardsDir, CacheDir: cacheDir, OutDir: out,
+	})
+	hb.out = out
+	if hb.err == nil {
+		hb.comps, hb.err = pipeline.Fetch(context.Background(), hb.board, cacheDir, nil)
+	}
 }
 
 // serveForever serves body at /<name> and the files of dir at every other
@@ -132,25 +144,85 @@ func serveForever(dir, name string, body []byte) (string, error) {
 	return "http://10.0.2.2:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
 }
 
-// hostMachine is the board's USB boot as boottest gives it to a board with
-// a network and a data disk: a virtio-net NIC on QEMU's user network at
-// 00:03.0 and a blank virtio data disk with serial FWDATA0, whose file it
-// returns (written through, so a second boot of m sees the first's writes).
-func hostMachine(t *testing.T) (qemutests.Machine, string) {
+// hostOpts is one boot of the host board.
+type hostOpts struct {
+	// Path is the boot path, qemutests.ChainUSB (the default) or ChainSPI.
+	Path string
+	// Disk, if set, is the data disk to boot with (a previous boot's);
+	// else a blank one.
+	Disk string
+	// CPU, if set, replaces the board's virtual CPU.
+	CPU string
+	// Forward lists guest TCP ports of the management NIC to forward
+	// from the host (127.0.0.1); hostMachine returns the host ports.
+	Forward []int
+	// Guests, if set, is buildHostWith's variant of the board.
+	Guests string
+}
+
+// hostMachine is the host board's boot as boottest gives it to a board
+// with a network and a data disk: a virtio-net NIC on QEMU's user network
+// at 00:03.0 and a virtio data disk with serial FWDATA0 (blank unless
+// o.Disk names one), whose file it returns (written through, so a later
+// boot on it sees this one's writes). Tests of the control domain's
+// services (e.g. the management API) join these boots through o.Forward.
+func hostMachine(t testing.TB, o hostOpts) (m qemutests.Machine, disk string, ports map[int]int) {
 	t.Helper()
-	bl := buildHost(t)
+	bl := buildHostWith(t, o.Guests)
+	if o.Path == "" {
+		o.Path = qemutests.ChainUSB
+	}
 	work := t.TempDir()
-	m, _, err := boottest.Machine(boottest.Spec{Board: bl.board, Comps: bl.comps, OutDir: bl.out, Path: qemutests.ChainUSB, WorkDir: work})
+	m, _, err := boottest.Machine(boottest.Spec{Board: bl.board, Comps: bl.comps, OutDir: bl.out, Path: o.Path, WorkDir: work})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, filepath.Join(work, "data.img")
+	disk = filepath.Join(work, "data.img")
+	if o.Disk != "" {
+		// boottest made a blank disk in work: boot the given one instead.
+		for i, d := range m.Disks {
+			if d.Path() == disk {
+				m.Disks[i] = d.WithPath(o.Disk)
+			}
+		}
+		disk = o.Disk
+	}
+	if o.CPU != "" {
+		m.CPU = o.CPU
+	}
+	ports = map[int]int{}
+	for _, gp := range o.Forward {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hp := ln.Addr().(*net.TCPAddr).Port
+		ln.Close() // QEMU binds it; a race with another process is unlikely
+		ports[gp] = hp
+		for i, a := range m.Args {
+			if strings.HasPrefix(a, "user,id=fwnet0") {
+				m.Args[i] = a + fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", hp, gp)
+			}
+		}
+	}
+	return m, disk, ports
 }
 
-func runHost(t *testing.T, m qemutests.Machine, markers []qemutests.Marker, abort string) qemutests.Result {
+func runHost(t testing.TB, m qemutests.Machine, markers []qemutests.Marker, abort string) qemutests.Result {
 	t.Helper()
+	// Kept when the test fails (a t.TempDir would be gone with the path
+	// the failure names).
+	dir, err := os.MkdirTemp("", "fwbuild-host-console-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
 	opts := qemutests.Options{
-		LogPath:  filepath.Join(t.TempDir(), "console.log"),
+		LogPath:  filepath.Join(dir, "console.log"),
 		OnMarker: func(mt qemutests.Match) { t.Logf("%6.1fs %-16s %s", mt.At.Seconds(), mt.Marker.Name, mt.Line) },
 	}
 	if abort != "" {
@@ -164,9 +236,9 @@ func runHost(t *testing.T, m qemutests.Machine, markers []qemutests.Marker, abor
 	return res
 }
 
-func chain(t *testing.T) []qemutests.Marker {
+func chain(t testing.TB, path string) []qemutests.Marker {
 	t.Helper()
-	ms, err := qemutests.BootChain(qemutests.ChainUSB)
+	ms, err := qemutests.BootChain(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,21 +253,42 @@ func values(res qemutests.Result) map[string][]string {
 	return v
 }
 
+func lines(res qemutests.Result) map[string]string {
+	l := map[string]string{}
+	for _, m := range res.Matches {
+		l[m.Marker.Name] = m.Line
+	}
+	return l
+}
+
+// noNPT is the host board's virtual CPU without nested paging: Xen finds
+// no HAP (and Debian's Xen has no shadow paging), so no PVH guest can run.
+const noNPT = "qemu64,+svm,+rdrand"
+
+// installerDiskBytes is the installer guest's disk in qemu-q35-host.yaml.
+const installerDiskBytes = 256 << 20
+
 func TestHostDataDiskPersists(t *testing.T) {
-	m, disk := hostMachine(t) // a blank disk: sparse zeros
+	m, disk, _ := hostMachine(t, hostOpts{}) // a blank disk: sparse zeros
 	bl := buildHost(t)
 	token := fmt.Sprintf("fwbuild-marker-%d", rand.Int63())
 	const r = qemutests.TimeoutReady
 	const g = hostGuest
+	const inst = installerGuest
+	initrd := contract.DataImageFile(g, contract.GuestImageInitrd)
 
-	// Boot 1: blank disk.
-	ms := append(chain(t),
+	// Boot 1: the USB key (images from its fwbuild-images partition), a
+	// blank disk, a CPU with nested paging.
+	ms := append(chain(t, qemutests.ChainUSB),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
 		qemutests.Regexp("data-disk", contract.DataDiskPattern, r),
 		qemutests.Regexp("copied-kernel", contract.GuestImageCopiedPattern(g, contract.GuestImageKernel), r),
 		qemutests.Regexp("copied-initrd", contract.GuestImageCopiedPattern(g, contract.GuestImageInitrd), r),
 		qemutests.Regexp("copied-root", contract.GuestImageCopiedPattern(g, contract.GuestImageRoot), r),
+		qemutests.Regexp("copied-inst-kernel", contract.GuestImageCopiedPattern(installerImage, contract.GuestImageKernel), r),
+		qemutests.Regexp("copied-inst-initrd", contract.GuestImageCopiedPattern(installerImage, contract.GuestImageInitrd), r),
 		qemutests.Regexp("disk-created", contract.GuestDiskCreatedPattern(g, "root"), r),
+		qemutests.Regexp("inst-disk-created", contract.GuestDiskCreatedPattern(inst, "disk"), r),
 		qemutests.Regexp("running", contract.GuestRunningPattern(g), r),
 		qemutests.Regexp("root", contract.GuestOSRootPattern(g), r),
 		qemutests.Regexp("dhcp", contract.GuestOSDHCPPattern(g), r),
@@ -207,43 +300,45 @@ func TestHostDataDiskPersists(t *testing.T) {
 		// Destroying the guest runs the remove/offline hotplug calls:
 		// the loop device is detached (size 0) and the vif gone.
 		then(qemutests.Regexp("synced", `synced-42`, r), "/usr/sbin/xl destroy "+g+"; echo loop0-size-$(cat /sys/block/loop0/size) brif-$(ls /sys/class/net/xenbr0/brif)\n"),
-		qemutests.Regexp("destroyed", `loop0-size-(\d+) brif-(.*\S)\s*$`, r),
+		// The stock image's initrd on the data disk loses its bytes (as
+		// a damaged file would): the next boot, without the USB key,
+		// must fetch it again from guest_images_url.
+		then(qemutests.Regexp("destroyed", `loop0-size-(\d+) brif-(.*\S)\s*$`, r), "true > "+initrd+"; sync; echo damaged-$((1+1))\n"),
+		qemutests.Regexp("damaged", `damaged-2`, r),
 	)
 	res := runHost(t, m, ms, contract.FailurePattern+"|"+contract.GuestOSFailurePattern)
-	v := values(res)
+	v, l := values(res), lines(res)
 	if v["management"][0] != "10.0.2.15" || v["management"][1] != "24" || v["management"][2] != "xenbr0" || v["management"][3] != "dhcp" {
 		t.Errorf("management line %v: want 10.0.2.15/24 on xenbr0 by DHCP (QEMU's user network)", v["management"])
 	}
 	if v["data-disk"][2] != "prepared" {
 		t.Errorf("first boot: data disk %v, want prepared", v["data-disk"])
 	}
-	// From guest_images_url (the test's server): ctld tries the USB key's
-	// images partition first, but the dom0 kernel has no USB mass storage
-	// (qemu-q35's kernel: its USB key is read by OVMF only).
-	for k, f := range map[string]string{"copied-kernel": contract.GuestImageKernel, "copied-initrd": contract.GuestImageInitrd, "copied-root": contract.GuestImageRoot} {
-		if from, want := v[k][0], bl.imagesURL+"/"+contract.GuestImageArtefact(g, f); from != want {
-			t.Errorf("%s: from %s, want %s", k, from, want)
+	// From the USB key: dom0 reads its fwbuild-images partition (xHCI,
+	// usb-storage, sd in the dom0 kernel).
+	for k, f := range map[string][2]string{
+		"copied-kernel": {g, contract.GuestImageKernel}, "copied-initrd": {g, contract.GuestImageInitrd}, "copied-root": {g, contract.GuestImageRoot},
+		"copied-inst-kernel": {installerImage, contract.GuestImageKernel}, "copied-inst-initrd": {installerImage, contract.GuestImageInitrd},
+	} {
+		if from, want := v[k][0], "media:"+f[0]+"/"+f[1]; from != want {
+			t.Errorf("%s: from %s, want %s (the USB key's images partition)", k, from, want)
 		}
 	}
-	lines := map[string]string{}
-	for _, mt := range res.Matches {
-		lines[mt.Marker.Name] = mt.Line
-	}
-	if gr, err := contract.ParseGuestRunning(lines["running"]); err != nil || gr.Type != "pvh" {
-		t.Errorf("guest line %q (%v): want type=pvh (the cloud kernel has CONFIG_XEN_PVH=y)", lines["running"], err)
+	if gr, err := contract.ParseGuestRunning(l["running"]); err != nil || gr.Type != "pvh" {
+		t.Errorf("guest line %q (%v): want type=pvh (the cloud kernel has CONFIG_XEN_PVH=y)", l["running"], err)
 	}
 	if v["root"][0] != "/dev/xvda" {
 		t.Errorf("guest root %q, want /dev/xvda (its vbd)", v["root"][0])
 	}
-	if d, err := contract.ParseGuestOSDHCP(lines["dhcp"]); err != nil || d.Router != "10.0.2.2" || !strings.HasPrefix(d.IP, "10.0.2.") || d.IP == "10.0.2.15" {
-		t.Errorf("guest DHCP line %q: %+v, %v; want a lease of its own from QEMU's user network (router 10.0.2.2) through the bridge", lines["dhcp"], d, err)
+	if d, err := contract.ParseGuestOSDHCP(l["dhcp"]); err != nil || d.Router != "10.0.2.2" || !strings.HasPrefix(d.IP, "10.0.2.") || d.IP == "10.0.2.15" {
+		t.Errorf("guest DHCP line %q: %+v, %v; want a lease of its own from QEMU's user network (router 10.0.2.2) through the bridge", l["dhcp"], d, err)
 	}
-	if f, err := contract.ParseGuestOSFetched(lines["fetched"]); err != nil || f.URL != bl.fetchURL || f.SHA256 != bl.fetchSum {
-		t.Errorf("guest fetched line %q: %+v, %v; want %s with sha256 %s", lines["fetched"], f, err, bl.fetchURL, bl.fetchSum)
+	if f, err := contract.ParseGuestOSFetched(l["fetched"]); err != nil || f.URL != bl.fetchURL || f.SHA256 != bl.fetchSum {
+		t.Errorf("guest fetched line %q: %+v, %v; want %s with sha256 %s", l["fetched"], f, err, bl.fetchURL, bl.fetchSum)
 	}
-	first, err := contract.ParseGuestOSMarker(lines["guest-marker"])
+	first, err := contract.ParseGuestOSMarker(l["guest-marker"])
 	if err != nil || first.Found || first.Token == "" {
-		t.Errorf("first boot: guest marker line %q (%v): want a marker written", lines["guest-marker"], err)
+		t.Errorf("first boot: guest marker line %q (%v): want a marker written", l["guest-marker"], err)
 	}
 	if v["vif-in-bridge"][0] != v["running"][0] {
 		t.Errorf("vif%s.0 in the bridge, but the guest is domid %s", v["vif-in-bridge"][0], v["running"][0])
@@ -258,36 +353,58 @@ func TestHostDataDiskPersists(t *testing.T) {
 	}
 	t.Logf("boot 1: management after %v, guest running after %v, its DHCP lease %v later", at(res, "management"), at(res, "running"), at(res, "dhcp")-at(res, "running"))
 
-	// Boot 2: the same disk.
-	ms = append(chain(t),
+	// Boot 2: the same disk, from the SPI flash without the USB key (as
+	// after installation), on a CPU without nested paging. The debian
+	// guest (type: auto) starts as PV and finds its marker; the damaged
+	// initrd comes from guest_images_url; then the operator starts the
+	// installer guest, which reaches its first screen seeing its disk.
+	m, _, _ = hostMachine(t, hostOpts{Path: qemutests.ChainSPI, Disk: disk, CPU: noNPT})
+	ms = append(chain(t, qemutests.ChainSPI),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
 		qemutests.Regexp("data-disk", contract.DataDiskPattern, r),
+		qemutests.Regexp("copied-initrd", contract.GuestImageCopiedPattern(g, contract.GuestImageInitrd), r),
 		qemutests.Regexp("running", contract.GuestRunningPattern(g), r),
 		qemutests.Regexp("root", contract.GuestOSRootPattern(g), r),
 		qemutests.Regexp("dhcp", contract.GuestOSDHCPPattern(g), r),
 		qemutests.Regexp("fetched", contract.GuestOSFetchedPattern(g), r),
 		then(qemutests.Regexp("guest-marker", contract.GuestOSMarkerPattern(g), r), "cat "+contract.DataMount+"/marker\n"),
 		// Not the typed command's echo: the token alone, after the prompt at most.
-		qemutests.Regexp("marker", `(?:^|\s)`+token+`$`, r),
+		then(qemutests.Regexp("marker", `(?:^|\s)`+token+`$`, r), "ctld start "+inst+"\n"),
+		qemutests.Regexp("inst-running", contract.GuestRunningPattern(inst), r),
+		qemutests.Regexp("inst-disk", contract.GuestOSDiskPattern(inst), 2*r),
+		// Its first screen: the language choice, or (as under Xen here,
+		// 768 MiB) the low-memory notice that comes before it.
+		qemutests.Regexp("inst-first-screen", `Select a language|Entering low memory mode`, 2*r),
 	)
 	res = runHost(t, m, ms, contract.FailurePattern+"|"+contract.GuestOSFailurePattern)
-	if v := values(res); v["data-disk"][2] != "found" {
+	v, l = values(res), lines(res)
+	if v["data-disk"][2] != "found" {
 		t.Errorf("second boot: data disk %v, want found", v["data-disk"])
 	}
-	for _, mt := range res.Matches {
-		if mt.Marker.Name != "guest-marker" {
-			continue
-		}
-		if second, err := contract.ParseGuestOSMarker(mt.Line); err != nil || !second.Found || second.Token != first.Token {
-			t.Errorf("second boot: guest marker line %q (%v): want found %s", mt.Line, err, first.Token)
-		}
+	if from, want := v["copied-initrd"][0], bl.imagesURL+"/"+contract.GuestImageArtefact(g, contract.GuestImageInitrd); from != want {
+		t.Errorf("second boot: the damaged initrd came from %s, want %s (guest_images_url: no USB key)", from, want)
+	}
+	if gr, err := contract.ParseGuestRunning(l["running"]); err != nil || gr.Type != "pv" || !strings.Contains(gr.Why, "hap") {
+		t.Errorf("second boot: guest line %q (%+v, %v): want type=pv with why (type auto, no HAP in the virtual CPU)", l["running"], gr, err)
+	}
+	if second, err := contract.ParseGuestOSMarker(l["guest-marker"]); err != nil || !second.Found || second.Token != first.Token {
+		t.Errorf("second boot: guest marker line %q (%v): want found %s", l["guest-marker"], err, first.Token)
+	}
+	if gr, err := contract.ParseGuestRunning(l["inst-running"]); err != nil || gr.Type != "pv" {
+		t.Errorf("installer guest line %q (%v): want type=pv", l["inst-running"], err)
+	}
+	if d, err := contract.ParseGuestOSDisk(l["inst-disk"]); err != nil || d.Device != "xvda" || d.Bytes != installerDiskBytes {
+		t.Errorf("installer disk line %q: %+v, %v; want xvda of %d bytes (its vbd)", l["inst-disk"], d, err, installerDiskBytes)
 	}
 	log, _ := os.ReadFile(res.LogPath)
-	for _, re := range []string{contract.GuestDiskCreatedPattern(g, "root"), contract.CtldPrefix + `guest image \S+ copied`} {
-		if regexp.MustCompile(re).Match(log) {
-			t.Errorf("second boot: %s matched: created or copied again (log %s)", re, res.LogPath)
-		}
+	if n := len(regexp.MustCompile(contract.CtldPrefix+`guest image \S+ copied`).FindAll(log, -1)); n != 1 {
+		t.Errorf("second boot: %d image files copied, want 1 (the damaged initrd) (log %s)", n, res.LogPath)
 	}
+	if re := contract.CtldPrefix + `guest \S+ disk \S+ created`; regexp.MustCompile(re).Match(log) {
+		t.Errorf("second boot: %s matched: a disk created again (log %s)", re, res.LogPath)
+	}
+	t.Logf("boot 2: guest running (PV) after %v, its DHCP lease %v later; installer running %v after the command, first screen %v later",
+		at(res, "running"), at(res, "dhcp")-at(res, "running"), at(res, "inst-running")-at(res, "marker"), at(res, "inst-first-screen")-at(res, "inst-running"))
 }
 
 // then types s on the console once mk has matched.
@@ -308,8 +425,14 @@ func at(res qemutests.Result, name string) time.Duration {
 // hostGuest is qemu-q35-host's autostart guest: the stock Debian image.
 const hostGuest = "debian"
 
+// installerGuest is the guest of Debian's installer image, installerImage.
+const (
+	installerGuest = "installer"
+	installerImage = "debian-installer"
+)
+
 func TestHostForeignDataDiskUntouched(t *testing.T) {
-	m, disk := hostMachine(t)
+	m, disk, _ := hostMachine(t, hostOpts{})
 	// A third party's partition table: sgdisk's GPT with a Linux partition.
 	if out, err := exec.Command("sgdisk", "-n", "1:2048:+16M", "-t", "1:8300", "-c", "1:payroll", disk).CombinedOutput(); err != nil {
 		t.Fatalf("sgdisk (gdisk; `fwbuild doctor --fix` installs it): %v\n%s", err, out)
@@ -319,7 +442,7 @@ func TestHostForeignDataDiskUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	const r = qemutests.TimeoutReady
-	ms := append(chain(t),
+	ms := append(chain(t, qemutests.ChainUSB),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
 		qemutests.Regexp("refused", `fwbuild-ctld: FAILED storage: data disk serial:FWDATA0 \((/dev/vd[a-z]+)\) holds a GPT with 1 partition\(s\) \("payroll"\)`, r),
 		qemutests.Regexp("guest-refused", contract.CtldPrefix+"guest "+hostGuest+" FAILED: its disks are on the data disk", r),

@@ -147,6 +147,12 @@ func VirtioDisk(path, serial, addr string) Disk {
 	return Disk{kind: diskVirtio, path: path, serial: serial, addr: addr, ReadWrite: true}
 }
 
+// Path is the disk's image file.
+func (d Disk) Path() string { return d.path }
+
+// WithPath is the same disk (kind, serial, slot) backed by another file.
+func (d Disk) WithPath(p string) Disk { d.path = p; return d }
+
 // pflashMax is QEMU's limit on the total pflash size.
 const pflashMax = 8 << 20
 

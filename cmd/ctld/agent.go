@@ -75,6 +75,10 @@ type config struct {
 	// RedfishPort is the Redfish service's TCP port on the management
 	// address.
 	RedfishPort int
+	// MediaWait bounds the wait for the install media's images partition;
+	// MediaGrace is how long it is awaited when no USB mass-storage device
+	// is attached at all.
+	MediaWait, MediaGrace time.Duration
 }
 
 func defaultConfig() config {
@@ -92,6 +96,8 @@ func defaultConfig() config {
 
 		ImagesManifest: contract.GuestImagesManifest,
 		RedfishPort:    443,
+		MediaWait:      30 * time.Second,
+		MediaGrace:     3 * time.Second,
 	}
 }
 

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +20,9 @@ type guest struct {
 	Config    string
 	Autostart bool
 	Type      string // from the config's type line: pv, pvh (for the running line)
+	// Auto: the profile said type: auto (contract.TypeAutoLine), so a
+	// PVH guest may start as PV where the CPU cannot run PVH.
+	Auto bool
 }
 
 // findGuests lists the guest configs. ok is false when GuestsDir does not
@@ -45,7 +48,7 @@ func (a *agent) findGuests() (gs []guest, ok bool, err error) {
 		if err != nil {
 			return nil, true, fmt.Errorf("%s: %w", f, err)
 		}
-		gs = append(gs, guest{Name: name, Config: f, Autostart: auto, Type: contract.ParseXLType(b)})
+		gs = append(gs, guest{Name: name, Config: f, Autostart: auto, Type: contract.ParseXLType(b), Auto: contract.ParseTypeAuto(b)})
 	}
 	return gs, true, nil
 }
@@ -88,44 +91,9 @@ func (a *agent) runGuests(ctx context.Context) error {
 		if !g.Autostart {
 			continue
 		}
-		phase := func(p string, fn func() error) error { return a.timed(contract.GuestStepName(g.Name, p), fn) }
-		if err := phase(contract.GuestPhaseCreate, func() error {
-			_, err := a.xl(ctx, "create", g.Config)
-			return err
-		}); err != nil {
-			a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
-			continue
+		if a.startGuest(ctx, g, consoles, &wg) {
+			started = append(started, g.Name)
 		}
-		// Attach before reporting so the guest's first lines are not lost.
-		phase(contract.GuestPhaseConsole, func() error {
-			r, err := a.run.stream(ctx, a.bin("xl"), "console", g.Name)
-			if err != nil {
-				a.say(contract.GuestConsoleLost{Name: g.Name, Reason: err.Error()})
-				return err
-			}
-			consoles[g.Name] = r
-			wg.Add(1)
-			go func(name string) {
-				defer wg.Done()
-				defer r.Close()
-				a.forwardConsole(name, r)
-			}(g.Name)
-			return nil
-		})
-		var id int
-		err := phase(contract.GuestPhaseDomID, func() (err error) {
-			id, err = a.guestID(ctx, g.Name)
-			return err
-		})
-		if err != nil {
-			a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
-			if c := consoles[g.Name]; c != nil {
-				c.Close()
-			}
-			continue
-		}
-		a.say(contract.GuestRunning{Name: g.Name, DomID: id, Type: g.Type})
-		started = append(started, g.Name)
 	}
 	unhealthy, n := "", 0
 	for _, g := range gs {
@@ -146,6 +114,88 @@ func (a *agent) runGuests(ctx context.Context) error {
 	})
 	wg.Wait()
 	return nil
+}
+
+// startGuest creates one guest, forwards its console (closed through
+// consoles, done on wg) and prints its running line, or its FAILED line and
+// false.
+func (a *agent) startGuest(ctx context.Context, g guest, consoles map[string]io.Closer, wg *sync.WaitGroup) bool {
+	args := []string{"create", g.Config}
+	typ, note := g.Type, ""
+	if g.Auto && typ == "pvh" {
+		if ok, why := a.canPVH(ctx); !ok {
+			// xl applies key=value arguments after the file's own
+			// settings: the same config, as PV (the image's kernel
+			// boots either way).
+			args = append(args, `type="pv"`)
+			typ, note = "pv", "type auto: this CPU cannot run PVH, "+why
+		}
+	}
+	phase := func(p string, fn func() error) error { return a.timed(contract.GuestStepName(g.Name, p), fn) }
+	if err := phase(contract.GuestPhaseCreate, func() error {
+		_, err := a.xl(ctx, args...)
+		return err
+	}); err != nil {
+		a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
+		return false
+	}
+	// Attach before reporting so the guest's first lines are not lost.
+	phase(contract.GuestPhaseConsole, func() error {
+		r, err := a.run.stream(ctx, a.bin("xl"), "console", g.Name)
+		if err != nil {
+			a.say(contract.GuestConsoleLost{Name: g.Name, Reason: err.Error()})
+			return err
+		}
+		consoles[g.Name] = r
+		wg.Add(1)
+		go func(name string) {
+			defer wg.Done()
+			defer r.Close()
+			a.forwardConsole(name, r)
+		}(g.Name)
+		return nil
+	})
+	var id int
+	err := phase(contract.GuestPhaseDomID, func() (err error) {
+		id, err = a.guestID(ctx, g.Name)
+		return err
+	})
+	if err != nil {
+		a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
+		if c := consoles[g.Name]; c != nil {
+			c.Close()
+		}
+		return false
+	}
+	a.say(contract.GuestRunning{Name: g.Name, DomID: id, Type: typ, Why: note})
+	return true
+}
+
+// canPVH says whether this machine runs PVH guests, from xl info's
+// virt_caps: HVM support and either hardware-assisted paging (NPT/EPT) or
+// shadow paging, what libxl itself requires of an HVM container (without,
+// xl create fails with "neither hap nor shadow paging available"). If xl
+// info cannot tell, PVH is tried. why names what is missing.
+func (a *agent) canPVH(ctx context.Context) (ok bool, why string) {
+	out, err := a.xl(ctx, "info")
+	if err != nil {
+		return true, ""
+	}
+	caps, found := parseXLInfo(out)["virt_caps"]
+	if !found {
+		return true, ""
+	}
+	has := map[string]bool{}
+	for _, c := range strings.Fields(caps) {
+		has[c] = true
+	}
+	switch {
+	case !has["hvm"]:
+		return false, "no hvm in virt_caps"
+	case !has["hap"] && !has["shadow"]:
+		return false, "neither hap nor shadow in virt_caps"
+	}
+	return true, ""
 }
 
 // xl runs one xl command; a hung toolstack must not stall the other guests.
@@ -172,19 +222,61 @@ func (a *agent) guestID(ctx context.Context, name string) (int, error) {
 	return 0, fmt.Errorf("xl list %s: not listed after xl create", name)
 }
 
+// consoleQuiet is how long a guest's unfinished line may wait for its
+// newline before it is forwarded as it is: a full-screen program (Debian's
+// installer draws its first screen with cursor moves) may print no newline
+// for a long time.
+const consoleQuiet = 500 * time.Millisecond
+
 // forwardConsole copies a guest's console to ctld's output a line at a
-// time, each prefixed with the guest's name.
+// time, each prefixed with the guest's name; an unfinished line is
+// forwarded after consoleQuiet without more output.
 func (a *agent) forwardConsole(name string, r io.Reader) {
-	br := bufio.NewReader(r)
-	for {
-		line, err := br.ReadString('\n')
-		if line != "" {
-			// Consoles are ptys: lines end in \r\n.
-			line = strings.TrimRight(line, "\r\n")
-			a.say(contract.GuestConsole{Name: name, Line: line})
+	chunks := make(chan []byte)
+	go func() {
+		defer close(chunks)
+		for {
+			b := make([]byte, 4096)
+			n, err := r.Read(b)
+			if n > 0 {
+				chunks <- b[:n]
+			}
+			if err != nil {
+				return
+			}
 		}
-		if err != nil {
-			return
+	}()
+	var pending []byte
+	emit := func(line []byte) {
+		// Consoles are ptys: lines end in \r\n.
+		a.say(contract.GuestConsole{Name: name, Line: strings.TrimRight(string(line), "\r\n")})
+	}
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	for {
+		select {
+		case b, ok := <-chunks:
+			if !ok {
+				if len(pending) > 0 {
+					emit(pending)
+				}
+				return
+			}
+			pending = append(pending, b...)
+			for {
+				i := bytes.IndexByte(pending, '\n')
+				if i < 0 {
+					break
+				}
+				emit(pending[:i])
+				pending = pending[i+1:]
+			}
+			quiet.Reset(consoleQuiet)
+		case <-quiet.C:
+			if len(pending) > 0 {
+				emit(pending)
+				pending = nil
+			}
 		}
 	}
 }

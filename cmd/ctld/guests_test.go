@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"sort"
 	"strings"
 	"testing"
@@ -175,5 +176,27 @@ func TestStoppedState(t *testing.T) {
 		if got := stoppedState(s); got != want {
 			t.Errorf("stoppedState(%q) = %q, want %q", s, got, want)
 		}
+	}
+}
+
+// A full-screen program's output without a newline is forwarded once the
+// console has been quiet for consoleQuiet; complete lines at once.
+func TestForwardConsoleFlushesQuietLine(t *testing.T) {
+	pr, pw := io.Pipe()
+	var out syncBuffer
+	a := &agent{out: &out}
+	done := make(chan struct{})
+	go func() { a.forwardConsole("installer", pr); close(done) }()
+	io.WriteString(pw, "line one\r\n\x1b[1;1H  Select a language")
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "Select a language") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	io.WriteString(pw, " more\r\n")
+	pw.Close()
+	<-done
+	want := "[guest installer] line one\n[guest installer] \x1b[1;1H  Select a language\n[guest installer]  more\n"
+	if out.String() != want {
+		t.Errorf("forwarded %q, want %q", out.String(), want)
 	}
 }

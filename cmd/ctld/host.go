@@ -213,7 +213,7 @@ func (a *agent) dataGuests(root string) ([]guest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		gs = append(gs, guest{Name: name, Config: f, Autostart: auto, Type: contract.ParseXLType(b)})
+		gs = append(gs, guest{Name: name, Config: f, Autostart: auto, Type: contract.ParseXLType(b), Auto: contract.ParseTypeAuto(b)})
 	}
 	return gs, nil
 }

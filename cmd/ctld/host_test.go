@@ -632,3 +632,66 @@ func TestProvisionImages(t *testing.T) {
 }
 
 func hexString(b []byte) string { return hex.EncodeToString(b) }
+
+// appearingSys is a fakeSystem whose files in later appear once glob has
+// been called after times.
+type appearingSys struct {
+	*fakeSystem
+	after int
+	later map[string]string
+}
+
+func (s *appearingSys) glob(pattern string) ([]string, error) {
+	if s.after--; s.after == 0 {
+		for p, v := range s.later {
+			s.files[p] = v
+		}
+	}
+	return s.fakeSystem.glob(pattern)
+}
+
+func TestWaitImagesPartition(t *testing.T) {
+	part := map[string]string{"/sys/class/block/sda2/uevent": "DEVTYPE=partition\nPARTNAME=" + contract.ImagesPartitionName + "\n"}
+	usb := map[string]string{"/sys/bus/usb/devices/1-1:1.0/bInterfaceClass": "08\n"}
+	for _, tc := range []struct {
+		name     string
+		files    map[string]string // there from the start
+		later    map[string]string // there after a few polls
+		wait     time.Duration     // MediaWait (MediaGrace is 20ms)
+		wantDev  string
+		maxTaken time.Duration
+	}{
+		{name: "there", files: part, wait: time.Minute, wantDev: "/dev/sda2", maxTaken: time.Second},
+		// The key's partitions are read after ctld first looks.
+		{name: "appears", files: usb, later: part, wait: time.Minute, wantDev: "/dev/sda2", maxTaken: 5 * time.Second},
+		// No USB mass storage at all (a boot from flash): the grace only.
+		{name: "no key", files: map[string]string{"/sys/bus/usb/devices/usb1/bDeviceClass": "09\n"}, wait: time.Minute, maxTaken: 5 * time.Second},
+		// A key without the partition: the whole wait, then the URL.
+		{name: "other key", files: usb, wait: 200 * time.Millisecond, maxTaken: 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{}
+			for p, v := range tc.files {
+				files[p] = v
+			}
+			sys := &appearingSys{fakeSystem: &fakeSystem{files: files}, after: 6, later: tc.later}
+			a := &agent{cfg: defaultConfig(), sys: sys, out: &bytes.Buffer{}}
+			a.cfg.Poll, a.cfg.MediaWait, a.cfg.MediaGrace = time.Millisecond, tc.wait, 20*time.Millisecond
+			start := time.Now()
+			dev, err := a.waitImagesPartition(context.Background())
+			taken := time.Since(start)
+			if dev != tc.wantDev || (tc.wantDev == "") != (err != nil) {
+				t.Errorf("got %q, %v; want %q", dev, err, tc.wantDev)
+			}
+			if tc.wantDev == "" && !errors.Is(err, errNoImagesPartition) {
+				t.Errorf("error %v: want errNoImagesPartition", err)
+			}
+			if tc.name == "other key" && taken < tc.wait {
+				t.Errorf("gave up after %v with a USB key attached, want the whole %v", taken, tc.wait)
+			}
+			if taken > tc.maxTaken {
+				t.Errorf("took %v", taken)
+			}
+		})
+	}
+}

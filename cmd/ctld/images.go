@@ -57,12 +57,52 @@ func (a *agent) findImagesPartition() (string, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("no partition named %s (is the install media attached?)", contract.ImagesPartitionName)
+		return "", errNoImagesPartition
 	case 1:
 		return found[0], nil
 	}
 	return "", fmt.Errorf("%d partitions named %s (%s): detach all but one install medium", len(found), contract.ImagesPartitionName, strings.Join(found, ", "))
 }
+
+// waitImagesPartition waits up to cfg.MediaWait for the images partition:
+// a USB key is enumerated, probed by usb-storage (which waits delay_use, 1 s,
+// before scanning) and its partitions read in the background after the
+// kernel's init, so it may appear after ctld asks. Without any USB
+// mass-storage interface (a boot from flash, no key attached) it gives up
+// after cfg.MediaGrace instead of the whole wait, so a board whose images
+// come from a URL is not held back.
+func (a *agent) waitImagesPartition(ctx context.Context) (string, error) {
+	start := time.Now()
+	for {
+		dev, err := a.findImagesPartition()
+		if err == nil || !errors.Is(err, errNoImagesPartition) {
+			return dev, err
+		}
+		waited := time.Since(start)
+		if waited >= a.cfg.MediaWait || (waited >= a.cfg.MediaGrace && !a.usbStoragePresent()) {
+			return "", fmt.Errorf("%w after %v", err, waited.Round(100*time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(a.cfg.Poll):
+		}
+	}
+}
+
+// usbStoragePresent says whether a USB mass-storage interface (class 08)
+// is attached, probed or not yet.
+func (a *agent) usbStoragePresent() bool {
+	ifs, _ := a.sys.glob("/sys/bus/usb/devices/*/bInterfaceClass")
+	for _, p := range ifs {
+		if b, err := a.sys.readFile(p); err == nil && strings.TrimSpace(string(b)) == "08" {
+			return true
+		}
+	}
+	return false
+}
+
+var errNoImagesPartition = fmt.Errorf("no partition named %s (is the install media attached?)", contract.ImagesPartitionName)
 
 // provisionImages copies every file of the manifest that is not on the data
 // disk yet, printing a line per file copied, or a FAILED images line. root
@@ -89,7 +129,7 @@ func (a *agent) provisionImages(ctx context.Context, root string, m mediaOps, cl
 		from := f.URL
 		if f.MediaPath != "" {
 			if !mounted {
-				dev, err := a.findImagesPartition()
+				dev, err := a.waitImagesPartition(ctx)
 				if err == nil {
 					a.sys.mkdirAll(root + mediaMount)
 					err = m.mountRO(dev, root+mediaMount)

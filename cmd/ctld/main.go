@@ -76,8 +76,9 @@ func main() {
 	flag.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "time allowed for each daemon to become ready")
 	flag.StringVar(&cfg.GuestsDir, "guests-dir", cfg.GuestsDir, "directory of guest xl configs, <name>.cfg")
 	guests := flag.Bool("guests", false, "start the autostart guests and watch them (ctld runs itself this way after the ready line)")
+	startName := flag.String("start", "", "start this guest and forward its console (`ctld start <guest>` runs itself this way)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests|unit  report on a running control domain\n       ctld quote <nonce-hex>  a TPM2 quote of PCRs 0-7 over the nonce, one line\n       ctld update FILE [-downgrade]  install a signed update artefact into the inactive ESP slot\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests|unit  report on a running control domain\n       ctld start <guest>  start a guest, its console forwarded to this terminal\n       ctld quote <nonce-hex>  a TPM2 quote of PCRs 0-7 over the nonce, one line\n       ctld update FILE [-downgrade]  install a signed update artefact into the inactive ESP slot\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -100,14 +101,15 @@ func main() {
 			}
 			return
 		}
-		if err := a.operate(ctx, flag.Arg(0), os.Stdout); err != nil {
+		spawn := func(name string) error { return startHelper(a.cfg, "-start", name) }
+		if err := a.operate(ctx, flag.Args(), os.Stdout, spawn); err != nil {
 			fmt.Fprintf(os.Stderr, "ctld %s: %v\n", flag.Arg(0), err)
 			os.Exit(1)
 		}
 		return
 	}
 
-	if *guests {
+	if *guests || *startName != "" {
 		// No overall timeout: consoles of running guests are forwarded
 		// for as long as they run.
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -123,8 +125,13 @@ func main() {
 				os.Exit(1)
 			}
 		}
-		a.slotsAtBoot(ctx)
-		if err := a.runGuests(ctx); err != nil {
+		run := a.runGuests
+		if *startName != "" {
+			run = func(ctx context.Context) error { return a.startOne(ctx, *startName) }
+		} else {
+			a.slotsAtBoot(ctx)
+		}
+		if err := run(ctx); err != nil {
 			os.Exit(1)
 		}
 		return
@@ -151,7 +158,7 @@ func main() {
 	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig) || a.bootPath() == contract.BootESP) {
 		// u-root's init starts the shell only once ctld exits, so the
 		// guests are looked after by a detached copy.
-		if err := startGuestHelper(a.cfg); err != nil {
+		if err := startHelper(a.cfg, "-guests"); err != nil {
 			for _, g := range gs {
 				a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 			}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path"
 	"sort"
+	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/fwbuild/fwbuild/contract"
@@ -18,25 +21,45 @@ import (
 //	              domain id, and any other domain xl knows
 //	ctld unit     the unit's credential record: serial and accounts, or why
 //	              there is none (see unit.go)
+//	ctld start <name>
+//	              start a guest (its definition on the data disk, else the
+//	              profile's) the way the boot starts autostart guests: a
+//	              detached ctld creates it, prints its running line and
+//	              forwards its console; the command returns at once
 //
 // Plain `ctld` is the boot-time agent; run again on a live control domain it
 // would start a second xenstored, so it refuses.
 
-// operate runs an operator command.
-func (a *agent) operate(ctx context.Context, cmd string, w io.Writer) error {
-	switch cmd {
-	case "status", "guests":
-	case "unit":
+// operate runs an operator command; spawn starts the detached ctld that
+// starts a guest (startHelper in the control domain).
+func (a *agent) operate(ctx context.Context, args []string, w io.Writer, spawn func(name string) error) error {
+	cmd := args[0]
+	switch {
+	case (cmd == "status" || cmd == "guests") && len(args) == 1:
+	case cmd == "start" && len(args) == 2:
+	case cmd == "start":
+		return fmt.Errorf("usage: ctld start <guest>")
+	case cmd == "unit" && len(args) == 1:
 		// The unit's credential record, as the management services read
-		// it: its line, or the FAILED unit line with what to do.
+		// it: its line, or why there is none.
 		b := &agent{cfg: a.cfg, run: a.run, sys: a.sys, out: w}
 		_, err := b.loadUnitRecord(ctx)
 		return err
 	default:
-		return fmt.Errorf("unknown command %q: want status, guests or unit", cmd)
+		return fmt.Errorf("unknown command %q: want status, guests, unit or start <guest>", strings.Join(args, " "))
 	}
 	if err := a.findToolstack(ctx); err != nil {
 		return err
+	}
+	if cmd == "start" {
+		g, err := a.lookupGuest(args[1])
+		if err != nil {
+			return err
+		}
+		if id, err := a.guestID(ctx, g.Name); err == nil {
+			return fmt.Errorf("guest %s is running already (domid %d)", g.Name, id)
+		}
+		return spawn(g.Name)
 	}
 	if cmd == "status" {
 		st, err := a.status(ctx)
@@ -108,4 +131,47 @@ func domainState(s string) string {
 		return "running"
 	}
 	return "running (" + s + ")"
+}
+
+// lookupGuest finds a guest's definition: on the data disk, where the host
+// side keeps guests once it has seen them, else the profile's in GuestsDir.
+func (a *agent) lookupGuest(name string) (guest, error) {
+	if !contract.ValidGuestName(name) {
+		return guest{}, fmt.Errorf("guest name %q: want letters, digits, '-', '_' or '.'", name)
+	}
+	p := contract.DataGuestConfig(name)
+	if !a.sys.exists(p) {
+		p = path.Join(a.cfg.GuestsDir, name+".cfg")
+	}
+	b, err := a.sys.readFile(p)
+	if err != nil {
+		return guest{}, fmt.Errorf("guest %s: no definition on the data disk or in the profile (%w)", name, err)
+	}
+	auto, err := contract.ParseAutostart(b)
+	if err != nil {
+		return guest{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return guest{Name: name, Config: p, Autostart: auto, Type: contract.ParseXLType(b), Auto: contract.ParseTypeAuto(b)}, nil
+}
+
+// startOne is the detached ctld of `ctld start`: it starts the guest and
+// forwards its console until it stops.
+func (a *agent) startOne(ctx context.Context, name string) error {
+	g, err := a.lookupGuest(name)
+	if err != nil {
+		a.say(contract.GuestFailed{Name: name, Reason: err.Error()})
+		return err
+	}
+	var wg sync.WaitGroup
+	consoles := map[string]io.Closer{}
+	if !a.startGuest(ctx, g, consoles, &wg) {
+		return fmt.Errorf("guest %s not started", name)
+	}
+	a.watch(ctx, []string{name}, func(string) {
+		if c := consoles[name]; c != nil {
+			c.Close()
+		}
+	})
+	wg.Wait()
+	return nil
 }

@@ -296,11 +296,12 @@ func (execRunner) stream(ctx context.Context, name string, args ...string) (io.R
 	return &consoleStream{r: pr, stdin: stdin, cmd: cmd}, nil
 }
 
-// startGuestHelper runs ctld again with -guests in its own session, writing
-// to ctld's output, and does not wait for it. /proc/self/exe with ctld's own
-// argv[0] reaches ctld inside the u-root busybox too.
-func startGuestHelper(cfg config) error {
-	cmd := exec.Command("/proc/self/exe", "-guests", "-xen-bin", cfg.XenBin, "-guests-dir", cfg.GuestsDir)
+// startHelper runs ctld again with mode (-guests, or -start <guest>) in its
+// own session, writing to ctld's output, and does not wait for it.
+// /proc/self/exe with ctld's own argv[0] reaches ctld inside the u-root
+// busybox too.
+func startHelper(cfg config, mode ...string) error {
+	cmd := exec.Command("/proc/self/exe", append([]string{"-xen-bin", cfg.XenBin, "-guests-dir", cfg.GuestsDir}, mode...)...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -171,12 +171,12 @@ func TestOperatorUnit(t *testing.T) {
 	sys.phys = map[uint64][]byte{unitAddr: region}
 	sys.files["/proc/cmdline"] = contract.UnitRegion{Addr: unitAddr, Size: 0x10000, Board: "qemu-q35"}.String() + "\n"
 	var out bytes.Buffer
-	if err := a.operate(context.Background(), "unit", &out); err != nil || out.String() != "fwbuild-ctld: unit SN-0042 accounts=1\n" {
+	if err := a.operate(context.Background(), []string{"unit"}, &out, nil); err != nil || out.String() != "fwbuild-ctld: unit SN-0042 accounts=1\n" {
 		t.Errorf("ctld unit: %v, %q", err, out.String())
 	}
 	sys.phys[unitAddr] = bytes.Repeat([]byte{0xff}, 0x10000)
 	out.Reset()
-	if err := a.operate(context.Background(), "unit", &out); err == nil || !strings.Contains(out.String(), "unit not provisioned: unit region at 0xfe3f0000: not provisioned") {
+	if err := a.operate(context.Background(), []string{"unit"}, &out, nil); err == nil || !strings.Contains(out.String(), "unit not provisioned: unit region at 0xfe3f0000: not provisioned") {
 		t.Errorf("ctld unit, blank: %v, %q", err, out.String())
 	}
 }

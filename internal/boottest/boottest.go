@@ -307,8 +307,8 @@ func checkReady(b *boardcfg.Board, ready *contract.Ready) error {
 // serveImages serves outDir, where the build published the guest images'
 // artefacts, at the board's guest_images_url when that names the host as
 // QEMU's user network shows it (10.0.2.2:<port>): ctld copies the images from
-// there when it cannot read the USB key's images partition (qemu-q35's dom0
-// kernel has no USB mass storage). Another URL is the profile's to serve.
+// there when it finds no USB key with an images partition (the SPI path).
+// Another URL is the profile's to serve.
 // TestHostDataDiskPersists serves its own (a free port), not through Run.
 func serveImages(b *boardcfg.Board, outDir string) (stop func(), err error) {
 	// Only a boot that starts a guest of an image needs them (qemu-q35's

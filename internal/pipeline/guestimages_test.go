@@ -191,8 +191,11 @@ func TestGuestTypeAndXLConfig(t *testing.T) {
 			t.Errorf("xl config lacks %s:\n%s", want, cfg)
 		}
 	}
-	if got := contract.ParseXLType([]byte(cfg)); got != "pvh" {
-		t.Errorf("ParseXLType = %q", got)
+	if got := contract.ParseXLType([]byte(cfg)); got != "pvh" || !contract.ParseTypeAuto([]byte(cfg)) {
+		t.Errorf("ParseXLType = %q, ParseTypeAuto = %v: want pvh chosen by auto", got, contract.ParseTypeAuto([]byte(cfg)))
+	}
+	if cfg := xlConfig(boardcfg.Guest{Name: "web", Memory: 256 << 20, Image: "debian", Type: "pvh"}, &img, "pvh", ""); contract.ParseTypeAuto(cfg) {
+		t.Errorf("type: pvh asked for explicitly is marked auto:\n%s", cfg)
 	}
 	inst := boardcfg.GuestImage{Name: "debian-installer", Initrd: "di:initrd"}
 	if cfg := string(xlConfig(boardcfg.Guest{Name: "inst", Memory: 512 << 20, Image: "debian-installer"}, &inst, "pv", "")); strings.Contains(cfg, "root=") {

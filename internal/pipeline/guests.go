@@ -70,6 +70,10 @@ func xlConfig(g boardcfg.Guest, img *boardcfg.GuestImage, typ, bridge string) []
 	extra := strings.Join(strings.Fields(params+" "+g.Cmdline), " ")
 	var b strings.Builder
 	fmt.Fprintln(&b, contract.AutostartLine(g.Autostart))
+	if typ == boardcfg.GuestTypePVH && (g.Type == "" || g.Type == boardcfg.GuestTypeAuto) {
+		// ctld falls back to PV on a CPU that cannot run PVH.
+		fmt.Fprintln(&b, contract.TypeAutoLine)
+	}
 	fmt.Fprintf(&b, "name = %q\ntype = %q\nmemory = %d\nvcpus = %d\n", g.Name, typ, uint64(g.Memory)>>20, vcpus)
 	fmt.Fprintf(&b, "kernel = %q\nramdisk = %q\n", kernel, ramdisk)
 	fmt.Fprintf(&b, "extra = %q\non_poweroff = \"destroy\"\non_crash = \"destroy\"\n", extra)
