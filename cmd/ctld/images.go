@@ -36,12 +36,26 @@ type mediaOps interface {
 }
 
 // findImagesPartition finds the partition whose GPT name is
-// contract.ImagesPartitionName (the kernel gives it as PARTNAME in the
-// partition's uevent).
+// contract.ImagesPartitionName.
 func (a *agent) findImagesPartition() (string, error) {
+	found, err := a.partitionsNamed(contract.ImagesPartitionName)
+	switch {
+	case err != nil:
+		return "", err
+	case len(found) == 0:
+		return "", errNoImagesPartition
+	case len(found) > 1:
+		return "", fmt.Errorf("%d partitions named %s (%s): detach all but one install medium", len(found), contract.ImagesPartitionName, strings.Join(found, ", "))
+	}
+	return found[0], nil
+}
+
+// partitionsNamed lists the partitions with a GPT name (the kernel gives it
+// as PARTNAME in the partition's uevent), as /dev paths.
+func (a *agent) partitionsNamed(name string) ([]string, error) {
 	ues, err := a.sys.glob("/sys/class/block/*/uevent")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var found []string
 	for _, ue := range ues {
@@ -50,18 +64,12 @@ func (a *agent) findImagesPartition() (string, error) {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if line == "PARTNAME="+contract.ImagesPartitionName {
+			if line == "PARTNAME="+name {
 				found = append(found, "/dev/"+path.Base(path.Dir(ue)))
 			}
 		}
 	}
-	switch len(found) {
-	case 0:
-		return "", errNoImagesPartition
-	case 1:
-		return found[0], nil
-	}
-	return "", fmt.Errorf("%d partitions named %s (%s): detach all but one install medium", len(found), contract.ImagesPartitionName, strings.Join(found, ", "))
+	return found, nil
 }
 
 // waitImagesPartition waits up to cfg.MediaWait for the images partition:

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -168,32 +167,18 @@ func (a *agent) openSlots(ctx context.Context) (*slotManager, error) {
 	return a.slotManagerFor(ctx, espDir{contract.ESPMount}, efivarfs{efivarsDir}, geo)
 }
 
-// findPartitionNamed finds the one partition with a GPT name (the kernel
-// gives it as PARTNAME in the partition's uevent).
+// findPartitionNamed finds the one partition with a GPT name.
 func (a *agent) findPartitionNamed(name string) (string, error) {
-	ues, err := a.sys.glob("/sys/class/block/*/uevent")
-	if err != nil {
+	found, err := a.partitionsNamed(name)
+	switch {
+	case err != nil:
 		return "", err
-	}
-	var found []string
-	for _, ue := range ues {
-		b, err := a.sys.readFile(ue)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if line == "PARTNAME="+name {
-				found = append(found, "/dev/"+path.Base(path.Dir(ue)))
-			}
-		}
-	}
-	switch len(found) {
-	case 0:
+	case len(found) == 0:
 		return "", fmt.Errorf("no partition named %s", name)
-	case 1:
-		return found[0], nil
+	case len(found) > 1:
+		return "", fmt.Errorf("%d partitions named %s (%s): detach all but one", len(found), name, strings.Join(found, ", "))
 	}
-	return "", fmt.Errorf("%d partitions named %s (%s): detach all but one", len(found), name, strings.Join(found, ", "))
+	return found[0], nil
 }
 
 // partitionGeometry reads a partition's number, start and size from sysfs
