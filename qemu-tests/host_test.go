@@ -113,9 +113,17 @@ func (hb *hostBuild) build(t testing.TB, guests string) {
 	hb.imagesURL = base
 	p := filepath.Join(out, "qemu-q35-host-test.yaml")
 	yml := "extends: " + filepath.Join(boardsDir, hostBoard+".yaml") + "\nguest_images_url: " + base +
-		"\nguests:\n  - {name: debian, cmdline: " + contract.GuestFetchParam + "=" + hb.fetchURL + "}\n" + guests
+		"\nguests:\n  - {name: debian, cmdline: " + contract.GuestFetchParam + "=" + hb.fetchURL + "}\n"
 	if hb.err = os.WriteFile(p, []byte(yml), 0o644); hb.err != nil {
 		return
+	}
+	if guests != "" {
+		// A profile of its own that extends the test's, so its items
+		// merge by name with the test's guests (debian's among them).
+		p = filepath.Join(out, "qemu-q35-host-variant.yaml")
+		if hb.err = os.WriteFile(p, []byte("extends: "+filepath.Join(out, "qemu-q35-host-test.yaml")+"\nguests:\n"+guests), 0o644); hb.err != nil {
+			return
+		}
 	}
 	if hb.board, hb.err = boardcfg.Load(p, boardsDir); hb.err != nil {
 		return
