@@ -27,7 +27,7 @@ func TestProvisionCommand(t *testing.T) {
 		t.Fatalf("exit %d, output:\n%s", code, out)
 	}
 	chip, _ := os.ReadFile(img)
-	r, err := unit.Parse(chip[0x7F0000:0x800000])
+	r, err := unit.Parse(chip[0xA00000:0xA10000])
 	if err != nil || r.Serial != "SN-7" || r.Board != "qemu-q35" || !r.Accounts[0].Verify(m[1]) {
 		t.Fatalf("record %+v, %v", r, err)
 	}

@@ -63,7 +63,7 @@ func vendorBoards(t *testing.T) (string, map[string]string) {
     payload: region
     regions:
       - {name: bios, firmware: true, start: 0x0, size: 32MiB}
-      - {name: guests, guests: true, start: 0x0, size: 0x3F0000}
+      - {name: guests, guests: true, start: 0x0, size: 0x600000}
       - {name: payload, payload: true, start: 0x1000000, size: 0xA00000}   # up to galago, the top 6 MiB
 `)
 	write("vendor-vbox", "vbox.fd", vbox, `    chip_size: 16MiB
@@ -72,15 +72,16 @@ func vendorBoards(t *testing.T) (string, map[string]string) {
     payload: region
     regions:
       - {name: bios, firmware: true, start: 0x0, size: 16MiB}
-      - {name: guests, guests: true, start: 0x0, size: 0x3F0000}
-      - {name: payload, payload: true, start: 0x400000, size: 0xA00000}
+      - {name: guests, guests: true, start: 0x0, size: 0x500000}
+      - {name: payload, payload: true, start: 0x500000, size: 0x900000}
 `)
 	write("vendor-fullchip", "chip.bin", fullChip(t), `    chip_size: 32MiB
     descriptor: image
-    mapped: 16MiB
+    mapped: 32MiB
     payload: region
     regions:
-      # The guests ride in the payload: the BIOS region has no room for them beside it.
+      # The BIOS region starts right after the GbE region: the guests below the top 16 MiB.
+      - {name: guests, guests: true, start: 0x900000, size: 0x600000}
       - {name: payload, payload: true, start: 0x1000000, size: 0xC84000}
 `)
 	return dir, files
@@ -96,7 +97,7 @@ func fullChip(t *testing.T) []byte {
 		{Kind: "descriptor", Start: 0, Size: 0x1000},
 		{Kind: "me", Start: 0x1000, Size: 0x7FF000},
 		{Kind: "gbe", Start: 0x800000, Size: 0x2000},
-		{Kind: "bios", Start: 0x1000000, Size: 0x1000000},
+		{Kind: "bios", Start: 0x802000, Size: 0x17FE000},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -195,13 +196,16 @@ func TestVendorFirmwareBuilds(t *testing.T) {
 					}
 				}
 				if !strings.Contains(string(layout), "00000000:00000fff fd\n") || !strings.Contains(string(layout), "00001000:007fffff me\n") ||
-					!strings.Contains(string(layout), "00800000:00801fff gbe\n") || !strings.Contains(string(layout), "01000000:01ffffff bios\n") {
+					!strings.Contains(string(layout), "00800000:00801fff gbe\n") || !strings.Contains(string(layout), "00802000:01ffffff bios\n") {
 					t.Errorf("spi.layout is not the descriptor's:\n%s", layout)
 				}
 				// Only what fwbuild put into the BIOS region counts as changed below.
-				pay, _ := b.Outputs.SPI.PayloadRegion()
 				base = append([]byte(nil), in...)
-				copy(base[pay.Start:pay.End()+1], chip[pay.Start:pay.End()+1])
+				for _, r := range b.Outputs.SPI.Regions {
+					if r.Payload || r.Guests {
+						copy(base[r.Start:r.End()+1], chip[r.Start:r.End()+1])
+					}
+				}
 			}
 			lo, hi := changedSpan(base, got)
 			if lo < 0 {
