@@ -146,7 +146,7 @@ func guidString(b []byte) string {
 	return id.String()
 }
 
-// bootNumber is a Boot#### variable's number.
+// bootName is the Boot#### variable of option n.
 func bootName(n uint16) string { return fmt.Sprintf("Boot%04X", n) }
 
 func parseBootName(s string) (uint16, bool) {

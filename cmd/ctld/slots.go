@@ -312,7 +312,8 @@ func (m *slotManager) install(r io.ReaderAt, size int64, ownerPEM []byte, downgr
 	return target, nil
 }
 
-// slotsCtx is what a boot's slot work needs from the command line.
+// slotManagerFor is the slot manager of a mounted ESP, with the board and
+// the running version from the command line.
 func (a *agent) slotManagerFor(ctx context.Context, esp espStore, vars efiVars, geo espGeometry) (*slotManager, error) {
 	cmdline, err := a.sys.readFile("/proc/cmdline")
 	if err != nil {
