@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -262,19 +261,15 @@ func (m *slotManager) failing(booted, step string) (bool, error) {
 	return true, nil
 }
 
-// install checks an update artefact against the owner's certificate and
-// this board, writes its ESP payload into the inactive slot and has the
-// next boot try it once. Nothing of a refused artefact is written.
-func (m *slotManager) install(r io.ReaderAt, size int64, ownerPEM []byte, downgrade bool) (string, error) {
-	blk, _ := pem.Decode(ownerPEM)
-	if blk == nil {
+// install checks an update artefact against the owner's certificate (nil:
+// an unsigned build, which installs nothing) and this board, writes its ESP
+// payload into the inactive slot and has the next boot try it once.
+// Nothing of a refused artefact is written.
+func (m *slotManager) install(r io.ReaderAt, size int64, owner *x509.Certificate, downgrade bool) (string, error) {
+	if owner == nil {
 		return "", errors.New("update: this payload carries no owner certificate: updates need a build signed with the owner's keys (fwbuild build --keys)")
 	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return "", fmt.Errorf("update: owner certificate: %w", err)
-	}
-	a, err := update.Open(r, size, m.board, cert)
+	a, err := update.Open(r, size, m.board, owner)
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -335,7 +336,13 @@ func (a *agent) operatorUpdate(ctx context.Context, args []string, w io.Writer) 
 	if err != nil {
 		return err
 	}
-	owner, _ := os.ReadFile(contract.OwnerCertificate)
+	// The same certificate check as the unit record's (unit.go).
+	var owner *x509.Certificate
+	if a.sys.exists(contract.OwnerCertificate) {
+		if owner, err = a.ownerCert(); err != nil {
+			return err
+		}
+	}
 	_, err = m.install(f, st.Size(), owner, downgrade)
 	return err
 }

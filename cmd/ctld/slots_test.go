@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"io/fs"
@@ -75,7 +74,6 @@ type slotWorld struct {
 	lines []string
 	key   *rsa.PrivateKey
 	cert  *x509.Certificate
-	pem   []byte
 }
 
 func newSlotWorld(t *testing.T) *slotWorld {
@@ -93,7 +91,7 @@ func newSlotWorld(t *testing.T) *slotWorld {
 	w := &slotWorld{
 		esp:  memESP{contract.SlotsFile: slots, contract.SlotFile(contract.SlotA): []byte("payload 1.0.0"), contract.FallbackFile: []byte("payload 1.0.0")},
 		vars: memVars{"Boot0000": []byte("the firmware's shell"), "BootOrder": u16bytes([]uint16{0})},
-		key:  key, cert: cert, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		key:  key, cert: cert,
 	}
 	return w
 }
@@ -143,7 +141,7 @@ func TestSlotsUpdateConfirmed(t *testing.T) {
 		t.Fatalf("BootOrder %v, want both slots' options first, then the firmware's", got)
 	}
 	art := w.artefact(t, "qemu-q35", "1.1.0+bbbbbbbb", []byte("payload 1.1.0"))
-	if slot, err := w.manager("1.0.0+aaaaaaaa").install(bytes.NewReader(art), int64(len(art)), w.pem, false); err != nil || slot != contract.SlotB {
+	if slot, err := w.manager("1.0.0+aaaaaaaa").install(bytes.NewReader(art), int64(len(art)), w.cert, false); err != nil || slot != contract.SlotB {
 		t.Fatalf("install: %q %v", slot, err)
 	}
 	if string(w.esp[contract.SlotFile(contract.SlotB)]) != "payload 1.1.0" || fmt.Sprint(u16s(w.vars["BootNext"])) != "[3841]" {
@@ -178,7 +176,7 @@ func TestSlotsUnconfirmedFallsBack(t *testing.T) {
 		w := newSlotWorld(t)
 		w.manager("1.0.0+aaaaaaaa").atBoot()
 		art := w.artefact(t, "qemu-q35", "1.1.0+bbbbbbbb", []byte("payload 1.1.0"))
-		if _, err := w.manager("1.0.0+aaaaaaaa").install(bytes.NewReader(art), int64(len(art)), w.pem, false); err != nil {
+		if _, err := w.manager("1.0.0+aaaaaaaa").install(bytes.NewReader(art), int64(len(art)), w.cert, false); err != nil {
 			t.Fatal(err)
 		}
 		w.vars.reboot()
@@ -222,17 +220,17 @@ func TestSlotsRefuseBadArtefacts(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		art  []byte
-		pem  []byte
+		cert *x509.Certificate
 		want string
 	}{
-		{"wrong board", w.artefact(t, "qemu-q35-host", "1.3.0+cccccccc", []byte("x")), w.pem, `for board "qemu-q35-host", this is "qemu-q35"`},
-		{"bad signature", good, other.pem, "does not verify"},
-		{"truncated upload", good[:len(good)-5], w.pem, "truncated"},
-		{"damaged payload", flipped, w.pem, "signed header pins"},
-		{"downgrade", w.artefact(t, "qemu-q35", "1.1.9+dddddddd", []byte("old")), w.pem, "older than the running 1.2.0"},
+		{"wrong board", w.artefact(t, "qemu-q35-host", "1.3.0+cccccccc", []byte("x")), w.cert, `for board "qemu-q35-host", this is "qemu-q35"`},
+		{"bad signature", good, other.cert, "does not verify"},
+		{"truncated upload", good[:len(good)-5], w.cert, "truncated"},
+		{"damaged payload", flipped, w.cert, "signed header pins"},
+		{"downgrade", w.artefact(t, "qemu-q35", "1.1.9+dddddddd", []byte("old")), w.cert, "older than the running 1.2.0"},
 		{"unsigned build", good, nil, "no owner certificate"},
 	} {
-		_, err := w.manager("1.2.0+aaaaaaaa").install(bytes.NewReader(c.art), int64(len(c.art)), c.pem, false)
+		_, err := w.manager("1.2.0+aaaaaaaa").install(bytes.NewReader(c.art), int64(len(c.art)), c.cert, false)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
 		}
@@ -245,7 +243,7 @@ func TestSlotsRefuseBadArtefacts(t *testing.T) {
 			t.Errorf("%s: BootNext set", c.name)
 		}
 	}
-	if _, err := w.manager("1.2.0+aaaaaaaa").install(bytes.NewReader(w.artefact(t, "qemu-q35", "1.1.9+dddddddd", []byte("old"))), 0, w.pem, true); err == nil {
+	if _, err := w.manager("1.2.0+aaaaaaaa").install(bytes.NewReader(w.artefact(t, "qemu-q35", "1.1.9+dddddddd", []byte("old"))), 0, w.cert, true); err == nil {
 		t.Error("a zero-size upload was taken")
 	}
 }
