@@ -374,6 +374,13 @@ func (s *SPI) CPUAddress(r Region) (uint64, error) {
 // Size is a byte count written as plain bytes, hex ("0x800000") or with a binary unit ("8MiB").
 type Size uint64
 
+// ParseSize reads a Size as a profile spells it (a flag's value, say).
+func ParseSize(v string) (Size, error) {
+	var s Size
+	err := s.decodeScalar(v)
+	return s, err
+}
+
 var sizeRE = regexp.MustCompile(`^(\d+)\s*(B|KiB|MiB|GiB|K|M|G)?$`)
 
 func (s *Size) decodeScalar(v string) error {

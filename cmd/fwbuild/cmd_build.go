@@ -73,6 +73,7 @@ func (e *env) build(board, out, only string) (*boardcfg.Board, *pipeline.Result,
 	if err != nil {
 		return nil, nil, err
 	}
+	e.pruneAfterBuild(cacheDir)
 	if !e.json {
 		if res.Sizes != nil {
 			fmt.Fprintln(e.stdout, "flash payload size budget:")

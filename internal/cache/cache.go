@@ -124,7 +124,11 @@ func (d *Dir) Lookup(kind, key string) (string, bool) {
 		return "", false
 	}
 	p := d.Path(kind, key)
-	return p, exists(p)
+	if !exists(p) {
+		return p, false
+	}
+	touch(p)
+	return p, true
 }
 
 // Entry is an entry of the cache.
@@ -226,6 +230,7 @@ func (d *Dir) claim(ctx context.Context, kind, key string, file bool, check Chec
 	if exists(path) {
 		m, err := runCheck(check, path)
 		if err == nil {
+			touch(path)
 			return Entry{Path: path, Hit: true, Files: m}, nil, nil
 		}
 		damaged = err
@@ -247,6 +252,7 @@ func (d *Dir) claim(ctx context.Context, kind, key string, file bool, check Chec
 		// as that holder may have rebuilt it.
 		m, why := runCheck(check, path)
 		if why == nil {
+			touch(path)
 			unlock()
 			return Entry{Path: path, Hit: true, Files: m}, nil, nil
 		}
@@ -343,6 +349,7 @@ func (c *Claim) Commit() (Entry, error) {
 		}
 		return Entry{}, fmt.Errorf("cache: commit: %w", err)
 	}
+	touch(c.path)
 	return Entry{Path: c.path, Files: m}, nil
 }
 
