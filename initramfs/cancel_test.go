@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,4 +36,58 @@ func TestCompressZstdCancelled(t *testing.T) {
 	if d := time.Since(<-cancelled); d > time.Second {
 		t.Errorf("compress returned %v after the cancellation", d)
 	}
+}
+
+// mkuimage runs go without a context; a cancelled Build still returns within
+// moments, and the go commands it started are gone.
+func TestBuildCancelledDuringUroot(t *testing.T) {
+	s := q35Spec(t)
+	t.Setenv("GOCACHE", t.TempDir()) // cold: the busybox compile runs for minutes
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var goPids []int
+	go func() {
+		defer cancel()
+		for ctx.Err() == nil {
+			// The busybox build has begun once mkuimage writes its sources.
+			started, _ := filepath.Glob(filepath.Join(s.TempDir, "fwbuild-initramfs-*", "build", "*"))
+			if goPids = goWorkingIn(s.TempDir); len(goPids) > 0 && len(started) > 0 {
+				time.Sleep(3 * time.Second) // compiles running
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	var cancelledAt time.Time
+	context.AfterFunc(ctx, func() { cancelledAt = time.Now() })
+	_, err := Build(ctx, s)
+	took := time.Since(cancelledAt)
+	if len(goPids) == 0 {
+		t.Fatalf("Build returned (%v) before u-root's go ran", err)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if took > 10*time.Second {
+		t.Errorf("Build returned %v after the cancellation", took)
+	}
+	if left := goWorkingIn(s.TempDir); len(left) > 0 {
+		t.Errorf("processes still working in the build's directory: %v", left)
+	}
+}
+
+// goWorkingIn lists this process's children working inside dir.
+func goWorkingIn(dir string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || parentOf(pid) != os.Getpid() {
+			continue
+		}
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && strings.HasPrefix(cwd, dir+"/") {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

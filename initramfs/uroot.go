@@ -50,6 +50,9 @@ func checkCommands(ctx context.Context, env []string, dir, goBin string, cmds []
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err != nil {
 		return fmt.Errorf("go list: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
@@ -128,7 +131,8 @@ func buildUroot(ctx context.Context, log *slog.Logger, s *Spec, tmp string) (map
 			log.Log(ctx, level-4, "u-root: "+fmt.Sprintf(format, v...))
 		},
 	}
-	// uimage runs go without a context; ctx is checked around it.
+	// uimage runs go without a context: see stopOnCancel.
+	stop := stopOnCancel(ctx, tmp)
 	err = uimage.Create(l,
 		uimage.WithReplaceEnv(genv),
 		uimage.WithBaseArchive(uimage.DefaultRamfs()),
@@ -139,11 +143,12 @@ func buildUroot(ctx context.Context, log *slog.Logger, s *Spec, tmp string) (map
 		uimage.WithUinit("ctld"),
 		uimage.WithCPIOOutput(out),
 	)
-	if err != nil {
-		return nil, fmt.Errorf("u-root busybox build: %w", err)
-	}
+	stop()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("u-root busybox build: %w", err)
 	}
 	return readCPIO(out)
 }
