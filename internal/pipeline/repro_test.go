@@ -20,7 +20,10 @@ import (
 // TestReproducible builds qemu-q35 twice: once in the shared test cache and
 // once in a fresh cache that shares only the downloaded packages (verified by
 // their pinned hashes, so they cannot differ). Every artefact must come out
-// byte-identical, the kernel built from source included.
+// byte-identical, the kernel built from source included. The second build
+// runs in another working directory: nothing may depend on it (an installed
+// fwbuild runs anywhere). This is the control domain's reproducibility test
+// too (initramfs builds it in both).
 func TestReproducible(t *testing.T) {
 	ctx := context.Background()
 	outA := t.TempDir()
@@ -42,6 +45,7 @@ func TestReproducible(t *testing.T) {
 	outB := t.TempDir()
 	o := q35Options(t, outB)
 	o.CacheDir = fresh
+	t.Chdir(t.TempDir())
 	res, err := Build(ctx, o)
 	if err != nil {
 		t.Fatal(err)
