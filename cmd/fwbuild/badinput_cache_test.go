@@ -22,6 +22,7 @@ func TestBuildRepairsDamagedCache(t *testing.T) {
 		t.Skip("builds qemu-q35's stages in a fresh cache (minutes)")
 	}
 	cache := seededCache(t, false) // its own stages, so they can be damaged
+	seedControlDomain(t, cache)
 	b := testdeps.Board(t, "qemu-q35")
 	xen, _ := b.Component("xen")
 	yajl, _ := b.Component("libyajl")

@@ -54,6 +54,38 @@ func seededCache(t *testing.T, shareStages bool) string {
 	return dir
 }
 
+// seedControlDomain copies the shared cache's qemu-q35 control domain (the
+// initramfs stage entry) into a test's own stages: a test that needs stages
+// of its own to damage or cancel need not spend minutes on a u-root build
+// whose result is the shared one, byte for byte.
+func seedControlDomain(t *testing.T, dir string) {
+	t.Helper()
+	real := testdeps.CacheDir(t)
+	root := testdeps.RepoRoot(t)
+	if _, err := pipeline.Build(context.Background(), pipeline.Options{Board: testdeps.Board(t, "qemu-q35"), BoardsDir: filepath.Join(root, "boards"),
+		CacheDir: real, OutDir: t.TempDir(), Only: "initramfs"}); err != nil {
+		t.Fatalf("build the control domain: %v", err)
+	}
+	// The entry that build used is the one whose lock it touched last.
+	locks, _ := filepath.Glob(filepath.Join(real, "stages", "initramfs", "*.lock"))
+	var newest string
+	var at time.Time
+	for _, l := range locks {
+		if st, err := os.Stat(l); err == nil && st.ModTime().After(at) {
+			newest, at = l, st.ModTime()
+		}
+	}
+	if newest == "" {
+		t.Fatal("no initramfs entry in the shared cache after building it")
+	}
+	entry := strings.TrimSuffix(newest, ".lock")
+	dst := filepath.Join(dir, "stages", "initramfs")
+	os.MkdirAll(dst, 0o755)
+	if out, err := exec.Command("cp", "-a", entry, dst).CombinedOutput(); err != nil {
+		t.Fatalf("seed the control domain: %v\n%s", err, out)
+	}
+}
+
 // fakePackage puts files into the cache as if a package with hash sha had been fetched.
 func fakePackage(t *testing.T, cacheDir, sha string, files map[string][]byte) {
 	t.Helper()
