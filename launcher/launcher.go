@@ -52,14 +52,14 @@ const (
 // Pin is what the build pins into the launcher.
 type Pin struct {
 	Source  Source
-	Address uint64   // FromRegion: CPU address of the payload's first byte
-	Size    uint64   // payload length
+	Address uint64 // FromRegion: CPU address of the payload's first byte
+	Size    uint64 // payload length
 	// AddressB is slot b's first byte on a board with two payload slots
 	// (FromRegion only; Address is slot a's), 0 with one slot. Both slots
 	// hold Size bytes whose SHA-256 is SHA256.
 	AddressB uint64
-	File    [16]byte // FromFile: the payload file's name, in EFI GUID byte order
-	SHA256  [32]byte
+	File     [16]byte // FromFile: the payload file's name, in EFI GUID byte order
+	SHA256   [32]byte
 	// Description names the boot option, e.g. "fwbuild qemu-q35".
 	Description string
 }
