@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fwbuild/fwbuild/contract"
+)
+
+// efivarfsVendor is vendorVars on Linux, for contract.SPISlotsGUID.
+type efivarfsVendor struct{ dir, guid string }
+
+func (e efivarfsVendor) file(name string) string { return filepath.Join(e.dir, name+"-"+e.guid) }
+
+func (e efivarfsVendor) get(name string) ([]byte, error) {
+	b, err := os.ReadFile(e.file(name))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 4 {
+		return nil, fmt.Errorf("%s: %d bytes, no attributes", name, len(b))
+	}
+	return b[4:], nil
+}
+
+func (e efivarfsVendor) set(name string, attrs uint32, data []byte) error {
+	p := e.file(name)
+	// efivarfs makes variables immutable; clear the flag to rewrite one.
+	if f, err := os.Open(p); err == nil {
+		if flags, err := unix.IoctlGetInt(int(f.Fd()), unix.FS_IOC_GETFLAGS); err == nil && flags&fsImmutable != 0 {
+			unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, flags&^fsImmutable)
+		}
+		f.Close()
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	// One write: the attributes and the data in one call.
+	buf := binary.LittleEndian.AppendUint32(nil, attrs)
+	if _, err := f.Write(append(buf, data...)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// spiSlotsAtBoot reads the launcher's slot variables on a flash boot and
+// prints the booted slot's line; confirmSPISlot uses what it read.
+func (a *agent) spiSlotsAtBoot() {
+	if a.bootPath() != contract.BootFlash {
+		return
+	}
+	if _, err := os.Stat(efivarsDir); errors.Is(err, fs.ErrNotExist) {
+		return // no runtime services: the launcher's variables are out of reach
+	}
+	if err := syscall.Mount("efivarfs", efivarsDir, "efivarfs", 0, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
+		a.say(contract.Failed{Step: "spi slots", Reason: "mount efivarfs: " + err.Error()})
+		return
+	}
+	s, err := readSPISlots(efivarfsVendor{efivarsDir, contract.SPISlotsGUID})
+	if err != nil {
+		a.say(contract.Failed{Step: "spi slots", Reason: err.Error()})
+		return
+	}
+	if s == nil {
+		return
+	}
+	a.spiSlots = s
+	a.say(s.bootLine())
+}
