@@ -72,6 +72,9 @@ func TestSPISlotFallback(t *testing.T) {
 	t.Logf("payload %d bytes in two slots of %d bytes (%.0f%% headroom)", len(payload), uint64(slots[0].Size),
 		100*float64(uint64(slots[0].Size)-uint64(len(payload)))/float64(uint64(slots[0].Size)))
 
+	logf := func(m qemutests.Match) { t.Logf("%6.1fs %-18s %s", m.At.Seconds(), m.Marker.Name, m.Line) }
+	trialAndReset(t, boottest.Spec{Board: b, Comps: comps, OutDir: out, Path: qemutests.ChainSPI, WorkDir: t.TempDir()}, pinned, logf)
+
 	// Slot a damaged.
 	chip[uint64(slots[0].Start)+uint64(len(payload))/2] ^= 0x10
 	bad := filepath.Join(t.TempDir(), "spi-a-damaged.bin")
@@ -92,7 +95,7 @@ func TestSPISlotFallback(t *testing.T) {
 		qemutests.Regexp("spi-slot-booted", contract.SPISlotPattern("booted"), qemutests.TimeoutReady),
 		qemutests.Regexp("spi-slot-confirmed", contract.SPISlotPattern("confirmed"), 2*qemutests.TimeoutReady))
 	res, err := qemutests.Run(ctx, m, markers, qemutests.Options{LogPath: filepath.Join(t.TempDir(), "console.log"),
-		OnMarker: func(m qemutests.Match) { t.Logf("%6.1fs %-18s %s", m.At.Seconds(), m.Marker.Name, m.Line) }})
+		OnMarker: logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,5 +109,72 @@ func TestSPISlotFallback(t *testing.T) {
 	}
 	if c := res.Matches[ready+2].Values; c[0] != "b" || c[1] != "was a" {
 		t.Errorf("ctld's confirmation %q: want slot b, was a", res.Matches[ready+2].Line)
+	}
+}
+
+// trialAndReset is three boots of one QEMU run (a reset keeps OVMF's
+// emulated variable store, which lives in RAM with -bios): slot a boots as
+// the confirmed slot; `ctld spi pending b` and a reboot; b boots once as
+// a trial, and a reset before ctld confirms it (`ctld reboot` typed as
+// soon as ctld reports the slot) brings the machine back to slot a, with b
+// marked failed.
+func trialAndReset(t *testing.T, s boottest.Spec, pinned string, logf func(qemutests.Match)) {
+	t.Helper()
+	m, chain, err := boottest.Machine(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// QEMU resets the machine on a reboot instead of exiting (-no-reboot).
+	m.Args = append(m.Args, "-action", "reboot=reset")
+	ready := slices.IndexFunc(chain, func(m qemutests.Marker) bool { return m.Name == "ctld-ready" })
+	boot := func(n int, then string) []qemutests.Marker {
+		ms := slices.Clone(chain[:ready+1])
+		for i := range ms {
+			ms[i].Name = fmt.Sprintf("%s-%d", ms[i].Name, n)
+			ms[i].Then = ""
+		}
+		ms[0] = qemutests.Regexp(fmt.Sprintf("launcher-slot-%d", n), contract.LauncherSlotPattern, qemutests.TimeoutFirmware)
+		booted := qemutests.Regexp(fmt.Sprintf("spi-slot-booted-%d", n), contract.SPISlotPattern("booted"), qemutests.TimeoutReady)
+		booted.Then = then
+		return append(ms, booted)
+	}
+	markers := boot(1, "ctld spi pending b\n")
+	pending := qemutests.Regexp("spi-slot-pending", contract.SPISlotPattern("pending"), qemutests.TimeoutReady)
+	pending.Then = "ctld reboot\n"
+	markers = append(markers, pending)
+	markers = append(markers, boot(2, "ctld reboot\n")...)
+	markers = append(markers, boot(3, "")...)
+	res, err := qemutests.Run(context.Background(), m, markers, qemutests.Options{LogPath: filepath.Join(t.TempDir(), "console.log"), OnMarker: logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := func(name string) qemutests.Match {
+		i := slices.IndexFunc(res.Matches, func(m qemutests.Match) bool { return m.Marker.Name == name })
+		return res.Matches[i]
+	}
+	for _, c := range []struct {
+		n          int
+		slot, why  string
+		bootedNote string
+	}{
+		{1, "a", contract.LauncherWhyConfirmed, "launcher: confirmed; confirmed=a trying=none failed=none"},
+		{2, "b", contract.LauncherWhyPending, "launcher: pending; confirmed=a trying=b failed=none"},
+		{3, "a", fmt.Sprintf(contract.LauncherWhyUnconfirmed, "b"), "launcher: fallback-unconfirmed; confirmed=a trying=none failed=b"},
+	} {
+		l := find(fmt.Sprintf("launcher-slot-%d", c.n))
+		if v := l.Values; v[0] != pinned || v[1] != c.slot || v[2] != c.why {
+			t.Errorf("boot %d: launcher line %q: want slot %s: %s", c.n, l.Line, c.slot, c.why)
+		}
+		bl := find(fmt.Sprintf("spi-slot-booted-%d", c.n))
+		if v := bl.Values; v[0] != c.slot || v[1] != c.bootedNote {
+			t.Errorf("boot %d: ctld's line %q: want slot %s: %s", c.n, bl.Line, c.slot, c.bootedNote)
+		}
+	}
+	log, err := os.ReadFile(res.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), "spi slot b confirmed") {
+		t.Error("the trial of slot b was confirmed: the reset did not come first")
 	}
 }

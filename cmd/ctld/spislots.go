@@ -121,3 +121,35 @@ func (a *agent) confirmSPISlot(unhealthy string) {
 		a.say(*line)
 	}
 }
+
+// markPending is `ctld spi pending <slot>`: after a slot's region was
+// written (flashrom's internal programmer on a real board), the next boot
+// tries it once. It clears the slot's failed mark; the launcher still
+// accepts only bytes whose SHA-256 it pins.
+func markPending(v vendorVars, slot string) (contract.SPISlotLine, error) {
+	if slot != contract.SlotA && slot != contract.SlotB {
+		return contract.SPISlotLine{}, fmt.Errorf("slot %q: want a or b", slot)
+	}
+	st := contract.FactorySPISlots()
+	data, err := v.get(contract.SPISlotsVar)
+	switch {
+	case err == nil:
+		if st, err = contract.ParseSPISlots(data); err != nil {
+			return contract.SPISlotLine{}, err
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return contract.SPISlotLine{}, fmt.Errorf("read %s: %w", contract.SPISlotsVar, err)
+	}
+	if st.Confirmed == slot {
+		return contract.SPISlotLine{}, fmt.Errorf("slot %s is the confirmed slot: write the other one", slot)
+	}
+	st.Pending = slot
+	delete(st.Failed, slot)
+	if data, err = st.Encode(); err != nil {
+		return contract.SPISlotLine{}, err
+	}
+	if err := v.set(contract.SPISlotsVar, contract.SPISlotsAttributes, data); err != nil {
+		return contract.SPISlotLine{}, fmt.Errorf("write %s: %w", contract.SPISlotsVar, err)
+	}
+	return contract.SPISlotLine{Slot: slot, State: "pending", Note: "the next boot tries it once"}, nil
+}

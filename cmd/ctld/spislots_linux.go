@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -52,6 +53,53 @@ func (e efivarfsVendor) set(name string, attrs uint32, data []byte) error {
 	return f.Close()
 }
 
+// mountEfivarfs mounts efivarfs where ctld reads variables.
+func mountEfivarfs() error {
+	if _, err := os.Stat(efivarsDir); errors.Is(err, fs.ErrNotExist) {
+		return errors.New("no /sys/firmware/efi: this kernel was not given the firmware's runtime services")
+	}
+	if err := syscall.Mount("efivarfs", efivarsDir, "efivarfs", 0, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
+		return fmt.Errorf("mount efivarfs: %w", err)
+	}
+	return nil
+}
+
+// operatorSPI is `ctld spi pending <a|b>` (see markPending) and `ctld spi`
+// (the state as the next boot reads it).
+func operatorSPI(args []string, w io.Writer) error {
+	if err := mountEfivarfs(); err != nil {
+		return err
+	}
+	v := efivarfsVendor{efivarsDir, contract.SPISlotsGUID}
+	switch {
+	case len(args) == 2 && args[0] == "pending":
+		line, err := markPending(v, args[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w, line)
+		return nil
+	case len(args) == 0:
+		s, err := readSPISlots(v)
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			return errors.New("the launcher started no payload slot on this boot (one payload region, or not a flash boot)")
+		}
+		fmt.Fprintln(w, s.bootLine())
+		return nil
+	}
+	return errors.New("usage: ctld spi [pending a|b]")
+}
+
+// operatorReboot is `ctld reboot`: sync and restart the machine (under Xen,
+// dom0's restart resets the machine).
+func operatorReboot() error {
+	syscall.Sync()
+	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
+}
+
 // spiSlotsAtBoot reads the launcher's slot variables on a flash boot and
 // prints the booted slot's line; confirmSPISlot uses what it read.
 func (a *agent) spiSlotsAtBoot() {
@@ -61,8 +109,8 @@ func (a *agent) spiSlotsAtBoot() {
 	if _, err := os.Stat(efivarsDir); errors.Is(err, fs.ErrNotExist) {
 		return // no runtime services: the launcher's variables are out of reach
 	}
-	if err := syscall.Mount("efivarfs", efivarsDir, "efivarfs", 0, ""); err != nil && !errors.Is(err, syscall.EBUSY) {
-		a.say(contract.Failed{Step: "spi slots", Reason: "mount efivarfs: " + err.Error()})
+	if err := mountEfivarfs(); err != nil {
+		a.say(contract.Failed{Step: "spi slots", Reason: err.Error()})
 		return
 	}
 	s, err := readSPISlots(efivarfsVendor{efivarsDir, contract.SPISlotsGUID})

@@ -65,3 +65,33 @@ func TestSPISlotsConfirm(t *testing.T) {
 		t.Error("booted slot c accepted")
 	}
 }
+
+// `ctld spi pending b` marks b to be tried once and clears its failed mark;
+// the confirmed slot and unknown slots are refused.
+func TestSPISlotsMarkPending(t *testing.T) {
+	st := contract.SPISlots{Confirmed: "a", Failed: map[string]bool{"b": true}}
+	data, _ := st.Encode()
+	v := mapVars{contract.SPISlotsVar: data}
+	line, err := markPending(v, "b")
+	if err != nil || line.String() != "fwbuild-ctld: spi slot b pending: the next boot tries it once" {
+		t.Fatalf("markPending: %v, %v", line, err)
+	}
+	got, err := contract.ParseSPISlots(v[contract.SPISlotsVar])
+	if err != nil || got.Pending != "b" || got.Failed["b"] || got.Confirmed != "a" {
+		t.Errorf("state %+v, %v: want a confirmed, b pending and not failed", got, err)
+	}
+	if _, err := markPending(v, "a"); err == nil {
+		t.Error("the confirmed slot marked pending")
+	}
+	if _, err := markPending(v, "c"); err == nil {
+		t.Error("slot c marked pending")
+	}
+	// No variable yet: the factory state (a confirmed).
+	v = mapVars{}
+	if _, err := markPending(v, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := contract.ParseSPISlots(v[contract.SPISlotsVar]); got.Confirmed != "a" || got.Pending != "b" {
+		t.Errorf("from the factory state: %+v", got)
+	}
+}
