@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/boottest"
@@ -114,26 +116,31 @@ func TestSPISlotFallback(t *testing.T) {
 
 // trialAndReset is three boots of one QEMU run (a reset keeps OVMF's
 // emulated variable store, which lives in RAM with -bios): slot a boots as
-// the confirmed slot; `ctld spi pending b` and a reboot; b boots once as
-// a trial, and a reset before ctld confirms it (`ctld reboot` typed as
-// soon as ctld reports the slot) brings the machine back to slot a, with b
-// marked failed.
+// the confirmed slot; `ctld spi pending b` and `ctld reboot`; the launcher
+// starts b's trial, and a reset right then (QEMU's system_reset, as soon as
+// the launcher's line is out: long before ctld could confirm it) brings the
+// machine back to slot a, with b marked failed.
 func trialAndReset(t *testing.T, s boottest.Spec, pinned string, logf func(qemutests.Match)) {
 	t.Helper()
 	m, chain, err := boottest.Machine(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// QEMU resets the machine on a reboot instead of exiting (-no-reboot).
-	m.Args = append(m.Args, "-action", "reboot=reset")
+	// QEMU resets the machine on a reboot instead of exiting (-no-reboot),
+	// and takes system_reset on a monitor socket.
+	mon := filepath.Join(t.TempDir(), "mon.sock")
+	m.Args = append(m.Args, "-action", "reboot=reset", "-monitor", "unix:"+mon+",server=on,wait=off")
 	ready := slices.IndexFunc(chain, func(m qemutests.Marker) bool { return m.Name == "ctld-ready" })
+	launcher := func(n int) qemutests.Marker {
+		return qemutests.Regexp(fmt.Sprintf("launcher-slot-%d", n), contract.LauncherSlotPattern, qemutests.TimeoutFirmware)
+	}
 	boot := func(n int, then string) []qemutests.Marker {
 		ms := slices.Clone(chain[:ready+1])
 		for i := range ms {
 			ms[i].Name = fmt.Sprintf("%s-%d", ms[i].Name, n)
 			ms[i].Then = ""
 		}
-		ms[0] = qemutests.Regexp(fmt.Sprintf("launcher-slot-%d", n), contract.LauncherSlotPattern, qemutests.TimeoutFirmware)
+		ms[0] = launcher(n)
 		booted := qemutests.Regexp(fmt.Sprintf("spi-slot-booted-%d", n), contract.SPISlotPattern("booted"), qemutests.TimeoutReady)
 		booted.Then = then
 		return append(ms, booted)
@@ -141,10 +148,25 @@ func trialAndReset(t *testing.T, s boottest.Spec, pinned string, logf func(qemut
 	markers := boot(1, "ctld spi pending b\n")
 	pending := qemutests.Regexp("spi-slot-pending", contract.SPISlotPattern("pending"), qemutests.TimeoutReady)
 	pending.Then = "ctld reboot\n"
-	markers = append(markers, pending)
-	markers = append(markers, boot(2, "ctld reboot\n")...)
+	markers = append(markers, pending, launcher(2))
 	markers = append(markers, boot(3, "")...)
-	res, err := qemutests.Run(context.Background(), m, markers, qemutests.Options{LogPath: filepath.Join(t.TempDir(), "console.log"), OnMarker: logf})
+	var resetErr error
+	onMarker := func(mt qemutests.Match) {
+		logf(mt)
+		if mt.Marker.Name == "launcher-slot-2" {
+			c, err := net.Dial("unix", mon)
+			if err == nil {
+				_, err = c.Write([]byte("system_reset\n"))
+				time.Sleep(200 * time.Millisecond) // let the monitor read it before the close
+				c.Close()
+			}
+			resetErr = err
+		}
+	}
+	res, err := qemutests.Run(context.Background(), m, markers, qemutests.Options{LogPath: filepath.Join(t.TempDir(), "console.log"), OnMarker: onMarker})
+	if resetErr != nil {
+		t.Fatalf("system_reset on QEMU's monitor: %v", resetErr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,21 +175,25 @@ func trialAndReset(t *testing.T, s boottest.Spec, pinned string, logf func(qemut
 		return res.Matches[i]
 	}
 	for _, c := range []struct {
-		n          int
-		slot, why  string
-		bootedNote string
+		n         int
+		slot, why string
 	}{
-		{1, "a", contract.LauncherWhyConfirmed, "launcher: confirmed; confirmed=a trying=none failed=none"},
-		{2, "b", contract.LauncherWhyPending, "launcher: pending; confirmed=a trying=b failed=none"},
-		{3, "a", fmt.Sprintf(contract.LauncherWhyUnconfirmed, "b"), "launcher: fallback-unconfirmed; confirmed=a trying=none failed=b"},
+		{1, "a", contract.LauncherWhyConfirmed},
+		{2, "b", contract.LauncherWhyPending},
+		{3, "a", fmt.Sprintf(contract.LauncherWhyUnconfirmed, "b")},
 	} {
 		l := find(fmt.Sprintf("launcher-slot-%d", c.n))
 		if v := l.Values; v[0] != pinned || v[1] != c.slot || v[2] != c.why {
 			t.Errorf("boot %d: launcher line %q: want slot %s: %s", c.n, l.Line, c.slot, c.why)
 		}
-		bl := find(fmt.Sprintf("spi-slot-booted-%d", c.n))
-		if v := bl.Values; v[0] != c.slot || v[1] != c.bootedNote {
-			t.Errorf("boot %d: ctld's line %q: want slot %s: %s", c.n, bl.Line, c.slot, c.bootedNote)
+	}
+	for n, want := range map[int]string{
+		1: "launcher: confirmed; confirmed=a trying=none failed=none",
+		3: "launcher: fallback-unconfirmed; confirmed=a trying=none failed=b",
+	} {
+		bl := find(fmt.Sprintf("spi-slot-booted-%d", n))
+		if v := bl.Values; v[0] != "a" || v[1] != want {
+			t.Errorf("boot %d: ctld's line %q: want slot a: %s", n, bl.Line, want)
 		}
 	}
 	log, err := os.ReadFile(res.LogPath)

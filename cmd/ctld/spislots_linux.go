@@ -100,6 +100,16 @@ func operatorReboot() error {
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
 }
 
+// spiSlotBoot reports whether the launcher started one of two SPI payload
+// slots on this boot, which the detached ctld then confirms.
+func (a *agent) spiSlotBoot() bool {
+	if a.bootPath() != contract.BootFlash || mountEfivarfs() != nil {
+		return false
+	}
+	_, err := os.Stat(efivarfsVendor{efivarsDir, contract.SPISlotsGUID}.file(contract.SPIBootedVar))
+	return err == nil
+}
+
 // spiSlotsAtBoot reads the launcher's slot variables on a flash boot and
 // prints the booted slot's line; confirmSPISlot uses what it read.
 func (a *agent) spiSlotsAtBoot() {
