@@ -293,6 +293,11 @@ func flashMap(b *boardcfg.Board, spec image.SPISpec, rep *image.EditReport, t Si
 		case reg.Payload:
 			mr.Kind, mr.Used = "payload", t.Payload
 			mr.Note = fmt.Sprintf("payload %d bytes, headroom %.0f%%", t.Payload, 100*float64(t.Headroom)/float64(max(t.Budget, 1)))
+			if reg.Slot != "" {
+				// Each slot's own headroom (the size table's is slot a's).
+				mr.Note = fmt.Sprintf("slot %s: payload %d bytes, headroom %.0f%%", reg.Slot, t.Payload,
+					100*float64(int64(reg.Size)-t.Payload)/float64(max(int64(reg.Size), 1)))
+			}
 		case reg.Guests:
 			mr.Kind = "guests"
 			if t.Guests != nil {
