@@ -283,6 +283,7 @@ func (a *agent) confirmSlot(ctx context.Context, unhealthy string) {
 // slotsAfterFailure is the FAILED path of an ESP boot: a slot being tried
 // is given up and the machine reboots into the confirmed one.
 func (a *agent) slotsAfterFailure(ctx context.Context, failed error) {
+	a.spiAfterFailure(failed) // the SPI side: spislots_linux.go
 	m, err := a.openSlots(ctx)
 	if err != nil || m == nil {
 		return

@@ -153,3 +153,14 @@ func markPending(v vendorVars, slot string) (contract.SPISlotLine, error) {
 	}
 	return contract.SPISlotLine{Slot: slot, State: "pending", Note: "the next boot tries it once"}, nil
 }
+
+// failedTrial is the line for a trial that printed FAILED, or nil when the
+// booted slot is not on trial (the confirmed slot stays up to be looked at:
+// there is nothing better to boot).
+func (s *spiSlots) failedTrial(failed error) *contract.SPISlotLine {
+	if s == nil || s.state.Trying != s.booted {
+		return nil
+	}
+	return &contract.SPISlotLine{Slot: s.booted, State: "unconfirmed",
+		Note: fmt.Sprintf("FAILED: %v; rebooting to slot %s", failed, s.state.Confirmed)}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -98,6 +99,25 @@ func operatorSPI(args []string, w io.Writer) error {
 func operatorReboot() error {
 	syscall.Sync()
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
+}
+
+// spiAfterFailure is the FAILED path of a flash boot: a slot on trial is
+// given up at once, so the next boot (the launcher marks it failed) is the
+// confirmed slot.
+func (a *agent) spiAfterFailure(failed error) {
+	if a.bootPath() != contract.BootFlash || mountEfivarfs() != nil {
+		return
+	}
+	s, err := readSPISlots(efivarfsVendor{efivarsDir, contract.SPISlotsGUID})
+	if err != nil {
+		return
+	}
+	if line := s.failedTrial(failed); line != nil {
+		a.say(*line)
+		syscall.Sync()
+		time.Sleep(2 * time.Second) // let the console drain
+		syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
+	}
 }
 
 // spiSlotBoot reports whether the launcher started one of two SPI payload

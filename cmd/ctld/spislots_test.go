@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -93,5 +94,22 @@ func TestSPISlotsMarkPending(t *testing.T) {
 	}
 	if got, _ := contract.ParseSPISlots(v[contract.SPISlotsVar]); got.Confirmed != "a" || got.Pending != "b" {
 		t.Errorf("from the factory state: %+v", got)
+	}
+}
+
+// A trial that printed FAILED is given up at once; the confirmed slot is not.
+func TestSPISlotsFailedTrial(t *testing.T) {
+	trial := &spiSlots{booted: "b", state: contract.SPISlots{Confirmed: "a", Trying: "b"}}
+	l := trial.failedTrial(errors.New("guests: region blank"))
+	if l == nil || l.String() != "fwbuild-ctld: spi slot b unconfirmed: FAILED: guests: region blank; rebooting to slot a" {
+		t.Errorf("failed trial: %v", l)
+	}
+	confirmed := &spiSlots{booted: "a", state: contract.SPISlots{Confirmed: "a"}}
+	if l := confirmed.failedTrial(errors.New("x")); l != nil {
+		t.Errorf("the confirmed slot given up: %v", l)
+	}
+	var none *spiSlots
+	if none.failedTrial(errors.New("x")) != nil {
+		t.Error("no slots, a line")
 	}
 }
