@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -225,6 +226,11 @@ type Region struct {
 	// keeps the chip's bytes there when it rewrites the firmware region,
 	// so re-flashing never erases a unit's identity.
 	Unit bool `yaml:"unit,omitempty"`
+	// Slot makes a payload region one of two payload slots, "a" or "b"
+	// (contract.SlotA/SlotB): the build writes the payload into both, and
+	// the launcher starts one, falling back to the other (contract's
+	// SPISlots). Both payload regions carry a slot, or neither.
+	Slot string `yaml:"slot,omitempty"`
 }
 
 // Nests reports whether r is the kind of region that may lie inside the
@@ -326,14 +332,31 @@ const (
 	MaxUnitRegion = 64 << 10
 )
 
-// PayloadRegion returns the region marked payload: true, if there is one.
+// PayloadRegion returns the region marked payload: true, if there is one;
+// on a board with two payload slots, slot a's.
 func (s *SPI) PayloadRegion() (Region, bool) {
+	if slots := s.PayloadSlots(); len(slots) > 0 {
+		return slots[0], true
+	}
 	for _, r := range s.Regions {
 		if r.Payload {
 			return r, true
 		}
 	}
 	return Region{}, false
+}
+
+// PayloadSlots returns the payload regions that carry a slot, slot a's
+// first; none on a board with one payload region.
+func (s *SPI) PayloadSlots() []Region {
+	var out []Region
+	for _, r := range s.Regions {
+		if r.Payload && r.Slot != "" {
+			out = append(out, r)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Slot < out[j].Slot })
+	return out
 }
 
 // MappedWindow is how much of the top of an SPI chip an Intel chipset maps

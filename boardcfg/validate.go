@@ -441,7 +441,8 @@ func (b *Board) validateRegions(s *SPI) []error {
 	if len(s.Regions) == 0 && s.Descriptor != DescriptorImage {
 		return []error{b.missing("outputs.spi.regions")}
 	}
-	firmware, guests, payload, units := 0, 0, 0, 0
+	firmware, guests, payload, units, slotted := 0, 0, 0, 0, 0
+	slotAt := map[string]string{}
 	names := map[string]bool{}
 	var spans []span
 	for i, r := range s.Regions {
@@ -511,9 +512,29 @@ func (b *Board) validateRegions(s *SPI) []error {
 				errs = append(errs, b.errAt(f+".start", "unit region %q must lie inside the firmware region (the only region the CPU sees): move it into %q's free space", r.Name, fwr.Name))
 			}
 		}
+		if r.Slot != "" {
+			switch {
+			case !r.Payload:
+				errs = append(errs, b.errAt(f+".slot", "region %q has slot %q but is not a payload region: slots are for the two regions marked payload: true", r.Name, r.Slot))
+			case r.Slot != "a" && r.Slot != "b":
+				errs = append(errs, b.errAt(f+".slot", "%q: want a or b (the two payload slots)", r.Slot))
+			case slotAt[r.Slot] != "":
+				errs = append(errs, b.errAt(f+".slot", "region %q is slot %s, as is %s: give one payload region slot a and the other slot b", r.Name, r.Slot, slotAt[r.Slot]))
+			default:
+				slotAt[r.Slot] = fmt.Sprintf("region %q (%s)", r.Name, f)
+			}
+		}
 		if r.Payload {
 			payload++
+			if r.Slot != "" {
+				slotted++
+			}
 			window := min(uint64(MappedWindow), s.MappedSize())
+			if s.Descriptor == "" {
+				// No Intel flash descriptor, so not an Intel chipset's
+				// layout: the board's mapped window is the one.
+				window = s.MappedSize()
+			}
 			switch {
 			case r.Preserve || r.Firmware || r.Fill != "" || r.Guests:
 				errs = append(errs, b.errAt(f+".payload", "region %q holds the flash payload: it cannot also be preserve, firmware, fill or guests", r.Name))
@@ -569,8 +590,11 @@ func (b *Board) validateRegions(s *SPI) []error {
 	if units > 1 {
 		errs = append(errs, b.errAt("outputs.spi.regions", "at most one region may be marked unit: true (found %d)", units))
 	}
-	if s.Payload == PayloadRegion && payload != 1 {
-		errs = append(errs, b.errAt("outputs.spi.regions", "payload: region needs exactly one region marked payload: true (found %d)", payload))
+	switch {
+	case slotted > 0 && (payload != 2 || slotted != 2):
+		errs = append(errs, b.errAt("outputs.spi.regions", "payload slots need exactly two regions marked payload: true, one with slot: a and one with slot: b (found %d payload regions, %d with a slot)", payload, slotted))
+	case slotted == 0 && s.Payload == PayloadRegion && payload != 1:
+		errs = append(errs, b.errAt("outputs.spi.regions", "payload: region needs exactly one region marked payload: true (found %d), or two with slot: a and slot: b", payload))
 	}
 	if s.Descriptor == DescriptorGenerate {
 		errs = append(errs, b.validateDescriptor(s, spans)...)

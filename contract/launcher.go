@@ -9,7 +9,8 @@ const LauncherPrefix = "fwbuild-launcher: "
 
 // LauncherStartingPattern matches the line the launcher prints when the
 // payload's SHA-256 is the pinned one and the boot manager is about to
-// start it; it captures the hash.
+// start it; it captures the hash. On a board with two payload slots the
+// line goes on with the slot and why (LauncherSlotPattern, spislots.go).
 const LauncherStartingPattern = LauncherPrefix + `starting payload .* sha256 ([0-9a-f]{64})`
 
 // LauncherFailedPattern matches the launcher's one line for a payload it

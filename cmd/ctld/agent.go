@@ -170,7 +170,10 @@ type agent struct {
 	slots      *slotManager
 	booted     string
 	slotsReady chan struct{}
-	mu         sync.Mutex // serialises lines on out
+	// spiSlots is the SPI payload slot this boot runs (spislots.go); nil
+	// when the launcher started none.
+	spiSlots *spiSlots
+	mu       sync.Mutex // serialises lines on out
 }
 
 // stepError names the step that failed; its text is the FAILED line.

@@ -155,7 +155,7 @@ func main() {
 	} else {
 		a.reportMeasured() // the TPM's PCRs, right after the ready line (tpm.go)
 	}
-	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig) || a.bootPath() == contract.BootESP) {
+	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig) || a.bootPath() == contract.BootESP || a.spiSlotBoot()) {
 		// u-root's init starts the shell only once ctld exits, so the
 		// guests are looked after by a detached copy.
 		if err := startHelper(a.cfg, "-guests"); err != nil {

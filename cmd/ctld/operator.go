@@ -26,6 +26,10 @@ import (
 //	              profile's) the way the boot starts autostart guests: a
 //	              detached ctld creates it, prints its running line and
 //	              forwards its console; the command returns at once
+//	ctld spi [pending a|b]
+//	              the SPI payload slots: the state the next boot reads, or
+//	              mark a slot written in the field to be tried once
+//	ctld reboot   sync and restart the machine
 //
 // Plain `ctld` is the boot-time agent; run again on a live control domain it
 // would start a second xenstored, so it refuses.
@@ -45,8 +49,13 @@ func (a *agent) operate(ctx context.Context, args []string, w io.Writer, spawn f
 		b := &agent{cfg: a.cfg, run: a.run, sys: a.sys, out: w}
 		_, err := b.loadUnitRecord(ctx)
 		return err
+	case cmd == "spi":
+		// The SPI payload slots (spislots*.go).
+		return operatorSPI(args[1:], w)
+	case cmd == "reboot" && len(args) == 1:
+		return operatorReboot()
 	default:
-		return fmt.Errorf("unknown command %q: want status, guests, unit or start <guest>", strings.Join(args, " "))
+		return fmt.Errorf("unknown command %q: want status, guests, unit, start <guest>, spi [pending a|b] or reboot", strings.Join(args, " "))
 	}
 	if err := a.findToolstack(ctx); err != nil {
 		return err

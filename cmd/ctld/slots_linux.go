@@ -229,6 +229,7 @@ func partitionGeometry(dev string) (espGeometry, error) {
 // slotsAtBoot opens the ESP's slots and records this boot, in the
 // background of the after-ready work; confirmSlot waits for it.
 func (a *agent) slotsAtBoot(ctx context.Context) {
+	a.spiSlotsAtBoot() // the SPI side: spislots_linux.go
 	a.slotsReady = make(chan struct{})
 	go func() {
 		defer close(a.slotsReady)
@@ -253,6 +254,7 @@ func (a *agent) slotsAtBoot(ctx context.Context) {
 // healthy: the ready line is out (this runs after it), the management work
 // is done and every autostart guest started (unhealthy names what is not).
 func (a *agent) confirmSlot(ctx context.Context, unhealthy string) {
+	a.confirmSPISlot(unhealthy) // the SPI side: spislots.go
 	if a.slotsReady == nil {
 		return
 	}
@@ -281,6 +283,7 @@ func (a *agent) confirmSlot(ctx context.Context, unhealthy string) {
 // slotsAfterFailure is the FAILED path of an ESP boot: a slot being tried
 // is given up and the machine reboots into the confirmed one.
 func (a *agent) slotsAfterFailure(ctx context.Context, failed error) {
+	a.spiAfterFailure(failed) // the SPI side: spislots_linux.go
 	m, err := a.openSlots(ctx)
 	if err != nil || m == nil {
 		return

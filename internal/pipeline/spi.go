@@ -81,6 +81,19 @@ func SPISpec(ctx context.Context, b *boardcfg.Board, comps Components, payload, 
 			return spec, fmt.Errorf("spi: payload region: %w", err)
 		}
 		pin.Source = launcher.FromRegion
+		if slots := s.PayloadSlots(); len(slots) == 2 {
+			// The factory writes the same payload into both slots, so
+			// either boots; the launcher pins one hash for both.
+			sb := slots[1]
+			if uint64(len(payload)) > uint64(sb.Size) {
+				return spec, fmt.Errorf("spi: the payload's %d bytes do not fit payload slot b, region %s (%#x bytes, %s): give both slots the same size",
+					len(payload), sb.Name, uint64(sb.Size), b.Loc("outputs.spi.regions"))
+			}
+			if pin.AddressB, err = s.CPUAddress(sb); err != nil {
+				return spec, fmt.Errorf("spi: payload slot b: %w", err)
+			}
+			spec.Fills[sb.Name] = payload
+		}
 	case boardcfg.PayloadVolume:
 		pin.Source = launcher.FromFile
 		if pin.File, err = launcher.GUIDBytes(launcher.PayloadFileGUID); err != nil {
@@ -280,6 +293,11 @@ func flashMap(b *boardcfg.Board, spec image.SPISpec, rep *image.EditReport, t Si
 		case reg.Payload:
 			mr.Kind, mr.Used = "payload", t.Payload
 			mr.Note = fmt.Sprintf("payload %d bytes, headroom %.0f%%", t.Payload, 100*float64(t.Headroom)/float64(max(t.Budget, 1)))
+			if reg.Slot != "" {
+				// Each slot's own headroom (the size table's is slot a's).
+				mr.Note = fmt.Sprintf("slot %s: payload %d bytes, headroom %.0f%%", reg.Slot, t.Payload,
+					100*float64(int64(reg.Size)-t.Payload)/float64(max(int64(reg.Size), 1)))
+			}
 		case reg.Guests:
 			mr.Kind = "guests"
 			if t.Guests != nil {

@@ -9,6 +9,8 @@ static EFI_GUID loadfile_guid = EFI_LOAD_FILE_PROTOCOL_GUID;
 static EFI_GUID global_guid = EFI_GLOBAL_VARIABLE;
 static EFI_GUID ready_to_boot_guid = { 0x7ce88fb3, 0x4bd7, 0x4679, { 0x87, 0xa8, 0xa8, 0xd8, 0xde, 0xe5, 0x0d, 0x2b } };
 static EFI_GUID fv2_guid = { 0x220e73b6, 0x6bdb, 0x4413, { 0x84, 0x05, 0xb9, 0x74, 0xb1, 0x08, 0x61, 0x9a } };
+/* contract.SPISlotsGUID: the vendor GUID of the slot variables. */
+static EFI_GUID slots_guid = { 0x6f2a1c1e, 0x3b8d, 0x4e55, { 0x9a, 0x41, 0x53, 0x6c, 0x6f, 0x74, 0x73, 0x20 } };
 /* The vendor node that names the launcher's boot device. */
 static EFI_GUID vendor_guid = { 0x6f2a1c1e, 0x3b8d, 0x4e55, { 0x9a, 0x41, 0x66, 0x77, 0x62, 0x75, 0x69, 0x6c } };
 
@@ -180,6 +182,8 @@ static EFI_STATUS read_payload(VOID *buf)
 	return EFI_NOT_FOUND;
 }
 
+static EFI_STATUS load_slots(VOID *buf);
+
 /*
  * load_file is the boot manager's way in. The hash is checked over the
  * bytes in the caller's buffer, the ones that will run, after the copy:
@@ -206,6 +210,14 @@ static EFI_STATUS EFIAPI load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_PATH
 		*size = fwb_pin.size;
 		return EFI_BUFFER_TOO_SMALL;
 	}
+	if (fwb_pin.source == FWB_SOURCE_REGION && fwb_pin.address_b) {
+		status = load_slots(buf);
+		if (EFI_ERROR(status))
+			refused = TRUE;
+		else
+			*size = fwb_pin.size;
+		return status;
+	}
 	status = read_payload(buf);
 	if (EFI_ERROR(status)) {
 		refused = TRUE;
@@ -231,6 +243,190 @@ static EFI_STATUS EFIAPI load_file(EFI_LOAD_FILE_PROTOCOL *this, EFI_DEVICE_PATH
 	put_where();
 	put(L" sha256 ");
 	put_hash(got);
+	flush();
+	return EFI_SUCCESS;
+}
+
+/* check_slot copies slot's bytes into buf and checks them; on refusal it
+ * puts what it found into the line and returns FALSE. */
+static BOOLEAN check_slot(UINT8 slot, VOID *buf)
+{
+	const UINT8 *p = (const UINT8 *)(UINTN)(slot == 'a' ? fwb_pin.address : fwb_pin.address_b);
+	struct sha256 s;
+	UINT8 got[32];
+	UINTN i;
+
+	for (i = 0; i < 4096 && i < fwb_pin.size; i++)
+		if (p[i] != 0xff)
+			break;
+	if (i == 4096 || i == fwb_pin.size) {
+		put(L"the region is blank (erased flash)");
+		return FALSE;
+	}
+	copy(buf, p, fwb_pin.size);
+	sha256_init(&s);
+	sha256_update(&s, buf, fwb_pin.size);
+	sha256_final(&s, got);
+	if (!same(got, fwb_pin.sha256, 32)) {
+		put(L"SHA-256 mismatch: pinned ");
+		put_hash(fwb_pin.sha256);
+		put(L", found ");
+		put_hash(got);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static void put_slot(UINT8 slot)
+{
+	CHAR16 c[2] = { slot, 0 };
+
+	put(c);
+}
+
+static void put_slot_where(UINT8 slot)
+{
+	put(L"payload at 0x");
+	put_hex(slot == 'a' ? fwb_pin.address : fwb_pin.address_b, 8);
+	put(L" (");
+	put_dec(fwb_pin.size);
+	put(L" bytes)");
+}
+
+/* slot_chosen is the slot this boot started (0: none yet), so that a
+ * second call from the boot manager gets the same slot and no new trial. */
+static UINT8 slot_chosen;
+
+/*
+ * load_slots is load_file on a board with two payload slots: it reads the
+ * slot state (contract.SPISlots), tries the slots in the order
+ * fwb_slots_plan gives, records the started slot as trying before it
+ * returns (so a reset before ctld confirms it falls back), and prints one
+ * line naming the slot and why.
+ */
+static EFI_STATUS load_slots(VOID *buf)
+{
+	UINT8 data[FWB_SLOTS_SIZE], booted[2];
+	UINTN n = sizeof(data);
+	UINT32 attr;
+	struct fwb_slots st_, before;
+	struct fwb_plan plan;
+	CHAR16 why[300];
+	UINTN why_n = 0;
+	EFI_STATUS status;
+	int i, code;
+
+	if (slot_chosen) {
+		if (!check_slot(slot_chosen, buf)) {
+			line_n = 0;
+			return EFI_SECURITY_VIOLATION;
+		}
+		return EFI_SUCCESS;
+	}
+	status = rt->GetVariable(L"FwbuildSpiSlots", &slots_guid, &attr, &n, data);
+	fwb_slots_parse(EFI_ERROR(status) ? NULL : data, n, &st_);
+	before = st_;
+	fwb_slots_plan(&st_, &plan);
+	/* The reasons a slot was passed over, collected in the line buffer
+	 * and moved aside: each refusal is written there by check_slot. */
+	for (i = 0; i < plan.n; i++) {
+		UINT8 slot = plan.order[i];
+
+		line_n = 0;
+		put(L"slot ");
+		put_slot(slot);
+		put(L" refused: ");
+		if (check_slot(slot, buf))
+			break;
+		fwb_slots_refused(&st_, slot);
+		if (why_n == 0) {
+			UINTN k;
+
+			for (k = 0; k < line_n && k < 299; k++)
+				why[k] = line[k];
+			why_n = k;
+		}
+	}
+	line_n = 0;
+	if (i == plan.n) {
+		/* Nothing to start: the state still records a stale trial. */
+		if (st_.failed != before.failed || st_.trying != before.trying || st_.pending != before.pending) {
+			fwb_slots_encode(&st_, data);
+			rt->SetVariable(L"FwbuildSpiSlots", &slots_guid,
+					EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
+					sizeof(data), data);
+		}
+		put(L"fwbuild-launcher: FAILED ");
+		put_slot_where('a');
+		put(L": no payload slot to start");
+		if (why_n) {
+			put(L": ");
+			why[why_n] = 0;
+			put(why);
+		}
+		if (plan.stale) {
+			put(L"; slot ");
+			put_slot(plan.stale);
+			put(L" tried and never confirmed");
+		}
+		if (plan.skipped) {
+			put(L"; slot ");
+			put_slot(plan.skipped);
+			put(L" failed before");
+		}
+		put(L"; continuing with the platform's boot order");
+		flush();
+		return EFI_SECURITY_VIOLATION;
+	}
+	code = fwb_slots_why(&st_, &plan, i);
+	fwb_slots_started(&st_, plan.order[i]);
+	fwb_slots_encode(&st_, data);
+	status = rt->SetVariable(L"FwbuildSpiSlots", &slots_guid,
+				 EFI_VARIABLE_NON_VOLATILE | EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
+				 sizeof(data), data);
+	booted[0] = plan.order[i];
+	booted[1] = (UINT8)code;
+	rt->SetVariable(L"FwbuildSpiBooted", &slots_guid, EFI_VARIABLE_BOOTSERVICE_ACCESS | EFI_VARIABLE_RUNTIME_ACCESS,
+			sizeof(booted), booted);
+	slot_chosen = plan.order[i];
+
+	put(L"fwbuild-launcher: starting ");
+	put_slot_where(slot_chosen);
+	put(L" sha256 ");
+	put_hash(fwb_pin.sha256);
+	put(L" from slot ");
+	put_slot(slot_chosen);
+	put(L": ");
+	switch (code) {
+	case FWB_WHY_CONFIRMED:
+		put(L"confirmed slot");
+		break;
+	case FWB_WHY_PENDING:
+		put(L"pending slot, trial boot");
+		break;
+	case FWB_WHY_REFUSED:
+		why[why_n] = 0;
+		put(why);
+		break;
+	default:
+		break;
+	}
+	if (plan.stale) {
+		if (code != FWB_WHY_UNCONFIRMED)
+			put(L"; ");
+		put(L"slot ");
+		put_slot(plan.stale);
+		put(L" tried and never confirmed");
+	} else if (code == FWB_WHY_UNCONFIRMED && plan.skipped) {
+		put(L"slot ");
+		put_slot(plan.skipped);
+		put(L" failed before");
+	}
+	if (EFI_ERROR(status)) {
+		put(L" (slot state not saved: SetVariable returned 0x");
+		put_hex(status, 16);
+		put(L")");
+	}
 	flush();
 	return EFI_SUCCESS;
 }

@@ -11,6 +11,7 @@
 #define FWB_LAUNCHER_H
 
 #include <efi.h>
+#include "slots.h"
 
 /* Where the payload is. */
 #define FWB_SOURCE_REGION 1 /* memory-mapped flash: address, size */
@@ -24,7 +25,8 @@
 struct fwb_pin {
 	UINT32 source;
 	UINT64 address;     /* FWB_SOURCE_REGION: CPU address of the payload */
-	UINT64 size;        /* payload length in bytes */
+	UINT64 address_b;   /* FWB_SOURCE_REGION: slot b's CPU address; 0: one slot */
+	UINT64 size;        /* payload length in bytes (of each slot) */
 	EFI_GUID file;      /* FWB_SOURCE_FILE: the payload's FFS file name */
 	UINT8 sha256[32];   /* SHA-256 of the payload's bytes */
 	CHAR16 *description;/* the boot option's name */
