@@ -2,8 +2,6 @@ package qemutests_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,8 +10,6 @@ import (
 
 	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/boottest"
-	"github.com/fwbuild/fwbuild/internal/pipeline"
-	"github.com/fwbuild/fwbuild/internal/testdeps"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
@@ -23,24 +19,9 @@ import (
 // boots to the platform's own boot order (OVMF's UEFI Shell) after the
 // launcher's one line naming the hash mismatch.
 func TestLauncherOnOVMF2M(t *testing.T) {
-	root := testdeps.RepoRoot(t)
-	b := testdeps.Board(t, "qemu-q35-ovmf2m")
-	cacheDir := testdeps.CacheDir(t)
-	out := t.TempDir()
+	fb := buildForFlash(t, "qemu-q35-ovmf2m")
+	b, out, comps, payload, pinned := fb.board, fb.out, fb.comps, fb.payload, fb.pinned
 	ctx := context.Background()
-	if _, err := pipeline.Build(ctx, pipeline.Options{Board: b, BoardsDir: filepath.Join(root, "boards"), CacheDir: cacheDir, OutDir: out}); err != nil {
-		t.Fatalf("build qemu-q35-ovmf2m: %v", err)
-	}
-	comps, err := pipeline.Fetch(ctx, b, cacheDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := os.ReadFile(filepath.Join(out, "payload-flash.efi"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(payload)
-	pinned := hex.EncodeToString(sum[:])
 	logf := qemutests.Options{OnMarker: func(m qemutests.Match) { t.Logf("%6.1fs %-16s %s", m.At.Seconds(), m.Marker.Name, m.Line) }}
 
 	// Good chip: the chain up to the ready line (the guests are qemu-q35's, tested there).

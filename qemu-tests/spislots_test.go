@@ -3,8 +3,6 @@ package qemutests_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -16,8 +14,6 @@ import (
 
 	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/internal/boottest"
-	"github.com/fwbuild/fwbuild/internal/pipeline"
-	"github.com/fwbuild/fwbuild/internal/testdeps"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
 
@@ -28,24 +24,9 @@ import (
 // control domain is healthy confirms it in the variable the next boot
 // reads. One build and one boot.
 func TestSPISlotFallback(t *testing.T) {
-	root := testdeps.RepoRoot(t)
-	b := testdeps.Board(t, "qemu-q35-spislots")
-	cacheDir := testdeps.CacheDir(t)
-	out := t.TempDir()
+	fb := buildForFlash(t, "qemu-q35-spislots")
+	b, out, comps, payload, pinned := fb.board, fb.out, fb.comps, fb.payload, fb.pinned
 	ctx := context.Background()
-	if _, err := pipeline.Build(ctx, pipeline.Options{Board: b, BoardsDir: filepath.Join(root, "boards"), CacheDir: cacheDir, OutDir: out}); err != nil {
-		t.Fatalf("build qemu-q35-spislots: %v", err)
-	}
-	comps, err := pipeline.Fetch(ctx, b, cacheDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, err := os.ReadFile(filepath.Join(out, "payload-flash.efi"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(payload)
-	pinned := hex.EncodeToString(sum[:])
 	chip, err := os.ReadFile(filepath.Join(out, "spi.bin"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -34,20 +35,26 @@ type efivarfs struct{ dir string }
 
 func (e efivarfs) file(name string) string { return filepath.Join(e.dir, name+"-"+globalGUID) }
 
-func (e efivarfs) get(name string) ([]byte, error) {
-	b, err := os.ReadFile(e.file(name))
+func (e efivarfs) get(name string) ([]byte, error) { return readEfivar(e.file(name)) }
+
+// set writes a boot variable: NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS.
+func (e efivarfs) set(name string, data []byte) error { return writeEfivar(e.file(name), 7, data) }
+
+// readEfivar reads an efivarfs file: 4 bytes of attributes, then the data.
+func readEfivar(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
 	if err != nil {
 		return nil, err
 	}
 	if len(b) < 4 {
-		return nil, fmt.Errorf("%s: %d bytes, no attributes", name, len(b))
+		return nil, fmt.Errorf("%s: %d bytes, no attributes", filepath.Base(p), len(b))
 	}
 	return b[4:], nil
 }
 
-func (e efivarfs) set(name string, data []byte) error {
-	p := e.file(name)
-	// efivarfs marks most variables immutable; a boot option must be writable.
+// writeEfivar replaces an efivarfs file's variable.
+func writeEfivar(p string, attrs uint32, data []byte) error {
+	// efivarfs marks most variables immutable; clear the flag to rewrite one.
 	if f, err := os.Open(p); err == nil {
 		if flags, err := unix.IoctlGetInt(int(f.Fd()), unix.FS_IOC_GETFLAGS); err == nil && flags&fsImmutable != 0 {
 			unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, flags&^fsImmutable)
@@ -59,8 +66,7 @@ func (e efivarfs) set(name string, data []byte) error {
 		return err
 	}
 	// One write: efivarfs takes the attributes and the data in one call.
-	buf := append([]byte{7, 0, 0, 0}, data...) // NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS
-	if _, err := f.Write(buf); err != nil {
+	if _, err := f.Write(append(binary.LittleEndian.AppendUint32(nil, attrs), data...)); err != nil {
 		f.Close()
 		return err
 	}

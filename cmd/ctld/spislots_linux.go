@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fwbuild/fwbuild/contract"
 )
 
@@ -21,37 +18,10 @@ type efivarfsVendor struct{ dir, guid string }
 
 func (e efivarfsVendor) file(name string) string { return filepath.Join(e.dir, name+"-"+e.guid) }
 
-func (e efivarfsVendor) get(name string) ([]byte, error) {
-	b, err := os.ReadFile(e.file(name))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) < 4 {
-		return nil, fmt.Errorf("%s: %d bytes, no attributes", name, len(b))
-	}
-	return b[4:], nil
-}
+func (e efivarfsVendor) get(name string) ([]byte, error) { return readEfivar(e.file(name)) }
 
 func (e efivarfsVendor) set(name string, attrs uint32, data []byte) error {
-	p := e.file(name)
-	// efivarfs makes variables immutable; clear the flag to rewrite one.
-	if f, err := os.Open(p); err == nil {
-		if flags, err := unix.IoctlGetInt(int(f.Fd()), unix.FS_IOC_GETFLAGS); err == nil && flags&fsImmutable != 0 {
-			unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, flags&^fsImmutable)
-		}
-		f.Close()
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	// One write: the attributes and the data in one call.
-	buf := binary.LittleEndian.AppendUint32(nil, attrs)
-	if _, err := f.Write(append(buf, data...)); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return writeEfivar(e.file(name), attrs, data)
 }
 
 // mountEfivarfs mounts efivarfs where ctld reads variables.
