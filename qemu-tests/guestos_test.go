@@ -3,45 +3,22 @@ package qemutests_test
 // The stock guest images qemu-q35 builds (guest_images), booted in QEMU
 // directly (TCG, SeaBIOS, -kernel/-initrd): the image carries the virtio
 // drivers beside Xen's blkfront and netfront for this. Under Xen, on the
-// control domain's bridge and data disk, the same image is booted by
-// TestHostDataDiskPersists (host_test.go). The guest gets
-// a lease from QEMU's user networking, fetches a file from an HTTP server
-// this test runs on the host (10.0.2.2 from inside), and writes a marker to
-// its root disk; a second boot of the same disk finds it.
+// control domain's bridge and data disk, the images are booted by
+// TestHostDataDiskPersists (host_test.go), which holds the stock image's
+// assertions; here the installer's first screen, which under Xen's slower
+// TCG path is only checked to its low-memory notice.
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/fwbuild/fwbuild/contract"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 )
-
-// serveFile serves body at /<name> on a host port QEMU's user networking
-// reaches as 10.0.2.2; it returns the guest's URL.
-func serveFile(t testing.TB, name string, body []byte) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/"+name, func(w http.ResponseWriter, r *http.Request) { w.Write(body) })
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://10.0.2.2:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + "/" + name
-}
 
 // guestOSMachine boots a guest image's kernel and initrd with disk as its
 // virtio disk and a virtio NIC on QEMU's user network.
@@ -58,66 +35,11 @@ func guestOSMachine(out, image, disk, cmdline string, memMiB int) qemutests.Mach
 	}
 }
 
-// bootGuestOS boots the debian image once and returns its marker line.
-func bootGuestOS(t *testing.T, out, disk, url string, sum string) (contract.GuestOSMarker, qemutests.Result) {
-	t.Helper()
-	const name = "debian"
-	m := guestOSMachine(out, name, disk, "console=ttyS0 root=/dev/vda quiet "+contract.GuestFetchParam+"="+url, 256)
-	markers := []qemutests.Marker{
-		qemutests.Regexp("root", contract.GuestOSRootPattern(name), 60*time.Second),
-		qemutests.Regexp("dhcp", contract.GuestOSDHCPPattern(name), 30*time.Second),
-		qemutests.Regexp("fetched", contract.GuestOSFetchedPattern(name), 30*time.Second),
-		qemutests.Regexp("marker", contract.GuestOSMarkerPattern(name), 30*time.Second),
-		qemutests.Substring("poweroff", "reboot: Power down", 30*time.Second),
-	}
-	res, err := qemutests.Run(context.Background(), m, markers, qemutests.Options{
-		LogPath:  filepath.Join(t.TempDir(), "console.log"),
-		Abort:    regexp.MustCompile(contract.GuestOSFailurePattern),
-		OnMarker: func(m qemutests.Match) { t.Logf("%6.1fs %-8s %s", m.At.Seconds(), m.Marker.Name, m.Line) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := contract.ParseGuestOSDHCP(res.Matches[1].Line)
-	if err != nil || d.IP != "10.0.2.15" || d.Router != "10.0.2.2" || d.Iface != "eth0" {
-		t.Errorf("dhcp line %q: %+v, %v; want eth0 10.0.2.15 via 10.0.2.2 (QEMU's user network)", res.Matches[1].Line, d, err)
-	}
-	f, err := contract.ParseGuestOSFetched(res.Matches[2].Line)
-	if err != nil || f.SHA256 != sum || f.URL != url {
-		t.Errorf("fetched line %q: %+v, %v; want %s with sha256 %s", res.Matches[2].Line, f, err, url, sum)
-	}
-	mk, err := contract.ParseGuestOSMarker(res.Matches[3].Line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mk, res
-}
-
-func TestStockGuestImageBoots(t *testing.T) {
-	bl := buildQ35(t)
-	disk := filepath.Join(t.TempDir(), "disk.img")
-	root, err := os.ReadFile(filepath.Join(bl.out, contract.GuestImageArtefact("debian", contract.GuestImageRoot)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(disk, root, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, 64<<10)
-	rand.Read(body)
-	h := sha256.Sum256(body)
-	url := serveFile(t, "payload.bin", body)
-
-	first, res := bootGuestOS(t, bl.out, disk, url, hex.EncodeToString(h[:]))
-	if first.Found || first.Token == "" {
-		t.Fatalf("first boot of a fresh disk: %+v, want a marker written", first)
-	}
-	t.Logf("boot to DHCP lease %.1fs (QEMU start to the lease line)", res.Matches[1].At.Seconds())
-	second, _ := bootGuestOS(t, bl.out, disk, url, hex.EncodeToString(h[:]))
-	if !second.Found || second.Token != first.Token {
-		t.Fatalf("second boot of the same disk: %+v, want marker found %s", second, first.Token)
-	}
-}
+// The stock debian image's own assertions (root from its disk, a DHCP lease,
+// a fetched file with its SHA-256, a marker found again on the next boot of
+// the same disk) are TestHostDataDiskPersists's, under Xen where it runs in
+// the field; booting it here too cost the suite a QEMU run for the same
+// lines. BenchmarkStockGuestBootToDHCP still boots it directly.
 
 // Debian's installer, as the debian-installer guest image carries it,
 // sees its virtual disk (fwbuild's startup hook loaded the driver) and
