@@ -78,6 +78,8 @@ func provisionHostChip(t testing.TB, bl hostBuild) (chip string, res provision.R
 type rfSession struct {
 	hostport, fingerprint, user, password string
 	client                                *remote.Client
+	once                                  sync.Once
+	hc                                    *http.Client
 }
 
 func newRFSession(hostport string, up contract.RedfishUp, user, password string) (*rfSession, error) {
@@ -89,18 +91,21 @@ func newRFSession(hostport string, up contract.RedfishUp, user, password string)
 }
 
 // raw is one request with the pinned certificate and the given Basic
-// credentials ("" for none); it returns the status.
+// credentials ("" for none); it returns the status. Its connections are
+// kept between requests (as a client's are).
 func (s *rfSession) raw(ctx context.Context, method, path, user, password string) (int, error) {
-	pin := s.fingerprint
-	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // the pin below replaces the chain check
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if h := sha256.Sum256(cs.PeerCertificates[0].Raw); fmt.Sprintf("%x", h) != pin {
-				return fmt.Errorf("certificate sha256 %x, not the pinned %s", h, pin)
-			}
-			return nil
-		}}}}
+	s.once.Do(func() {
+		pin := s.fingerprint
+		s.hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			InsecureSkipVerify: true, // the pin below replaces the chain check
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if h := sha256.Sum256(cs.PeerCertificates[0].Raw); fmt.Sprintf("%x", h) != pin {
+					return fmt.Errorf("certificate sha256 %x, not the pinned %s", h, pin)
+				}
+				return nil
+			}}}}
+	})
 	req, err := http.NewRequestWithContext(ctx, method, "https://"+s.hostport+path, nil)
 	if err != nil {
 		return 0, err
@@ -108,7 +113,7 @@ func (s *rfSession) raw(ctx context.Context, method, path, user, password string
 	if user != "" {
 		req.SetBasicAuth(user, password)
 	}
-	resp, err := hc.Do(req)
+	resp, err := s.hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
