@@ -79,10 +79,12 @@ func (e *env) remoteCommand() *cobra.Command {
 	}
 	one := func(use, short string, f func(ctx context.Context, cl *remote.Client, name string) error) *cobra.Command {
 		return &cobra.Command{Use: use + " NAME", Short: short, Args: exactlyOneName,
-			RunE: withClient(func(ctx context.Context, cl *remote.Client, args []string) error { return f(ctx, cl, args[0]) })}
+			Example: "  fwbuild remote --host 10.0.2.15 --password-file unit.pw --fingerprint <sha256> " + use + " web",
+			RunE:    withClient(func(ctx context.Context, cl *remote.Client, args []string) error { return f(ctx, cl, args[0]) })}
 	}
 
 	list := &cobra.Command{Use: "list", Short: "list the host and its VMs with their power state", Args: noArgs,
+		Example: "  fwbuild remote --host 10.0.2.15 --password-file unit.pw --fingerprint <sha256> list --json",
 		RunE: withClient(func(ctx context.Context, cl *remote.Client, _ []string) error {
 			systems, err := cl.List(ctx)
 			if err != nil {
@@ -111,7 +113,7 @@ func (e *env) remoteCommand() *cobra.Command {
 	}
 	create := &cobra.Command{Use: "create NAME --image IMAGE [--disk NAME:SIZE[:IMAGE]]... [--nic auto|MAC]... [--start]",
 		Short: "define a VM on the unit's data disk (and start it with --start)", Args: exactlyOneName,
-		Example: "  fwbuild remote ... create web --image debian --memory 256 --disk root:1GiB:debian --nic auto --start",
+		Example: "  fwbuild remote --host 10.0.2.15 --password-file unit.pw --fingerprint <sha256> create web --image debian --memory 256 --disk root:1GiB:debian --nic auto --start",
 		RunE: withClient(func(ctx context.Context, cl *remote.Client, args []string) error {
 			spec := rf.CreateSystem{Name: args[0], ProcessorSummary: rf.ProcessorSummary{Count: cr.vcpus}}
 			spec.Oem.Fwbuild = rf.CreateFwbuild{Image: cr.image, MemoryMiB: cr.memMiB, Type: cr.typ, Cmdline: cr.cmdline, Autostart: cr.autostart}
