@@ -398,6 +398,9 @@ func TestHostDataDiskPersists(t *testing.T) {
 	requireRedfishClients(t)
 	chip, unitRes := provisionHostChip(t, bl)
 	m, _, ports := hostMachine(t, hostOpts{Path: qemutests.ChainSPI, Disk: disk, CPU: noNPT, Chip: chip, Forward: []int{redfishPort}})
+	rb := newRedfishBoot(ports[redfishPort], unitRes, "marker", "pv")
+	defer rb.cancel()
+	defer rb.errs.report(t)
 	ms = append(chain(t, qemutests.ChainSPI),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
 		qemutests.Regexp("data-disk", contract.DataDiskPattern, r),
@@ -410,65 +413,15 @@ func TestHostDataDiskPersists(t *testing.T) {
 		qemutests.Regexp("fetched", contract.GuestOSFetchedPattern(g), r),
 		then(qemutests.Regexp("guest-marker", contract.GuestOSMarkerPattern(g), r), "cat "+contract.DataMount+"/marker\n"),
 		// Not the typed command's echo: the token alone, after the prompt at most.
-		qemutests.Regexp("marker", `(?:^|\s)`+token+`$`, r),
-		// The API's VM: sushy's On starts it first (and ForceOff ends it
-		// at once), redfishtool's On for good.
-		qemutests.Regexp("api-running", contract.GuestRunningPattern(apiVM)+" type=pv", r),
-		qemutests.Regexp("api-dhcp", contract.GuestOSDHCPPattern(apiVM), 2*r),
-		then(qemutests.Regexp("api-deleted", contract.GuestDeletedPattern(apiVM), r),
-			"ls "+contract.DataGuestDir(apiVM)+"; cat /proc/net/tcp /proc/net/tcp6; echo listeners-$((2+3))\n"),
-		then(qemutests.Regexp("listeners", `listeners-5`, r), "ctld start "+inst+"\n"),
+		qemutests.Regexp("marker", `(?:^|\s)`+token+`$`, r))
+	ms = append(append(ms, rb.markers(r, "ctld start "+inst+"\n")...),
 		qemutests.Regexp("inst-running", contract.GuestRunningPattern(inst), r),
 		qemutests.Regexp("inst-disk", contract.GuestOSDiskPattern(inst), 2*r),
 		// Its first screen: the language choice, or (as under Xen here,
 		// 768 MiB) the low-memory notice that comes before it.
 		qemutests.Regexp("inst-first-screen", `Select a language|Entering low memory mode`, 2*r),
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var rfErrs errs
-	defer rfErrs.report(t)
-	var sess *rfSession
-	var apiStarted, apiDeleted time.Time
-	var apiMu sync.Mutex
-	fail := func(err error) {
-		rfErrs.add("%v", err)
-		cancel() // the markers after it cannot come
-	}
-	onMarker := func(mt qemutests.Match) {
-		switch mt.Marker.Name {
-		case "redfish":
-			up, err := contract.ParseRedfishUp(mt.Line)
-			if err == nil {
-				sess, err = newRFSession(fmt.Sprintf("127.0.0.1:%d", ports[redfishPort]), up, unitRes.User, unitRes.Password)
-			}
-			if err != nil {
-				fail(err)
-			}
-		case "marker":
-			s := sess
-			go func() {
-				t0 := time.Now()
-				if err := s.checkServiceAndCreate(ctx, &rfErrs, "pv"); err != nil {
-					fail(err)
-				}
-				apiMu.Lock()
-				apiStarted = t0
-				apiMu.Unlock()
-			}()
-		case "api-dhcp":
-			s, line := sess, mt.Line
-			go func() {
-				if err := s.checkConsoleAndDelete(ctx, &rfErrs, line); err != nil {
-					fail(err)
-				}
-				apiMu.Lock()
-				apiDeleted = time.Now()
-				apiMu.Unlock()
-			}()
-		}
-	}
-	res = runHostWith(t, ctx, m, ms, contract.FailurePattern+"|"+contract.GuestOSFailurePattern, onMarker)
+	res = runHostWith(t, rb.ctx, m, ms, contract.FailurePattern+"|"+contract.GuestOSFailurePattern, rb.onMarker)
 	v, l = values(res), lines(res)
 	if v["data-disk"][2] != "found" {
 		t.Errorf("second boot: data disk %v, want found", v["data-disk"])
@@ -489,23 +442,7 @@ func TestHostDataDiskPersists(t *testing.T) {
 		t.Errorf("installer disk line %q: %+v, %v; want xvda of %d bytes (its vbd)", l["inst-disk"], d, err, installerDiskBytes)
 	}
 	log, _ := os.ReadFile(res.LogPath)
-	if v["unit"][0] != unitRes.Serial {
-		t.Errorf("second boot: unit line %q, want serial %s (provisioned before the boot)", l["unit"], unitRes.Serial)
-	}
-	if up, err := contract.ParseRedfishUp(l["redfish"]); err != nil || up.Key != "data" || !strings.HasPrefix(up.URL, "https://"+v["management"][0]+":443/") {
-		t.Errorf("second boot: redfish line %q (%v): want https on the management address %s, its key on the data disk", l["redfish"], err, v["management"][0])
-	}
-	if freed := mustAtoi(v["api-deleted"][0]); freed < 64<<20 {
-		t.Errorf("deleting %s freed %d bytes, want at least its 64 MiB root disk", apiVM, freed)
-	}
-	if after := log[strings.Index(string(log), l["api-deleted"]):]; !regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contract.DataGuestDir(apiVM)) + `.*no such file or directory`).Match(after) {
-		t.Errorf("ls %s after DELETE did not say it is gone (log %s)", contract.DataGuestDir(apiVM), res.LogPath)
-	}
-	checkListeners(t, log, v["management"][0])
-	apiMu.Lock()
-	t.Logf("boot 2: Redfish up after %v; API checks and %s's creation took %v to its running line, its DHCP lease %v later; the API's checks took %v in all",
-		at(res, "redfish"), apiVM, at(res, "api-running")-at(res, "marker"), at(res, "api-dhcp")-at(res, "api-running"), apiDeleted.Sub(apiStarted).Round(time.Second))
-	apiMu.Unlock()
+	rb.check(t, res, log, v["management"][0])
 	if n := len(regexp.MustCompile(contract.CtldPrefix+`guest image \S+ copied`).FindAll(log, -1)); n != 1 {
 		t.Errorf("second boot: %d image files copied, want 1 (the damaged initrd) (log %s)", n, res.LogPath)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/fwbuild/fwbuild/contract"
 	rf "github.com/fwbuild/fwbuild/contract/redfish"
 	"github.com/fwbuild/fwbuild/provision"
+	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 	"github.com/fwbuild/fwbuild/remote"
 )
 
@@ -321,4 +322,115 @@ func checkListeners(t testing.TB, log []byte, mgmt string) {
 func mustAtoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// redfishBoot is the host's side of the service in one boot of the host
+// board: the markers it adds, what runs as they match, and the checks on
+// the result. trigger is the marker after which the host starts (the
+// stock guest up, so the VM it creates does not compete with its boot).
+type redfishBoot struct {
+	port    int
+	unit    provision.Result
+	trigger string
+	typ     string // the API VM's pv or pvh
+	ctx     context.Context
+	cancel  context.CancelFunc
+	errs    errs
+
+	sess *rfSession // set as the redfish marker matches (Run's goroutine)
+	mu   sync.Mutex
+	// checked is when the host's first half began, done when the second ended.
+	checked, done time.Time
+}
+
+func newRedfishBoot(port int, unit provision.Result, trigger, typ string) *redfishBoot {
+	rb := &redfishBoot{port: port, unit: unit, trigger: trigger, typ: typ}
+	rb.ctx, rb.cancel = context.WithCancel(context.Background())
+	return rb
+}
+
+// markers are the boot's markers from the API VM's running line on; next
+// is typed once they are done. The unit and redfish markers come earlier,
+// after the data disk's line (see TestHostDataDiskPersists).
+func (rb *redfishBoot) markers(r time.Duration, next string) []qemutests.Marker {
+	return []qemutests.Marker{
+		// sushy's On starts it first (and its ForceOff ends it at once),
+		// redfishtool's On for good.
+		qemutests.Regexp("api-running", contract.GuestRunningPattern(apiVM)+" type="+rb.typ, r),
+		qemutests.Regexp("api-dhcp", contract.GuestOSDHCPPattern(apiVM), 2*r),
+		then(qemutests.Regexp("api-deleted", contract.GuestDeletedPattern(apiVM), r),
+			"ls "+contract.DataGuestDir(apiVM)+"; cat /proc/net/tcp /proc/net/tcp6; echo listeners-$((2+3))\n"),
+		then(qemutests.Regexp("listeners", `listeners-5`, r), next),
+	}
+}
+
+func (rb *redfishBoot) fail(err error) {
+	rb.errs.add("%v", err)
+	rb.cancel() // the markers after it cannot come
+}
+
+func (rb *redfishBoot) onMarker(mt qemutests.Match) {
+	switch mt.Marker.Name {
+	case "redfish":
+		up, err := contract.ParseRedfishUp(mt.Line)
+		if err == nil {
+			rb.sess, err = newRFSession(fmt.Sprintf("127.0.0.1:%d", rb.port), up, rb.unit.User, rb.unit.Password)
+		}
+		if err != nil {
+			rb.fail(err)
+		}
+	case rb.trigger:
+		s := rb.sess
+		if s == nil {
+			rb.fail(errors.New("no redfish line before " + rb.trigger))
+			return
+		}
+		rb.mu.Lock()
+		rb.checked = time.Now()
+		rb.mu.Unlock()
+		go func() {
+			if err := s.checkServiceAndCreate(rb.ctx, &rb.errs, rb.typ); err != nil {
+				rb.fail(err)
+			}
+		}()
+	case "api-dhcp":
+		s, line := rb.sess, mt.Line
+		go func() {
+			if err := s.checkConsoleAndDelete(rb.ctx, &rb.errs, line); err != nil {
+				rb.fail(err)
+			}
+			rb.mu.Lock()
+			rb.done = time.Now()
+			rb.mu.Unlock()
+		}()
+	}
+}
+
+// check is what the console says after the run: the unit and redfish
+// lines, the bytes DELETE freed, dom0's ls of the VM's directory and its
+// listening sockets.
+func (rb *redfishBoot) check(t testing.TB, res qemutests.Result, log []byte, mgmt string) {
+	t.Helper()
+	v, l := values(res), lines(res)
+	if v["unit"][0] != rb.unit.Serial {
+		t.Errorf("unit line %q, want serial %s (provisioned before the boot)", l["unit"], rb.unit.Serial)
+	}
+	if up, err := contract.ParseRedfishUp(l["redfish"]); err != nil || up.Key != "data" || !strings.HasPrefix(up.URL, "https://"+mgmt+":443/") {
+		t.Errorf("redfish line %q (%v): want https on the management address %s, its key on the data disk", l["redfish"], err, mgmt)
+	}
+	if freed := mustAtoi(v["api-deleted"][0]); freed < 64<<20 {
+		t.Errorf("deleting %s freed %d bytes, want at least its 64 MiB root disk", apiVM, freed)
+	}
+	after := log
+	if i := strings.Index(string(log), l["api-deleted"]); i >= 0 {
+		after = log[i:]
+	}
+	if !regexp.MustCompile(`(?m)` + regexp.QuoteMeta(contract.DataGuestDir(apiVM)) + `.*no such file or directory`).Match(after) {
+		t.Errorf("ls %s after DELETE did not say it is gone (log %s)", contract.DataGuestDir(apiVM), res.LogPath)
+	}
+	checkListeners(t, after, mgmt)
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	t.Logf("Redfish up after %v; from the host's first request to %s's running line %v, its DHCP lease %v later; the host's checks took %v in all",
+		at(res, "redfish"), apiVM, at(res, "api-running")-at(res, rb.trigger), at(res, "api-dhcp")-at(res, "api-running"), rb.done.Sub(rb.checked).Round(time.Second))
 }
