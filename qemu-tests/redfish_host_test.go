@@ -84,7 +84,7 @@ type rfSession struct {
 }
 
 func newRFSession(hostport string, up contract.RedfishUp, user, password string) (*rfSession, error) {
-	c, err := remote.New(remote.Options{Host: hostport, User: user, Password: password, Fingerprint: up.Fingerprint})
+	c, err := remote.New(remote.Options{Host: hostport, User: user, Password: password, Fingerprint: up.Fingerprint, Timeout: 5 * time.Minute})
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func newRFSession(hostport string, up contract.RedfishUp, user, password string)
 func (s *rfSession) raw(ctx context.Context, method, path, user, password string) (int, error) {
 	s.once.Do(func() {
 		pin := s.fingerprint
-		s.hc = &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		s.hc = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 			MinVersion:         tls.VersionTLS12,
 			InsecureSkipVerify: true, // the pin below replaces the chain check
 			VerifyConnection: func(cs tls.ConnectionState) error {
@@ -126,7 +126,7 @@ func (s *rfSession) raw(ctx context.Context, method, path, user, password string
 // runTool runs a third-party client without the CA variables that
 // python3-requests lets override a session's verify setting.
 func runTool(ctx context.Context, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	for _, e := range os.Environ() {
@@ -232,7 +232,9 @@ func (s *rfSession) checkServiceAndCreate(ctx context.Context, e *errs, typ stri
 	}
 
 	rft := func(args ...string) (string, error) {
-		return runTool(ctx, "redfishtool", append([]string{"-r", s.hostport, "-S", "Always", "-u", s.user, "-p", s.password}, args...)...)
+		// -T: a Reset On waits for xl create, 40 s and more under TCG on
+		// a loaded machine (redfishtool's default is 10 s).
+		return runTool(ctx, "redfishtool", append([]string{"-r", s.hostport, "-S", "Always", "-T", "300", "-u", s.user, "-p", s.password}, args...)...)
 	}
 	out, err = rft("Systems")
 	for _, want := range []string{`"/redfish/v1/Systems/host"`, `"/redfish/v1/Systems/` + hostGuest + `"`, `"/redfish/v1/Systems/` + apiVM + `"`} {

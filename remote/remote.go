@@ -35,7 +35,8 @@ type Options struct {
 	// Fingerprint is the certificate's SHA-256 as ctld prints it: 64 hex
 	// digits, optionally with colons or a "SHA256:" prefix.
 	Fingerprint string
-	// Timeout bounds each request; zero: 60 s.
+	// Timeout bounds each request; zero: 5 minutes (a Reset On waits for
+	// xl create, which takes tens of seconds on a busy unit).
 	Timeout time.Duration
 }
 
@@ -84,7 +85,7 @@ func New(o Options) (*Client, error) {
 	}
 	timeout := o.Timeout
 	if timeout == 0 {
-		timeout = 60 * time.Second
+		timeout = 5 * time.Minute
 	}
 	return &Client{
 		base: "https://" + hostport, user: o.User, pass: o.Password,
