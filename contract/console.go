@@ -149,6 +149,24 @@ func (g GuestStopped) String() string {
 	return fmt.Sprintf(CtldPrefix+"guest %s stopped: %s", g.Name, g.Why)
 }
 
+// GuestDeleted is ctld's line for a VM the management API deleted: Freed
+// is what its directory on the data disk held (disks, media, config), all
+// of it removed.
+type GuestDeleted struct {
+	Name  string
+	Freed int64
+}
+
+func (g GuestDeleted) String() string {
+	return fmt.Sprintf(CtldPrefix+"guest %s deleted: freed %d bytes", g.Name, g.Freed)
+}
+
+// GuestDeletedPattern matches a guest's deleted line; its group is the
+// bytes freed.
+func GuestDeletedPattern(name string) string {
+	return CtldPrefix + `guest ` + quoteName(name) + ` deleted: freed (\d+) bytes`
+}
+
 // FailurePattern matches every ctld line that reports a failure: a test
 // seeing one stops at once instead of waiting out its next marker.
 const FailurePattern = CtldPrefix + `(FAILED |guests FAILED|guest \S+ FAILED|guest \S+ stopped: crashed)`

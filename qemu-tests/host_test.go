@@ -166,6 +166,9 @@ type hostOpts struct {
 	Forward []int
 	// Guests, if set, is buildHostWith's variant of the board.
 	Guests string
+	// Chip, if set, is the SPI path's flash (e.g. a provisioned copy of
+	// spi.bin) instead of the build's spi.bin.
+	Chip string
 }
 
 // hostMachine is the host board's boot as boottest gives it to a board
@@ -181,7 +184,7 @@ func hostMachine(t testing.TB, o hostOpts) (m qemutests.Machine, disk string, po
 		o.Path = qemutests.ChainUSB
 	}
 	work := t.TempDir()
-	m, _, err := boottest.Machine(boottest.Spec{Board: bl.board, Comps: bl.comps, OutDir: bl.out, Path: o.Path, WorkDir: work})
+	m, _, err := boottest.Machine(boottest.Spec{Board: bl.board, Comps: bl.comps, OutDir: bl.out, Path: o.Path, WorkDir: work, Chip: o.Chip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +221,14 @@ func hostMachine(t testing.TB, o hostOpts) (m qemutests.Machine, disk string, po
 
 func runHost(t testing.TB, m qemutests.Machine, markers []qemutests.Marker, abort string) qemutests.Result {
 	t.Helper()
+	return runHostWith(t, context.Background(), m, markers, abort, nil)
+}
+
+// runHostWith is runHost with a context (cancelled: the run ends) and a
+// function called as each marker matches (on Run's goroutine: anything
+// slow goes to a goroutine of its own, or the console backs up).
+func runHostWith(t testing.TB, ctx context.Context, m qemutests.Machine, markers []qemutests.Marker, abort string, onMarker func(qemutests.Match)) qemutests.Result {
+	t.Helper()
 	// Kept when the test fails (a t.TempDir would be gone with the path
 	// the failure names).
 	dir, err := os.MkdirTemp("", "fwbuild-host-console-")
@@ -230,13 +241,18 @@ func runHost(t testing.TB, m qemutests.Machine, markers []qemutests.Marker, abor
 		}
 	})
 	opts := qemutests.Options{
-		LogPath:  filepath.Join(dir, "console.log"),
-		OnMarker: func(mt qemutests.Match) { t.Logf("%6.1fs %-16s %s", mt.At.Seconds(), mt.Marker.Name, mt.Line) },
+		LogPath: filepath.Join(dir, "console.log"),
+		OnMarker: func(mt qemutests.Match) {
+			t.Logf("%6.1fs %-16s %s", mt.At.Seconds(), mt.Marker.Name, mt.Line)
+			if onMarker != nil {
+				onMarker(mt)
+			}
+		},
 	}
 	if abort != "" {
 		opts.Abort = regexp.MustCompile(abort)
 	}
-	res, err := qemutests.Run(context.Background(), m, markers, opts)
+	res, err := qemutests.Run(ctx, m, markers, opts)
 	if err != nil {
 		log, _ := os.ReadFile(res.LogPath)
 		t.Fatalf("%v (log %s)\n%s\n%s", err, res.LogPath, strings.Join(res.Cmdline, " "), log)
@@ -368,10 +384,28 @@ func TestHostDataDiskPersists(t *testing.T) {
 	// guest (type: auto) starts as PV and finds its marker; the damaged
 	// initrd comes from guest_images_url; then the operator starts the
 	// installer guest, which reaches its first screen seeing its disk.
-	m, _, _ = hostMachine(t, hostOpts{Path: qemutests.ChainSPI, Disk: disk, CPU: noNPT})
+	//
+	// The unit is provisioned first and the Redfish port forwarded: once
+	// the debian guest has found its marker, the host drives the service
+	// (redfish_host_test.go) while the boot runs: 401s, fwbuild's client
+	// (pinned to the fingerprint on the console) lists the systems and
+	// creates a VM with a root disk from the debian image and a NIC,
+	// sushy powers it on and off, redfishtool lists and starts it; the VM
+	// gets its DHCP lease, its console log is read through the API, and
+	// DELETE frees its directory (ctld's deleted line, then ls from dom0).
+	// dom0's listening sockets show the service on the management address
+	// alone.
+	requireRedfishClients(t)
+	chip, unitRes := provisionHostChip(t, bl)
+	m, _, ports := hostMachine(t, hostOpts{Path: qemutests.ChainSPI, Disk: disk, CPU: noNPT, Chip: chip, Forward: []int{redfishPort}})
+	rb := newRedfishBoot(ports[redfishPort], unitRes, "marker", "pv")
+	defer rb.cancel()
+	defer rb.errs.report(t)
 	ms = append(chain(t, qemutests.ChainSPI),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
 		qemutests.Regexp("data-disk", contract.DataDiskPattern, r),
+		qemutests.Regexp("unit", contract.UnitLoadedPattern, r),
+		qemutests.Regexp("redfish", contract.RedfishPattern, r),
 		qemutests.Regexp("copied-initrd", contract.GuestImageCopiedPattern(g, contract.GuestImageInitrd), r),
 		qemutests.Regexp("running", contract.GuestRunningPattern(g), r),
 		qemutests.Regexp("root", contract.GuestOSRootPattern(g), r),
@@ -379,14 +413,15 @@ func TestHostDataDiskPersists(t *testing.T) {
 		qemutests.Regexp("fetched", contract.GuestOSFetchedPattern(g), r),
 		then(qemutests.Regexp("guest-marker", contract.GuestOSMarkerPattern(g), r), "cat "+contract.DataMount+"/marker\n"),
 		// Not the typed command's echo: the token alone, after the prompt at most.
-		then(qemutests.Regexp("marker", `(?:^|\s)`+token+`$`, r), "ctld start "+inst+"\n"),
+		qemutests.Regexp("marker", `(?:^|\s)`+token+`$`, r))
+	ms = append(append(ms, rb.markers(r, "ctld start "+inst+"\n")...),
 		qemutests.Regexp("inst-running", contract.GuestRunningPattern(inst), r),
 		qemutests.Regexp("inst-disk", contract.GuestOSDiskPattern(inst), 2*r),
 		// Its first screen: the language choice, or (as under Xen here,
 		// 768 MiB) the low-memory notice that comes before it.
 		qemutests.Regexp("inst-first-screen", `Select a language|Entering low memory mode`, 2*r),
 	)
-	res = runHost(t, m, ms, contract.FailurePattern+"|"+contract.GuestOSFailurePattern)
+	res = runHostWith(t, rb.ctx, m, ms, contract.FailurePattern+"|"+contract.GuestOSFailurePattern, rb.onMarker)
 	v, l = values(res), lines(res)
 	if v["data-disk"][2] != "found" {
 		t.Errorf("second boot: data disk %v, want found", v["data-disk"])
@@ -407,10 +442,12 @@ func TestHostDataDiskPersists(t *testing.T) {
 		t.Errorf("installer disk line %q: %+v, %v; want xvda of %d bytes (its vbd)", l["inst-disk"], d, err, installerDiskBytes)
 	}
 	log, _ := os.ReadFile(res.LogPath)
+	rb.check(t, res, log, v["management"][0])
 	if n := len(regexp.MustCompile(contract.CtldPrefix+`guest image \S+ copied`).FindAll(log, -1)); n != 1 {
 		t.Errorf("second boot: %d image files copied, want 1 (the damaged initrd) (log %s)", n, res.LogPath)
 	}
-	if re := contract.CtldPrefix + `guest \S+ disk \S+ created`; regexp.MustCompile(re).Match(log) {
+	// The profile's guests' disks (the API's VM makes one of its own).
+	if re := contract.CtldPrefix + `guest (?:` + g + `|` + inst + `) disk \S+ created`; regexp.MustCompile(re).Match(log) {
 		t.Errorf("second boot: %s matched: a disk created again (log %s)", re, res.LogPath)
 	}
 	t.Logf("boot 2: guest running (PV) after %v, its DHCP lease %v later; installer running %v after the command, first screen %v later",

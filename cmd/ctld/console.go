@@ -34,6 +34,10 @@ func (a *agent) guestLog(name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no console log for guest %s (%s): has it run since the control domain started?", name, guestConsoleLog(name))
 	}
+	// What rotation (console_rotate.go) moved aside comes first.
+	if old, err := a.sys.readFile(guestConsoleLog(name) + ".1"); err == nil && len(b) < logTailBytes {
+		b = append(old, b...)
+	}
 	if len(b) > logTailBytes {
 		b = b[len(b)-logTailBytes:]
 	}

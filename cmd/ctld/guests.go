@@ -68,6 +68,8 @@ func (a *agent) runGuests(ctx context.Context) error {
 	// The Redfish service (started with the host) outlives the guests'
 	// watch: the helper stays while it serves.
 	defer a.keepServing(ctx)
+	// The guests' console logs stay bounded while this helper lives.
+	go a.rotateConsoleLogsEvery(ctx, path.Dir(guestConsoleLog("-")))
 	host, err := a.loadHostConfig()
 	if err != nil {
 		a.say(contract.Failed{Step: "host", Reason: err.Error()})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -34,6 +35,9 @@ type vmManager struct {
 	// rebootHost restarts the whole unit (the host's ForceRestart).
 	rebootHost func() error
 	client     *http.Client // virtual media downloads
+	// maxMedia bounds a virtual media download (0: defaultMaxMedia): a
+	// URL that serves more is refused before it fills the data disk.
+	maxMedia int64
 	// base is the service's context: consoles forwarded for the VMs it
 	// starts end with it.
 	base context.Context
@@ -234,7 +238,8 @@ func systemJSON(v vmInfo, dataOK bool) rf.ComputerSystem {
 		Boot:             noBootOverride(),
 		Actions:          rf.SystemActions{Reset: rf.ResetAction{Target: rf.ResetTarget(v.Name), ActionInfo: rf.ResetInfo(v.Name), Allowable: rf.VMResetTypes}},
 		Links:            rf.SystemLinks{ManagedBy: []rf.ODataID{{ID: rf.Managers + "/" + rf.ManagerID}}},
-		Oem:              &rf.SystemOem{Fwbuild: rf.SystemFwbuild{MemoryMiB: v.MemMiB, Type: v.Type, Autostart: v.Autostart, OnData: v.OnData}},
+		Oem: &rf.SystemOem{Fwbuild: rf.SystemFwbuild{MemoryMiB: v.MemMiB, Type: v.Type, Autostart: v.Autostart, OnData: v.OnData,
+			ConsoleLog: &rf.ODataID{ID: rf.ConsoleLog(v.Name)}}},
 	}
 	if v.Running {
 		cs.PowerState, cs.Status.State = rf.PowerOn, "Enabled"
@@ -340,6 +345,8 @@ func (s *redfishService) system(w http.ResponseWriter, r *http.Request, parts []
 		s.resetAction(w, r, id, rf.VMResetTypes, func(typ string) error { return s.vms.reset(r.Context(), v, typ) })
 	case "ResetActionInfo":
 		s.only(w, r, "GET", func() { writeJSON(w, http.StatusOK, resetInfo(id, rf.VMResetTypes)) })
+	case "Oem/Fwbuild/ConsoleLog":
+		s.only(w, r, "GET", func() { s.consoleLog(w, v) })
 	case "VirtualMedia", "VirtualMedia/" + rf.MediaID,
 		"VirtualMedia/" + rf.MediaID + "/Actions/VirtualMedia.InsertMedia",
 		"VirtualMedia/" + rf.MediaID + "/Actions/VirtualMedia.EjectMedia":
@@ -598,13 +605,56 @@ func (m *vmManager) remove(ctx context.Context, v vmInfo) error {
 	if err := os.Remove(m.root + contract.DataGuestConfig(v.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return os.RemoveAll(m.root + contract.DataGuestDir(v.Name))
+	dir := m.root + contract.DataGuestDir(v.Name)
+	freed := dirBytes(dir)
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s is still there after its removal (%v)", dir, err)
+	}
+	m.a.say(contract.GuestDeleted{Name: v.Name, Freed: freed})
+	return nil
+}
+
+// dirBytes is the size of the regular files under dir (what deleting it
+// gives back to the data disk, sparse files counted whole).
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// consoleLog answers a VM's console log (the end of xenconsoled's log of
+// it, logTailBytes at most) as text: Redfish has no resource for a
+// serial log that is not a list of events, so it is fwbuild's own.
+func (s *redfishService) consoleLog(w http.ResponseWriter, v vmInfo) {
+	b, err := s.vms.a.guestLog(v.Name)
+	if err != nil {
+		notFound(w, "ConsoleLog", v.Name)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set(rf.HeaderODataVer, "4.0")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
 }
 
 // Virtual media: one CD slot per VM. InsertMedia downloads the image URL
 // to the VM's directory on the data disk (to a temporary name, renamed when
 // complete), adds it to the VM's config as a read-only CD and, if the VM
 // runs, attaches it at once (xl block-attach); EjectMedia undoes that.
+
+// defaultMaxMedia bounds a virtual media download: a DVD image with room
+// to spare, not a whole data disk.
+const defaultMaxMedia = 8 << 30
 
 // mediaFileBase is the CD's file name in the VM's directory.
 const mediaFileBase = "cd"
@@ -701,8 +751,15 @@ func (m *vmManager) insertMedia(ctx context.Context, v vmInfo, image string) err
 		tmp.Close()
 		return err
 	}
-	_, err = io.Copy(tmp, body)
+	limit := m.maxMedia
+	if limit <= 0 {
+		limit = defaultMaxMedia
+	}
+	n, err := io.Copy(tmp, io.LimitReader(body, limit+1))
 	body.Close()
+	if err == nil && n > limit {
+		err = fmt.Errorf("more than the limit of %d bytes for virtual media", limit)
+	}
 	if err != nil {
 		tmp.Close()
 		return fmt.Errorf("download %s: %w", image, err)

@@ -170,7 +170,7 @@ func (e *env) rootCommand() *cobra.Command {
 
 	root.AddCommand(
 		e.boardsCommand(), e.checkCommand(), e.fetchCommand(), e.doctorCommand(), e.buildCommand(),
-		e.testCommand(), e.inspectCommand(), e.flashCommand(), e.provisionCommand(), e.fitCommand(), e.keysCommand(), e.attestCommand(), e.cacheCommand(), e.versionCommand(),
+		e.testCommand(), e.inspectCommand(), e.flashCommand(), e.provisionCommand(), e.fitCommand(), e.keysCommand(), e.attestCommand(), e.remoteCommand(), e.cacheCommand(), e.versionCommand(),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root

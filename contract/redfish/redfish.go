@@ -55,6 +55,10 @@ func EjectMediaTarget(id string) string {
 	return VirtualMediaSlot(id) + "/Actions/VirtualMedia.EjectMedia"
 }
 
+// ConsoleLog is a VM's console log: GET answers its end as text/plain
+// (fwbuild's own resource; Redfish's LogService is a list of events).
+func ConsoleLog(id string) string { return System(id) + "/Oem/Fwbuild/ConsoleLog" }
+
 // Session is the path of a session; Account of an account.
 func Session(id string) string   { return Sessions + "/" + id }
 func Account(user string) string { return Accounts + "/" + user }
@@ -194,6 +198,8 @@ type SystemFwbuild struct {
 	Type      string `json:"Type,omitempty"` // pv, pvh
 	Autostart bool   `json:"Autostart"`
 	OnData    bool   `json:"OnDataDisk"` // the definition lives on the data disk (the API can delete it)
+	// ConsoleLog links the VM's console log (ConsoleLog(id)).
+	ConsoleLog *ODataID `json:"ConsoleLog,omitempty"`
 }
 
 // Reset is the body of a Reset POST.
