@@ -18,6 +18,16 @@ func VersionArg(v string) string { return VersionParam + "=" + v }
 // ParseVersionArg finds the version parameter on a kernel command line.
 func ParseVersionArg(cmdline string) (string, bool) { return Param(cmdline, VersionParam) }
 
+// MinVersionParam carries the profile's update.min_version on both
+// payloads' command lines (inside what the owner signs, like the version):
+// ctld refuses an update artefact below it even when a downgrade is asked,
+// the floor a fleet owner sets once a release fixes something that must
+// never come back (fwupd's and Redfish's LowestSupportedVersion).
+const MinVersionParam = "fwbuild.min_version"
+
+// MinVersionArg is the parameter for a floor of v (MAJOR.MINOR.PATCH).
+func MinVersionArg(v string) string { return MinVersionParam + "=" + v }
+
 // OwnerCertificate is the owner's db certificate (PEM) inside a signed
 // build's control domain: what ctld checks update artefacts against. It is
 // public; the key that signs never leaves the owner.
