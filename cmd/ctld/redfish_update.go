@@ -287,11 +287,13 @@ func slotInventory(st contract.Slots, slot, running, floor string) rf.SoftwareIn
 	return inv
 }
 
-// taskOrMonitor serves Tasks/<id> (200, the task) and Tasks/<id>/Monitor
-// (202 with the task while it runs, then 200: DSP0266's task monitor,
-// which sushy's TaskMonitor and fwupd poll).
+// taskOrMonitor serves Tasks/<id> and Tasks/<id>/Monitor (DSP0266's task
+// monitor, the 202's Location) alike: 202 with the task while it runs,
+// then 200. The task itself answers 202 too (as iDRAC's do) because sushy
+// polls the task's @odata.id from the 202's body rather than Location, and
+// stops at the first answer that is not 202.
 func (s *redfishService) taskOrMonitor(w http.ResponseWriter, rest string) {
-	id, monitor := strings.CutSuffix(rest, "/Monitor")
+	id, _ := strings.CutSuffix(rest, "/Monitor")
 	if s.upd == nil || strings.Contains(id, "/") {
 		notFound(w, "Task", rest)
 		return
@@ -302,7 +304,7 @@ func (s *redfishService) taskOrMonitor(w http.ResponseWriter, rest string) {
 		return
 	}
 	code := http.StatusOK
-	if monitor && (t.TaskState == rf.TaskNew || t.TaskState == rf.TaskRunning) {
+	if t.TaskState == rf.TaskNew || t.TaskState == rf.TaskRunning {
 		w.Header().Set("Location", rf.TaskMonitor(id))
 		w.Header().Set("Retry-After", "1")
 		code = http.StatusAccepted

@@ -532,7 +532,7 @@ func Firmware(id string) string { return FirmwareInventory + "/" + id }
 func SlotID(slot string) string { return "slot-" + slot }
 
 // Task is a task's path; TaskMonitor the URI a client polls (the 202's
-// Location): 202 while the task runs, then the task with 200.
+// Location). Both answer 202 with the task while it runs, then 200.
 func Task(id string) string        { return Tasks + "/" + id }
 func TaskMonitor(id string) string { return Task(id) + "/Monitor" }
 
