@@ -56,8 +56,9 @@ type updateService struct {
 	limit int64
 	// fetch is SimpleUpdate's HTTP client.
 	fetch *http.Client
-	// reboot restarts the unit (ApplyTime Immediate).
+	// reboot restarts the unit (ApplyTime Immediate), delay after the task ended.
 	reboot func() error
+	delay  time.Duration
 	base   context.Context
 	now    func() time.Time
 	log    *slog.Logger
@@ -95,11 +96,11 @@ func (u *updateService) newTask(name string) (*rfTask, error) {
 }
 
 // set changes a task's state under the lock.
-func (u *updateService) set(t *rfTask, state string, percent int, msg rf.Message) {
+func (u *updateService) set(t *rfTask, state string, percent int, msgs ...rf.Message) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	t.state, t.percent = state, percent
-	t.msgs = append(t.msgs, msg)
+	t.msgs = append(t.msgs, msgs...)
 	switch state {
 	case rf.TaskCompleted, rf.TaskException:
 		t.end = u.now()
@@ -255,21 +256,36 @@ func (s *redfishService) inventoryMember(w http.ResponseWriter, r *http.Request,
 		writeError(w, http.StatusInternalServerError, rf.NewError(rf.MsgGeneralError, err.Error(), "See the control domain's console."))
 		return
 	}
-	writeJSON(w, http.StatusOK, slotInventory(st, slot, running, m.minVersion))
+	guid := m.guid
+	if guid == "" {
+		guid = contract.DefaultUpdateGUID(m.board)
+	}
+	writeJSON(w, http.StatusOK, slotInventory(st, slot, running, m.minVersion, guid))
 }
 
 // slotInventory is one slot's FirmwareInventory member. The slot BootOrder
 // starts with is Enabled; the other is StandbySpare when it holds a
 // confirmed payload, Updating while it waits for its one try, Starting
 // while it is being tried, UnavailableOffline (Critical) once it failed,
-// and Absent when empty. Only the slot this boot does not run is written.
-func slotInventory(st contract.Slots, slot, running, floor string) rf.SoftwareInventory {
+// and Absent when empty.
+//
+// The slot this boot runs stands for the payload: it is the Updateable one
+// (an update goes to the other slot, so it is also WriteProtected) and
+// carries the board's device GUID as SoftwareId, the GUID its fwupd
+// cabinet provides. fwupd's redfish plugin matches a cabinet to members by
+// SoftwareId and compares versions with the member's: it must see the
+// running version, and only once (it stops at the first matching member
+// that is not updateable). The other slot's SoftwareId is not a GUID.
+func slotInventory(st contract.Slots, slot, running, floor, guid string) rf.SoftwareInventory {
 	info := st.Slots[slot]
 	inv := rf.SoftwareInventory{ODataID: rf.Firmware(rf.SlotID(slot)), ODataType: "#SoftwareInventory.v1_10_0.SoftwareInventory",
-		ID: rf.SlotID(slot), Name: "Control-domain payload, ESP slot " + slot, Version: info.Version, SoftwareID: "fwbuild-payload",
-		Manufacturer: "fwbuild", Updateable: slot != running, WriteProtected: slot == running, LowestSupportedVersion: floor,
-		Oem: &rf.InventoryOem{Fwbuild: rf.SlotView{Slot: slot, State: info.State, Active: st.Active == slot, Running: running == slot,
+		ID: rf.SlotID(slot), Name: "Control-domain payload, ESP slot " + slot, Version: triplet(info.Version), SoftwareID: "fwbuild-standby-slot",
+		Manufacturer: "fwbuild", Updateable: slot == running, WriteProtected: slot == running, LowestSupportedVersion: floor,
+		Oem: &rf.InventoryOem{Fwbuild: rf.SlotView{Slot: slot, Version: info.Version, State: info.State, Active: st.Active == slot, Running: running == slot,
 			SHA256: info.SHA256, Size: info.Size, Note: info.Note}}}
+	if slot == running {
+		inv.SoftwareID = guid
+	}
 	inv.Status = rf.Status{State: "Enabled", Health: "OK"}
 	switch {
 	case st.Active == slot:
@@ -285,6 +301,12 @@ func slotInventory(st contract.Slots, slot, running, floor string) rf.SoftwareIn
 		inv.Status.State = "Absent"
 	}
 	return inv
+}
+
+// triplet is a version's MAJOR.MINOR.PATCH ("" stays "").
+func triplet(v string) string {
+	core, _, _ := strings.Cut(v, "+")
+	return core
 }
 
 // taskOrMonitor serves Tasks/<id> and Tasks/<id>/Monitor (DSP0266's task
@@ -577,12 +599,19 @@ func (u *updateService) install(t *rfTask, m *slotManager, f *os.File, size int6
 	}
 	st, _ := m.state()
 	ver := st.Slots[slot].Version
+	// Base's ResetRequired names the reset that activates the slot: fwupd's
+	// redfish plugin takes it as "needs reboot" and then does not expect
+	// the inventory's version to have changed already (it fails the
+	// install otherwise; Update's AwaitToActivate it takes as an error).
+	reset := rf.Message{ODataType: "#Message.v1_1_2.Message", MessageID: rf.MessageID(rf.MsgResetRequired),
+		Message:     fmt.Sprintf("In order to complete the operation, a component reset is required with the Reset action URI '%s' and ResetType '%s'.", rf.ResetTarget(rf.HostID), rf.ResetForceRestart),
+		MessageArgs: []string{rf.ResetTarget(rf.HostID), rf.ResetForceRestart}, MessageSeverity: "OK", Severity: "OK"}
 	if apply == rf.ApplyImmediate {
 		u.set(t, rf.TaskCompleted, 100, rf.UpdateMessage(rf.MsgUpdateSuccessful, "OK",
-			fmt.Sprintf("Slot %s holds version %s; the unit reboots now and tries it once.", slot, ver), rf.SlotID(slot), ver))
+			fmt.Sprintf("Slot %s holds version %s; the unit reboots in %s and tries it once.", slot, ver, u.delay), rf.SlotID(slot), ver), reset)
 		if u.reboot != nil {
 			go func() {
-				time.Sleep(2 * time.Second) // the client reads the task first
+				time.Sleep(u.delay)
 				if err := u.reboot(); err != nil {
 					u.log.Warn("redfish: reboot after update", "err", err)
 				}
@@ -590,16 +619,20 @@ func (u *updateService) install(t *rfTask, m *slotManager, f *os.File, size int6
 		}
 		return
 	}
-	u.set(t, rf.TaskCompleted, 100, rf.UpdateMessage(rf.MsgAwaitToActivate, "OK",
-		fmt.Sprintf("Slot %s holds version %s; the next boot tries it once (reset the unit to apply it).", slot, ver), rf.SlotID(slot), ver))
+	u.set(t, rf.TaskCompleted, 100, rf.UpdateMessage(rf.MsgUpdateSuccessful, "OK",
+		fmt.Sprintf("Slot %s holds version %s; the next boot tries it once (reset the unit to apply it).", slot, ver), rf.SlotID(slot), ver), reset)
 }
+
+// rebootDelay is how long Immediate waits before it reboots the unit: a
+// client polling the task once a second (sushy, fwupd) reads it completed.
+const rebootDelay = 5 * time.Second
 
 // updateService is the running control domain's UpdateService: the slots
 // slotsAtBoot opened (waiting for them), the owner's certificate, uploads
 // spooled on the data disk when there is one (the control domain's RAM
 // otherwise).
 func (a *agent) updateService(ctx context.Context, dataOK bool, reboot func() error, log *slog.Logger) *updateService {
-	u := &updateService{tmpDir: os.TempDir(), reboot: reboot, base: ctx, now: time.Now, log: log,
+	u := &updateService{tmpDir: os.TempDir(), reboot: reboot, delay: rebootDelay, base: ctx, now: time.Now, log: log,
 		// No proxy: the control domain has no environment to take one from.
 		fetch: &http.Client{Transport: &http.Transport{TLSHandshakeTimeout: 30 * time.Second, ResponseHeaderTimeout: time.Minute}}}
 	if dataOK {

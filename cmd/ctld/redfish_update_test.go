@@ -40,7 +40,7 @@ func newUpdFixture(t *testing.T) *updFixture {
 	}
 	f.svc.upd = &updateService{owner: f.w.cert, tmpDir: t.TempDir(), fetch: &http.Client{}, base: context.Background(), now: f.clock,
 		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		reboot: func() error { f.rebooted <- struct{}{}; return nil },
+		reboot: func() error { f.rebooted <- struct{}{}; return nil }, delay: 50 * time.Millisecond,
 		slots: func(context.Context) (*slotManager, string, error) {
 			m := f.manager()
 			st, err := m.state()
@@ -174,9 +174,10 @@ func TestRedfishUpdatePush(t *testing.T) {
 	if coll["Members@odata.count"] != float64(2) {
 		t.Errorf("FirmwareInventory: %v", coll)
 	}
-	if a, b := f.inventory(t, contract.SlotA), f.inventory(t, contract.SlotB); a.Version != "1.0.0+aaaaaaaa" || a.Status.State != "Enabled" ||
-		!a.WriteProtected || a.Updateable || !a.Oem.Fwbuild.Active || !a.Oem.Fwbuild.Running || a.LowestSupportedVersion != "1.1.0" ||
-		b.Status.State != "Absent" || !b.Updateable {
+	if a, b := f.inventory(t, contract.SlotA), f.inventory(t, contract.SlotB); a.Version != "1.0.0" || a.Oem.Fwbuild.Version != "1.0.0+aaaaaaaa" || a.Status.State != "Enabled" ||
+		!a.WriteProtected || !a.Updateable || !a.Oem.Fwbuild.Active || !a.Oem.Fwbuild.Running || a.LowestSupportedVersion != "1.1.0" ||
+		a.SoftwareID != contract.DefaultUpdateGUID("qemu-q35") || b.Status.State != "Absent" || b.Updateable || b.WriteProtected ||
+		b.SoftwareID == a.SoftwareID {
 		t.Errorf("inventory before: %+v %+v", a, b)
 	}
 
@@ -197,7 +198,7 @@ func TestRedfishUpdatePush(t *testing.T) {
 	if got := string(f.w.esp[contract.SlotFile(contract.SlotB)]); got != "payload 1.3.0" || fmt.Sprint(u16s(f.w.vars["BootNext"])) != "[3841]" {
 		t.Fatalf("slot b %q, BootNext %v", got, f.w.vars["BootNext"])
 	}
-	if b := f.inventory(t, contract.SlotB); b.Version != "1.3.0+bbbbbbbb" || b.Status.State != "Updating" || b.Oem.Fwbuild.State != contract.SlotPending {
+	if b := f.inventory(t, contract.SlotB); b.Version != "1.3.0" || b.Oem.Fwbuild.Version != "1.3.0+bbbbbbbb" || b.Status.State != "Updating" || b.Oem.Fwbuild.State != contract.SlotPending {
 		t.Errorf("inventory after push: %+v", b)
 	}
 	select {
@@ -217,7 +218,7 @@ func TestRedfishUpdatePush(t *testing.T) {
 		t.Fatal(booted, err)
 	}
 	if a, b := f.inventory(t, contract.SlotA), f.inventory(t, contract.SlotB); b.Status.State != "Enabled" || !b.Oem.Fwbuild.Active ||
-		!b.Oem.Fwbuild.Running || b.Updateable || a.Status.State != "StandbySpare" || !a.Updateable {
+		!b.Oem.Fwbuild.Running || !b.Updateable || b.SoftwareID != contract.DefaultUpdateGUID("qemu-q35") || a.Status.State != "StandbySpare" || a.Updateable {
 		t.Errorf("inventory after confirmation: a %+v b %+v", a, b)
 	}
 	var tasks rf.Collection
@@ -370,7 +371,7 @@ func TestRedfishSimpleUpdate(t *testing.T) {
 		t.Fatalf("SimpleUpdate: %d %s", r.code, r.body)
 	}
 	task := f.wait(t, r.hdr.Get("Location"))
-	if task.TaskState != rf.TaskCompleted || !strings.Contains(taskText(task), "the unit reboots now") || string(f.w.esp[contract.SlotFile(contract.SlotB)]) != "payload 1.3.0" {
+	if task.TaskState != rf.TaskCompleted || !strings.Contains(taskText(task), "the unit reboots in 50ms and tries it once") || string(f.w.esp[contract.SlotFile(contract.SlotB)]) != "payload 1.3.0" {
 		t.Fatalf("SimpleUpdate: %+v", task)
 	}
 	if gotAuth != "Basic "+basicAuth("u", "p") {

@@ -47,6 +47,8 @@ type slotManager struct {
 	// minVersion is the profile's update.min_version (MAJOR.MINOR.PATCH,
 	// "" for none): no artefact below it is installed, downgrade or not.
 	minVersion string
+	// guid is the board's fwupd/LVFS device GUID ("": the default one).
+	guid string
 }
 
 // slotDesc is a slot's boot option description; ctld finds its options again by it.
@@ -323,7 +325,8 @@ func (a *agent) slotManagerFor(ctx context.Context, esp espStore, vars efiVars, 
 	board, _ := contract.Param(string(cmdline), contract.BoardParam)
 	version, _ := contract.ParseVersionArg(string(cmdline))
 	floor, _ := contract.Param(string(cmdline), contract.MinVersionParam)
-	return &slotManager{esp: esp, vars: vars, geo: geo, say: a.say, version: version, board: board, minVersion: floor}, nil
+	return &slotManager{esp: esp, vars: vars, geo: geo, say: a.say, version: version, board: board, minVersion: floor,
+		guid: contract.UpdateGUID(string(cmdline), board)}, nil
 }
 
 // bootPath is fwbuild.boot= from the command line: which payload runs.

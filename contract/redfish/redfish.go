@@ -456,6 +456,7 @@ const (
 	MsgActionNotSupported            = "ActionNotSupported"
 	MsgServiceTemporarilyUnavailable = "ServiceTemporarilyUnavailable"
 	MsgCreated                       = "Created"
+	MsgResetRequired                 = "ResetRequired"
 )
 
 // MessageID prefixes a Base message key with the registry's version.
@@ -648,6 +649,10 @@ type InventoryOem struct {
 // SlotView is one slot's state as the inventory shows it.
 type SlotView struct {
 	Slot string `json:"Slot"`
+	// Version is the payload's full version, with the build's content hash
+	// (SoftwareInventory's Version is MAJOR.MINOR.PATCH alone: fwupd
+	// compares it with a cabinet's triplet and refuses another format).
+	Version string `json:"Version,omitempty"`
 	// State is contract's slot state: empty, confirmed, pending, trying, failed.
 	State string `json:"State"`
 	// Active: BootOrder starts with it. Running: this boot runs it.
@@ -692,7 +697,6 @@ const UpdateRegistry = "Update.1.0"
 const (
 	MsgUpdateInProgress   = "UpdateInProgress"
 	MsgUpdateSuccessful   = "UpdateSuccessful"
-	MsgAwaitToActivate    = "AwaitToActivate"
 	MsgTransferFailed     = "TransferFailed"
 	MsgVerificationFailed = "VerificationFailed"
 	MsgApplyFailed        = "ApplyFailed"

@@ -68,6 +68,13 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 	minArg := ""
 	if b.Update != nil && b.Update.MinVersion != "" {
 		minArg = " " + contract.MinVersionArg(b.Update.MinVersion)
+	}
+	// So does a device GUID of the profile's own (ctld's FirmwareInventory
+	// reports it for fwupd; the default one ctld derives from the board).
+	if b.Update != nil && len(b.Update.GUIDs) > 0 {
+		minArg += " " + contract.UpdateGUIDParam + "=" + b.UpdateGUIDs()[0]
+	}
+	if minArg != "" {
 		content = key("content/1+min", content, minArg)
 	}
 	version := b.ReleaseVersion().String() + "+" + content[:8]
