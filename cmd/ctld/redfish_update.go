@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -639,6 +640,11 @@ func (a *agent) updateService(ctx context.Context, dataOK bool, reboot func() er
 		dir := contract.DataMount + "/tmp"
 		if err := os.MkdirAll(dir, 0o700); err == nil {
 			u.tmpDir = dir
+			// An upload a reset cut short is not resumed: its file goes.
+			old, _ := filepath.Glob(filepath.Join(dir, "update-*.fwu"))
+			for _, p := range old {
+				os.Remove(p)
+			}
 		}
 	}
 	if a.sys.exists(contract.OwnerCertificate) {
