@@ -1,10 +1,10 @@
 package boardcfg
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"strings"
 
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/contract/update"
 )
 
@@ -54,11 +54,7 @@ func (b *Board) UpdateGUIDs() []string {
 		}
 		return out
 	}
-	sum := sha256.Sum256([]byte("fwbuild:" + b.Name))
-	u := sum[:16]
-	u[6] = u[6]&0x0f | 0x50
-	u[8] = u[8]&0x3f | 0x80
-	return []string{fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])}
+	return []string{contract.DefaultUpdateGUID(b.Name)}
 }
 
 func (b *Board) validateRelease() []error {

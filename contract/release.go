@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"strings"
 )
@@ -17,6 +18,43 @@ func VersionArg(v string) string { return VersionParam + "=" + v }
 
 // ParseVersionArg finds the version parameter on a kernel command line.
 func ParseVersionArg(cmdline string) (string, bool) { return Param(cmdline, VersionParam) }
+
+// MinVersionParam carries the profile's update.min_version on both
+// payloads' command lines (inside what the owner signs, like the version):
+// ctld refuses an update artefact below it even when a downgrade is asked,
+// the floor a fleet owner sets once a release fixes something that must
+// never come back (fwupd's and Redfish's LowestSupportedVersion).
+const MinVersionParam = "fwbuild.min_version"
+
+// MinVersionArg is the parameter for a floor of v (MAJOR.MINOR.PATCH).
+func MinVersionArg(v string) string { return MinVersionParam + "=" + v }
+
+// UpdateGUIDParam carries the board's first fwupd/LVFS device GUID on both
+// payloads' command lines when the profile names its own (update.guids);
+// without it the GUID is DefaultUpdateGUID(board). ctld reports it as its
+// slots' SoftwareId, which fwupd's redfish plugin matches the cabinet's
+// <provides> against.
+const UpdateGUIDParam = "fwbuild.guid"
+
+// DefaultUpdateGUID is a board's device GUID when its profile names none:
+// a name-based UUID (RFC 4122 version 5 style, SHA-256 truncated) of
+// "fwbuild:<board>", the same for every build of the board, in lower case
+// as fwupd spells it.
+func DefaultUpdateGUID(board string) string {
+	sum := sha256.Sum256([]byte("fwbuild:" + board))
+	u := sum[:16]
+	u[6] = u[6]&0x0f | 0x50
+	u[8] = u[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// UpdateGUID is the device GUID a payload's command line names.
+func UpdateGUID(cmdline, board string) string {
+	if g, ok := Param(cmdline, UpdateGUIDParam); ok {
+		return strings.ToLower(g)
+	}
+	return DefaultUpdateGUID(board)
+}
 
 // OwnerCertificate is the owner's db certificate (PEM) inside a signed
 // build's control domain: what ctld checks update artefacts against. It is

@@ -33,6 +33,13 @@ const ESPMount = "/run/fwbuild/esp"
 // spells it with '\').
 func SlotFile(slot string) string { return "EFI/fwbuild/slot-" + slot + ".efi" }
 
+// UnitFile is the unit record on the ESP (contract/unit's framing, signed):
+// where `fwbuild provision --image usb.img` puts it for a unit that boots
+// from removable media and has no unit region in flash. ctld reads it only
+// when the flash holds no record, and accepts it only signed by the owner:
+// anyone can rewrite a USB key.
+const UnitFile = "EFI/fwbuild/unit.rec"
+
 // SlotsFile is the slots' state on the ESP.
 const SlotsFile = "EFI/fwbuild/slots.json"
 

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/contract/unit"
 	"github.com/fwbuild/fwbuild/flash"
 )
@@ -88,15 +89,28 @@ func (e *ProvisionedError) Error() string {
 // Provision makes the password and the record and writes it.
 func Provision(ctx context.Context, o Options) (Result, error) {
 	b := o.Board
-	if b == nil || b.Outputs.SPI == nil {
-		return Result{}, errors.New("provision: the board has no outputs.spi: there is no chip to hold the unit's record")
-	}
-	reg, ok := b.Outputs.SPI.UnitRegion()
-	if !ok {
-		return Result{}, fmt.Errorf("provision: board %s has no unit region: add one to outputs.spi.regions ({name: unit, unit: true, start: ..., size: 64KiB}, inside the firmware region) and rebuild", b.Name)
+	if b == nil {
+		return Result{}, errors.New("provision: no board")
 	}
 	if (o.Image == "") == (o.Programmer == "") {
-		return Result{}, errors.New("provision: give exactly one of --image (a chip image) and --programmer (the chip)")
+		return Result{}, errors.New("provision: give exactly one of --image (a chip image or usb.img) and --programmer (the chip)")
+	}
+	disk, err := isDiskImage(o.Image)
+	if err != nil {
+		return Result{}, err
+	}
+	if disk && o.Signer == nil {
+		return Result{}, fmt.Errorf("provision: %s is a disk image (GPT): its record goes on the ESP (%s), which anyone can rewrite, so the control domain accepts it only signed by the owner: pass --keys DIR (the keys the build was signed with)", o.Image, contract.UnitFile)
+	}
+	var reg boardcfg.Region
+	if !disk {
+		if b.Outputs.SPI == nil {
+			return Result{}, errors.New("provision: the board has no outputs.spi: there is no chip to hold the unit's record (for a unit booting from usb.img, pass --image usb.img --keys DIR)")
+		}
+		var ok bool
+		if reg, ok = b.Outputs.SPI.UnitRegion(); !ok {
+			return Result{}, fmt.Errorf("provision: board %s has no unit region: add one to outputs.spi.regions ({name: unit, unit: true, start: ..., size: 64KiB}, inside the firmware region) and rebuild (or, for a unit booting from usb.img, pass --image usb.img --keys DIR)", b.Name)
+		}
 	}
 	if o.User == "" {
 		o.User = DefaultUser
@@ -122,6 +136,14 @@ func Provision(ctx context.Context, o Options) (Result, error) {
 		if framed, err = unit.Sign(framed, o.Signer); err != nil {
 			return Result{}, fmt.Errorf("provision: %w", err)
 		}
+	}
+	if disk {
+		res := Result{Board: b.Name, Serial: o.Serial, User: o.User, Password: pw, Signed: true,
+			Region: boardcfg.Region{Name: "ESP " + contract.UnitFile}, Target: o.Image}
+		if res.Replaced, err = writeESP(o.Image, framed, o.Force); err != nil {
+			return Result{}, err
+		}
+		return res, nil
 	}
 	if uint64(len(framed)) > uint64(reg.Size) {
 		return Result{}, fmt.Errorf("provision: the record is %d bytes, the unit region %q only %d", len(framed), reg.Name, uint64(reg.Size))

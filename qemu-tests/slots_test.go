@@ -6,7 +6,10 @@ package qemutests_test
 // and 0.3.0, whose dom0 kernel cannot start its init (a build broken on
 // purpose, only here). One machine, kept across five boots as a server
 // keeps its disk and its firmware's variables (the USB key and OVMF's
-// variable store written in place):
+// variable store written in place). The USB key carries the unit's record,
+// signed, on its ESP (`fwbuild provision --image usb.img`), and the board a
+// management NIC: installs, refusals and the slots' inventory go through
+// ctld's Redfish UpdateService from the host.
 //
 //  1. 0.1.0 from the removable-media path: slot a confirmed; ctld creates
 //     both slots' boot options; update artefacts for another board, signed
@@ -25,16 +28,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/fwbuild/fwbuild/boardcfg"
 	"github.com/fwbuild/fwbuild/contract"
+	rf "github.com/fwbuild/fwbuild/contract/redfish"
 	"github.com/fwbuild/fwbuild/contract/update"
 	"github.com/fwbuild/fwbuild/internal/boottest"
 	"github.com/fwbuild/fwbuild/internal/pipeline"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
+	"github.com/fwbuild/fwbuild/provision"
 	qemutests "github.com/fwbuild/fwbuild/qemu-tests"
 	"github.com/fwbuild/fwbuild/secboot"
 )
@@ -59,7 +63,10 @@ func buildSlots(t *testing.T, keys, version, extra string, only string) slotsBui
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	yml := fmt.Sprintf("extends: %s\nname: %s\nversion: %s\nhypervisor:\n  dom0:\n    cmdline: %q\n",
+	// A management NIC (QEMU's user network) for the Redfish service; no
+	// data disk: the TLS key lives in memory, a new one every boot.
+	yml := fmt.Sprintf("extends: %s\nname: %s\nversion: %s\nhypervisor:\n  dom0:\n    cmdline: %q\n"+
+		"network:\n  bridge: xenbr0\n  nics: [\"pci:0000:00:03.0\"]\n  address: dhcp\n",
 		filepath.Join(boardsDir, "qemu-q35.yaml"), slotsBoard, version, strings.TrimSpace(base.Hypervisor.Dom0.Cmdline+" "+extra))
 	p := filepath.Join(dir, slotsBoard+".yaml")
 	if err := os.WriteFile(p, []byte(yml), 0o644); err != nil {
@@ -79,24 +86,6 @@ func buildSlots(t *testing.T, keys, version, extra string, only string) slotsBui
 		t.Fatal(err)
 	}
 	return slotsBuild{out: out, board: b, comps: comps, ver: res.Version}
-}
-
-// putOnESP copies files into the ESP of a disk image with mtools (as an
-// operator would copy an update onto the key; the Redfish service is the
-// other way), so the file system is written by a FAT implementation other
-// than ctld's kernel and fwbuild's go-diskfs.
-func putOnESP(t *testing.T, img string, files map[string][]byte) {
-	t.Helper()
-	dir := t.TempDir()
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("mcopy", "-o", "-i", img+"@@1M", p, "::/"+name).CombinedOutput(); err != nil {
-			t.Fatalf("mcopy %s: %v\n%s", name, err, out)
-		}
-	}
 }
 
 // readESP reads a file of the ESP (nil when it is not there).
@@ -159,10 +148,16 @@ func TestSlotsUpdateAndRollback(t *testing.T) {
 	if _, err := copyTo(disk, filepath.Join(a.out, "usb.img")); err != nil {
 		t.Fatal(err)
 	}
-	putOnESP(t, disk, map[string][]byte{
+	// The factory's step for a unit booting from removable media: its
+	// record, signed by the owner, on the ESP.
+	prov, err := provision.Provision(context.Background(), provision.Options{Board: a.board, Serial: "SN-SLOTS", Image: disk, Signer: owner.Signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arts := map[string][]byte{
 		"b.fwu": art(b), "c.fwu": art(c), "board.fwu": craft("qemu-q35", owner), "owner.fwu": craft(slotsBoard, stranger),
 		"short.fwu": craft(slotsBoard, owner)[:len(craft(slotsBoard, owner))-10],
-	})
+	}
 	m, _, err := boottest.Machine(boottest.Spec{Board: a.board, Comps: a.comps, OutDir: a.out, Path: qemutests.ChainUSB, WorkDir: work})
 	if err != nil {
 		t.Fatal(err)
@@ -170,11 +165,30 @@ func TestSlotsUpdateAndRollback(t *testing.T) {
 	if m.Firmware, err = m.Firmware.Persistent(filepath.Join(work, "vars.fd")); err != nil {
 		t.Fatal(err)
 	}
+	port := forward(t, &m, 443)
 	key := qemutests.USBKey(disk)
 	key.ReadWrite = true
 	m.Disks = []qemutests.Disk{key}
 
 	const r = qemutests.TimeoutReady
+	// rfDo runs on the named marker, with a client of this boot's Redfish
+	// service (its line comes before the slot lines); what it finds goes
+	// into rfErr, checked after the boot.
+	var rfErr []string
+	hooks := map[string]func(c *rfClient){}
+	var client *rfClient
+	onMarker := func(mt qemutests.Match) {
+		if mt.Marker.Name == "redfish" {
+			c, err := newRFClient(mt.Line, port, prov.User, prov.Password)
+			if err != nil {
+				rfErr = append(rfErr, err.Error())
+			}
+			client = c
+		}
+		if h := hooks[mt.Marker.Name]; h != nil && client != nil {
+			h(client)
+		}
+	}
 	boot := func(name string, extra ...qemutests.Marker) map[string][]string {
 		t.Helper()
 		chain, err := qemutests.BootChain(qemutests.ChainUSB)
@@ -190,42 +204,92 @@ func TestSlotsUpdateAndRollback(t *testing.T) {
 			chain = chain[:3]
 		}
 		t.Logf("boot %s", name)
-		res := runHost(t, m, append(chain, extra...), contract.FailurePattern)
+		client = nil
+		res := runSlots(t, m, append(chain, extra...), contract.FailurePattern, onMarker)
+		for _, e := range rfErr {
+			t.Errorf("boot %s: redfish: %s", name, e)
+		}
+		rfErr = nil
+		hooks = map[string]func(c *rfClient){}
 		return values(res)
 	}
-	esc := regexp.QuoteMeta
-	upd := func(file string) string { return "ctld update " + contract.ESPMount + "/" + file + "\n" }
+	ctx := context.Background()
+	// push installs (or has refused) an artefact through the UpdateService.
+	push := func(file, wantState, wantMsg string) func(*rfClient) {
+		return func(c *rfClient) {
+			st, msg, err := c.push(ctx, file, arts[file])
+			t.Logf("redfish push %s: %s: %s", file, st, msg)
+			// A refusal is the task's Exception, or a 4xx for one
+			// refused before its task ran.
+			refused := wantState == rf.TaskException && strings.HasPrefix(st, "HTTP 4")
+			if err != nil || (st != wantState && !refused) || !strings.Contains(msg, wantMsg) {
+				rfErr = append(rfErr, fmt.Sprintf("push %s: %s %q, %v; want %s with %q", file, st, msg, err, wantState, wantMsg))
+			}
+		}
+	}
+	inventory := func(c *rfClient) map[string]rf.SoftwareInventory {
+		inv := map[string]rf.SoftwareInventory{}
+		for _, sl := range []string{contract.SlotA, contract.SlotB} {
+			x, err := c.slot(ctx, sl)
+			if err != nil || x.Oem == nil {
+				rfErr = append(rfErr, fmt.Sprintf("inventory slot %s: %+v, %v", sl, x, err))
+				continue
+			}
+			t.Logf("inventory slot %s: %+v", sl, x.Oem.Fwbuild)
+			inv[sl] = x
+		}
+		return inv
+	}
 
 	// Boot 1: the factory's slot a; refusals leave the ESP as it was.
 	before := readESP(t, disk, contract.SlotsFile)
-	v := boot("1 (0.1.0, install 0.2.0)",
-		then(qemutests.Regexp("a-confirmed", contract.SlotPattern(contract.SlotA, contract.SlotConfirmed), r), upd("board.fwu")),
-		then(qemutests.Regexp("refused-board", esc(`artefact is for board "qemu-q35", this is "`+slotsBoard+`"`), r), upd("owner.fwu")),
-		then(qemutests.Regexp("refused-owner", `signature does not verify with the owner's certificate`, r), upd("short.fwu")),
-		then(qemutests.Regexp("refused-short", `truncated`, r), "sync; echo esp-$((6*7))\n"),
-		then(qemutests.Substring("synced", "esp-42", r), upd("b.fwu")),
+	espA := readESP(t, disk, contract.SlotFile(contract.SlotA))
+	// The Redfish line follows the network's; a confirmed slot's line
+	// comes before it, a trial's confirmation after it (it waits for the
+	// management work). The hooks run on it or after it.
+	rfLine := qemutests.Regexp("redfish", contract.RedfishPattern, r)
+	hooks["redfish"] = func(c *rfClient) {
+		push("board.fwu", rf.TaskException, `artefact is for board "qemu-q35", this is "`+slotsBoard+`"`)(c)
+		push("owner.fwu", rf.TaskException, `signature does not verify with the owner's certificate`)(c)
+		push("short.fwu", rf.TaskException, `truncated`)(c)
+		push("b.fwu", rf.TaskCompleted, "")(c)
+	}
+	v := boot("1 (0.1.0, install 0.2.0 through Redfish)",
+		qemutests.Regexp("a-confirmed", contract.SlotPattern(contract.SlotA, contract.SlotConfirmed), r),
+		rfLine,
 		qemutests.Regexp("b-pending", contract.SlotPattern(contract.SlotB, contract.SlotPending), r),
 	)
+	if !bytes.Equal(readESP(t, disk, contract.SlotFile(contract.SlotA)), espA) {
+		t.Error("boot 1: slot a changed")
+	}
 	if v["version"][0] != a.ver || v["a-confirmed"][0] != a.ver || v["b-pending"][0] != b.ver {
 		t.Errorf("boot 1: version %v, slot a %v, slot b pending %v; want %s, %s, %s", v["version"], v["a-confirmed"], v["b-pending"], a.ver, a.ver, b.ver)
 	}
 
 	espDiag(t, disk)
-	// Boot 2: the trial of slot b, confirmed.
+	// Boot 2: the trial of slot b, confirmed; the inventory says so.
+	var inv map[string]rf.SoftwareInventory
+	hooks["b-confirmed"] = func(c *rfClient) { inv = inventory(c) }
 	v = boot("2 (try 0.2.0)",
 		qemutests.Regexp("b-trying", contract.SlotPattern(contract.SlotB, contract.SlotTrying), r),
+		rfLine,
 		qemutests.Regexp("b-confirmed", contract.SlotPattern(contract.SlotB, contract.SlotConfirmed), r),
 	)
 	if v["version"][0] != b.ver || v["bds"][0] != "fwbuild slot b" {
 		t.Errorf("boot 2: version %v from %q, want %s from \"fwbuild slot b\"", v["version"], v["bds"], b.ver)
+	}
+	if x := inv[contract.SlotB]; x.Oem == nil || !x.Oem.Fwbuild.Active || !x.Oem.Fwbuild.Running || x.Oem.Fwbuild.Version != b.ver || x.Oem.Fwbuild.State != contract.SlotConfirmed {
+		t.Errorf("boot 2: inventory slot b %+v, want %s active, running, confirmed", x.Oem, b.ver)
 	}
 	if got := readESP(t, disk, contract.FallbackFile); !bytes.Equal(got, esp) {
 		t.Errorf("after confirming slot b, %s is not 0.2.0's payload (%d bytes)", contract.FallbackFile, len(got))
 	}
 
 	// Boot 3: stays on slot b; 0.3.0 goes into slot a.
-	v = boot("3 (0.2.0 again, install 0.3.0)",
-		then(qemutests.Regexp("b-active", contract.SlotPattern(contract.SlotB, contract.SlotConfirmed), r), upd("c.fwu")),
+	hooks["redfish"] = push("c.fwu", rf.TaskCompleted, "")
+	v = boot("3 (0.2.0 again, install 0.3.0 through Redfish)",
+		qemutests.Regexp("b-active", contract.SlotPattern(contract.SlotB, contract.SlotConfirmed), r),
+		rfLine,
 		qemutests.Regexp("a-pending", contract.SlotPattern(contract.SlotA, contract.SlotPending), r),
 	)
 	if v["version"][0] != b.ver || v["bds"][0] != "fwbuild slot b" || v["a-pending"][0] != c.ver {
@@ -240,13 +304,18 @@ func TestSlotsUpdateAndRollback(t *testing.T) {
 		t.Errorf("boot 4 started %q, want the trial of \"fwbuild slot a\"", v["bds"])
 	}
 
-	// Boot 5: back on slot b by itself.
+	// Boot 5: back on slot b by itself; the inventory shows slot a failed.
+	hooks["redfish"] = func(c *rfClient) { inv = inventory(c) }
 	v = boot("5 (back on 0.2.0)",
 		qemutests.Regexp("a-failed", contract.SlotPattern(contract.SlotA, contract.SlotFailed)+`: (.*)`, r),
 		qemutests.Regexp("b-back", contract.SlotPattern(contract.SlotB, contract.SlotConfirmed), r),
+		rfLine,
 	)
 	if v["version"][0] != b.ver || v["bds"][0] != "fwbuild slot b" || v["a-failed"][0] != c.ver {
 		t.Errorf("boot 5: version %v from %q, slot a failed %v", v["version"], v["bds"], v["a-failed"])
+	}
+	if x, y := inv[contract.SlotA], inv[contract.SlotB]; x.Oem == nil || y.Oem == nil || x.Oem.Fwbuild.State != contract.SlotFailed || x.Oem.Fwbuild.Note == "" || !y.Oem.Fwbuild.Active || y.Oem.Fwbuild.Version != b.ver {
+		t.Errorf("boot 5: inventory slot a %+v, slot b %+v; want a failed with its note, b (%s) active", x.Oem, y.Oem, b.ver)
 	}
 	s, err := contract.ParseSlots(readESP(t, disk, contract.SlotsFile))
 	if err != nil || s.Active != contract.SlotB || s.Slots[contract.SlotA].State != contract.SlotFailed || s.Slots[contract.SlotB].Version != b.ver {

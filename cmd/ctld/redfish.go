@@ -51,7 +51,8 @@ type redfishService struct {
 	vms  *vmManager
 	now  func() time.Time
 	log  *slog.Logger
-	uuid string // the service's UUID, from the unit's serial
+	uuid string         // the service's UUID, from the unit's serial
+	upd  *updateService // the UpdateService (redfish_update.go); nil: none
 
 	mu       sync.Mutex
 	sessions map[string]*rfSession // by token
@@ -341,6 +342,8 @@ func (s *redfishService) route(w http.ResponseWriter, r *http.Request, p string,
 	case p == rf.Chassis+"/"+rf.ChassisID:
 		s.only(w, r, "GET", func() { s.chassis(w, r) })
 		return
+	case s.upd != nil && s.routeUpdate(w, r, p, who):
+		return
 	}
 	notFound(w, "Resource", r.URL.Path)
 }
@@ -355,11 +358,15 @@ func collection(id, typ, name string, members []string) rf.Collection {
 }
 
 func (s *redfishService) serviceRoot() rf.ServiceRoot {
-	return rf.ServiceRoot{ODataID: rf.Root, ODataType: "#ServiceRoot.v1_15_0.ServiceRoot", ID: "RootService", Name: "fwbuild Redfish service",
+	root := rf.ServiceRoot{ODataID: rf.Root, ODataType: "#ServiceRoot.v1_15_0.ServiceRoot", ID: "RootService", Name: "fwbuild Redfish service",
 		RedfishVersion: rf.RedfishVersion, UUID: s.uuid, Product: "fwbuild control domain", Vendor: "fwbuild",
 		Systems: rf.ODataID{ID: rf.Systems}, Managers: rf.ODataID{ID: rf.Managers}, Chassis: rf.ODataID{ID: rf.Chassis},
 		SessionService: rf.ODataID{ID: rf.SessionService}, AccountService: rf.ODataID{ID: rf.AccountService},
 		Links: rf.RootLinks{Sessions: rf.ODataID{ID: rf.Sessions}}}
+	if s.upd != nil {
+		root.UpdateService, root.Tasks = &rf.ODataID{ID: rf.UpdateService}, &rf.ODataID{ID: rf.TaskService}
+	}
+	return root
 }
 
 func (s *redfishService) listSessions(w http.ResponseWriter, who principal) {
@@ -494,6 +501,8 @@ func odataDocument() map[string]any {
 		{"SessionService", "Singleton", rf.SessionService},
 		{"AccountService", "Singleton", rf.AccountService},
 		{"Sessions", "Singleton", rf.Sessions},
+		{"UpdateService", "Singleton", rf.UpdateService},
+		{"Tasks", "Singleton", rf.TaskService},
 	}}
 }
 
@@ -506,7 +515,8 @@ var metadataXML = func() string {
 	for _, ns := range []string{"ServiceRoot.v1_15_0", "ComputerSystemCollection", "ComputerSystem.v1_20_0", "ActionInfo.v1_3_0",
 		"VirtualMediaCollection", "VirtualMedia.v1_6_0", "SessionService.v1_1_9", "SessionCollection", "Session.v1_6_0",
 		"AccountService.v1_13_0", "ManagerAccountCollection", "ManagerAccount.v1_10_0", "RoleCollection", "Role.v1_3_1",
-		"ManagerCollection", "Manager.v1_17_0", "ChassisCollection", "Chassis.v1_23_0", "Message.v1_1_2", "Resource.v1_16_0"} {
+		"ManagerCollection", "Manager.v1_17_0", "ChassisCollection", "Chassis.v1_23_0", "Message.v1_1_2", "Resource.v1_16_0",
+		"UpdateService.v1_11_0", "SoftwareInventoryCollection", "SoftwareInventory.v1_10_0", "TaskService.v1_2_0", "TaskCollection", "Task.v1_7_1"} {
 		file, _, _ := strings.Cut(ns, ".")
 		fmt.Fprintf(&b, "  <edmx:Reference Uri=\"http://redfish.dmtf.org/schemas/v1/%s_v1.xml\">\n    <edmx:Include Namespace=\"%s\"/>\n", file, file)
 		if ns != file {

@@ -68,6 +68,7 @@ func (a *agent) startRedfish(ctx context.Context, h *contract.HostConfig, dataOK
 	log := slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: level}))
 	vms := &vmManager{a: a, dataOK: dataOK, bridge: bridge, rebootHost: rebootHost, base: ctx}
 	svc := newRedfishService(rec, acc, vms, time.Now, log)
+	svc.upd = a.updateService(ctx, dataOK, rebootHost, log)
 	addr, done, err := serveRedfish(ctx, a.mgmt, a.cfg.RedfishPort, cert, svc, log)
 	if err != nil {
 		return fail(err)

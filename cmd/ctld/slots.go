@@ -44,6 +44,11 @@ type slotManager struct {
 	say     func(fmt.Stringer)
 	version string // the running payload's
 	board   string
+	// minVersion is the profile's update.min_version (MAJOR.MINOR.PATCH,
+	// "" for none): no artefact below it is installed, downgrade or not.
+	minVersion string
+	// guid is the board's fwupd/LVFS device GUID ("": the default one).
+	guid string
 }
 
 // slotDesc is a slot's boot option description; ctld finds its options again by it.
@@ -274,6 +279,9 @@ func (m *slotManager) install(r io.ReaderAt, size int64, owner *x509.Certificate
 		return "", err
 	}
 	v, _ := update.ParseVersion(a.Header.Version)
+	if floor, err := update.ParseVersion(m.minVersion); err == nil && v.Compare(floor) < 0 {
+		return "", fmt.Errorf("update: %s is below this board's minimum version %s (update.min_version): refused, downgrade or not", v, floor)
+	}
 	if cur, err := update.ParseVersion(m.version); err == nil && v.Compare(cur) < 0 && !downgrade {
 		return "", fmt.Errorf("update: %s is older than the running %s: refused (ask for a downgrade explicitly)", v, cur)
 	}
@@ -316,7 +324,9 @@ func (a *agent) slotManagerFor(ctx context.Context, esp espStore, vars efiVars, 
 	}
 	board, _ := contract.Param(string(cmdline), contract.BoardParam)
 	version, _ := contract.ParseVersionArg(string(cmdline))
-	return &slotManager{esp: esp, vars: vars, geo: geo, say: a.say, version: version, board: board}, nil
+	floor, _ := contract.Param(string(cmdline), contract.MinVersionParam)
+	return &slotManager{esp: esp, vars: vars, geo: geo, say: a.say, version: version, board: board, minVersion: floor,
+		guid: contract.UpdateGUID(string(cmdline), board)}, nil
 }
 
 // bootPath is fwbuild.boot= from the command line: which payload runs.

@@ -76,7 +76,7 @@ type slotWorld struct {
 	cert  *x509.Certificate
 }
 
-func newSlotWorld(t *testing.T) *slotWorld {
+func newSlotWorld(t testing.TB) *slotWorld {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -102,7 +102,7 @@ func (w *slotWorld) manager(version string) *slotManager {
 		say: func(s fmt.Stringer) { w.lines = append(w.lines, s.String()) }}
 }
 
-func (w *slotWorld) artefact(t *testing.T, board, version string, payload []byte) []byte {
+func (w *slotWorld) artefact(t testing.TB, board, version string, payload []byte) []byte {
 	t.Helper()
 	b, err := update.Encode(update.Header{Board: board, Version: version, Created: 1}, map[string][]byte{update.PartESP: payload}, w.key, w.cert)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 
 	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/contract/unit"
@@ -41,12 +43,73 @@ func (a *agent) loadUnitRecord(ctx context.Context) (unit.Record, error) {
 	return r, nil
 }
 
-func (a *agent) readUnitRecord(context.Context) (r unit.Record, signed bool, err error) {
+func (a *agent) readUnitRecord(ctx context.Context) (r unit.Record, signed bool, err error) {
 	cmdline, err := a.sys.readFile("/proc/cmdline")
 	if err != nil {
 		return unit.Record{}, false, fmt.Errorf("read the kernel command line: %w", err)
 	}
-	reg, ok, err := contract.ParseUnitRegion(string(cmdline))
+	r, signed, err = a.readFlashRecord(string(cmdline))
+	var blank *notProvisioned
+	if errors.As(err, &blank) || errors.Is(err, errNoUnitRegion) {
+		// Nothing in flash: a unit booting from removable media may
+		// carry its record on the ESP.
+		if er, esigned, eerr := a.readESPRecord(ctx, string(cmdline)); !errors.Is(eerr, fs.ErrNotExist) {
+			return er, esigned, eerr
+		}
+	}
+	return r, signed, err
+}
+
+// readESPRecord reads contract.UnitFile from the ESP ctld booted from
+// (fs.ErrNotExist: not an ESP boot, or no record there). The ESP is
+// removable media anyone can rewrite, so only a record signed by the owner
+// of a signed payload is accepted; anything else leaves the unit
+// unprovisioned (a notProvisioned error saying why), not FAILED.
+func (a *agent) readESPRecord(ctx context.Context, cmdline string) (unit.Record, bool, error) {
+	if a.slotsReady != nil {
+		select {
+		case <-a.slotsReady:
+		case <-ctx.Done():
+			return unit.Record{}, false, ctx.Err()
+		}
+	}
+	p := filepath.Join(contract.ESPMount, contract.UnitFile)
+	if !a.sys.exists(p) {
+		return unit.Record{}, false, fs.ErrNotExist
+	}
+	where := "ESP record " + contract.UnitFile
+	b, err := a.sys.readFile(p)
+	if err != nil {
+		return unit.Record{}, false, fmt.Errorf("%s: %w", where, err)
+	}
+	if len(b) > unit.HeaderSize+unit.MaxBody+12+unit.MaxSig {
+		return unit.Record{}, false, fmt.Errorf("%s: %d bytes, more than any unit record: provision the unit again", where, len(b))
+	}
+	if !a.sys.exists(contract.OwnerCertificate) {
+		return unit.Record{}, false, &notProvisioned{where: where, why: "ignored: this payload is not signed by an owner (build with --keys), and an unsigned build cannot tell a record on removable media from one anyone wrote"}
+	}
+	r, err := unit.Parse(b)
+	if err != nil {
+		return unit.Record{}, false, fmt.Errorf("%s: %w", where, err)
+	}
+	board, _ := contract.Param(cmdline, contract.BoardParam)
+	if r.Board != board {
+		return unit.Record{}, false, fmt.Errorf("%s: holds the record of unit %s for board %q, this payload is built for %q: provision the unit for this board (--force replaces the record)", where, r.Serial, r.Board, board)
+	}
+	cert, err := a.ownerCert()
+	if err != nil {
+		return unit.Record{}, false, err
+	}
+	if err := unit.VerifySignature(b, cert); err != nil {
+		return unit.Record{}, false, &notProvisioned{where: where, why: fmt.Sprintf("refused for unit %s: %v: a record on the ESP counts only signed with the owner's key (fwbuild provision --keys DIR --image usb.img)", r.Serial, err)}
+	}
+	return r, true, nil
+}
+
+// readFlashRecord reads the record in the flash unit region the command
+// line names.
+func (a *agent) readFlashRecord(cmdline string) (r unit.Record, signed bool, err error) {
+	reg, ok, err := contract.ParseUnitRegion(cmdline)
 	switch {
 	case err != nil:
 		return unit.Record{}, false, err
@@ -104,7 +167,13 @@ func (a *agent) ownerCert() (*x509.Certificate, error) {
 
 // notProvisioned is a blank (erased) unit region: a unit fresh from the
 // build, before the factory's provisioning step.
-type notProvisioned struct{ where string }
+// A record on the ESP that cannot be trusted is one too (why says so).
+type notProvisioned struct{ where, why string }
 
-func (e *notProvisioned) Error() string { return e.where + ": not provisioned (the region is erased)" }
+func (e *notProvisioned) Error() string {
+	if e.why != "" {
+		return e.where + ": " + e.why
+	}
+	return e.where + ": not provisioned (the region is erased)"
+}
 func (e *notProvisioned) Unwrap() error { return unit.ErrBlank }

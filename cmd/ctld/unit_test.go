@@ -180,3 +180,69 @@ func TestOperatorUnit(t *testing.T) {
 		t.Errorf("ctld unit, blank: %v, %q", err, out.String())
 	}
 }
+
+// TestLoadUnitRecordESP: a unit booting from removable media with no record
+// in flash (a blank region or none) takes contract.UnitFile from its ESP,
+// but only signed by the owner of a signed payload; an unsigned record, one
+// another key signed, or any record under an unsigned payload leaves the
+// unit unprovisioned (not FAILED), as anyone can rewrite the key.
+func TestLoadUnitRecordESP(t *testing.T) {
+	owner, cert := ownerKey(t)
+	stranger, _ := ownerKey(t)
+	plain, _ := unitRegion(t, "qemu-q35-slots", "SN-U1", "pw", 0x1000)
+	framed := plain[:bytes.LastIndex(plain, []byte("}"))+1]
+	sign := func(k *rsa.PrivateKey) []byte {
+		s, err := unit.Sign(framed, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	esp := contract.ESPMount + "/" + contract.UnitFile
+	blankRegion := contract.UnitRegion{Addr: unitAddr, Size: 0x1000, Board: "qemu-q35-slots"}.String()
+	for _, c := range []struct {
+		name, cmdline string
+		rec           []byte
+		cert          bool
+		want          string // "" = accepted; else a substring of the unprovisioned line
+		failed        bool
+	}{
+		{"owner's, no region", "", sign(owner), true, "", false},
+		{"owner's, blank region", blankRegion, sign(owner), true, "", false},
+		{"unsigned", "", framed, true, "ESP record " + contract.UnitFile + ": refused for unit SN-U1: the record carries no owner's signature", false},
+		{"another key's", "", sign(stranger), true, "refused for unit SN-U1: unit: the record's signature is not the owner's", false},
+		{"unsigned payload", "", sign(owner), false, "ignored: this payload is not signed by an owner", false},
+		{"another board", "", func() []byte { p, _ := unitRegion(t, "galago", "SN-7", "pw", 0x1000); return p }(), true, `for board "galago", this payload is built for "qemu-q35-slots"`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a, _, sys, out := world(t)
+			sys.phys = map[uint64][]byte{unitAddr: bytes.Repeat([]byte{0xff}, 0x1000)}
+			sys.files["/proc/cmdline"] = c.cmdline + " " + contract.BoardParam + "=qemu-q35-slots\n"
+			sys.files[esp] = string(c.rec)
+			if c.cert {
+				sys.files[contract.OwnerCertificate] = string(cert)
+			}
+			r, err := a.loadUnitRecord(context.Background())
+			if c.want == "" {
+				if err != nil || r.Serial != "SN-U1" || !r.Accounts[0].Verify("pw") || out.String() != "fwbuild-ctld: unit SN-U1 accounts=1 owner-signed\n" {
+					t.Errorf("err %v, record %+v, output %q", err, r, out)
+				}
+				return
+			}
+			prefix := "fwbuild-ctld: unit not provisioned: "
+			if c.failed {
+				prefix = "fwbuild-ctld: FAILED unit: "
+			}
+			if err == nil || !strings.HasPrefix(out.String(), prefix) || !strings.Contains(out.String(), c.want) {
+				t.Errorf("err %v, output %q, want %q%q", err, out, prefix, c.want)
+			}
+		})
+	}
+	// No file on the ESP: the flash's answer stands.
+	a, _, sys, out := world(t)
+	sys.phys = map[uint64][]byte{unitAddr: bytes.Repeat([]byte{0xff}, 0x1000)}
+	sys.files["/proc/cmdline"] = blankRegion + "\n"
+	if _, err := a.loadUnitRecord(context.Background()); err == nil || !strings.Contains(out.String(), "unit not provisioned: unit region at 0xfe3f0000: not provisioned") {
+		t.Errorf("no ESP record: %v, %q", err, out)
+	}
+}

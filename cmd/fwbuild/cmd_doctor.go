@@ -52,6 +52,7 @@ func hostTools() []hostTool {
 		{Name: "swtpm_setup", Check: "swtpm_setup", Package: "swtpm-tools", Why: "swtpm's state tools (swtpm_setup, swtpm_ioctl) for inspecting a test's TPM"},
 		{Name: "sushy", Check: "/usr/lib/python3/dist-packages/sushy/__init__.py", Package: "python3-sushy", Why: "ctld's Redfish tests drive the service with OpenStack's Redfish library"},
 		{Name: "redfishtool", Check: "redfishtool", Package: "redfishtool", Why: "ctld's Redfish tests drive the service with DMTF's CLI"},
+		{Name: "curl", Check: "curl", Package: "curl", Why: "ctld's UpdateService test pushes an artefact as multipart/form-data with curl -F"},
 		{Name: "libc headers", Check: "/usr/include/stdio.h", Package: "libc6-dev", Why: "dom0 kernel build (host programs); gcc only recommends it"},
 		{Name: "make", Check: "make", Package: "make", Why: "dom0 kernel build"},
 		{Name: "bc", Check: "bc", Package: "bc", Why: "dom0 kernel build"},

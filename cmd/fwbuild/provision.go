@@ -24,9 +24,12 @@ func (e *env) provisionCommand() *cobra.Command {
 		Long: "provision makes a random password for one unit, writes a record holding only its hash (and the\n" +
 			"board and serial) into the board's unit region, of a chip image (atomically) or of the chip\n" +
 			"(flashrom: a full backup, then only the unit region, verified), and prints the label line once.\n" +
-			"fwbuild stores the password nowhere. A unit that is provisioned already is refused unless --force.",
+			"fwbuild stores the password nowhere. A unit that is provisioned already is refused unless --force.\n" +
+			"A unit booting from removable media with no unit region: --image usb.img --keys DIR writes the\n" +
+			"record, signed, as EFI/fwbuild/unit.rec on the ESP; a signed control domain accepts it there.",
 		Example: "  cp out/qemu-q35/spi.bin unit-0042.bin && fwbuild provision --board qemu-q35 --serial SN-0042 --image unit-0042.bin\n" +
-			"  fwbuild provision --board qemu-q35 --serial SN-0042 --programmer ch341a_spi",
+			"  fwbuild provision --board qemu-q35 --serial SN-0042 --programmer ch341a_spi\n" +
+			"  fwbuild provision --board qemu-q35 --serial SN-0043 --image usb.img --keys keys/",
 		Args: noArgs,
 		RunE: runE(func(*cobra.Command, []string) error { return e.provision(o) }),
 	}
@@ -34,7 +37,7 @@ func (e *env) provisionCommand() *cobra.Command {
 	e.boardFlag(c, &o.board, "board name or profile path (gives the unit region)")
 	f.StringVar(&o.serial, "serial", "", "the unit's serial number, as on its label")
 	f.StringVar(&o.user, "user", provision.DefaultUser, "the account's user name (role Administrator)")
-	f.StringVar(&o.img, "image", "", "a chip image (a copy of the build's spi.bin) whose unit region is written")
+	f.StringVar(&o.img, "image", "", "a chip image (a copy of the build's spi.bin) whose unit region is written, or a usb.img whose ESP gets the signed record (needs --keys)")
 	f.StringVar(&o.programmer, "programmer", "", "flashrom programmer: write the chip's unit region, e.g. ch341a_spi, internal")
 	f.StringVar(&o.chip, "chip", "", "flashrom chip name (-c), when several definitions match")
 	f.StringVar(&o.flashrom, "flashrom", "flashrom", "flashrom binary")

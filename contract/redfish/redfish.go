@@ -428,6 +428,8 @@ type ServiceRoot struct {
 	Chassis        ODataID   `json:"Chassis"`
 	SessionService ODataID   `json:"SessionService"`
 	AccountService ODataID   `json:"AccountService"`
+	UpdateService  *ODataID  `json:"UpdateService,omitempty"`
+	Tasks          *ODataID  `json:"Tasks,omitempty"`
 	Links          RootLinks `json:"Links"`
 }
 
@@ -460,6 +462,7 @@ const (
 	MsgActionNotSupported            = "ActionNotSupported"
 	MsgServiceTemporarilyUnavailable = "ServiceTemporarilyUnavailable"
 	MsgCreated                       = "Created"
+	MsgResetRequired                 = "ResetRequired"
 )
 
 // MessageID prefixes a Base message key with the registry's version.
@@ -513,4 +516,200 @@ func (e Error) String() string {
 		}
 	}
 	return b.String()
+}
+
+// The UpdateService (UpdateService.v1_11_0) and the tasks an update runs
+// as (TaskService.v1_2_0, Task.v1_7_1): ctld writes a signed update
+// artefact (contract/update) into the ESP's inactive slot.
+const (
+	UpdateService     = Root + "/UpdateService"
+	FirmwareInventory = UpdateService + "/FirmwareInventory"
+	// UpdatePush is MultipartHttpPushUri: a multipart/form-data POST with
+	// the UpdateParameters JSON part and the UpdateFile part (DSP0266 13.7).
+	UpdatePush         = UpdateService + "/upload"
+	SimpleUpdateTarget = UpdateService + "/Actions/UpdateService.SimpleUpdate"
+	TaskService        = Root + "/TaskService"
+	Tasks              = TaskService + "/Tasks"
+)
+
+// Firmware is a FirmwareInventory member: one per ESP slot, SlotID(slot).
+func Firmware(id string) string { return FirmwareInventory + "/" + id }
+
+// SlotID is a slot's FirmwareInventory Id.
+func SlotID(slot string) string { return "slot-" + slot }
+
+// Task is a task's path; TaskMonitor the URI a client polls (the 202's
+// Location). Both answer 202 with the task while it runs, then 200.
+func Task(id string) string        { return Tasks + "/" + id }
+func TaskMonitor(id string) string { return Task(id) + "/Monitor" }
+
+// Multipart part names of an UpdatePush request.
+const (
+	PartUpdateParameters = "UpdateParameters"
+	PartUpdateFile       = "UpdateFile"
+)
+
+// Transfer protocols SimpleUpdate accepts.
+const (
+	ProtocolHTTP  = "HTTP"
+	ProtocolHTTPS = "HTTPS"
+)
+
+// ApplyTime values (@Redfish.OperationApplyTime): OnReset writes the slot
+// and leaves the reboot to the operator (the default); Immediate reboots
+// the unit once the slot is written, as a BMC does.
+const (
+	ApplyOnReset   = "OnReset"
+	ApplyImmediate = "Immediate"
+)
+
+// Task states and statuses ctld reports.
+const (
+	TaskNew       = "New"
+	TaskRunning   = "Running"
+	TaskCompleted = "Completed"
+	TaskException = "Exception"
+)
+
+// UpdateServiceResource is /redfish/v1/UpdateService.
+type UpdateServiceResource struct {
+	ODataID              string         `json:"@odata.id"`
+	ODataType            string         `json:"@odata.type"`
+	ID                   string         `json:"Id"`
+	Name                 string         `json:"Name"`
+	Description          string         `json:"Description,omitempty"`
+	ServiceEnabled       bool           `json:"ServiceEnabled"`
+	Status               Status         `json:"Status"`
+	MaxImageSizeBytes    int64          `json:"MaxImageSizeBytes,omitempty"`
+	MultipartHttpPushUri string         `json:"MultipartHttpPushUri,omitempty"`
+	FirmwareInventory    ODataID        `json:"FirmwareInventory"`
+	Actions              UpdateActions  `json:"Actions"`
+	ApplyTimes           []string       `json:"MultipartHttpPushUri@Redfish.AllowableValues,omitempty"`
+	Oem                  map[string]any `json:"Oem,omitempty"`
+}
+
+// UpdateActions holds SimpleUpdate.
+type UpdateActions struct {
+	SimpleUpdate SimpleUpdateAction `json:"#UpdateService.SimpleUpdate"`
+}
+
+// SimpleUpdateAction advertises the action's target and protocols.
+type SimpleUpdateAction struct {
+	Target    string   `json:"target"`
+	Protocols []string `json:"TransferProtocol@Redfish.AllowableValues"`
+}
+
+// UpdateOem is the fwbuild Oem block of an update request: a downgrade
+// (an artefact older than the running payload) must be asked for.
+type UpdateOem struct {
+	Fwbuild *UpdateFwbuild `json:"fwbuild,omitempty"`
+}
+
+// UpdateFwbuild is what UpdateOem carries.
+type UpdateFwbuild struct {
+	AllowDowngrade bool `json:"AllowDowngrade,omitempty"`
+}
+
+// SimpleUpdate is the SimpleUpdate action's body.
+type SimpleUpdate struct {
+	ImageURI         string     `json:"ImageURI"`
+	TransferProtocol string     `json:"TransferProtocol,omitempty"`
+	Targets          []string   `json:"Targets,omitempty"`
+	Username         string     `json:"Username,omitempty"`
+	Password         string     `json:"Password,omitempty"`
+	ApplyTime        string     `json:"@Redfish.OperationApplyTime,omitempty"`
+	Oem              *UpdateOem `json:"Oem,omitempty"`
+}
+
+// UpdateParameters is the UpdateParameters part of a multipart push.
+type UpdateParameters struct {
+	Targets   []string   `json:"Targets,omitempty"`
+	ApplyTime string     `json:"@Redfish.OperationApplyTime,omitempty"`
+	Oem       *UpdateOem `json:"Oem,omitempty"`
+}
+
+// SoftwareInventory is a FirmwareInventory member (SoftwareInventory.v1_10_0):
+// one ESP slot.
+type SoftwareInventory struct {
+	ODataID        string `json:"@odata.id"`
+	ODataType      string `json:"@odata.type"`
+	ID             string `json:"Id"`
+	Name           string `json:"Name"`
+	Description    string `json:"Description,omitempty"`
+	Version        string `json:"Version"`
+	SoftwareID     string `json:"SoftwareId"`
+	Manufacturer   string `json:"Manufacturer,omitempty"`
+	Updateable     bool   `json:"Updateable"`
+	WriteProtected bool   `json:"WriteProtected"`
+	// LowestSupportedVersion is the profile's update.min_version.
+	LowestSupportedVersion string        `json:"LowestSupportedVersion,omitempty"`
+	Status                 Status        `json:"Status"`
+	Oem                    *InventoryOem `json:"Oem,omitempty"`
+}
+
+// InventoryOem is a slot's fwbuild Oem block.
+type InventoryOem struct {
+	Fwbuild SlotView `json:"fwbuild"`
+}
+
+// SlotView is one slot's state as the inventory shows it.
+type SlotView struct {
+	Slot string `json:"Slot"`
+	// Version is the payload's full version, with the build's content hash
+	// (SoftwareInventory's Version is MAJOR.MINOR.PATCH alone: fwupd
+	// compares it with a cabinet's triplet and refuses another format).
+	Version string `json:"Version,omitempty"`
+	// State is contract's slot state: empty, confirmed, pending, trying, failed.
+	State string `json:"State"`
+	// Active: BootOrder starts with it. Running: this boot runs it.
+	Active  bool   `json:"Active"`
+	Running bool   `json:"Running"`
+	SHA256  string `json:"SHA256,omitempty"`
+	Size    int64  `json:"Size,omitempty"`
+	Note    string `json:"Note,omitempty"`
+}
+
+// TaskResource is a task (Task.v1_7_1).
+type TaskResource struct {
+	ODataID         string    `json:"@odata.id"`
+	ODataType       string    `json:"@odata.type"`
+	ID              string    `json:"Id"`
+	Name            string    `json:"Name"`
+	TaskState       string    `json:"TaskState"`
+	TaskStatus      string    `json:"TaskStatus"`
+	StartTime       string    `json:"StartTime"`
+	EndTime         string    `json:"EndTime,omitempty"`
+	PercentComplete int       `json:"PercentComplete"`
+	TaskMonitor     string    `json:"TaskMonitor"`
+	Messages        []Message `json:"Messages"`
+}
+
+// TaskServiceResource is /redfish/v1/TaskService.
+type TaskServiceResource struct {
+	ODataID                         string  `json:"@odata.id"`
+	ODataType                       string  `json:"@odata.type"`
+	ID                              string  `json:"Id"`
+	Name                            string  `json:"Name"`
+	ServiceEnabled                  bool    `json:"ServiceEnabled"`
+	CompletedTaskOverWritePolicy    string  `json:"CompletedTaskOverWritePolicy"`
+	LifeCycleEventOnTaskStateChange bool    `json:"LifeCycleEventOnTaskStateChange"`
+	Tasks                           ODataID `json:"Tasks"`
+}
+
+// UpdateRegistry is the Update message registry of a task's messages.
+const UpdateRegistry = "Update.1.0"
+
+// Update registry message keys ctld uses.
+const (
+	MsgUpdateInProgress   = "UpdateInProgress"
+	MsgUpdateSuccessful   = "UpdateSuccessful"
+	MsgTransferFailed     = "TransferFailed"
+	MsgVerificationFailed = "VerificationFailed"
+	MsgApplyFailed        = "ApplyFailed"
+)
+
+// UpdateMessage is a task message from the Update registry.
+func UpdateMessage(key, severity, message string, args ...string) Message {
+	return Message{ODataType: "#Message.v1_1_2.Message", MessageID: UpdateRegistry + "." + key, Message: message,
+		MessageArgs: args, MessageSeverity: severity, Severity: severity}
 }

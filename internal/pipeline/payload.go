@@ -63,9 +63,23 @@ func (r *run) payload(ctx context.Context, k kernelOut, ird, gst, gi stageResult
 	// The version both payloads carry: the profile's, plus a hash of
 	// everything the payloads are made of (the stage key without the version).
 	content := key("content/1", r.tool, string(xen.SHA256), k.id, ird.Key, gst.Key, gi.Key, opts, espBase, flashCmdline, grubID, r.Epoch.UTC().Format(time.RFC3339), jsonKey(tools), string(ownerPEM))
+	// The floor of downgrades rides along (ctld refuses artefacts below it);
+	// only a profile that sets one changes its content hash.
+	minArg := ""
+	if b.Update != nil && b.Update.MinVersion != "" {
+		minArg = " " + contract.MinVersionArg(b.Update.MinVersion)
+	}
+	// So does a device GUID of the profile's own (ctld's FirmwareInventory
+	// reports it for fwupd; the default one ctld derives from the board).
+	if b.Update != nil && len(b.Update.GUIDs) > 0 {
+		minArg += " " + contract.UpdateGUIDParam + "=" + b.UpdateGUIDs()[0]
+	}
+	if minArg != "" {
+		content = key("content/1+min", content, minArg)
+	}
 	version := b.ReleaseVersion().String() + "+" + content[:8]
 	r.result.Version = version
-	ids := " " + contract.VersionArg(version) + " " + contract.BoardParam + "=" + b.Name + " " + contract.BootParam + "="
+	ids := " " + contract.VersionArg(version) + minArg + " " + contract.BoardParam + "=" + b.Name + " " + contract.BootParam + "="
 	espCmdline := strings.TrimSpace(espBase + ids + contract.BootESP)
 	flashCmdline = strings.TrimSpace(flashCmdline + ids + contract.BootFlash)
 	pk := key("payload/3", content, espCmdline, flashCmdline)
