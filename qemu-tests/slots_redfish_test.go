@@ -13,9 +13,6 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -146,33 +143,4 @@ func forward(t *testing.T, m *qemutests.Machine, guest int) int {
 		t.Fatal("the machine has no management NIC (netdev fwnet0): does the board have a network section?")
 	}
 	return hp
-}
-
-// runSlots is runHost with a hook on each marker (run from Run's
-// goroutine, so the next markers wait for it).
-func runSlots(t *testing.T, m qemutests.Machine, markers []qemutests.Marker, abort string, hook func(qemutests.Match)) qemutests.Result {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "fwbuild-slots-console-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if !t.Failed() {
-			os.RemoveAll(dir)
-		}
-	})
-	opts := qemutests.Options{
-		LogPath: filepath.Join(dir, "console.log"),
-		OnMarker: func(mt qemutests.Match) {
-			t.Logf("%6.1fs %-16s %s", mt.At.Seconds(), mt.Marker.Name, mt.Line)
-			hook(mt)
-		},
-		Abort: regexp.MustCompile(abort),
-	}
-	res, err := qemutests.Run(context.Background(), m, markers, opts)
-	if err != nil {
-		log, _ := os.ReadFile(res.LogPath)
-		t.Fatalf("%v (log %s)\n%s\n%s", err, res.LogPath, strings.Join(res.Cmdline, " "), log)
-	}
-	return res
 }

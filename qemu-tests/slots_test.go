@@ -205,7 +205,7 @@ func TestSlotsUpdateAndRollback(t *testing.T) {
 		}
 		t.Logf("boot %s", name)
 		client = nil
-		res := runSlots(t, m, append(chain, extra...), contract.FailurePattern, onMarker)
+		res := runHostWith(t, context.Background(), m, append(chain, extra...), contract.FailurePattern, onMarker)
 		for _, e := range rfErr {
 			t.Errorf("boot %s: redfish: %s", name, e)
 		}
