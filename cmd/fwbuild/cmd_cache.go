@@ -79,6 +79,16 @@ func (e *env) cacheCommand() *cobra.Command {
 	return c
 }
 
+// openCache opens the cache --cache (or the default) names.
+func (e *env) openCache() (string, *cache.Dir, error) {
+	dir, err := e.cache()
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := cache.Open(dir)
+	return dir, c, err
+}
+
 type cacheKind struct {
 	Kind     string    `json:"kind"`
 	Entries  int       `json:"entries"`
@@ -93,11 +103,7 @@ func (e *env) cacheDuCommand() *cobra.Command {
 		Example: "  fwbuild cache du\n  fwbuild cache du --json",
 		Args:    noArgs,
 		RunE: runE(func(*cobra.Command, []string) error {
-			dir, err := e.cache()
-			if err != nil {
-				return err
-			}
-			c, err := cache.Open(dir)
+			dir, c, err := e.openCache()
 			if err != nil {
 				return err
 			}
@@ -165,11 +171,7 @@ func (e *env) cachePruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dir, err := e.cache()
-			if err != nil {
-				return err
-			}
-			c, err := cache.Open(dir)
+			dir, c, err := e.openCache()
 			if err != nil {
 				return err
 			}
