@@ -38,8 +38,8 @@ func TestCompressZstdCancelled(t *testing.T) {
 	}
 }
 
-// mkuimage runs go without a context; a cancelled Build still returns within
-// moments, and the go commands it started are gone.
+// mkuimage runs go without a context; a cancelled Build still returns
+// without waiting for the compile, and the go commands it started are gone.
 func TestBuildCancelledDuringUroot(t *testing.T) {
 	s := q35Spec(t)
 	t.Setenv("GOCACHE", t.TempDir()) // cold: the busybox compile runs for minutes
@@ -68,7 +68,13 @@ func TestBuildCancelledDuringUroot(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
-	if took > 10*time.Second {
+	// Not instant: mkuimage type-checks the busybox's packages in this
+	// process (x/tools/go/packages, which gobusybox gives no context), and
+	// that phase runs to its end: 7-9 s measured on a loaded 2-core machine,
+	// 10.7 s in CI. Without stopOnCancel the cold build ran on for minutes
+	// (2m54s measured).
+	t.Logf("Build returned %v after the cancellation", took)
+	if took > 45*time.Second {
 		t.Errorf("Build returned %v after the cancellation", took)
 	}
 	if left := goWorkingIn(s.TempDir); len(left) > 0 {

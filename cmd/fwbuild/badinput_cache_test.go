@@ -26,20 +26,14 @@ func TestBuildRepairsDamagedCache(t *testing.T) {
 	b := testdeps.Board(t, "qemu-q35")
 	xen, _ := b.Component("xen")
 	yajl, _ := b.Component("libyajl")
-	real := testdeps.CacheDir(t)
 
-	// The packages to damage get their own copies; the rest stay symlinks
-	// into the shared cache, which the test must not touch.
+	// The packages to damage are fetched into the test's own cache (their
+	// .debs too: the shared cache may have pruned its copies, which a build
+	// that finds the unpacked trees never needs again); the rest stay
+	// symlinks into the shared cache, which the test must not touch.
 	xenTree := filepath.Join(cache, "pkgs", string(xen.SHA256))
 	os.Remove(xenTree)
-	if out, err := exec.Command("cp", "-a", filepath.Join(real, "pkgs", string(xen.SHA256)), xenTree).CombinedOutput(); err != nil {
-		t.Fatalf("copy the xen package: %v\n%s", err, out)
-	}
-	os.MkdirAll(filepath.Join(cache, "debs"), 0o755)
 	xenDeb := filepath.Join(cache, "debs", string(xen.SHA256)+".deb")
-	if err := os.Symlink(filepath.Join(real, "debs", string(xen.SHA256)+".deb"), xenDeb); err != nil {
-		t.Fatal(err)
-	}
 
 	out1 := filepath.Join(t.TempDir(), "out")
 	if code, output := runIn(t, context.Background(), cache, "build", "--board", "qemu-q35", "--out", out1); code != 0 {
@@ -64,9 +58,9 @@ func TestBuildRepairsDamagedCache(t *testing.T) {
 	// 3. A cached .deb is replaced by another valid .deb (and its tree is
 	// gone, so it would be unpacked).
 	yajlDeb := filepath.Join(cache, "debs", string(yajl.SHA256)+".deb")
-	other, err := os.ReadFile(filepath.Join(real, "debs", string(b.Components[len(b.Components)-1].SHA256)+".deb"))
+	other, err := os.ReadFile(xenDeb)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the first build did not fetch xen into the test's cache: %v", err)
 	}
 	os.WriteFile(yajlDeb, other, 0o644)
 	os.Remove(filepath.Join(cache, "pkgs", string(yajl.SHA256)))
