@@ -56,6 +56,9 @@ type StageTiming struct {
 	Name   string        `json:"name"`
 	Took   time.Duration `json:"took_ns"`
 	Cached bool          `json:"cached"`
+	// Entry is the cache directory holding the stage's output, for a stage
+	// that has one: where to look when an artefact needs explaining.
+	Entry string `json:"entry,omitempty"`
 }
 
 // Result is what a build produced.
@@ -98,7 +101,10 @@ func (r *run) log() *slog.Logger {
 }
 
 // outcome is a stage's result; it says whether it came from the cache.
-type outcome interface{ fromCache() bool }
+type outcome interface {
+	fromCache() bool
+	entry() string // the cache entry holding the output, "" for none
+}
 
 // timed runs one stage under its timeout (none if zero), records how long it
 // took, and tells Progress when it starts and ends. A cancelled build stops
@@ -130,7 +136,7 @@ func timed[T outcome](ctx context.Context, r *run, name string, timeout time.Dur
 	if err != nil {
 		return res, err
 	}
-	r.result.Stages = append(r.result.Stages, StageTiming{Name: name, Took: took, Cached: res.fromCache()})
+	r.result.Stages = append(r.result.Stages, StageTiming{Name: name, Took: took, Cached: res.fromCache(), Entry: res.entry()})
 	if r.Progress != nil {
 		r.Progress(name, took, res.fromCache())
 	}
@@ -339,6 +345,7 @@ func (r *run) finish(ctx context.Context, arts []Artefact) (*Result, error) {
 type published struct{ unchanged, done bool }
 
 func (p published) fromCache() bool { return p.unchanged }
+func (published) entry() string     { return "" }
 
 func (p published) committed() bool { return p.done }
 

@@ -89,3 +89,4 @@ func (r *run) fetch(ctx context.Context) (Components, error) {
 }
 
 func (Components) fromCache() bool { return false }
+func (Components) entry() string   { return "" }

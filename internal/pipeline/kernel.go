@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/fwbuild/fwbuild/internal/boundedfile"
@@ -24,9 +25,11 @@ type kernelOut struct {
 	id     string // identifies the kernel's bytes for downstream keys
 	cached bool
 	from   string // for messages and the size table: the package or path
+	dir    string // the kernel cache entry, for one built from source
 }
 
 func (k kernelOut) fromCache() bool { return k.cached }
+func (k kernelOut) entry() string   { return k.dir }
 
 func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 	b := r.Board
@@ -57,7 +60,7 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 			return kernelOut{}, fmt.Errorf("kernel: %w", err)
 		}
 		src, _ := b.Component(kc.Source)
-		return kernelOut{path: res.BzImage, config: res.Config, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version}, nil
+		return kernelOut{path: res.BzImage, config: res.Config, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version, dir: filepath.Dir(res.BzImage)}, nil
 	case kc.Component != "":
 		bz, err := r.comps.File(kc.Component, "bzimage", b)
 		if err != nil {

@@ -41,6 +41,7 @@ type stageResult struct {
 }
 
 func (r stageResult) fromCache() bool { return r.Cached }
+func (r stageResult) entry() string   { return r.Dir }
 
 func (r stageResult) path(name string) string { return filepath.Join(r.Dir, name) }
 
