@@ -294,8 +294,8 @@ func (c *Cache) checkTree(d *cache.Dir, p Pkg) cache.Check {
 		}
 		deb := d.Path(debsKind, debName(p))
 		if _, err := os.Stat(deb); err != nil {
-			// Nothing to check it against (fwbuild never deletes a .deb;
-			// a test or a person put this tree here): trusted once.
+			// Nothing to check it against (a cache prune removed the
+			// .deb, or a test or a person put this tree here): trusted once.
 			if m, err = cache.BuildManifest(path); err != nil {
 				return nil, err
 			}
