@@ -31,7 +31,7 @@ type vmManager struct {
 	// root prefixes every data-disk path (tests); "" in the control domain.
 	root   string
 	dataOK bool   // the data disk is mounted
-	bridge string // the management bridge guests' NICs join; "" for none
+	bridge string // the bridge VMs' NICs join (the guest bridge, else the management bridge); "" for none
 	// rebootHost restarts the whole unit (the host's ForceRestart).
 	rebootHost func() error
 	client     *http.Client // virtual media downloads
@@ -540,7 +540,7 @@ func (m *vmManager) validate(ctx context.Context, c rf.CreateSystem) (vmSpec, st
 		spec.xl.Disks = append(spec.xl.Disks, contract.DataGuestDisk(c.Name, d.Name))
 	}
 	if len(o.NICs) > 0 && m.bridge == "" {
-		return vmSpec{}, rf.MsgPropertyValueNotInList, "Oem/Fwbuild/NICs", errors.New("NICs: this unit has no management bridge for them to join")
+		return vmSpec{}, rf.MsgPropertyValueNotInList, "Oem/Fwbuild/NICs", errors.New("NICs: this unit has no network (guest or management bridge) for them to join")
 	}
 	for i, n := range o.NICs {
 		if n.MAC != "" && !contract.ValidMAC(n.MAC) {

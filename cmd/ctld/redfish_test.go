@@ -390,6 +390,22 @@ func TestRedfishReset(t *testing.T) {
 // xl config with the bridge; the VM is off until Reset On. DELETE destroys
 // a running VM and frees its directory. Bad definitions are 400 naming the
 // property, a taken name 409; nothing is left behind by either.
+func TestVMBridge(t *testing.T) {
+	mgmt := &contract.Network{Bridge: "xenbr0", NICs: []string{"pci:0000:00:03.0"}}
+	withGuests := *mgmt
+	withGuests.Guests = &contract.GuestNetwork{Bridge: "guests"}
+	for _, c := range []struct {
+		h    *contract.HostConfig
+		want string
+	}{
+		{nil, ""}, {&contract.HostConfig{}, ""}, {&contract.HostConfig{Network: mgmt}, "xenbr0"}, {&contract.HostConfig{Network: &withGuests}, "guests"},
+	} {
+		if got := vmBridge(c.h); got != c.want {
+			t.Errorf("vmBridge(%+v) = %q, want %q", c.h, got, c.want)
+		}
+	}
+}
+
 func TestRedfishCreateDelete(t *testing.T) {
 	f := newRFFixture(t)
 	body := `{"Name":"api1","MemorySummary":{"TotalSystemMemoryGiB":0.25},"ProcessorSummary":{"Count":2},
@@ -414,7 +430,8 @@ func TestRedfishCreateDelete(t *testing.T) {
 		`extra = "console=hvc0 fwbuild.guest=api1 fwbuild.after=run root=/dev/xvda"`,
 		`"format=raw, vdev=xvda, access=rw, backendtype=phy, script=/bbin/ctld, target=/var/lib/fwbuild/data/guests/api1/root.img"`,
 		`"format=raw, vdev=xvdb, access=rw, backendtype=phy, script=/bbin/ctld, target=/var/lib/fwbuild/data/guests/api1/scratch.img"`,
-		`vif = [ "bridge=xenbr0, mac=00:16:3e:00:00:09, script=/bbin/ctld" ]`,
+		// The guest bridge, not the management bridge the service is on.
+		`vif = [ "bridge=xenbr1, mac=00:16:3e:00:00:09, script=/bbin/ctld" ]`,
 	} {
 		if !bytes.Contains(cfg, []byte(want)) {
 			t.Errorf("config lacks %q:\n%s", want, cfg)
