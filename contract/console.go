@@ -347,6 +347,10 @@ func (g GuestBridge) String() string {
 // bridge, the uplinks, the addresses and IPv6's state.
 const GuestBridgePattern = CtldPrefix + `guest bridge (\S+) uplinks=(\S+) addresses=(\S+) ipv6=(disabled|absent)`
 
+// GuestBridgeIsolatedPattern matches a guest bridge line that reports no
+// address of the control domain's on the bridge.
+const GuestBridgeIsolatedPattern = CtldPrefix + `guest bridge (\S+) uplinks=(\S+) addresses=none ipv6=(disabled|absent)`
+
 // ParseGuestBridge reads a guest bridge line.
 func ParseGuestBridge(line string) (GuestBridge, error) {
 	var g GuestBridge

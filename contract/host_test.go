@@ -36,6 +36,11 @@ func TestHostLines(t *testing.T) {
 	if got := (GuestBridge{Bridge: "xenbr1", Uplinks: []string{"eth1"}, IPv6: "absent"}).String(); got != CtldPrefix+"guest bridge xenbr1 uplinks=eth1 addresses=none ipv6=absent" {
 		t.Errorf("guest bridge line %q", got)
 	}
+	iso := regexp.MustCompile(GuestBridgeIsolatedPattern)
+	if !iso.MatchString(GuestBridge{Bridge: "xenbr1", Uplinks: []string{"eth1"}, IPv6: "absent"}.String()) ||
+		iso.MatchString(GuestBridge{Bridge: "xenbr1", Addrs: []string{"10.0.3.9/24"}, IPv6: "absent"}.String()) {
+		t.Error("GuestBridgeIsolatedPattern: wrong on a bridge without and with an address")
+	}
 	if _, err := ParseGuestBridge(CtldPrefix + "guest bridge xenbr1 uplinks=eth1 addresses=none ipv6=on"); err == nil {
 		t.Error("a guest bridge line with ipv6=on parsed")
 	}

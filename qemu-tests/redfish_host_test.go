@@ -420,6 +420,9 @@ func (rb *redfishBoot) check(t testing.TB, res qemutests.Result, log []byte, mgm
 	if up, err := contract.ParseRedfishUp(l["redfish"]); err != nil || up.Key != "data" || !strings.HasPrefix(up.URL, "https://"+mgmt+":443/") {
 		t.Errorf("redfish line %q (%v): want https on the management address %s, its key on the data disk", l["redfish"], err, mgmt)
 	}
+	// The API's VM is on the guest network, not on the management
+	// segment where the service listens.
+	checkGuestLease(t, apiVM, l["api-dhcp"])
 	if freed := mustAtoi(v["api-deleted"][0]); freed < 64<<20 {
 		t.Errorf("deleting %s freed %d bytes, want at least its 64 MiB root disk", apiVM, freed)
 	}
