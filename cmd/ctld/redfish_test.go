@@ -255,11 +255,20 @@ func TestRedfishSystems(t *testing.T) {
 			t.Errorf("%s: %s", p, r.body)
 		}
 	}
-	// A toolstack that does not answer is a 500 with xl's error, not an
-	// empty list.
+	// The collection is the definitions: it asks Xen nothing (a VM's
+	// power state is in its own resource).
+	before := len(f.xen.callList())
+	if r := f.do(t, "GET", rf.Systems, admin, ""); r.code != 200 || r.json(t)["Members@odata.count"] != float64(3) {
+		t.Errorf("Systems: %d %s", r.code, r.body)
+	}
+	if calls := f.xen.callList()[before:]; len(calls) != 0 {
+		t.Errorf("GET Systems ran %v, want nothing", calls)
+	}
+	// A toolstack that does not answer is a 500 with xl's error, not a
+	// VM reported off.
 	f.xen.failCmd = "list"
-	if r := f.do(t, "GET", rf.Systems, admin, ""); r.code != 500 || r.messageID(t) != "Base.1.16.GeneralError" || !bytes.Contains(r.body, []byte("libxl: error")) {
-		t.Errorf("Systems with xl list failing: %d %s", r.code, r.body)
+	if r := f.do(t, "GET", rf.System("web"), admin, ""); r.code != 500 || r.messageID(t) != "Base.1.16.GeneralError" || !bytes.Contains(r.body, []byte("libxl: error")) {
+		t.Errorf("a VM with xl list failing: %d %s", r.code, r.body)
 	}
 	f.xen.failCmd = ""
 }
