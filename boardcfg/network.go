@@ -9,7 +9,8 @@ import (
 
 // Network is the control domain's management network (contract.Network):
 // the NICs it enslaves to Bridge, which carries the host's address and
-// which guests' vifs attach to by default.
+// which guests' vifs attach to by default unless Guests names a guest
+// network.
 type Network struct {
 	// Bridge is the bridge's interface name; default DefaultBridge.
 	Bridge string `yaml:"bridge,omitempty"`
@@ -21,10 +22,48 @@ type Network struct {
 	Address string   `yaml:"address,omitempty"`
 	Gateway string   `yaml:"gateway,omitempty"`
 	DNS     []string `yaml:"dns,omitempty"`
+	// Guests, if set, is a network for the guests apart from management:
+	// their vifs join its bridge by default, and the control domain has
+	// no address there, so its services (Redfish, SSH) cannot be reached
+	// from it.
+	Guests *GuestNetwork `yaml:"guests,omitempty"`
+}
+
+// GuestNetwork is the guests' bridge and its uplink NICs (identifiers as in
+// Network.NICs, none of them a management NIC). Without NICs the bridge
+// connects the guests with each other only.
+type GuestNetwork struct {
+	// Bridge is the bridge's interface name; default DefaultGuestBridge.
+	Bridge string   `yaml:"bridge,omitempty"`
+	NICs   []string `yaml:"nics,omitempty"`
 }
 
 // DefaultBridge is the management bridge's name when the profile names none.
 const DefaultBridge = "xenbr0"
+
+// DefaultGuestBridge is the guest bridge's name when network.guests names none.
+const DefaultGuestBridge = "xenbr1"
+
+// BridgeName is the guest bridge's name with the default applied.
+func (g *GuestNetwork) BridgeName() string {
+	if g.Bridge == "" {
+		return DefaultGuestBridge
+	}
+	return g.Bridge
+}
+
+// GuestBridge is the bridge guests' NICs join when they name none: the
+// guest network's if there is one, else the management bridge; "" without
+// a network.
+func (b *Board) GuestBridge() string {
+	switch {
+	case b.Network == nil:
+		return ""
+	case b.Network.Guests != nil:
+		return b.Network.Guests.BridgeName()
+	}
+	return b.Network.BridgeName()
+}
 
 // BridgeName is the bridge's name with the default applied.
 func (n *Network) BridgeName() string {
@@ -55,8 +94,11 @@ type GuestDisk struct {
 	From string `yaml:"from,omitempty"`
 }
 
-// GuestNIC is a guest's virtual NIC: a vif on Bridge (default: the
-// management bridge), with a fixed MAC or one Xen picks.
+// GuestNIC is a guest's virtual NIC: a vif on Bridge (default: the guest
+// bridge, or the management bridge on a board without a guest network),
+// with a fixed MAC or one Xen picks. Bridge may name the management bridge
+// on a board with a guest network: that guest is then on the management
+// segment and can reach the control domain's services like any host there.
 type GuestNIC struct {
 	Bridge string `yaml:"bridge,omitempty"`
 	MAC    string `yaml:"mac,omitempty"`
@@ -77,6 +119,9 @@ func (b *Board) HostConfig() contract.HostConfig {
 		h.Network = &contract.Network{Bridge: n.BridgeName(), NICs: n.NICs, Gateway: n.Gateway, DNS: n.DNS}
 		if n.Address != "dhcp" {
 			h.Network.Address = n.Address
+		}
+		if g := n.Guests; g != nil {
+			h.Network.Guests = &contract.GuestNetwork{Bridge: g.BridgeName(), NICs: g.NICs}
 		}
 	}
 	if s := b.Storage; s != nil && s.Data != nil {
@@ -138,6 +183,9 @@ func (b *Board) validateHost() []error {
 				add(b.errAt(fmt.Sprintf("network.dns[%d]", i), "%q is not an IP address", d))
 			}
 		}
+		if g := n.Guests; g != nil {
+			errs = append(errs, b.validateGuestNetwork(n, g)...)
+		}
 	}
 	hasData := b.Storage != nil && b.Storage.Data != nil
 	if s := b.Storage; s != nil {
@@ -191,8 +239,8 @@ func (b *Board) validateHost() []error {
 				add(b.errAt(nf+".bridge", "no bridge named and no management network (network:) whose bridge the NIC could join"))
 			case n.Bridge != "" && !contract.ValidIfName(n.Bridge):
 				add(b.errAt(nf+".bridge", "%q: an interface name is 1-15 letters, digits, '-', '_' or '.'", n.Bridge))
-			case n.Bridge != "" && (b.Network == nil || n.Bridge != b.Network.BridgeName()):
-				add(b.errAt(nf+".bridge", "%q: ctld creates only the management bridge (%s): leave bridge out or name that one", n.Bridge, b.networkBridge()))
+			case n.Bridge != "" && !b.knownBridge(n.Bridge):
+				add(b.errAt(nf+".bridge", "%q: ctld creates only %s: leave bridge out (the guests' default, %s) or name one of them", n.Bridge, b.networkBridges(), b.GuestBridge()))
 			}
 			if n.MAC != "" && !contract.ValidMAC(n.MAC) {
 				add(b.errAt(nf+".mac", "%q: want six hex pairs separated by ':'", n.MAC))
@@ -204,11 +252,60 @@ func (b *Board) validateHost() []error {
 	return errs
 }
 
-func (b *Board) networkBridge() string {
-	if b.Network == nil {
-		return "none"
+// validateGuestNetwork checks network.guests: its bridge is not the
+// management bridge, and no NIC is on both (a NIC in two bridges is not
+// possible, and a management NIC on the guest bridge would put the guests
+// on the management segment, the thing the guest network keeps apart).
+// Two identifiers of different kinds may still name one NIC: ctld refuses
+// that when it finds them.
+func (b *Board) validateGuestNetwork(n *Network, g *GuestNetwork) []error {
+	var errs []error
+	add := func(e error) { errs = append(errs, e) }
+	switch {
+	case g.Bridge != "" && !contract.ValidIfName(g.Bridge):
+		add(b.errAt("network.guests.bridge", "%q: an interface name is 1-15 letters, digits, '-', '_' or '.'", g.Bridge))
+	case g.BridgeName() == n.BridgeName():
+		add(b.errAt("network.guests.bridge", "%q is the management bridge (network.bridge): the guest network needs a bridge of its own", g.BridgeName()))
 	}
-	return b.Network.BridgeName()
+	mgmt := map[string]int{}
+	for i, id := range n.NICs {
+		if k, v, err := contract.ParseNICID(id); err == nil {
+			mgmt[k+":"+v] = i
+		}
+	}
+	seen := map[string]bool{}
+	for i, id := range g.NICs {
+		f := fmt.Sprintf("network.guests.nics[%d]", i)
+		k, v, err := contract.ParseNICID(id)
+		if err != nil {
+			add(b.errAt(f, "%v", err))
+			continue
+		}
+		norm := k + ":" + v
+		if j, ok := mgmt[norm]; ok {
+			add(b.errAt(f, "%q is a management NIC (network.nics[%d]): a NIC joins one bridge, and the guest network is kept off the management segment", id, j))
+		} else if seen[norm] {
+			add(b.errAt(f, "%q is listed twice", id))
+		}
+		seen[norm] = true
+	}
+	return errs
+}
+
+// knownBridge says whether br is a bridge ctld creates.
+func (b *Board) knownBridge(br string) bool {
+	n := b.Network
+	return n != nil && (br == n.BridgeName() || n.Guests != nil && br == n.Guests.BridgeName())
+}
+
+func (b *Board) networkBridges() string {
+	switch {
+	case b.Network == nil:
+		return "no bridge (no network: section)"
+	case b.Network.Guests != nil:
+		return fmt.Sprintf("the management bridge (%s) and the guest bridge (%s)", b.Network.BridgeName(), b.Network.Guests.BridgeName())
+	}
+	return fmt.Sprintf("the management bridge (%s)", b.Network.BridgeName())
 }
 
 func mustHex(s string) int {

@@ -76,3 +76,72 @@ func TestBadHostProfiles(t *testing.T) {
 		})
 	}
 }
+
+// guestNet is host with a guest network (lines 43-45 of the profile).
+var guestNet = strings.Replace(host, "  nics: [\"pci:0000:00:03.0\"]\n",
+	"  nics: [\"pci:0000:00:03.0\"]\n  guests:\n    bridge: xenbr1\n    nics: [\"pci:0000:00:04.0\"]\n", 1)
+
+func TestGuestNetworkProfile(t *testing.T) {
+	dir := t.TempDir()
+	b, err := Load(writeProfile(t, dir, "t1.yaml", valid+guestNet), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := b.HostConfig()
+	if err := hc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if g := hc.Network.Guests; g == nil || g.Bridge != "xenbr1" || len(g.NICs) != 1 || g.NICs[0] != "pci:0000:00:04.0" || hc.Network.Bridge != "xenbr0" {
+		t.Errorf("host config network %+v, guests %+v", hc.Network, hc.Network.Guests)
+	}
+	if got := b.GuestBridge(); got != "xenbr1" {
+		t.Errorf("guests' default bridge %q, want the guest bridge xenbr1", got)
+	}
+	// No NICs: a bridge the guests share with each other only; the name defaults.
+	b, err = Load(writeProfile(t, dir, "t2.yaml", valid+strings.Replace(guestNet, "    bridge: xenbr1\n    nics: [\"pci:0000:00:04.0\"]\n", "    {}\n", 1)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := b.HostConfig().Network.Guests; g == nil || g.Bridge != DefaultGuestBridge || len(g.NICs) != 0 {
+		t.Errorf("guest network without NICs: %+v", g)
+	}
+	// Without network.guests the guests join the management bridge.
+	b, err = Load(writeProfile(t, dir, "t3.yaml", valid+host), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.GuestBridge(); got != "xenbr0" || b.HostConfig().Network.Guests != nil {
+		t.Errorf("no guest network: guests' bridge %q, host config %+v", got, b.HostConfig().Network.Guests)
+	}
+}
+
+func TestBadGuestNetworks(t *testing.T) {
+	cases := []struct{ name, old, new, want string }{
+		{"same bridge", "    bridge: xenbr1", "    bridge: xenbr0", `t1.yaml:44:13: network.guests.bridge: "xenbr0" is the management bridge (network.bridge)`},
+		{"default is management", "  bridge: xenbr0\n", "  bridge: xenbr1\n", `network.guests.bridge: "xenbr1" is the management bridge`},
+		{"bridge name", "    bridge: xenbr1", "    bridge: guests/1", `t1.yaml:44:13: network.guests.bridge: "guests/1": an interface name is 1-15`},
+		{"nic on both", `nics: ["pci:0000:00:04.0"]`, `nics: ["pci:0000:00:03.0"]`, `t1.yaml:45:12: network.guests.nics[0]: "pci:0000:00:03.0" is a management NIC (network.nics[0])`},
+		{"nic on both, other case", `nics: ["pci:0000:00:04.0"]`, `nics: ["PCI:0000:00:03.0"]`, `network.guests.nics[0]: nic "PCI:0000:00:03.0": unknown kind "PCI"`},
+		{"nic twice", `nics: ["pci:0000:00:04.0"]`, `nics: ["mac:52:54:00:00:00:04", "mac:52:54:00:00:00:04"]`, `network.guests.nics[1]: "mac:52:54:00:00:00:04" is listed twice`},
+		{"nic bad", `nics: ["pci:0000:00:04.0"]`, `nics: ["pci:04.0"]`, `t1.yaml:45:12: network.guests.nics[0]: nic "pci:04.0": "04.0" is not a PCI address`},
+		{"unknown key", "    bridge: xenbr1", "    bridge: xenbr1\n    address: dhcp", `network.guests.address: unknown field`},
+		{"guest nic on a third bridge", `{mac: "00:16:3e:00:00:01"}`, `{bridge: br9}`, `guests[0].nics[0].bridge: "br9": ctld creates only the management bridge (xenbr0) and the guest bridge (xenbr1): leave bridge out (the guests' default, xenbr1)`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if !strings.Contains(guestNet, c.old) {
+				t.Fatalf("test bug: %q not in guestNet", c.old)
+			}
+			dir := t.TempDir()
+			_, err := Load(writeProfile(t, dir, "t1.yaml", valid+strings.Replace(guestNet, c.old, c.new, 1)), dir)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error\n  %v\nwant it to contain\n  %s", err, c.want)
+			}
+		})
+	}
+	// A guest NIC may name the management bridge explicitly.
+	dir := t.TempDir()
+	if _, err := Load(writeProfile(t, dir, "t1.yaml", valid+strings.Replace(guestNet, `{mac: "00:16:3e:00:00:01"}`, `{bridge: xenbr0}`, 1)), dir); err != nil {
+		t.Errorf("a guest NIC on the management bridge, named: %v", err)
+	}
+}

@@ -273,7 +273,8 @@ type Guest struct {
 	Autostart bool   `yaml:"autostart"`
 	// Disks are virtual disks on the data disk (xvda, xvdb, ... in order).
 	Disks []GuestDisk `yaml:"disks,omitempty"`
-	// NICs are vifs on the management bridge.
+	// NICs are vifs on the guest bridge (network.guests), else on the
+	// management bridge.
 	NICs []GuestNIC `yaml:"nics,omitempty"`
 }
 

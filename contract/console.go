@@ -319,6 +319,56 @@ func ParseManagement(line string) (Management, error) {
 	return m, nil
 }
 
+// GuestBridge is ctld's line once the guest network's bridge is up: its
+// uplinks (interface names, "none" for a bridge the guests share only with
+// each other), the addresses the control domain has on it as read back
+// after setting it up ("none": nothing of the control domain answers
+// there), and IPv6 on it: "disabled" (disable_ipv6, so not even a
+// link-local address) or "absent" (a kernel without IPv6). A failure is a
+// Failed line with Step "guest-network".
+type GuestBridge struct {
+	Bridge  string
+	Uplinks []string
+	Addrs   []string
+	IPv6    string
+}
+
+func (g GuestBridge) String() string {
+	list := func(s []string) string {
+		if len(s) == 0 {
+			return "none"
+		}
+		return strings.Join(s, ",")
+	}
+	return fmt.Sprintf(CtldPrefix+"guest bridge %s uplinks=%s addresses=%s ipv6=%s", g.Bridge, list(g.Uplinks), list(g.Addrs), g.IPv6)
+}
+
+// GuestBridgePattern matches the guest bridge line; its groups are the
+// bridge, the uplinks, the addresses and IPv6's state.
+const GuestBridgePattern = CtldPrefix + `guest bridge (\S+) uplinks=(\S+) addresses=(\S+) ipv6=(disabled|absent)`
+
+// GuestBridgeIsolatedPattern matches a guest bridge line that reports no
+// address of the control domain's on the bridge.
+const GuestBridgeIsolatedPattern = CtldPrefix + `guest bridge (\S+) uplinks=(\S+) addresses=none ipv6=(disabled|absent)`
+
+// ParseGuestBridge reads a guest bridge line.
+func ParseGuestBridge(line string) (GuestBridge, error) {
+	var g GuestBridge
+	var up, addrs string
+	if !scanAfter(line, CtldPrefix+"guest bridge ", "%s uplinks=%s addresses=%s ipv6=%s", &g.Bridge, &up, &addrs, &g.IPv6) ||
+		(g.IPv6 != "disabled" && g.IPv6 != "absent") {
+		return GuestBridge{}, fmt.Errorf("not a ctld guest bridge line: %q", line)
+	}
+	split := func(s string) []string {
+		if s == "none" {
+			return nil
+		}
+		return strings.Split(s, ",")
+	}
+	g.Uplinks, g.Addrs = split(up), split(addrs)
+	return g, nil
+}
+
 // DataDiskReady is ctld's line once the data disk is mounted at
 // DataMount. Action is "prepared" (a blank disk, or one wiped as the
 // profile allows, was partitioned and formatted this boot) or "found"

@@ -38,6 +38,18 @@ type Network struct {
 	Address string   `json:"address,omitempty"`
 	Gateway string   `json:"gateway,omitempty"`
 	DNS     []string `json:"dns,omitempty"`
+	// Guests, if set, is the guest network: a bridge of its own that
+	// guests' vifs join by default, apart from the management segment.
+	Guests *GuestNetwork `json:"guests,omitempty"`
+}
+
+// GuestNetwork is a bridge for guests' vifs with its uplink NICs (none:
+// the guests reach only each other). ctld gives the control domain no
+// address on it, so nothing of the control domain's (the Redfish and SSH
+// services among it) answers there.
+type GuestNetwork struct {
+	Bridge string   `json:"bridge"`
+	NICs   []string `json:"nics,omitempty"`
 }
 
 // Storage is the host's local storage.
@@ -227,6 +239,25 @@ func (h HostConfig) Validate() error {
 		for _, d := range n.DNS {
 			if _, err := netip.ParseAddr(d); err != nil {
 				return fmt.Errorf("host config: network.dns %q is not an IP address", d)
+			}
+		}
+		if g := n.Guests; g != nil {
+			if !ValidIfName(g.Bridge) || g.Bridge == n.Bridge {
+				return fmt.Errorf("host config: network.guests.bridge %q is not an interface name other than the management bridge's", g.Bridge)
+			}
+			mgmt := map[string]bool{}
+			for _, id := range n.NICs {
+				k, v, _ := ParseNICID(id)
+				mgmt[k+":"+v] = true
+			}
+			for _, id := range g.NICs {
+				k, v, err := ParseNICID(id)
+				if err != nil {
+					return fmt.Errorf("host config: network.guests: %w", err)
+				}
+				if mgmt[k+":"+v] {
+					return fmt.Errorf("host config: network.guests: nic %s is a management NIC too", id)
+				}
 			}
 		}
 	}

@@ -19,6 +19,31 @@ func TestHostLines(t *testing.T) {
 	if _, err := ParseManagement(CtldPrefix + "management 10.0.2.15 on xenbr0 (dhcp, 1.0s)"); err == nil {
 		t.Error("an address without a prefix length parsed")
 	}
+	for _, gb := range []GuestBridge{
+		{Bridge: "xenbr1", Uplinks: []string{"eth1"}, IPv6: "absent"},
+		{Bridge: "guests", Uplinks: []string{"eth1", "eth2"}, Addrs: []string{"fe80::1/64"}, IPv6: "disabled"},
+		{Bridge: "lonely", IPv6: "disabled"},
+	} {
+		line := "~/ # " + gb.String()
+		got, err := ParseGuestBridge(line)
+		if err != nil || got.String() != gb.String() {
+			t.Errorf("ParseGuestBridge(%q) = %+v, %v", line, got, err)
+		}
+		if g := regexp.MustCompile(GuestBridgePattern).FindStringSubmatch(line); g == nil || g[1] != gb.Bridge || g[4] != gb.IPv6 {
+			t.Errorf("GuestBridgePattern on %q: %q", line, g)
+		}
+	}
+	if got := (GuestBridge{Bridge: "xenbr1", Uplinks: []string{"eth1"}, IPv6: "absent"}).String(); got != CtldPrefix+"guest bridge xenbr1 uplinks=eth1 addresses=none ipv6=absent" {
+		t.Errorf("guest bridge line %q", got)
+	}
+	iso := regexp.MustCompile(GuestBridgeIsolatedPattern)
+	if !iso.MatchString(GuestBridge{Bridge: "xenbr1", Uplinks: []string{"eth1"}, IPv6: "absent"}.String()) ||
+		iso.MatchString(GuestBridge{Bridge: "xenbr1", Addrs: []string{"10.0.3.9/24"}, IPv6: "absent"}.String()) {
+		t.Error("GuestBridgeIsolatedPattern: wrong on a bridge without and with an address")
+	}
+	if _, err := ParseGuestBridge(CtldPrefix + "guest bridge xenbr1 uplinks=eth1 addresses=none ipv6=on"); err == nil {
+		t.Error("a guest bridge line with ipv6=on parsed")
+	}
 	d := DataDiskReady{ID: "serial:FWDATA0", Dev: "/dev/vda", Action: "prepared"}
 	if got, err := ParseDataDiskReady(d.String()); err != nil || got != d {
 		t.Errorf("ParseDataDiskReady(%q) = %+v, %v", d, got, err)
@@ -85,6 +110,27 @@ func TestHostConfigRoundTrip(t *testing.T) {
 	if _, err := ParseHostConfig([]byte(`{"network":{"bridge":"xenbr0","nics":["pci:0000:00:03.0"]},"colour":1}`)); err == nil {
 		t.Error("an unknown field parsed")
 	}
+	h.Network.Guests = &GuestNetwork{Bridge: "xenbr1", NICs: []string{"pci:0000:00:04.0"}}
+	if b, err = h.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ParseHostConfig(b); err != nil || got.Network.Guests.Bridge != "xenbr1" || got.Network.Guests.NICs[0] != "pci:0000:00:04.0" {
+		t.Errorf("round trip with a guest network: %+v %v", got.Network, err)
+	}
+	for _, g := range []struct {
+		gn   GuestNetwork
+		want string
+	}{
+		{GuestNetwork{Bridge: "xenbr0"}, "network.guests.bridge"},
+		{GuestNetwork{Bridge: "xenbr1", NICs: []string{"PCI:0000:00:03.0"}}, "unknown kind"},
+		{GuestNetwork{Bridge: "xenbr1", NICs: []string{"pci:0000:00:03.0"}}, "is a management NIC too"},
+	} {
+		h.Network.Guests = &g.gn
+		if _, err := h.Encode(); err == nil || !strings.Contains(err.Error(), g.want) {
+			t.Errorf("guest network %+v: %v, want %q", g.gn, err, g.want)
+		}
+	}
+	h.Network.Guests = nil
 	h.Storage = nil
 	if _, err := h.Encode(); err == nil || !strings.Contains(err.Error(), "no data disk") {
 		t.Errorf("guest disks without a data disk: %v", err)

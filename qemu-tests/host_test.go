@@ -11,9 +11,12 @@ package qemutests_test
 //     guest (PVH) with a vif (seen in the bridge) and a vbd (a loop device
 //     on the guest's disk file, its numbers in the backend's
 //     physical-device). From inside, the guest mounts its root from xvda,
-//     gets a DHCP lease through the bridge, fetches a file from an HTTP
-//     server this test runs on the host (10.0.2.2) and writes a marker to
-//     its disk; a marker file of dom0's goes onto the data disk too;
+//     gets a DHCP lease through the guest bridge (xenbr1, whose uplink is
+//     a second NIC on a user network of its own, 10.0.3.0/24), fetches a
+//     file from an HTTP server this test runs on the host (10.0.3.2 from
+//     there) and writes a marker to its disk; a marker file of dom0's goes
+//     onto the data disk too. ctld's guest bridge line and `ip addr` show
+//     dom0 without an address on the guest bridge;
 //  2. QEMU again on the same disk file: the disk is found, nothing is
 //     copied or created, the guest comes back from its definition on the
 //     disk and finds its marker, dom0's marker is there;
@@ -109,7 +112,9 @@ func (hb *hostBuild) build(t testing.TB, guests string) {
 	if base, hb.err = serveForever(out, "fetch.bin", body); hb.err != nil {
 		return
 	}
-	hb.fetchURL = base + "/fetch.bin"
+	// The guest reaches this process through the guest uplink's user
+	// network (its .2); dom0 fetches the images over management (10.0.2.2).
+	hb.fetchURL = strings.Replace(base, "10.0.2.2", guestNetHost, 1) + "/fetch.bin"
 	hb.imagesURL = base
 	p := filepath.Join(out, "qemu-q35-host-test.yaml")
 	yml := "extends: " + filepath.Join(boardsDir, hostBoard+".yaml") + "\nguest_images_url: " + base +
@@ -151,6 +156,10 @@ func serveForever(dir, name string, body []byte) (string, error) {
 	go (&http.Server{Handler: mux}).Serve(ln)
 	return "http://10.0.2.2:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
 }
+
+// guestNetHost is the host as the guests see it: QEMU's side of the guest
+// uplink's user network (boottest.GuestSubnet(0), 10.0.3.0/24).
+const guestNetHost = "10.0.3.2"
 
 // hostOpts is one boot of the host board.
 type hostOpts struct {
@@ -305,6 +314,7 @@ func TestHostDataDiskPersists(t *testing.T) {
 	// blank disk, a CPU with nested paging.
 	ms := append(chain(t, qemutests.ChainUSB),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
+		qemutests.Regexp("guest-bridge", contract.GuestBridgePattern, r),
 		qemutests.Regexp("data-disk", contract.DataDiskPattern, r),
 		qemutests.Regexp("copied-kernel", contract.GuestImageCopiedPattern(g, contract.GuestImageKernel), r),
 		qemutests.Regexp("copied-initrd", contract.GuestImageCopiedPattern(g, contract.GuestImageInitrd), r),
@@ -319,17 +329,24 @@ func TestHostDataDiskPersists(t *testing.T) {
 		qemutests.Regexp("root", contract.GuestOSRootPattern(g), 4*r),
 		qemutests.Regexp("dhcp", contract.GuestOSDHCPPattern(g), r),
 		qemutests.Regexp("fetched", contract.GuestOSFetchedPattern(g), r),
-		then(qemutests.Regexp("guest-marker", contract.GuestOSMarkerPattern(g), r), "ls /sys/class/net/xenbr0/brif\n"),
-		then(qemutests.Regexp("vif-in-bridge", `(?:^|\s)vif(\d+)\.0(?:\s|$)`, r), "xenstore-ls /local/domain/0/backend/vbd\n"),
+		// The guest's vif is on the guest bridge, the management
+		// bridge has its NIC alone.
+		then(qemutests.Regexp("guest-marker", contract.GuestOSMarkerPattern(g), r), "ls /sys/class/net/xenbr1/brif; echo mgmt-ports-$(ls /sys/class/net/xenbr0/brif)\n"),
+		qemutests.Regexp("vif-in-bridge", `(?:^|\s)vif(\d+)\.0(?:\s|$)`, r),
+		// Not the typed command's echo ("mgmt-ports-$(ls ...").
+		then(qemutests.Regexp("mgmt-ports", `mgmt-ports-(\w[^$]*?)\s*$`, r), "xenstore-ls /local/domain/0/backend/vbd\n"),
 		then(qemutests.Regexp("vbd-physical", `physical-device = "7:([0-9a-f]+)"`, r), "cat /sys/block/loop0/loop/backing_file\n"),
 		then(qemutests.Regexp("loop-backing", `(?:^|\s)`+regexp.QuoteMeta(contract.DataGuestDisk(g, "root"))+`$`, r), "echo "+token+" > "+contract.DataMount+"/marker; sync; echo synced-$((40+2))\n"),
 		// Destroying the guest runs the remove/offline hotplug calls:
 		// the loop device is detached (size 0) and the vif gone.
-		then(qemutests.Regexp("synced", `synced-42`, r), "/usr/sbin/xl destroy "+g+"; echo loop0-size-$(cat /sys/block/loop0/size) brif-$(ls /sys/class/net/xenbr0/brif)\n"),
+		then(qemutests.Regexp("synced", `synced-42`, r), "/usr/sbin/xl destroy "+g+"; echo loop0-size-$(cat /sys/block/loop0/size) brif-$(ls /sys/class/net/xenbr1/brif)\n"),
+		// dom0's addresses as the kernel has them: the management
+		// bridge's, and none on the guest bridge.
+		then(qemutests.Regexp("destroyed", `loop0-size-(\d+) brif-(.*\S)\s*$`, r), "ip addr show xenbr0; ip addr show xenbr1; echo addrs-$((5+5))\n"),
 		// The stock image's initrd on the data disk loses its bytes (as
 		// a damaged file would): the next boot, without the USB key,
 		// must fetch it again from guest_images_url.
-		then(qemutests.Regexp("destroyed", `loop0-size-(\d+) brif-(.*\S)\s*$`, r), "true > "+initrd+"; sync; echo damaged-$((1+1))\n"),
+		then(qemutests.Regexp("addrs", `addrs-10`, r), "true > "+initrd+"; sync; echo damaged-$((1+1))\n"),
 		qemutests.Regexp("damaged", `damaged-2`, r),
 	)
 	res := runHost(t, m, ms, contract.FailurePattern+"|"+contract.GuestOSFailurePattern)
@@ -356,9 +373,8 @@ func TestHostDataDiskPersists(t *testing.T) {
 	if v["root"][0] != "/dev/xvda" {
 		t.Errorf("guest root %q, want /dev/xvda (its vbd)", v["root"][0])
 	}
-	if d, err := contract.ParseGuestOSDHCP(l["dhcp"]); err != nil || d.Router != "10.0.2.2" || !strings.HasPrefix(d.IP, "10.0.2.") || d.IP == "10.0.2.15" {
-		t.Errorf("guest DHCP line %q: %+v, %v; want a lease of its own from QEMU's user network (router 10.0.2.2) through the bridge", l["dhcp"], d, err)
-	}
+	checkGuestLease(t, "boot 1: "+g, l["dhcp"])
+	checkGuestBridge(t, l["guest-bridge"])
 	if f, err := contract.ParseGuestOSFetched(l["fetched"]); err != nil || f.URL != bl.fetchURL || f.SHA256 != bl.fetchSum {
 		t.Errorf("guest fetched line %q: %+v, %v; want %s with sha256 %s", l["fetched"], f, err, bl.fetchURL, bl.fetchSum)
 	}
@@ -367,11 +383,16 @@ func TestHostDataDiskPersists(t *testing.T) {
 		t.Errorf("first boot: guest marker line %q (%v): want a marker written", l["guest-marker"], err)
 	}
 	if v["vif-in-bridge"][0] != v["running"][0] {
-		t.Errorf("vif%s.0 in the bridge, but the guest is domid %s", v["vif-in-bridge"][0], v["running"][0])
+		t.Errorf("vif%s.0 in the guest bridge, but the guest is domid %s", v["vif-in-bridge"][0], v["running"][0])
 	}
-	if d := v["destroyed"]; d[0] != "0" || d[1] != "eth0" {
-		t.Errorf("after xl destroy: loop0 has %s sectors (want 0: detached), the bridge's ports are %q (want the NIC alone, eth0)", d[0], d[1])
+	if p := v["mgmt-ports"][0]; p != "eth0" {
+		t.Errorf("the management bridge's ports are %q while the guest runs, want its NIC alone (eth0): the guest's vif belongs on xenbr1", p)
 	}
+	if d := v["destroyed"]; d[0] != "0" || d[1] != "eth1" {
+		t.Errorf("after xl destroy: loop0 has %s sectors (want 0: detached), the guest bridge's ports are %q (want its uplink alone, eth1)", d[0], d[1])
+	}
+	log, _ := os.ReadFile(res.LogPath)
+	checkBridgeAddrs(t, log, l["destroyed"], v["management"][0]+"/"+v["management"][1], res.LogPath)
 	// The host's own view of what ctld wrote: a GPT with fwbuild's partition.
 	out, err := exec.Command("sgdisk", "-p", disk).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), contract.DataPartitionName) {
@@ -403,6 +424,7 @@ func TestHostDataDiskPersists(t *testing.T) {
 	defer rb.errs.report(t)
 	ms = append(chain(t, qemutests.ChainSPI),
 		qemutests.Regexp("management", contract.ManagementPattern, r),
+		qemutests.Regexp("guest-bridge", contract.GuestBridgePattern, r),
 		qemutests.Regexp("data-disk", contract.DataDiskPattern, r),
 		qemutests.Regexp("unit", contract.UnitLoadedPattern, r),
 		qemutests.Regexp("redfish", contract.RedfishPattern, r),
@@ -441,7 +463,9 @@ func TestHostDataDiskPersists(t *testing.T) {
 	if d, err := contract.ParseGuestOSDisk(l["inst-disk"]); err != nil || d.Device != "xvda" || d.Bytes != installerDiskBytes {
 		t.Errorf("installer disk line %q: %+v, %v; want xvda of %d bytes (its vbd)", l["inst-disk"], d, err, installerDiskBytes)
 	}
-	log, _ := os.ReadFile(res.LogPath)
+	checkGuestBridge(t, l["guest-bridge"])
+	checkGuestLease(t, "boot 2: "+g, l["dhcp"])
+	log, _ = os.ReadFile(res.LogPath)
 	rb.check(t, res, log, v["management"][0])
 	if n := len(regexp.MustCompile(contract.CtldPrefix+`guest image \S+ copied`).FindAll(log, -1)); n != 1 {
 		t.Errorf("second boot: %d image files copied, want 1 (the damaged initrd) (log %s)", n, res.LogPath)
@@ -452,6 +476,53 @@ func TestHostDataDiskPersists(t *testing.T) {
 	}
 	t.Logf("boot 2: guest running (PV) after %v, its DHCP lease %v later; installer running %v after the command, first screen %v later",
 		at(res, "running"), at(res, "dhcp")-at(res, "running"), at(res, "inst-running")-at(res, "marker"), at(res, "inst-first-screen")-at(res, "inst-running"))
+}
+
+// checkGuestLease says whether a guest's DHCP line shows a lease of its own
+// on the guest network (boottest.GuestSubnet(0): router 10.0.3.2, leases
+// from .15), not on the management network's 10.0.2.0/24.
+func checkGuestLease(t testing.TB, who, line string) {
+	t.Helper()
+	d, err := contract.ParseGuestOSDHCP(line)
+	if err != nil || d.Router != guestNetHost || !strings.HasPrefix(d.IP, "10.0.3.") || d.IP == guestNetHost {
+		t.Errorf("%s: DHCP line %q: %+v, %v; want a lease on the guest network 10.0.3.0/24 (router %s) through the guest bridge", who, line, d, err, guestNetHost)
+	}
+}
+
+// checkGuestBridge checks ctld's guest bridge line: xenbr1 with its uplink
+// (the second NIC, eth1), no address of dom0's on it, and no IPv6 (the
+// dom0 kernel of qemu-q35 has none at all: absent).
+func checkGuestBridge(t testing.TB, line string) {
+	t.Helper()
+	gb, err := contract.ParseGuestBridge(line)
+	if err != nil || gb.Bridge != "xenbr1" || strings.Join(gb.Uplinks, ",") != "eth1" || len(gb.Addrs) != 0 || gb.IPv6 != "absent" {
+		t.Errorf("guest bridge line %q: %+v, %v; want xenbr1 with uplink eth1, addresses=none, ipv6=absent", line, gb, err)
+	}
+}
+
+// checkBridgeAddrs reads `ip addr show xenbr0; ip addr show xenbr1` from
+// the console after the line after: the management bridge has mgmt
+// (positive control: ip prints addresses as "inet A/N"), the guest bridge
+// none of either family.
+func checkBridgeAddrs(t testing.TB, log []byte, after, mgmt, logPath string) {
+	t.Helper()
+	s := string(log)
+	if i := strings.Index(s, after); i >= 0 {
+		s = s[i+len(after):]
+	}
+	end := strings.Index(s, "addrs-10") // the echo typed was addrs-$((5+5))
+	br1 := regexp.MustCompile(`(?m)^\d+: xenbr1: <`).FindStringIndex(s)
+	br0 := regexp.MustCompile(`(?m)^\d+: xenbr0: <`).FindStringIndex(s)
+	if end < 0 || br0 == nil || br1 == nil || br0[0] > br1[0] || br1[0] > end {
+		t.Errorf("no ip addr output for xenbr0 then xenbr1 before addrs-10 (log %s)", logPath)
+		return
+	}
+	if mgmtOut := s[br0[0]:br1[0]]; !strings.Contains(mgmtOut, "inet "+mgmt+" ") {
+		t.Errorf("ip addr show xenbr0 lacks inet %s:\n%s", mgmt, mgmtOut)
+	}
+	if guestOut := s[br1[0]:end]; strings.Contains(guestOut, "inet") {
+		t.Errorf("dom0 has an address on the guest bridge:\n%s", guestOut)
+	}
 }
 
 // then types s on the console once mk has matched.

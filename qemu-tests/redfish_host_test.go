@@ -95,6 +95,36 @@ func newRFSession(hostport string, up contract.RedfishUp, user, password string)
 // credentials ("" for none); it returns the status. Its connections are
 // kept between requests (as a client's are).
 func (s *rfSession) raw(ctx context.Context, method, path, user, password string) (int, error) {
+	return s.do(ctx, method, path, "", func(req *http.Request) {
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+	})
+}
+
+// withToken is raw with a session's X-Auth-Token instead of Basic auth.
+func (s *rfSession) withToken(ctx context.Context, method, path, token string) (int, error) {
+	return s.do(ctx, method, path, "", func(req *http.Request) { req.Header.Set(rf.HeaderToken, token) })
+}
+
+// login opens a session (POST Sessions, as sushy does) and returns its
+// token and its Location, which DELETE closes.
+func (s *rfSession) login(ctx context.Context) (token, location string, err error) {
+	body := fmt.Sprintf(`{"UserName":%q,"Password":%q}`, s.user, s.password)
+	var hdr http.Header
+	code, err := s.do(ctx, "POST", rf.Sessions, body, func(req *http.Request) {
+		req.Header.Set("Content-Type", "application/json")
+	}, &hdr)
+	if err != nil || code != http.StatusCreated {
+		return "", "", fmt.Errorf("POST %s: %d, %v", rf.Sessions, code, err)
+	}
+	return hdr.Get(rf.HeaderToken), hdr.Get("Location"), nil
+}
+
+// do sends one request on the session's client (the pinned certificate,
+// connections kept); set adds the credentials, hdr gets the response's
+// headers.
+func (s *rfSession) do(ctx context.Context, method, path, body string, set func(*http.Request), hdr ...*http.Header) (int, error) {
 	s.once.Do(func() {
 		pin := s.fingerprint
 		s.hc = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
@@ -107,19 +137,24 @@ func (s *rfSession) raw(ctx context.Context, method, path, user, password string
 				return nil
 			}}}}
 	})
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+s.hostport+path, nil)
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+s.hostport+path, rd)
 	if err != nil {
 		return 0, err
 	}
-	if user != "" {
-		req.SetBasicAuth(user, password)
-	}
+	set(req)
 	resp, err := s.hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	for _, h := range hdr {
+		*h = resp.Header
+	}
 	return resp.StatusCode, nil
 }
 
@@ -420,6 +455,9 @@ func (rb *redfishBoot) check(t testing.TB, res qemutests.Result, log []byte, mgm
 	if up, err := contract.ParseRedfishUp(l["redfish"]); err != nil || up.Key != "data" || !strings.HasPrefix(up.URL, "https://"+mgmt+":443/") {
 		t.Errorf("redfish line %q (%v): want https on the management address %s, its key on the data disk", l["redfish"], err, mgmt)
 	}
+	// The API's VM is on the guest network, not on the management
+	// segment where the service listens.
+	checkGuestLease(t, apiVM, l["api-dhcp"])
 	if freed := mustAtoi(v["api-deleted"][0]); freed < 64<<20 {
 		t.Errorf("deleting %s freed %d bytes, want at least its 64 MiB root disk", apiVM, freed)
 	}

@@ -55,6 +55,11 @@ func (a *agent) setUpHost(ctx context.Context, h *contract.HostConfig, dev hostD
 	if h.Network != nil {
 		a.timed("network", func() error {
 			a.bringUpNetwork(ctx, dev, h.Network, a.cfg.DeviceWait)
+			// The guest bridge whatever became of the management
+			// address: the guests need it either way.
+			if g := h.Network.Guests; g != nil {
+				a.bringUpGuestNetwork(ctx, dev, g, h.Network.NICs, a.cfg.DeviceWait)
+			}
 			return nil
 		})
 	}

@@ -167,7 +167,17 @@ func lastPCIAddr(p string) string {
 	return ""
 }
 
-func (linuxHost) ensureBridge(name string, mac net.HardwareAddr) error {
+func (h linuxHost) ensureBridge(name string, mac net.HardwareAddr) error {
+	if err := h.addBridge(name, mac); err != nil {
+		return err
+	}
+	return h.linkUp(name)
+}
+
+// addBridge creates the bridge (or finds it) and sets its MAC; the
+// management bridge takes its first NIC's, so the DHCP server sees the
+// NIC's address whatever guests' vifs join later.
+func (linuxHost) addBridge(name string, mac net.HardwareAddr) error {
 	l, err := netlink.LinkByName(name)
 	if err == nil {
 		if l.Type() != "bridge" {
@@ -182,14 +192,36 @@ func (linuxHost) ensureBridge(name string, mac net.HardwareAddr) error {
 			return err
 		}
 	}
-	// The bridge takes its first NIC's MAC, so the DHCP server sees the
-	// NIC's address whatever guests' vifs join later.
 	if len(mac) == 6 {
 		if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
 			return fmt.Errorf("%s: set address %s: %w", name, mac, err)
 		}
 	}
+	return nil
+}
+
+func (linuxHost) linkUp(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
 	return netlink.LinkSetUp(l)
+}
+
+func (linuxHost) addrs(name string) ([]string, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range as {
+		out = append(out, a.IPNet.String())
+	}
+	return out, nil
 }
 
 func (linuxHost) setStatic(bridge string, addr *net.IPNet, gw net.IP) error {

@@ -35,6 +35,7 @@ type fakeDevices struct {
 	disk      string // the file /dev/vdb stands for
 	mountErr  error
 	loopMajor uint32
+	addrList  map[string][]string // addrs' answer by interface
 }
 
 func (f *fakeDevices) links() ([]linkInfo, error) { return f.linkList, nil }
@@ -42,6 +43,15 @@ func (f *fakeDevices) ensureBridge(name string, mac net.HardwareAddr) error {
 	f.calls = append(f.calls, "bridge "+name+" "+mac.String())
 	return nil
 }
+func (f *fakeDevices) addBridge(name string, mac net.HardwareAddr) error {
+	f.calls = append(f.calls, "addbridge "+name+" "+mac.String())
+	return nil
+}
+func (f *fakeDevices) linkUp(name string) error {
+	f.calls = append(f.calls, "up "+name)
+	return nil
+}
+func (f *fakeDevices) addrs(name string) ([]string, error) { return f.addrList[name], nil }
 func (f *fakeDevices) enslave(link, bridge string) error {
 	f.calls = append(f.calls, "enslave "+link+" "+bridge)
 	return nil
@@ -429,6 +439,93 @@ func TestBringUpNetwork(t *testing.T) {
 	}
 }
 
+// The guest bridge: no address of the control domain's on it, IPv6 off
+// before anything comes up, ARP and IPv4 to the control domain refused;
+// its line reports what was read back.
+func TestBringUpGuestNetwork(t *testing.T) {
+	links := []linkInfo{
+		{Name: "eth0", MAC: "52:54:00:12:34:56", PCI: "0000:00:03.0", Type: "device"},
+		{Name: "eth1", MAC: "52:54:00:12:34:57", PCI: "0000:00:04.0", Type: "device"},
+	}
+	g := &contract.GuestNetwork{Bridge: "xenbr1", NICs: []string{"pci:0000:00:04.0"}}
+	mgmt := []string{"pci:0000:00:03.0"}
+	for _, c := range []struct {
+		name, ipv6 string
+		sysctls    []string
+	}{
+		{"with IPv6", "disabled", []string{
+			"write /proc/sys/net/ipv6/conf/xenbr1/disable_ipv6", "write /proc/sys/net/ipv4/conf/xenbr1/arp_ignore",
+			"write /proc/sys/net/ipv4/conf/xenbr1/rp_filter", "write /proc/sys/net/ipv6/conf/eth1/disable_ipv6"}},
+		{"a kernel without IPv6", "absent", []string{"write /proc/sys/net/ipv4/conf/xenbr1/arp_ignore", "write /proc/sys/net/ipv4/conf/xenbr1/rp_filter"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sys := &fakeSystem{files: map[string]string{}}
+			if c.ipv6 == "disabled" {
+				sys.mkdirAll(ipv6Sysctls)
+				sys.calls = nil
+			}
+			dev := &fakeDevices{linkList: links}
+			var out bytes.Buffer
+			a := dataAgent(sys, &out)
+			if err := a.bringUpGuestNetwork(context.Background(), dev, g, mgmt, time.Second); err != nil {
+				t.Fatalf("%v (printed %q)", err, out.String())
+			}
+			// Created down, the uplink enslaved (which brings it up), then the bridge up: no DHCP, no address.
+			if got, want := strings.Join(dev.calls, "|"), "addbridge xenbr1 52:54:00:12:34:57|enslave eth1 xenbr1|up xenbr1"; got != want {
+				t.Errorf("calls %s, want %s", got, want)
+			}
+			if got, want := strings.Join(sys.calls, "|"), strings.Join(c.sysctls, "|"); got != want {
+				t.Errorf("sysctls written\n  %s\nwant\n  %s", got, want)
+			}
+			if sys.files["/proc/sys/net/ipv4/conf/xenbr1/arp_ignore"] != "8\n" || sys.files["/proc/sys/net/ipv4/conf/xenbr1/rp_filter"] != "1\n" {
+				t.Errorf("arp_ignore %q, rp_filter %q; want 8 and 1", sys.files["/proc/sys/net/ipv4/conf/xenbr1/arp_ignore"], sys.files["/proc/sys/net/ipv4/conf/xenbr1/rp_filter"])
+			}
+			if c.ipv6 == "disabled" && (sys.files["/proc/sys/net/ipv6/conf/xenbr1/disable_ipv6"] != "1\n" || sys.files["/proc/sys/net/ipv6/conf/eth1/disable_ipv6"] != "1\n") {
+				t.Errorf("disable_ipv6: bridge %q, uplink %q", sys.files["/proc/sys/net/ipv6/conf/xenbr1/disable_ipv6"], sys.files["/proc/sys/net/ipv6/conf/eth1/disable_ipv6"])
+			}
+			gb, err := contract.ParseGuestBridge(out.String())
+			if err != nil || gb.Bridge != "xenbr1" || strings.Join(gb.Uplinks, ",") != "eth1" || len(gb.Addrs) != 0 || gb.IPv6 != c.ipv6 {
+				t.Errorf("guest bridge line %q: %+v, %v", out.String(), gb, err)
+			}
+		})
+	}
+
+	// No uplink: a bridge for the guests alone, with the kernel's MAC.
+	dev := &fakeDevices{linkList: links}
+	var out bytes.Buffer
+	a := dataAgent(&fakeSystem{files: map[string]string{}}, &out)
+	if err := a.bringUpGuestNetwork(context.Background(), dev, &contract.GuestNetwork{Bridge: "guests"}, mgmt, time.Second); err != nil ||
+		strings.Join(dev.calls, "|") != "addbridge guests |up guests" || !strings.Contains(out.String(), "guest bridge guests uplinks=none addresses=none ipv6=absent") {
+		t.Errorf("no uplink: %v, calls %v, printed %q", err, dev.calls, out.String())
+	}
+
+	// Failures, each a FAILED guest-network line: the management NIC
+	// under another identifier, an address found on the bridge, a NIC
+	// that never appears.
+	for _, c := range []struct {
+		name string
+		g    *contract.GuestNetwork
+		dev  *fakeDevices
+		want string
+	}{
+		{"management nic", &contract.GuestNetwork{Bridge: "xenbr1", NICs: []string{"mac:52:54:00:12:34:56"}}, &fakeDevices{linkList: links},
+			"FAILED guest-network: bridge xenbr1: nic mac:52:54:00:12:34:56 (eth0) is the management NIC pci:0000:00:03.0"},
+		{"address", g, &fakeDevices{linkList: links, addrList: map[string][]string{"xenbr1": {"10.0.3.9/24"}}},
+			"FAILED guest-network: bridge xenbr1 has addresses 10.0.3.9/24: the control domain must have none"},
+		{"missing nic", &contract.GuestNetwork{Bridge: "xenbr1", NICs: []string{"pci:0000:00:09.0"}}, &fakeDevices{linkList: links},
+			"FAILED guest-network: bridge xenbr1: nic pci:0000:00:09.0: no such interface"},
+	} {
+		out.Reset()
+		a := dataAgent(&fakeSystem{files: map[string]string{}}, &out)
+		if err := a.bringUpGuestNetwork(context.Background(), c.dev, c.g, mgmt, 10*time.Millisecond); err == nil || !strings.Contains(out.String(), c.want) {
+			t.Errorf("%s: %v, printed %q; want %q", c.name, err, out.String(), c.want)
+		}
+		if strings.Contains(out.String(), "uplinks=") {
+			t.Errorf("%s: a guest bridge line after a failure: %q", c.name, out.String())
+		}
+	}
+}
+
 func xsRunner(store map[string]string) *fakeRunner {
 	r := &fakeRunner{results: map[string]fakeResult{}}
 	for k, v := range store {
@@ -466,13 +563,26 @@ func TestHotplug(t *testing.T) {
 	ctx := context.Background()
 	r := xsRunner(map[string]string{"backend/vif/3/0/bridge": "xenbr0"})
 	r.results["/usr/bin/xenstore-write backend/vif/3/0/hotplug-status connected"] = fakeResult{}
-	a := &agent{cfg: defaultConfig(), run: r, out: &bytes.Buffer{}}
+	sys := &fakeSystem{files: map[string]string{}}
+	a := &agent{cfg: defaultConfig(), run: r, sys: sys, out: &bytes.Buffer{}}
 	dev := &fakeDevices{}
 	if err := a.hotplug(ctx, dev, e); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(dev.calls, "|") != "enslave vif3.0 xenbr0" {
-		t.Errorf("vif online: %v", dev.calls)
+	if strings.Join(dev.calls, "|") != "enslave vif3.0 xenbr0" || len(sys.calls) != 0 {
+		t.Errorf("vif online: %v, sysctls %v", dev.calls, sys.calls)
+	}
+	// On a bridge with IPv6 disabled (the guest bridge) the vif gets it
+	// disabled too, before it joins (and comes up).
+	r.results["/usr/bin/xenstore-read backend/vif/3/0/bridge"] = fakeResult{out: "xenbr1\n"}
+	sys.files["/proc/sys/net/ipv6/conf/xenbr1/disable_ipv6"] = "1\n"
+	dev.calls = nil
+	if err := a.hotplug(ctx, dev, e); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(dev.calls, "|") != "enslave vif3.0 xenbr1" || strings.Join(sys.calls, "|") != "write /proc/sys/net/ipv6/conf/vif3.0/disable_ipv6" ||
+		sys.files["/proc/sys/net/ipv6/conf/vif3.0/disable_ipv6"] != "1\n" {
+		t.Errorf("vif online on the guest bridge: %v, sysctls %v", dev.calls, sys.calls)
 	}
 
 	// vbd add on a file: a loop device, its numbers in hex.

@@ -22,8 +22,9 @@ import (
 // name ctld (contract.CtldPath) as their script and ctld does the same work:
 //
 //   - vif online: enslave the vif to the bridge named in the backend's
-//     "bridge" key and bring it up; write hotplug-status=connected, which
-//     netback waits for before it connects.
+//     "bridge" key and bring it up (IPv6 disabled on it first if it is on
+//     the bridge); write hotplug-status=connected, which netback waits for
+//     before it connects.
 //   - vbd add: the backend's "params" is a file on the data disk (dom0 has
 //     no qemu for a qdisk backend), so attach it to a free loop device and
 //     write "node", "physical-device" (hex major:minor, which blkback
@@ -112,6 +113,14 @@ func (a *agent) doHotplug(ctx context.Context, h hostOps, e hotplugEnv) error {
 		br, err := a.xsRead(ctx, path.Join(e.Path, "bridge"))
 		if err != nil || br == "" {
 			return fmt.Errorf("no bridge for %s in %s/bridge (give the NIC bridge=): %v", e.VifName, e.Path, err)
+		}
+		// A vif on a bridge with IPv6 disabled (the guest bridge) gets it
+		// disabled too before it comes up: no link-local address of the
+		// control domain's, no solicitations toward the guest.
+		if b, err := a.sys.readFile(ipv6Disable(br)); err == nil && strings.TrimSpace(string(b)) == "1" {
+			if err := a.sys.writeFile(ipv6Disable(e.VifName), []byte("1\n"), 0o644); err != nil {
+				return fmt.Errorf("%s: disable IPv6 as on bridge %s: %w", e.VifName, br, err)
+			}
 		}
 		if err := h.enslave(e.VifName, br); err != nil {
 			return fmt.Errorf("add %s to bridge %s: %w", e.VifName, br, err)

@@ -469,9 +469,9 @@ func (s *redfishService) systemLinks(ctx context.Context) []rf.ODataID {
 	if s.vms == nil {
 		return links
 	}
-	vms, _ := s.vms.list(ctx)
-	for _, v := range vms {
-		links = append(links, rf.ODataID{ID: rf.System(v.Name)})
+	gs, _ := s.vms.defined()
+	for _, g := range gs {
+		links = append(links, rf.ODataID{ID: rf.System(g.Name)})
 	}
 	return links
 }

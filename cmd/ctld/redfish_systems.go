@@ -31,7 +31,7 @@ type vmManager struct {
 	// root prefixes every data-disk path (tests); "" in the control domain.
 	root   string
 	dataOK bool   // the data disk is mounted
-	bridge string // the management bridge guests' NICs join; "" for none
+	bridge string // the bridge VMs' NICs join (the guest bridge, else the management bridge); "" for none
 	// rebootHost restarts the whole unit (the host's ForceRestart).
 	rebootHost func() error
 	client     *http.Client // virtual media downloads
@@ -75,14 +75,18 @@ func (m *vmManager) readConfig(g guest, onData bool) ([]byte, error) {
 }
 
 // list returns every guest with its power state, by name.
-func (m *vmManager) list(ctx context.Context) ([]vmInfo, error) {
-	var gs []guest
-	var err error
+// defined lists the VMs' definitions (the data disk's, else the
+// profile's), without asking Xen about them.
+func (m *vmManager) defined() ([]guest, error) {
 	if m.dataOK {
-		gs, err = m.a.dataGuests(m.root)
-	} else {
-		gs, _, err = m.a.findGuests()
+		return m.a.dataGuests(m.root)
 	}
+	gs, _, err := m.a.findGuests()
+	return gs, err
+}
+
+func (m *vmManager) list(ctx context.Context) ([]vmInfo, error) {
+	gs, err := m.defined()
 	if err != nil {
 		return nil, err
 	}
@@ -290,15 +294,18 @@ func (s *redfishService) hostSystem(ctx context.Context) (rf.ComputerSystem, err
 }
 
 func (s *redfishService) listSystems(w http.ResponseWriter, r *http.Request) {
+	// The members are the definitions: no `xl list`, which a collection
+	// does not need (no power states in it) and which was most of a
+	// GET's time in a TCG dom0 (see the README's benchmark).
 	ids := []string{rf.System(rf.HostID)}
 	if s.vms != nil {
-		vms, err := s.vms.list(r.Context())
+		gs, err := s.vms.defined()
 		if err != nil {
 			s.internal(w, err)
 			return
 		}
-		for _, v := range vms {
-			ids = append(ids, rf.System(v.Name))
+		for _, g := range gs {
+			ids = append(ids, rf.System(g.Name))
 		}
 	}
 	writeJSON(w, http.StatusOK, collection(rf.Systems, "#ComputerSystemCollection.ComputerSystemCollection", "Computer Systems", ids))
@@ -540,7 +547,7 @@ func (m *vmManager) validate(ctx context.Context, c rf.CreateSystem) (vmSpec, st
 		spec.xl.Disks = append(spec.xl.Disks, contract.DataGuestDisk(c.Name, d.Name))
 	}
 	if len(o.NICs) > 0 && m.bridge == "" {
-		return vmSpec{}, rf.MsgPropertyValueNotInList, "Oem/Fwbuild/NICs", errors.New("NICs: this unit has no management bridge for them to join")
+		return vmSpec{}, rf.MsgPropertyValueNotInList, "Oem/Fwbuild/NICs", errors.New("NICs: this unit has no network (guest or management bridge) for them to join")
 	}
 	for i, n := range o.NICs {
 		if n.MAC != "" && !contract.ValidMAC(n.MAC) {

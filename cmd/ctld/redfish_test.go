@@ -255,11 +255,20 @@ func TestRedfishSystems(t *testing.T) {
 			t.Errorf("%s: %s", p, r.body)
 		}
 	}
-	// A toolstack that does not answer is a 500 with xl's error, not an
-	// empty list.
+	// The collection is the definitions: it asks Xen nothing (a VM's
+	// power state is in its own resource).
+	before := len(f.xen.callList())
+	if r := f.do(t, "GET", rf.Systems, admin, ""); r.code != 200 || r.json(t)["Members@odata.count"] != float64(3) {
+		t.Errorf("Systems: %d %s", r.code, r.body)
+	}
+	if calls := f.xen.callList()[before:]; len(calls) != 0 {
+		t.Errorf("GET Systems ran %v, want nothing", calls)
+	}
+	// A toolstack that does not answer is a 500 with xl's error, not a
+	// VM reported off.
 	f.xen.failCmd = "list"
-	if r := f.do(t, "GET", rf.Systems, admin, ""); r.code != 500 || r.messageID(t) != "Base.1.16.GeneralError" || !bytes.Contains(r.body, []byte("libxl: error")) {
-		t.Errorf("Systems with xl list failing: %d %s", r.code, r.body)
+	if r := f.do(t, "GET", rf.System("web"), admin, ""); r.code != 500 || r.messageID(t) != "Base.1.16.GeneralError" || !bytes.Contains(r.body, []byte("libxl: error")) {
+		t.Errorf("a VM with xl list failing: %d %s", r.code, r.body)
 	}
 	f.xen.failCmd = ""
 }
@@ -390,6 +399,22 @@ func TestRedfishReset(t *testing.T) {
 // xl config with the bridge; the VM is off until Reset On. DELETE destroys
 // a running VM and frees its directory. Bad definitions are 400 naming the
 // property, a taken name 409; nothing is left behind by either.
+func TestVMBridge(t *testing.T) {
+	mgmt := &contract.Network{Bridge: "xenbr0", NICs: []string{"pci:0000:00:03.0"}}
+	withGuests := *mgmt
+	withGuests.Guests = &contract.GuestNetwork{Bridge: "guests"}
+	for _, c := range []struct {
+		h    *contract.HostConfig
+		want string
+	}{
+		{nil, ""}, {&contract.HostConfig{}, ""}, {&contract.HostConfig{Network: mgmt}, "xenbr0"}, {&contract.HostConfig{Network: &withGuests}, "guests"},
+	} {
+		if got := vmBridge(c.h); got != c.want {
+			t.Errorf("vmBridge(%+v) = %q, want %q", c.h, got, c.want)
+		}
+	}
+}
+
 func TestRedfishCreateDelete(t *testing.T) {
 	f := newRFFixture(t)
 	body := `{"Name":"api1","MemorySummary":{"TotalSystemMemoryGiB":0.25},"ProcessorSummary":{"Count":2},
@@ -414,7 +439,8 @@ func TestRedfishCreateDelete(t *testing.T) {
 		`extra = "console=hvc0 fwbuild.guest=api1 fwbuild.after=run root=/dev/xvda"`,
 		`"format=raw, vdev=xvda, access=rw, backendtype=phy, script=/bbin/ctld, target=/var/lib/fwbuild/data/guests/api1/root.img"`,
 		`"format=raw, vdev=xvdb, access=rw, backendtype=phy, script=/bbin/ctld, target=/var/lib/fwbuild/data/guests/api1/scratch.img"`,
-		`vif = [ "bridge=xenbr0, mac=00:16:3e:00:00:09, script=/bbin/ctld" ]`,
+		// The guest bridge, not the management bridge the service is on.
+		`vif = [ "bridge=xenbr1, mac=00:16:3e:00:00:09, script=/bbin/ctld" ]`,
 	} {
 		if !bytes.Contains(cfg, []byte(want)) {
 			t.Errorf("config lacks %q:\n%s", want, cfg)

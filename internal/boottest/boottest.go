@@ -48,6 +48,10 @@ func Machine(s Spec) (qemutests.Machine, []qemutests.Marker, error) {
 	// A host board: the management line, then the data disk's (the guest helper's order, before the guests).
 	if b.Network != nil {
 		markers = append(markers, qemutests.Regexp("management", contract.ManagementPattern, qemutests.TimeoutReady))
+		if b.Network.Guests != nil {
+			// Printed right after it: the guest bridge, no address of dom0's on it.
+			markers = append(markers, qemutests.Regexp("guest-bridge", contract.GuestBridgeIsolatedPattern, qemutests.TimeoutReady))
+		}
 	}
 	if b.Storage != nil {
 		markers = append(markers, qemutests.Regexp("data-disk", contract.DataDiskPattern, qemutests.TimeoutReady))

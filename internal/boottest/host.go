@@ -18,7 +18,8 @@ const BlankDataDiskSize = 512 << 20
 // hostDevices gives a board that names a management NIC or a data disk
 // those devices, made so that the profile's identifiers find them: each NIC
 // a virtio-net on QEMU's user network (at the PCI slot a pci: identifier
-// names, with the MAC a mac: one names), the data disk a blank virtio-blk
+// names, with the MAC a mac: one names; a guest uplink NIC on a user
+// network of its own, GuestSubnet), the data disk a blank virtio-blk
 // disk in workDir (with the serial a serial: identifier names, at the slot
 // a path:pci-... one names). An identifier QEMU cannot give is an error.
 func hostDevices(b *boardcfg.Board, m *qemutests.Machine, workDir string) error {
@@ -49,6 +50,18 @@ func hostDevices(b *boardcfg.Board, m *qemutests.Machine, workDir string) error 
 				}
 			}
 			m.Args = append(m.Args, "-netdev", fmt.Sprintf("user,id=fwnet%d", i), "-device", dev)
+		}
+		if g := n.Guests; g != nil {
+			for i, id := range g.NICs {
+				dev, err := guestUplink(b, i, id, used)
+				if err != nil {
+					return err
+				}
+				// A user network of its own per uplink, on a subnet
+				// apart from the management NIC's 10.0.2.0/24: the
+				// guests' DHCP leases say which network they are on.
+				m.Args = append(m.Args, "-netdev", fmt.Sprintf("user,id=fwguest%d,net=%s", i, GuestSubnet(i)), "-device", dev)
+			}
 		}
 	}
 	if s := b.Storage; s != nil && s.Data != nil {
@@ -92,6 +105,38 @@ func hostDevices(b *boardcfg.Board, m *qemutests.Machine, workDir string) error 
 		}
 	}
 	return nil
+}
+
+// GuestSubnet is the QEMU user network of the i-th guest uplink NIC:
+// 10.0.3.0/24, 10.0.4.0/24, ...; QEMU's side of it (router, DHCP server,
+// the host's loopback) is .2, its leases start at .15.
+func GuestSubnet(i int) string { return fmt.Sprintf("10.0.%d.0/24", 3+i) }
+
+// guestUplink is the QEMU device of network.guests.nics[i].
+func guestUplink(b *boardcfg.Board, i int, id string, used map[string]bool) (string, error) {
+	field := fmt.Sprintf("network.guests.nics[%d]", i)
+	kind, value, err := contract.ParseNICID(id)
+	if err != nil {
+		return "", err
+	}
+	dev := fmt.Sprintf("virtio-net-pci,netdev=fwguest%d", i)
+	switch kind {
+	case contract.IDPCI:
+		addr, err := slot(value)
+		if err != nil {
+			return "", fmt.Errorf("boottest: %s: %s: nic %s: %w", b.Loc(field), field, id, err)
+		}
+		if used[addr] {
+			return "", fmt.Errorf("boottest: %s: %s: nic %s: PCI slot %s is taken by another NIC", b.Loc(field), field, id, addr)
+		}
+		used[addr] = true
+		dev += ",addr=" + addr
+	case contract.IDMAC:
+		dev += ",mac=" + value
+	case contract.IDName:
+		return "", fmt.Errorf("boottest: %s: %s: nic %s: the kernel's name of a second NIC depends on probe order; name it by pci: or mac:", b.Loc(field), field, id)
+	}
+	return dev, nil
 }
 
 // slot turns a PCI address on bus 0 ("0000:00:03.0") into QEMU's addr=
