@@ -74,7 +74,6 @@ func (m *vmManager) readConfig(g guest, onData bool) ([]byte, error) {
 	return m.a.sys.readFile(g.Config)
 }
 
-// list returns every guest with its power state, by name.
 // defined lists the VMs' definitions (the data disk's, else the
 // profile's), without asking Xen about them.
 func (m *vmManager) defined() ([]guest, error) {
@@ -85,6 +84,7 @@ func (m *vmManager) defined() ([]guest, error) {
 	return gs, err
 }
 
+// list returns every guest with its power state, by name.
 func (m *vmManager) list(ctx context.Context) ([]vmInfo, error) {
 	gs, err := m.defined()
 	if err != nil {
