@@ -52,17 +52,11 @@ func (g *GuestNetwork) BridgeName() string {
 	return g.Bridge
 }
 
-// GuestBridge is the bridge guests' NICs join when they name none: the
-// guest network's if there is one, else the management bridge; "" without
-// a network.
+// GuestBridge is the bridge guests' NICs join when they name none
+// (contract.HostConfig.GuestBridge, the rule ctld applies too).
 func (b *Board) GuestBridge() string {
-	switch {
-	case b.Network == nil:
-		return ""
-	case b.Network.Guests != nil:
-		return b.Network.Guests.BridgeName()
-	}
-	return b.Network.BridgeName()
+	h := b.HostConfig()
+	return h.GuestBridge()
 }
 
 // BridgeName is the bridge's name with the default applied.

@@ -17,6 +17,20 @@ type HostConfig struct {
 	Guests  []GuestDisks `json:"guests,omitempty"`
 }
 
+// GuestBridge is the bridge guests' NICs join when they name none: the
+// guest network's if there is one, else the management bridge; "" without
+// a network. The build writes it into the profile's guests' xl configs and
+// ctld gives it to VMs made through the management API.
+func (h *HostConfig) GuestBridge() string {
+	switch {
+	case h == nil || h.Network == nil:
+		return ""
+	case h.Network.Guests != nil:
+		return h.Network.Guests.Bridge
+	}
+	return h.Network.Bridge
+}
+
 // HostConfigPath is where HostConfig lives in the control domain.
 const HostConfigPath = "/etc/fwbuild/host.json"
 

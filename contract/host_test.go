@@ -136,3 +136,20 @@ func TestHostConfigRoundTrip(t *testing.T) {
 		t.Errorf("guest disks without a data disk: %v", err)
 	}
 }
+
+// Guests' NICs default to the guest bridge, else the management bridge.
+func TestGuestBridge(t *testing.T) {
+	mgmt := &Network{Bridge: "xenbr0", NICs: []string{"pci:0000:00:03.0"}}
+	withGuests := *mgmt
+	withGuests.Guests = &GuestNetwork{Bridge: "guests"}
+	for _, c := range []struct {
+		h    *HostConfig
+		want string
+	}{
+		{nil, ""}, {&HostConfig{}, ""}, {&HostConfig{Network: mgmt}, "xenbr0"}, {&HostConfig{Network: &withGuests}, "guests"},
+	} {
+		if got := c.h.GuestBridge(); got != c.want {
+			t.Errorf("GuestBridge(%+v) = %q, want %q", c.h, got, c.want)
+		}
+	}
+}

@@ -235,7 +235,7 @@ func newRFFixture(t testing.TB) *rfFixture {
 	// A unit with a guest network: the API's VMs join its bridge.
 	host := &contract.HostConfig{Network: &contract.Network{Bridge: "xenbr0", NICs: []string{"pci:0000:00:03.0"},
 		Guests: &contract.GuestNetwork{Bridge: "xenbr1", NICs: []string{"pci:0000:00:04.0"}}}}
-	f.vms = &vmManager{a: a, root: root, dataOK: true, bridge: vmBridge(host), rebootHost: func() error { return nil }}
+	f.vms = &vmManager{a: a, root: root, dataOK: true, bridge: host.GuestBridge(), rebootHost: func() error { return nil }}
 	f.svc = newRedfishService(rec, acc, f.vms, f.clock, slog.New(slog.NewTextHandler(&lockedWriter{w: &f.logBuf, mu: &f.mu}, nil)))
 	f.srv = httptest.NewTLSServer(f.svc)
 	t.Cleanup(f.srv.Close)

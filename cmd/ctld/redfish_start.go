@@ -54,7 +54,7 @@ func (a *agent) startRedfish(ctx context.Context, h *contract.HostConfig, dataOK
 	if err != nil {
 		return fail(err)
 	}
-	bridge := vmBridge(h)
+	bridge := h.GuestBridge()
 	// Requests (logins refused, resets, VMs created) go to a log file, not
 	// the operator's console, which a guesser could otherwise flood.
 	var logw io.Writer = os.Stderr
@@ -85,19 +85,6 @@ func (a *agent) startRedfish(ctx context.Context, h *contract.HostConfig, dataOK
 		a.say(contract.Failed{Step: "console", Reason: err.Error()})
 	}
 	return nil
-}
-
-// vmBridge is the bridge the NICs of VMs made through the API join: the
-// guest network's when there is one (a VM on the management segment could
-// reach this service), else the management bridge; "" without a network.
-func vmBridge(h *contract.HostConfig) string {
-	switch {
-	case h == nil || h.Network == nil:
-		return ""
-	case h.Network.Guests != nil:
-		return h.Network.Guests.Bridge
-	}
-	return h.Network.Bridge
 }
 
 // keepServing blocks while the Redfish service runs (the guest helper

@@ -399,22 +399,6 @@ func TestRedfishReset(t *testing.T) {
 // xl config with the bridge; the VM is off until Reset On. DELETE destroys
 // a running VM and frees its directory. Bad definitions are 400 naming the
 // property, a taken name 409; nothing is left behind by either.
-func TestVMBridge(t *testing.T) {
-	mgmt := &contract.Network{Bridge: "xenbr0", NICs: []string{"pci:0000:00:03.0"}}
-	withGuests := *mgmt
-	withGuests.Guests = &contract.GuestNetwork{Bridge: "guests"}
-	for _, c := range []struct {
-		h    *contract.HostConfig
-		want string
-	}{
-		{nil, ""}, {&contract.HostConfig{}, ""}, {&contract.HostConfig{Network: mgmt}, "xenbr0"}, {&contract.HostConfig{Network: &withGuests}, "guests"},
-	} {
-		if got := vmBridge(c.h); got != c.want {
-			t.Errorf("vmBridge(%+v) = %q, want %q", c.h, got, c.want)
-		}
-	}
-}
-
 func TestRedfishCreateDelete(t *testing.T) {
 	f := newRFFixture(t)
 	body := `{"Name":"api1","MemorySummary":{"TotalSystemMemoryGiB":0.25},"ProcessorSummary":{"Count":2},

@@ -121,7 +121,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 			ids = append(ids, string(c.SHA256)+":"+c.Files["bzimage"]+":"+c.Files["config"])
 		}
 	}
-	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(b.GuestImages), guestBridge(b), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
+	gk := key("guests/1", r.tool, jsonKey(b.Guests), jsonKey(b.GuestImages), b.GuestBridge(), jsonKey(ids), r.Epoch.UTC().Format(time.RFC3339), jsonKey(r.hostTools(ctx)))
 	return r.stage(ctx, "guests", gk, func(dir string) error {
 		var files []initramfs.File
 		initrds := map[boardcfg.Compression][]byte{}
@@ -133,7 +133,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				// The kernel and initrd are the image's, on the data disk.
 				kc, _ := img.KernelRef()
 				cfg, _ := r.comps.File(kc, "config", b)
-				files = append(files, initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, &img, guestType(g, cfg), guestBridge(b))})
+				files = append(files, initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, &img, guestType(g, cfg), b.GuestBridge())})
 				continue
 			}
 			kpath, cfg := k.path, k.config
@@ -164,7 +164,7 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				}
 			}
 			files = append(files,
-				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, nil, guestType(g, cfg), guestBridge(b))},
+				initramfs.File{Path: contract.GuestConfig(g.Name), Data: xlConfig(g, nil, guestType(g, cfg), b.GuestBridge())},
 				initramfs.File{Path: contract.GuestKernel(g.Name), Data: kernel},
 				initramfs.File{Path: contract.GuestInitrd(g.Name), Data: initrds[comp]},
 			)
@@ -236,10 +236,6 @@ func writeArchive(dir, name string, arch *initramfs.Archive) error {
 	}
 	return os.WriteFile(filepath.Join(dir, "listing"), []byte(list.String()), 0o644)
 }
-
-// guestBridge is the bridge guests' NICs join by default: the guest
-// network's, else the management bridge.
-func guestBridge(b *boardcfg.Board) string { return b.GuestBridge() }
 
 // writeDevices writes a guest's disk and vif lines. The disk spec's target
 // comes last: xl takes the rest of the spec as the path.

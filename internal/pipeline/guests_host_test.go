@@ -36,11 +36,11 @@ func TestXLConfigGuestBridge(t *testing.T) {
 	b := &boardcfg.Board{Network: &boardcfg.Network{NICs: []string{"pci:0000:00:03.0"}, Guests: &boardcfg.GuestNetwork{NICs: []string{"pci:0000:00:04.0"}}}}
 	g := boardcfg.Guest{Name: "web", Memory: 64 << 20, Kernel: "dom0", NICs: []boardcfg.GuestNIC{{}, {Bridge: "xenbr0"}}}
 	want := `vif = [ "bridge=xenbr1, script=/bbin/ctld", "bridge=xenbr0, script=/bbin/ctld" ]`
-	if cfg := string(xlConfig(g, nil, "pv", guestBridge(b))); !strings.Contains(cfg, want+"\n") {
+	if cfg := string(xlConfig(g, nil, "pv", b.GuestBridge())); !strings.Contains(cfg, want+"\n") {
 		t.Errorf("xl config lacks\n  %s\ngot\n%s", want, cfg)
 	}
 	b.Network.Guests = nil
-	if got := guestBridge(b); got != "xenbr0" {
+	if got := b.GuestBridge(); got != "xenbr0" {
 		t.Errorf("without a guest network the guests' bridge is %q, want xenbr0", got)
 	}
 }

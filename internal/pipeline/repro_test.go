@@ -3,7 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/cavaliergopher/cpio"
 	"github.com/ulikunitz/xz"
 
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 	"github.com/fwbuild/fwbuild/internal/testdeps"
 )
 
@@ -45,7 +45,7 @@ func TestReproducible(t *testing.T) {
 	record := reproducedKernel(t, kernelA)
 	shareKernel := false
 	if want, err := os.ReadFile(record); err == nil && os.Getenv("FWBUILD_TEST_REBUILD_KERNEL") == "" {
-		if sum, err := fileSHA256(filepath.Join(kernelA, "bzImage")); err == nil && sum == strings.TrimSpace(string(want)) {
+		if sum, err := hashFile(filepath.Join(kernelA, "bzImage")); err == nil && sum == strings.TrimSpace(string(want)) {
 			shareKernel = true
 			t.Logf("kernel %s: its cold rebuild matched in an earlier run (%s): shared, not compiled again", filepath.Base(kernelA), record)
 		}
@@ -103,8 +103,8 @@ func TestReproducible(t *testing.T) {
 	}
 	if !shareKernel && !t.Failed() {
 		kernelB := stageEntry(t, res, "kernel")
-		a, errA := fileSHA256(filepath.Join(kernelA, "bzImage"))
-		b, errB := fileSHA256(filepath.Join(kernelB, "bzImage"))
+		a, errA := hashFile(filepath.Join(kernelA, "bzImage"))
+		b, errB := hashFile(filepath.Join(kernelB, "bzImage"))
 		if errA != nil || errB != nil || a != b {
 			t.Fatalf("the two kernels differ (%s, %s): %v %v", kernelA, kernelB, errA, errB)
 		}
@@ -134,12 +134,10 @@ func reproducedKernel(t *testing.T, entry string) string {
 	return filepath.Join(testdeps.CacheDir(t), "test-records", "reproduced-kernel-"+filepath.Base(entry))
 }
 
-func fileSHA256(p string) (string, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%x", sha256.Sum256(b)), nil
+// hashFile is a file's SHA-256 (hex).
+func hashFile(p string) (string, error) {
+	sum, _, err := atomicfile.HashFile(p)
+	return sum, err
 }
 
 // diffOutputs names each differing artefact and its first differing offset,
