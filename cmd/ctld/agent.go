@@ -148,6 +148,8 @@ type agent struct {
 	run runner
 	sys system
 	dev hostDevices // network and block devices (the guest helper and hotplug)
+	// xs reads xenstore directly (domain ids, @releaseDomain); nil: ask xl.
+	xs store
 	// mgmt is the management address bringUpNetwork configured (the
 	// Redfish service listens there and nowhere else).
 	mgmt netip.Addr

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 // fakeRunner stands in for the real binaries at the exec boundary. Results
 // are looked up by the command line; unknown commands fail.
 type fakeRunner struct {
+	mu      sync.Mutex // tests that watch from another goroutine
 	calls   []string
 	results map[string]fakeResult
 	// daemons maps a daemon's binary to what starting it does.
@@ -45,6 +47,19 @@ func (r *fakeRunner) stream(_ context.Context, name string, args ...string) (io.
 	return pr, nil
 }
 
+// listCount is how many plain xl list calls ran.
+func (r *fakeRunner) listCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.calls {
+		if c == xenBin+"/xl list" {
+			n++
+		}
+	}
+	return n
+}
+
 type fakeResult struct {
 	out string
 	err error
@@ -55,6 +70,8 @@ type fakeResult struct {
 
 func (r *fakeRunner) output(_ context.Context, name string, args ...string) ([]byte, error) {
 	line := strings.TrimSpace(name + " " + strings.Join(args, " "))
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.calls = append(r.calls, line)
 	if line == xenBin+"/xl list" && len(r.lists) > 0 {
 		out := r.lists[0]

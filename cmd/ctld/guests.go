@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -208,6 +209,15 @@ func (a *agent) xl(ctx context.Context, args ...string) ([]byte, error) {
 }
 
 func (a *agent) guestID(ctx context.Context, name string) (int, error) {
+	if a.xs != nil {
+		xctx, cancel := context.WithTimeout(ctx, xenstoreTimeout)
+		id, err := domainID(xctx, a.xs, name)
+		cancel()
+		if err == nil || errors.Is(err, errNoDomain) {
+			return id, err
+		}
+		// xenstored unreachable or confused: xl knows as well.
+	}
 	out, err := a.xl(ctx, "list", name)
 	if err != nil {
 		return 0, err
@@ -292,13 +302,29 @@ func (a *agent) watch(ctx context.Context, names []string, stopped func(name str
 		live[n] = true
 	}
 	deadline := time.After(a.cfg.GuestWatch)
+	// xenstored fires @releaseDomain when a domain shuts down or dies:
+	// xl list runs then (and at a slow pace in case an event is missed)
+	// rather than every GuestPoll while the guests boot.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var events <-chan struct{}
+	poll := a.cfg.GuestPoll
+	if a.xs != nil {
+		if ch, err := a.xs.Watch(wctx, "@releaseDomain"); err == nil {
+			events, poll = ch, guestSafetyPoll
+		}
+	}
 	for len(live) > 0 {
 		select {
 		case <-ctx.Done():
 			return
 		case <-deadline:
 			return
-		case <-time.After(a.cfg.GuestPoll):
+		case _, ok := <-events:
+			if !ok { // the connection to xenstored is gone: poll
+				events, poll = nil, a.cfg.GuestPoll
+			}
+		case <-time.After(poll):
 		}
 		out, err := a.xl(ctx, "list")
 		if err != nil {
@@ -329,6 +355,10 @@ func (a *agent) watch(ctx context.Context, names []string, stopped func(name str
 		}
 	}
 }
+
+// guestSafetyPoll is how often watch runs xl list while xenstored's
+// @releaseDomain watch stands in for polling.
+const guestSafetyPoll = 30 * time.Second
 
 // stoppedState reads xl list's State column ("rbpscd", '-' for unset) and
 // names a stopped state, or returns "" for a live domain.

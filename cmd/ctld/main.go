@@ -63,7 +63,7 @@ func main() {
 		// libxl runs ctld as a vif's or vbd's hotplug script (hotplug.go).
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 		defer cancel()
-		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, dev: linuxHost{}, out: os.Stderr}
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, xs: xsSocket{path: xenstoredSocket}, dev: linuxHost{}, out: os.Stderr}
 		if err := a.hotplug(ctx, linuxHost{}, e); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -93,7 +93,7 @@ func main() {
 			}
 			return
 		}
-		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout}
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, xs: xsSocket{path: xenstoredSocket}, out: os.Stdout}
 		if flag.Arg(0) == "update" {
 			if err := a.operatorUpdate(ctx, flag.Args()[1:], os.Stdout); err != nil {
 				fmt.Fprintf(os.Stderr, "ctld update: %v\n", err)
@@ -118,7 +118,7 @@ func main() {
 		// u-root's DHCP client logs each attempt with package log; ctld
 		// prints its own line for the outcome.
 		log.SetOutput(io.Discard)
-		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, dev: linuxHost{}, out: os.Stdout, steps: os.Stdout, clock: monotonic}
+		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, xs: xsSocket{path: xenstoredSocket}, dev: linuxHost{}, out: os.Stdout, steps: os.Stdout, clock: monotonic}
 		if a.cfg.XenBin == "" {
 			if err := a.findToolstack(ctx); err != nil {
 				a.say(contract.GuestFailed{Reason: err.Error()})
@@ -143,7 +143,7 @@ func main() {
 	defer cancel()
 
 	// Step lines time the boot (contract.Step); an operator's ctld status does without.
-	a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, out: os.Stdout, steps: os.Stdout, clock: monotonic}
+	a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, xs: xsSocket{path: xenstoredSocket}, out: os.Stdout, steps: os.Stdout, clock: monotonic}
 	if a.sys.dialUnix(xenstoredSocket) == nil {
 		fmt.Fprintln(os.Stderr, "ctld: the control domain is already up (xenstored answers): use `ctld status` or `ctld guests`")
 		os.Exit(2)
