@@ -20,6 +20,9 @@ type console struct {
 	// into a QEMU that has gone never fails (it shows up as a missing
 	// marker instead).
 	keysR, keysW *os.File
+	// keys feeds the typist (see typeKeys); done stops it.
+	keys chan string
+	done chan struct{}
 }
 
 // openConsole creates the log (logPath, or a new temp file when empty) and
@@ -48,6 +51,8 @@ func openConsole(logPath string, echo io.Writer, typing bool) (*console, error) 
 			c.close()
 			return nil, err
 		}
+		c.keys, c.done = make(chan string, 64), make(chan struct{})
+		go c.typist()
 	}
 	return c, nil
 }
@@ -58,6 +63,13 @@ func (c *console) started() { c.outW.Close() }
 
 // close releases whatever openConsole opened; closing twice is harmless.
 func (c *console) close() {
+	if c.done != nil {
+		select {
+		case <-c.done:
+		default:
+			close(c.done)
+		}
+	}
 	for _, f := range []*os.File{c.outR, c.outW, c.keysR, c.keysW, c.log} {
 		if f != nil {
 			f.Close()
@@ -76,12 +88,47 @@ func (c *console) record(b []byte) error {
 // syncLog makes the log complete on disk before a failure points at it.
 func (c *console) syncLog() { c.log.Sync() }
 
-// typeKeys writes s to QEMU's standard input. A pipe write this small does
-// not block, and its error is not worth reporting: a QEMU that has gone
-// shows up as a missing marker.
+// typeKeys has s typed on QEMU's standard input, after what was typed
+// before, without waiting. Errors are not worth reporting: a QEMU that has
+// gone shows up as a missing marker.
 func (c *console) typeKeys(s string) {
-	if c.keysW != nil {
-		io.WriteString(c.keysW, s)
+	if c.keys == nil {
+		return
+	}
+	select {
+	case c.keys <- s:
+	case <-c.done:
+	}
+}
+
+// typeChunk and typePause pace typing: Xen's console keeps only 128 bytes
+// of serial input for dom0, and a dom0 busy under TCG reads them late, so
+// a long command written at once lost characters on a loaded machine.
+const (
+	typeChunk = 16
+	typePause = 15 * time.Millisecond
+)
+
+// typist writes what typeKeys queued, typeChunk bytes at a time.
+func (c *console) typist() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case s := <-c.keys:
+			for len(s) > 0 {
+				n := min(typeChunk, len(s))
+				if _, err := io.WriteString(c.keysW, s[:n]); err != nil {
+					return
+				}
+				s = s[n:]
+				select {
+				case <-c.done:
+					return
+				case <-time.After(typePause):
+				}
+			}
+		}
 	}
 }
 

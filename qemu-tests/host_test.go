@@ -326,8 +326,8 @@ func TestHostDataDiskPersists(t *testing.T) {
 		qemutests.Regexp("running", contract.GuestRunningPattern(g), r),
 		// PVH with the USB key in dom0 is slow to reach its root (see
 		// the README's host section): 93 s alone, more beside the suite.
-		qemutests.Regexp("root", contract.GuestOSRootPattern(g), 4*r),
-		qemutests.Regexp("dhcp", contract.GuestOSDHCPPattern(g), r),
+		diagnosed(qemutests.Regexp("root", contract.GuestOSRootPattern(g), 4*r)),
+		diagnosed(qemutests.Regexp("dhcp", contract.GuestOSDHCPPattern(g), r)),
 		qemutests.Regexp("fetched", contract.GuestOSFetchedPattern(g), r),
 		// The guest's vif is on the guest bridge, the management
 		// bridge has its NIC alone.
@@ -526,6 +526,19 @@ func checkBridgeAddrs(t testing.TB, log []byte, after, mgmt, logPath string) {
 }
 
 // then types s on the console once mk has matched.
+// guestStallDiagnosis is typed on dom0's shell when a guest's marker times
+// out: whether its vCPU is blocked or spinning (xl list twice, seconds
+// apart: its CPU time), Xen's view of its vCPUs and pending events (debug
+// key q, printed on the serial console), and dom0's load. A PVH guest on
+// the USB path once printed nothing for minutes in CI, and the log could
+// not tell a stalled guest from a stalled console.
+const guestStallDiagnosis = "/usr/sbin/xl list; /usr/sbin/xl vcpu-list; /usr/sbin/xl debug-keys q; ps; cat /proc/loadavg /proc/interrupts; /usr/sbin/xl list\n"
+
+func diagnosed(mk qemutests.Marker) qemutests.Marker {
+	mk.Diagnose = guestStallDiagnosis
+	return mk
+}
+
 func then(mk qemutests.Marker, s string) qemutests.Marker {
 	mk.Then = s
 	return mk

@@ -24,6 +24,9 @@ type markerLoop struct {
 	since    time.Duration // when the awaited marker's clock started
 	deadline *time.Timer   // the awaited marker's timeout
 	quietT   *time.Timer   // armed while an unfinished line may match once flushed
+	// diagnosis collects the console's output once the awaited marker
+	// timed out and its Diagnose was typed; nil before.
+	diagnosis []byte
 }
 
 // run returns when every marker has matched, one cannot, or ctx is done.
@@ -42,14 +45,25 @@ func (l *markerLoop) run(ctx context.Context) (Result, error) {
 		case <-l.deadline.C:
 			// Output already read may hold the marker the timer
 			// gave up on.
+			if l.diagnosis != nil {
+				return l.finish(l.fail(ErrMarkerTimeout))
+			}
 			before := l.mt.next
 			if l.drain() {
 				return l.finish(nil)
 			}
 			if l.mt.next == before {
-				return l.finish(l.fail(ErrMarkerTimeout))
+				if !l.diagnose() {
+					return l.finish(l.fail(ErrMarkerTimeout))
+				}
 			}
 		case c := <-l.out.chunks:
+			if l.diagnosis != nil {
+				// Recorded, not matched: the marker's time is over.
+				l.con.record(c.b)
+				l.diagnosis = append(l.diagnosis, c.b...)
+				continue
+			}
 			if over, err := l.onChunk(c); over {
 				return l.finish(err)
 			}
@@ -158,6 +172,27 @@ func (l *markerLoop) afterExit() error {
 	return l.fail(fmt.Errorf("%w (%s)", ErrQEMUExited, l.proc.status()))
 }
 
+// diagnose types the awaited marker's Diagnose, if it has one, and gives
+// its output DiagnoseFor; it reports whether it did.
+func (l *markerLoop) diagnose() bool {
+	m := l.markers[l.mt.next]
+	if m.Diagnose == "" {
+		return false
+	}
+	d := m.DiagnoseFor
+	if d == 0 {
+		d = defaultDiagnoseFor
+	}
+	l.diagnosis = []byte{}
+	l.con.typeKeys(m.Diagnose)
+	l.quietT.Stop()
+	l.deadline.Reset(time.Duration(float64(d) * l.scale))
+	return true
+}
+
+// defaultDiagnoseFor is Marker.DiagnoseFor's default.
+const defaultDiagnoseFor = 20 * time.Second
+
 // fail reports the awaited marker as missing for reason.
 func (l *markerLoop) fail(reason error) error {
 	l.con.syncLog()
@@ -166,5 +201,6 @@ func (l *markerLoop) fail(reason error) error {
 		Missing: l.markers[i], Index: i, Of: len(l.markers),
 		Matched: l.res.Matches, Waited: l.proc.since() - l.since, Timeout: l.timeout(i),
 		Reason: reason, Tail: l.mt.lastLines(), LogPath: l.res.LogPath,
+		Diagnosis: string(l.diagnosis),
 	}
 }

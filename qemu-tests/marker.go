@@ -32,6 +32,15 @@ type Marker struct {
 	// (SerialStdio machines), e.g. a shell command whose output the next
 	// markers wait for.
 	Then string
+	// Diagnose, if set, is typed on the serial console when this marker
+	// times out (SerialStdio machines): commands that show why (e.g. the
+	// hypervisor's view of a stalled guest). What the console prints in
+	// the DiagnoseFor that follows goes into the MarkerError, and the
+	// run still fails.
+	Diagnose string
+	// DiagnoseFor is how long the diagnosis may print (scaled like
+	// Timeout); zero: 20s.
+	DiagnoseFor time.Duration
 }
 
 // Substring returns a marker matching the plain text s.

@@ -83,6 +83,9 @@ type MarkerError struct {
 	Reason  error
 	Tail    []string // last console lines, cleaned, oldest first
 	LogPath string   // the full console log
+	// Diagnosis is what the console printed after the missing marker's
+	// Diagnose was typed.
+	Diagnosis string
 }
 
 func (e *MarkerError) Error() string {
@@ -103,6 +106,14 @@ func (e *MarkerError) Error() string {
 		b.WriteString("  | ")
 		b.WriteString(l)
 		b.WriteByte('\n')
+	}
+	if e.Diagnosis != "" {
+		fmt.Fprintf(&b, "after the timeout, %q printed:\n", strings.TrimSpace(e.Missing.Diagnose))
+		for _, l := range strings.Split(strings.TrimRight(e.Diagnosis, "\r\n"), "\n") {
+			b.WriteString("  > ")
+			b.WriteString(strings.TrimRight(l, "\r"))
+			b.WriteByte('\n')
+		}
 	}
 	fmt.Fprintf(&b, "full console log: %s", e.LogPath)
 	return b.String()
@@ -192,10 +203,10 @@ func checkMarkers(ctx context.Context, m Machine, markers []Marker) (typing bool
 		if err := mk.validate(i); err != nil {
 			return false, err
 		}
-		typing = typing || mk.Then != ""
+		typing = typing || mk.Then != "" || mk.Diagnose != ""
 	}
 	if typing && m.Serial != SerialStdio {
-		return false, errors.New("markers type console input (Then), which needs a SerialStdio machine")
+		return false, errors.New("markers type console input (Then, Diagnose), which needs a SerialStdio machine")
 	}
 	return typing, nil
 }

@@ -179,6 +179,31 @@ func TestRunFakeTypes(t *testing.T) {
 	}
 }
 
+// A marker that times out types its Diagnose; what the console prints
+// then is in the error (the late marker among it does not rescue the run),
+// and the run ends after DiagnoseFor.
+func TestRunFakeDiagnose(t *testing.T) {
+	bin, _ := fakeQEMU(t, `echo "guest running"; read line; echo "probe <$line>: vcpu blocked"; echo "root mounted"; sleep 30`)
+	stalled := Substring("root", "root mounted", 300*time.Millisecond)
+	stalled.Diagnose = "xl list\n"
+	stalled.DiagnoseFor = 2 * time.Second
+	begin := time.Now()
+	_, err := Run(context.Background(), Machine{Binary: bin}, []Marker{Substring("running", "guest running", 5*time.Second), stalled}, Options{TimeoutScale: 1, getenv: noEnv})
+	var me *MarkerError
+	if !errors.As(err, &me) || !errors.Is(err, ErrMarkerTimeout) || me.Missing.Name != "root" {
+		t.Fatalf("err = %v, want the root marker's timeout", err)
+	}
+	if !strings.Contains(me.Diagnosis, "probe <xl list>: vcpu blocked") || !strings.Contains(me.Diagnosis, "root mounted") {
+		t.Errorf("diagnosis %q", me.Diagnosis)
+	}
+	if msg := err.Error(); !strings.Contains(msg, `after the timeout, "xl list" printed:`) || !strings.Contains(msg, "  > probe <xl list>: vcpu blocked\n") {
+		t.Errorf("error message:\n%s", msg)
+	}
+	if took := time.Since(begin); took < 2*time.Second || took > 10*time.Second {
+		t.Errorf("run took %v: want the 0.3 s timeout and the 2 s diagnosis", took)
+	}
+}
+
 func TestRunFakeExit(t *testing.T) {
 	bin, _ := fakeQEMU(t, `echo "qemu-system-x86_64: -drive file=x: Could not open 'x'" >&2; exit 1`)
 	_, err := Run(context.Background(), Machine{Binary: bin}, []Marker{Substring("x", "never", time.Minute)},
