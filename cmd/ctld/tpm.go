@@ -18,9 +18,9 @@ import (
 
 // The TPM: the measured line at boot (the firmware's PCRs 4 and 7 as the
 // kernel exposes them in sysfs, and whether the firmware's event log reached
-// the kernel), and quotes over a verifier's nonce (`ctld quote <nonce-hex>`;
-// the management API calls quote). ctld compares nothing itself: see
-// contract/attest.go for why the verifier does.
+// the kernel), and quotes over a verifier's nonce (`ctld quote <nonce-hex>`,
+// and the Redfish action in redfish_integrity.go: both are quoteOn). ctld
+// compares nothing itself: see contract/attest.go for why the verifier does.
 
 // tpmPaths are where the kernel exposes the TPM (a test points them at a
 // temporary tree).
