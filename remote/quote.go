@@ -50,7 +50,7 @@ func (c *Client) Quote(ctx context.Context, nonce []byte) (Quote, error) {
 	if ci.TPM == nil {
 		return out, fmt.Errorf("remote: %s has no TPM property", rf.TPMIntegrity)
 	}
-	if out.Quote, err = rf.QuoteFrom(signed, ci.TPM.MeasurementSet, nonce); err != nil {
+	if out.Quote, err = rf.QuoteFrom(signed, ci.TPM.MeasurementSet, nonce, contract.QuotePCRs); err != nil {
 		return out, fmt.Errorf("remote: %w", err)
 	}
 	var cert rf.CertificateResource

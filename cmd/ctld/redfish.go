@@ -119,12 +119,17 @@ func (s *redfishService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !who.canWrite() &&
 		!(r.Method == http.MethodDelete && who.session != nil && p == rf.Session(who.session.id)) {
-		writeError(w, http.StatusForbidden, rf.NewError(rf.MsgInsufficientPrivilege,
-			"There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation.",
-			"Log in with an Operator or Administrator account.", r.URL.Path))
+		forbidden(w, r, "an Operator or Administrator account")
 		return
 	}
 	s.route(w, r, p, who)
+}
+
+// forbidden answers 403; need says which accounts may.
+func forbidden(w http.ResponseWriter, r *http.Request, need string) {
+	writeError(w, http.StatusForbidden, rf.NewError(rf.MsgInsufficientPrivilege,
+		"There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation.",
+		"Log in with "+need+".", r.URL.Path))
 }
 
 // only answers one method and says 405 with Allow for the others.
@@ -287,6 +292,15 @@ func (s *redfishService) route(w http.ResponseWriter, r *http.Request, p string,
 			notAllowed(w, r, "GET", "POST")
 		}
 		return
+	case p == rf.HostCertificates || strings.HasPrefix(p, rf.HostCertificates+"/"):
+		// DMTF's privilege registry: a system's certificates need
+		// ConfigureComponents (Operator, Administrator).
+		if !who.canWrite() {
+			forbidden(w, r, "an Operator or Administrator account (ConfigureComponents)")
+			return
+		}
+		s.hostCertificates(w, r, strings.TrimPrefix(strings.TrimPrefix(p, rf.HostCertificates), "/"))
+		return
 	case strings.HasPrefix(p, rf.Systems+"/"):
 		s.system(w, r, strings.Split(strings.TrimPrefix(p, rf.Systems+"/"), "/"))
 		return
@@ -344,7 +358,7 @@ func (s *redfishService) route(w http.ResponseWriter, r *http.Request, p string,
 		s.only(w, r, "GET", func() { s.chassis(w, r) })
 		return
 	case p == rf.ComponentIntegrity || strings.HasPrefix(p, rf.ComponentIntegrity+"/"):
-		s.integrity(w, r, p)
+		s.integrity(w, r, p, who)
 		return
 	case s.upd != nil && s.routeUpdate(w, r, p, who):
 		return

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fwbuild/fwbuild/attest"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/contract/redfish"
 )
 
@@ -283,7 +284,7 @@ func TestRedfishtoolQuote(t *testing.T) {
 	rand.Read(nonce)
 	body := `{"Certificate": {"@odata.id": "` + redfish.AKCertificate + `"}, "Nonce": "` + hex.EncodeToString(nonce) +
 		`", "PCRSelection": "` + redfish.QuotePCRSelection() + `", "Scheme": "` + redfish.QuoteScheme() + `"}`
-	out, code := runClient(t, "redfishtool", "-r", f.addr, "-S", "Always", "-u", "operator", "-p", opPass,
+	out, code := runClient(t, "redfishtool", "-r", f.addr, "-S", "Always", "-u", "admin", "-p", adminPass,
 		"raw", "POST", redfish.TPMSignedTarget, "-d", body)
 	if code != 0 {
 		t.Fatalf("redfishtool raw POST: exit %d:\n%s", code, out)
@@ -296,7 +297,7 @@ func TestRedfishtoolQuote(t *testing.T) {
 	if err := json.Unmarshal(f.do(t, "GET", redfish.TPMIntegrity, admin, "").body, &ci); err != nil || ci.TPM == nil {
 		t.Fatalf("ComponentIntegrity/TPM: %v", err)
 	}
-	q, err := redfish.QuoteFrom(resp, ci.TPM.MeasurementSet, nonce)
+	q, err := redfish.QuoteFrom(resp, ci.TPM.MeasurementSet, nonce, contract.QuotePCRs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestRedfishtoolQuote(t *testing.T) {
 	if err := attest.VerifyCertified(q, ak, f.svc.tpm.issuer.Leaf, nonce, f.want); err != nil {
 		t.Fatalf("redfishtool's quote: %v", err)
 	}
-	out, code = runClient(t, "redfishtool", "-r", f.addr, "-S", "Always", "-u", "operator", "-p", opPass,
+	out, code = runClient(t, "redfishtool", "-r", f.addr, "-S", "Always", "-u", "admin", "-p", adminPass,
 		"raw", "POST", redfish.TPMSignedTarget, "-d", strings.Replace(body, hex.EncodeToString(nonce), "nothex", 1))
 	if code == 0 || !strings.Contains(out, "400") {
 		t.Errorf("redfishtool with a bad nonce: exit %d:\n%s", code, out)

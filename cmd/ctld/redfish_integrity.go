@@ -22,6 +22,7 @@ import (
 
 	"github.com/fwbuild/fwbuild/contract"
 	rf "github.com/fwbuild/fwbuild/contract/redfish"
+	"github.com/fwbuild/fwbuild/contract/unit"
 )
 
 // The TPM through Redfish (DMTF's ComponentIntegrity, see
@@ -151,7 +152,7 @@ func noTPM(w http.ResponseWriter) {
 }
 
 // integrity serves ComponentIntegrity[/...].
-func (s *redfishService) integrity(w http.ResponseWriter, r *http.Request, p string) {
+func (s *redfishService) integrity(w http.ResponseWriter, r *http.Request, p string, who principal) {
 	switch p {
 	case rf.ComponentIntegrity:
 		s.only(w, r, "GET", func() {
@@ -188,6 +189,12 @@ func (s *redfishService) integrity(w http.ResponseWriter, r *http.Request, p str
 	case rf.TPMSignedTarget:
 		if r.Method != http.MethodPost {
 			notAllowed(w, r, "POST")
+			return
+		}
+		// DMTF's privilege registry: POST on ComponentIntegrity needs
+		// ConfigureManager, which of Redfish's roles only Administrator has.
+		if who.role != unit.RoleAdministrator {
+			forbidden(w, r, "an Administrator account (ConfigureManager)")
 			return
 		}
 		s.tpmSigned(w, r)

@@ -93,7 +93,7 @@ func (f *tpmFixture) client(t *testing.T, user, pass, fp string) *remote.Client 
 func TestRedfishQuote(t *testing.T) {
 	f := newTPMFixture(t)
 	ctx := t.Context()
-	cl := f.client(t, "operator", opPass, f.fp)
+	cl := f.client(t, "admin", adminPass, f.fp)
 	nonce := make([]byte, 32)
 	rand.Read(nonce)
 	rq, err := cl.Quote(ctx, nonce)
@@ -134,13 +134,14 @@ func TestRedfishQuote(t *testing.T) {
 		t.Errorf("the console's quote does not verify with the API's certificate: %v", err)
 	}
 	// A wrong pin never gets a quote.
-	if _, err := f.client(t, "operator", opPass, strings.Repeat("00", 32)).Quote(ctx, nonce); err == nil || !strings.Contains(err.Error(), "pinned") {
+	if _, err := f.client(t, "admin", adminPass, strings.Repeat("00", 32)).Quote(ctx, nonce); err == nil || !strings.Contains(err.Error(), "pinned") {
 		t.Errorf("wrong fingerprint: %v", err)
 	}
 }
 
 // TestRedfishQuoteRequests: the resource and the action as a client sees
-// them, and every refusal: unauthenticated 401, ReadOnly 403, GET on the
+// them, and every refusal: unauthenticated 401, ReadOnly and Operator 403
+// (the registry's ConfigureManager), GET on the
 // action 405, each missing or malformed parameter 400 naming it, and a unit
 // without a TPM a 404 saying so.
 func TestRedfishQuoteRequests(t *testing.T) {
@@ -174,15 +175,26 @@ func TestRedfishQuoteRequests(t *testing.T) {
 	}
 
 	nonce := strings.Repeat("5a", 32)
-	ok := f.do(t, "POST", rf.TPMSignedTarget, "operator:"+opPass, good(nonce))
+	ok := f.do(t, "POST", rf.TPMSignedTarget, admin, good(nonce))
 	if ok.code != 200 || !strings.Contains(string(ok.body), `"SignedMeasurements"`) {
 		t.Fatalf("action: %d %s", ok.code, ok.body)
 	}
 	if r := f.do(t, "POST", rf.TPMSignedTarget, "", good(nonce)); r.code != 401 {
 		t.Errorf("unauthenticated: %d %s", r.code, r.body)
 	}
-	if r := f.do(t, "POST", rf.TPMSignedTarget, "viewer:"+viewerPass, good(nonce)); r.code != 403 {
-		t.Errorf("ReadOnly: %d %s", r.code, r.body)
+	// DMTF's privilege registry: the action needs ConfigureManager
+	// (Administrator), the host's certificates ConfigureComponents
+	// (Operator too), the resource Login (ReadOnly too).
+	for _, who := range []string{"viewer:" + viewerPass, "operator:" + opPass} {
+		if r := f.do(t, "POST", rf.TPMSignedTarget, who, good(nonce)); r.code != 403 || !strings.HasSuffix(r.messageID(t), ".InsufficientPrivilege") {
+			t.Errorf("POST as %s: %d %s", who, r.code, r.body)
+		}
+	}
+	if r := f.do(t, "GET", rf.AKCertificate, "viewer:"+viewerPass, ""); r.code != 403 {
+		t.Errorf("ReadOnly GET of the certificate: %d %s", r.code, r.body)
+	}
+	if r := f.do(t, "GET", rf.AKCertificate, "operator:"+opPass, ""); r.code != 200 {
+		t.Errorf("Operator GET of the certificate: %d %s", r.code, r.body)
 	}
 	if r := f.do(t, "GET", rf.TPMSignedTarget, admin, ""); r.code != 405 || r.hdr.Get("Allow") != "POST" {
 		t.Errorf("GET on the action: %d %v", r.code, r.hdr)

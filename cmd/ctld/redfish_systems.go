@@ -372,10 +372,6 @@ func (s *redfishService) system(w http.ResponseWriter, r *http.Request, parts []
 }
 
 func (s *redfishService) hostResource(w http.ResponseWriter, r *http.Request, rest []string) {
-	if len(rest) > 0 && rest[0] == "Certificates" && len(rest) <= 2 {
-		s.hostCertificates(w, r, strings.Join(rest[1:], ""))
-		return
-	}
 	switch strings.Join(rest, "/") {
 	case "":
 		s.only(w, r, "GET", func() {

@@ -51,7 +51,7 @@ func (e *env) attestCommand() *cobra.Command {
 	f.StringVar(&o.path, "path", "usb", "boot path the machine booted: usb or spi")
 	f.StringVar(&o.eventlog, "eventlog", "", "optional: the firmware's event log (binary_bios_measurements)")
 	f.StringVar(&o.host, "redfish", "", "the unit's management address, host[:port]: fetch a fresh quote over its Redfish API")
-	f.StringVar(&o.user, "user", provision.DefaultUser, "with --redfish: account name (an Operator or Administrator)")
+	f.StringVar(&o.user, "user", provision.DefaultUser, "with --redfish: account name (an Administrator: DMTF's privilege registry gives the quote action ConfigureManager)")
 	f.StringVar(&o.passwordFile, "password-file", "", "with --redfish: file holding the account's password (its first line)")
 	f.StringVar(&o.fingerprint, "fingerprint", "", "with --redfish: the unit certificate's SHA-256 (sha256= of ctld's redfish line)")
 	c.MarkFlagFilename("password-file")

@@ -272,10 +272,10 @@ func MeasurementSet(pcrs map[string]string) (*TPMMeasurementSet, error) {
 
 // QuoteFrom rebuilds the contract.Quote of a TPMGetSignedMeasurements
 // answer: the signed structure and signature from SignedMeasurements, the
-// SHA-256 PCR values from the resource's MeasurementSet, and the nonce the
-// caller sent. AKPublic stays empty: over Redfish the key comes in its
-// certificate (AKCertificate).
-func QuoteFrom(resp TPMGetSignedMeasurementsResponse, set *TPMMeasurementSet, nonce []byte) (contract.Quote, error) {
+// SHA-256 values of the PCRs the caller selected from the resource's
+// MeasurementSet, and the nonce the caller sent. AKPublic stays empty: over
+// Redfish the key comes in its certificate (AKCertificate).
+func QuoteFrom(resp TPMGetSignedMeasurementsResponse, set *TPMMeasurementSet, nonce []byte, pcrs []int) (contract.Quote, error) {
 	q := contract.Quote{Nonce: hex.EncodeToString(nonce), PCRs: map[string]string{}}
 	b, err := base64.StdEncoding.DecodeString(resp.SignedMeasurements)
 	if err != nil {
@@ -292,6 +292,7 @@ func QuoteFrom(resp TPMGetSignedMeasurementsResponse, set *TPMMeasurementSet, no
 	if set == nil {
 		return q, errors.New("redfish: no TPM.MeasurementSet: the PCR values are missing")
 	}
+	all := map[int]string{}
 	for _, m := range set.Measurements {
 		if m.MeasurementHashAlgorithm != AlgSHA256Name {
 			continue
@@ -300,7 +301,15 @@ func QuoteFrom(resp TPMGetSignedMeasurementsResponse, set *TPMMeasurementSet, no
 		if err != nil {
 			return q, fmt.Errorf("redfish: MeasurementSet PCR %d: not Base64: %w", m.PCR, err)
 		}
-		q.PCRs[strconv.Itoa(m.PCR)] = hex.EncodeToString(d)
+		all[m.PCR] = hex.EncodeToString(d)
+	}
+	// The quote's PCRs are the ones its digest covers, not the whole bank.
+	for _, p := range pcrs {
+		v, ok := all[p]
+		if !ok {
+			return q, fmt.Errorf("redfish: MeasurementSet has no %s value of PCR %d", AlgSHA256Name, p)
+		}
+		q.PCRs[strconv.Itoa(p)] = v
 	}
 	return q, nil
 }

@@ -46,11 +46,14 @@ func TestIntegrityEncodings(t *testing.T) {
 	if err != nil || len(set.Measurements) != 2 || set.Measurements[0].PCR != 4 {
 		t.Fatalf("MeasurementSet: %+v %v", set, err)
 	}
-	back, err := QuoteFrom(SignedResponse(q), set, []byte{0xaa})
-	if err != nil || !bytes.Equal(back.Quoted, q.Quoted) || !bytes.Equal(back.Signature, q.Signature) || back.PCRs["7"] != q.PCRs["7"] || back.Nonce != "aa" {
+	back, err := QuoteFrom(SignedResponse(q), set, []byte{0xaa}, []int{7})
+	if err != nil || !bytes.Equal(back.Quoted, q.Quoted) || !bytes.Equal(back.Signature, q.Signature) || back.PCRs["7"] != q.PCRs["7"] || len(back.PCRs) != 1 || back.Nonce != "aa" {
 		t.Fatalf("QuoteFrom(SignedResponse) = %+v, %v", back, err)
 	}
-	if _, err := QuoteFrom(TPMGetSignedMeasurementsResponse{SignedMeasurements: "AAk="}, set, nil); err == nil {
+	if _, err := QuoteFrom(SignedResponse(q), set, nil, []int{4, 5}); err == nil || !strings.Contains(err.Error(), "PCR 5") {
+		t.Errorf("a selected PCR missing from MeasurementSet: %v", err)
+	}
+	if _, err := QuoteFrom(TPMGetSignedMeasurementsResponse{SignedMeasurements: "AAk="}, set, nil, []int{4}); err == nil {
 		t.Error("a truncated SignedMeasurements accepted")
 	}
 }
