@@ -5,10 +5,12 @@
 // against the prediction, and optionally the firmware's event log replayed
 // against the PCRs. `fwbuild attest` is its command line.
 //
-// The attestation key is taken from the quote itself: Verify proves that the
-// TPM holding that key measured these values for this nonce, not which
-// machine it is. Binding the key to a machine (the TPM's endorsement key and
-// its certificate, ActivateCredential) is the fleet's enrolment step.
+// The attestation key is taken from the quote itself (Verify, the console's
+// quote), or from its certificate, signed by the Redfish service's key the
+// verifier pinned (VerifyCertified, the API's quote). Either proves that the
+// holder of that key quoted these values over this nonce; that the key lives
+// in a TPM (the TPM's endorsement key and its certificate,
+// ActivateCredential) is the fleet's enrolment step.
 package attest
 
 import (
@@ -16,6 +18,8 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,6 +55,41 @@ func Verify(q contract.Quote, nonce []byte, want *contract.PathMeasurement) erro
 	if pub.Attributes&(tpm2.FlagRestricted|tpm2.FlagSign|tpm2.FlagFixedTPM) != tpm2.FlagRestricted|tpm2.FlagSign|tpm2.FlagFixedTPM {
 		return errors.New("attest: ak_public: not a restricted signing key fixed to its TPM (anything can sign with such a key)")
 	}
+	return verifyWith(rsaKey, q, nonce, want)
+}
+
+// oidAIKCertificate is tcg-kp-AIKCertificate (TCG EK Credential Profile),
+// the extended key usage of an attestation key's certificate.
+var oidAIKCertificate = asn1.ObjectIdentifier{2, 23, 133, 8, 3}
+
+// VerifyCertified is Verify for a quote whose attestation key comes in a
+// certificate (the Redfish API's Certificate parameter) rather than as a
+// TPMT_PUBLIC: the certificate must be an attestation key's (tcg-kp-
+// AIKCertificate) signed by issuer's key, the service's TLS certificate the
+// verifier pinned. That proves the key is the unit's; that it is a TPM's
+// remains, as for Verify, the fleet's enrolment step.
+func VerifyCertified(q contract.Quote, akCert, issuer *x509.Certificate, nonce []byte, want *contract.PathMeasurement) error {
+	// CheckSignature, not CheckSignatureFrom: the issuer is the unit's
+	// self-signed TLS leaf, not a CA, and only its key matters here.
+	if err := issuer.CheckSignature(akCert.SignatureAlgorithm, akCert.RawTBSCertificate, akCert.Signature); err != nil {
+		return &Mismatch{Problems: []string{fmt.Sprintf("the attestation key's certificate is not signed by the service's key (%v): not this unit's key", err)}}
+	}
+	aik := false
+	for _, u := range akCert.UnknownExtKeyUsage {
+		aik = aik || u.Equal(oidAIKCertificate)
+	}
+	if !aik {
+		return errors.New("attest: the certificate is not an attestation key's (no tcg-kp-AIKCertificate extended key usage)")
+	}
+	rsaKey, ok := akCert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return errors.New("attest: the attestation key's certificate: not an RSA key")
+	}
+	return verifyWith(rsaKey, q, nonce, want)
+}
+
+// verifyWith checks the quote's signature with rsaKey, then its content.
+func verifyWith(rsaKey *rsa.PublicKey, q contract.Quote, nonce []byte, want *contract.PathMeasurement) error {
 	sig, err := tpm2.DecodeSignature(bytes.NewBuffer(q.Signature))
 	if err != nil {
 		return fmt.Errorf("attest: signature: %w", err)

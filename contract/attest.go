@@ -69,8 +69,9 @@ func ParseMeasured(line string) (Measured, error) {
 var QuotePCRs = []int{0, 1, 2, 3, 4, 5, 6, 7}
 
 // Quote is a TPM2 quote over a caller's nonce, as `ctld quote <nonce-hex>`
-// prints it (one line: QuotePrefix + JSON) and the management API returns
-// it. The attestation key is a primary key in the endorsement hierarchy from
+// prints it (one line: QuotePrefix + JSON); the Redfish API returns it in
+// DMTF's form (contract/redfish: SignedResponse, QuoteFrom, where the key
+// comes as a certificate instead of AKPublic). The attestation key is a primary key in the endorsement hierarchy from
 // a fixed template (ctld's akTemplate), so the same TPM gives the same key
 // every boot; AKPublic lets the verifier check the signature (binding it to
 // the TPM's endorsement key is the fleet's enrolment step, not the quote's).

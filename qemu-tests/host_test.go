@@ -178,6 +178,8 @@ type hostOpts struct {
 	// Chip, if set, is the SPI path's flash (e.g. a provisioned copy of
 	// spi.bin) instead of the build's spi.bin.
 	Chip string
+	// TPM gives the machine a TPM (swtpm), as boottest's boots have.
+	TPM bool
 }
 
 // hostMachine is the host board's boot as boottest gives it to a board
@@ -209,6 +211,20 @@ func hostMachine(t testing.TB, o hostOpts) (m qemutests.Machine, disk string, po
 	}
 	if o.CPU != "" {
 		m.CPU = o.CPU
+	}
+	if o.TPM {
+		// A short path: the control socket's name must fit sockaddr_un.
+		dir, err := os.MkdirTemp("", "fwbuild-tpm-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tpm, err := qemutests.StartTPM(context.Background(), dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tpm.Stop(); os.RemoveAll(dir) })
+		m.Args = append(m.Args, tpm.Args()...)
 	}
 	ports = map[int]int{}
 	for _, gp := range o.Forward {
@@ -418,8 +434,13 @@ func TestHostDataDiskPersists(t *testing.T) {
 	// alone.
 	requireRedfishClients(t)
 	chip, unitRes := provisionHostChip(t, bl)
-	m, _, ports := hostMachine(t, hostOpts{Path: qemutests.ChainSPI, Disk: disk, CPU: noNPT, Chip: chip, Forward: []int{redfishPort}})
+	m, _, ports := hostMachine(t, hostOpts{Path: qemutests.ChainSPI, Disk: disk, CPU: noNPT, Chip: chip, Forward: []int{redfishPort}, TPM: true})
 	rb := newRedfishBoot(ports[redfishPort], unitRes, "marker", "pv")
+	// The TPM quote through the API is checked against the build's
+	// prediction for this path.
+	if rb.want, err = boottest.Prediction(bl.out, qemutests.ChainSPI); err != nil {
+		t.Fatal(err)
+	}
 	defer rb.cancel()
 	defer rb.errs.report(t)
 	ms = append(chain(t, qemutests.ChainSPI),

@@ -10,6 +10,7 @@ package qemutests_test
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/attest"
 	"github.com/fwbuild/fwbuild/contract"
 	rf "github.com/fwbuild/fwbuild/contract/redfish"
 	"github.com/fwbuild/fwbuild/provision"
@@ -223,6 +225,40 @@ func (e *errs) report(t testing.TB) {
 	}
 }
 
+// checkQuote runs the TPM quote action as `fwbuild attest --redfish` does
+// (remote.Client.Quote over a fresh nonce, then attest.VerifyCertified
+// against the build's prediction), and checks it is refused without
+// credentials and with a malformed nonce, and that the quote does not
+// verify over another nonce. It returns the verified quote, or nil.
+func (s *rfSession) checkQuote(ctx context.Context, e *errs, want *contract.PathMeasurement) *contract.Quote {
+	if code, err := s.raw(ctx, "POST", rf.TPMSignedTarget, "", ""); err != nil || code != http.StatusUnauthorized {
+		e.add("POST %s without credentials: %d, %v; want 401", rf.TPMSignedTarget, code, err)
+	}
+	bad := `{"Certificate": {"@odata.id": "` + rf.AKCertificate + `"}, "Nonce": "not-hex", "PCRSelection": "` + rf.QuotePCRSelection() + `", "Scheme": "` + rf.QuoteScheme() + `"}`
+	if code, err := s.do(ctx, "POST", rf.TPMSignedTarget, bad, func(req *http.Request) {
+		req.SetBasicAuth(s.user, s.password)
+		req.Header.Set("Content-Type", "application/json")
+	}); err != nil || code != http.StatusBadRequest {
+		e.add("POST %s with a malformed Nonce: %d, %v; want 400", rf.TPMSignedTarget, code, err)
+	}
+	nonce := make([]byte, 32)
+	rand.Read(nonce)
+	rq, err := s.client.Quote(ctx, nonce)
+	if err != nil {
+		e.add("the TPM quote through Redfish: %v", err)
+		return nil
+	}
+	if err := attest.VerifyCertified(rq.Quote, rq.AKCertificate, rq.Server, nonce, want); err != nil {
+		e.add("the TPM quote through Redfish against the %s prediction: %v", want.Payload, err)
+		return nil
+	}
+	var mm *attest.Mismatch
+	if err := attest.VerifyCertified(rq.Quote, rq.AKCertificate, rq.Server, []byte("another nonce"), want); !errors.As(err, &mm) {
+		e.add("the API's quote verified over another nonce (a replay): %v", err)
+	}
+	return &rq.Quote
+}
+
 // checkServiceAndCreate is the first half, run once the stock guest is
 // up: 401s, fwbuild remote's list, sushy, redfishtool, then the API VM
 // created (remote) and started (redfishtool's Reset). It returns an error
@@ -370,14 +406,20 @@ type redfishBoot struct {
 	unit    provision.Result
 	trigger string
 	typ     string // the API VM's pv or pvh
-	ctx     context.Context
-	cancel  context.CancelFunc
-	errs    errs
+	// want is the build's PCR prediction for the boot's path: the TPM
+	// quote through the API must verify against it (nil: no quote check).
+	want   *contract.PathMeasurement
+	ctx    context.Context
+	cancel context.CancelFunc
+	errs   errs
 
 	sess *rfSession // set as the redfish marker matches (Run's goroutine)
 	mu   sync.Mutex
 	// checked is when the host's first half began, done when the second ended.
 	checked, done time.Time
+	// quoted is the API's quote that verified, quoteTook its round trips.
+	quoted    *contract.Quote
+	quoteTook time.Duration
 }
 
 func newRedfishBoot(port int, unit provision.Result, trigger, typ string) *redfishBoot {
@@ -426,6 +468,13 @@ func (rb *redfishBoot) onMarker(mt qemutests.Match) {
 		rb.checked = time.Now()
 		rb.mu.Unlock()
 		go func() {
+			if rb.want != nil {
+				start := time.Now()
+				q := s.checkQuote(rb.ctx, &rb.errs, rb.want)
+				rb.mu.Lock()
+				rb.quoted, rb.quoteTook = q, time.Since(start)
+				rb.mu.Unlock()
+			}
 			if err := s.checkServiceAndCreate(rb.ctx, &rb.errs, rb.typ); err != nil {
 				rb.fail(err)
 			}
@@ -471,6 +520,20 @@ func (rb *redfishBoot) check(t testing.TB, res qemutests.Result, log []byte, mgm
 	checkListeners(t, after, mgmt)
 	rb.mu.Lock()
 	defer rb.mu.Unlock()
+	if rb.want != nil {
+		// ctld's measured line says the same as the quote.
+		m := regexp.MustCompile(contract.MeasuredPattern).FindSubmatch(log)
+		switch {
+		case m == nil:
+			t.Errorf("no measured line in a boot with a TPM (log %s)", res.LogPath)
+		case string(m[1]) != rb.want.SHA256["4"] || (rb.quoted != nil && string(m[1]) != rb.quoted.PCRs["4"]):
+			t.Errorf("measured line's PCR 4 %s; predicted %s", m[1], rb.want.SHA256["4"])
+		}
+		if rb.quoted != nil {
+			t.Logf("TPM quote through Redfish (action, MeasurementSet, AK certificate) verified against the spi prediction in %v: PCR 4 %s, PCR 7 %s, nonce %s",
+				rb.quoteTook.Round(time.Millisecond), rb.quoted.PCRs["4"], rb.quoted.PCRs["7"], rb.quoted.Nonce)
+		}
+	}
 	t.Logf("Redfish up after %v; from the host's first request to %s's running line %v, its DHCP lease %v later; the host's checks took %v in all",
 		at(res, "redfish"), apiVM, at(res, "api-running")-at(res, rb.trigger), at(res, "api-dhcp")-at(res, "api-running"), rb.done.Sub(rb.checked).Round(time.Second))
 }

@@ -53,6 +53,7 @@ type redfishService struct {
 	log  *slog.Logger
 	uuid string         // the service's UUID, from the unit's serial
 	upd  *updateService // the UpdateService (redfish_update.go); nil: none
+	tpm  *tpmService    // the TPM (redfish_integrity.go); nil: the unit has none
 
 	mu       sync.Mutex
 	sessions map[string]*rfSession // by token
@@ -118,12 +119,17 @@ func (s *redfishService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !who.canWrite() &&
 		!(r.Method == http.MethodDelete && who.session != nil && p == rf.Session(who.session.id)) {
-		writeError(w, http.StatusForbidden, rf.NewError(rf.MsgInsufficientPrivilege,
-			"There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation.",
-			"Log in with an Operator or Administrator account.", r.URL.Path))
+		forbidden(w, r, "an Operator or Administrator account")
 		return
 	}
 	s.route(w, r, p, who)
+}
+
+// forbidden answers 403; need says which accounts may.
+func forbidden(w http.ResponseWriter, r *http.Request, need string) {
+	writeError(w, http.StatusForbidden, rf.NewError(rf.MsgInsufficientPrivilege,
+		"There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation.",
+		"Log in with "+need+".", r.URL.Path))
 }
 
 // only answers one method and says 405 with Allow for the others.
@@ -286,6 +292,15 @@ func (s *redfishService) route(w http.ResponseWriter, r *http.Request, p string,
 			notAllowed(w, r, "GET", "POST")
 		}
 		return
+	case p == rf.HostCertificates || strings.HasPrefix(p, rf.HostCertificates+"/"):
+		// DMTF's privilege registry: a system's certificates need
+		// ConfigureComponents (Operator, Administrator).
+		if !who.canWrite() {
+			forbidden(w, r, "an Operator or Administrator account (ConfigureComponents)")
+			return
+		}
+		s.hostCertificates(w, r, strings.TrimPrefix(strings.TrimPrefix(p, rf.HostCertificates), "/"))
+		return
 	case strings.HasPrefix(p, rf.Systems+"/"):
 		s.system(w, r, strings.Split(strings.TrimPrefix(p, rf.Systems+"/"), "/"))
 		return
@@ -342,6 +357,9 @@ func (s *redfishService) route(w http.ResponseWriter, r *http.Request, p string,
 	case p == rf.Chassis+"/"+rf.ChassisID:
 		s.only(w, r, "GET", func() { s.chassis(w, r) })
 		return
+	case p == rf.ComponentIntegrity || strings.HasPrefix(p, rf.ComponentIntegrity+"/"):
+		s.integrity(w, r, p, who)
+		return
 	case s.upd != nil && s.routeUpdate(w, r, p, who):
 		return
 	}
@@ -365,6 +383,9 @@ func (s *redfishService) serviceRoot() rf.ServiceRoot {
 		Links: rf.RootLinks{Sessions: rf.ODataID{ID: rf.Sessions}}}
 	if s.upd != nil {
 		root.UpdateService, root.Tasks = &rf.ODataID{ID: rf.UpdateService}, &rf.ODataID{ID: rf.TaskService}
+	}
+	if s.tpm != nil {
+		root.ComponentIntegrity = &rf.ODataID{ID: rf.ComponentIntegrity}
 	}
 	return root
 }
@@ -503,6 +524,7 @@ func odataDocument() map[string]any {
 		{"Sessions", "Singleton", rf.Sessions},
 		{"UpdateService", "Singleton", rf.UpdateService},
 		{"Tasks", "Singleton", rf.TaskService},
+		{"ComponentIntegrity", "Singleton", rf.ComponentIntegrity},
 	}}
 }
 
@@ -516,7 +538,8 @@ var metadataXML = func() string {
 		"VirtualMediaCollection", "VirtualMedia.v1_6_0", "SessionService.v1_1_9", "SessionCollection", "Session.v1_6_0",
 		"AccountService.v1_13_0", "ManagerAccountCollection", "ManagerAccount.v1_10_0", "RoleCollection", "Role.v1_3_1",
 		"ManagerCollection", "Manager.v1_17_0", "ChassisCollection", "Chassis.v1_23_0", "Message.v1_1_2", "Resource.v1_16_0",
-		"UpdateService.v1_11_0", "SoftwareInventoryCollection", "SoftwareInventory.v1_10_0", "TaskService.v1_2_0", "TaskCollection", "Task.v1_7_1"} {
+		"UpdateService.v1_11_0", "SoftwareInventoryCollection", "SoftwareInventory.v1_10_0", "TaskService.v1_2_0", "TaskCollection", "Task.v1_7_1",
+		"ComponentIntegrityCollection", "ComponentIntegrity.v1_2_0", "CertificateCollection", "Certificate.v1_3_0"} {
 		file, _, _ := strings.Cut(ns, ".")
 		fmt.Fprintf(&b, "  <edmx:Reference Uri=\"http://redfish.dmtf.org/schemas/v1/%s_v1.xml\">\n    <edmx:Include Namespace=\"%s\"/>\n", file, file)
 		if ns != file {

@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"net/netip"
@@ -14,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwbuild/fwbuild/attest"
+	"github.com/fwbuild/fwbuild/contract"
 	"github.com/fwbuild/fwbuild/contract/redfish"
 )
 
@@ -265,5 +271,54 @@ func TestRedfishtool(t *testing.T) {
 	out, code = runClient(t, "redfishtool", "-r", hostport, "-S", "Always", "-u", "admin", "-p", "wrong", "Systems")
 	if code == 0 || !strings.Contains(out, "401") {
 		t.Errorf("redfishtool with a wrong password: exit %d:\n%s", code, out)
+	}
+}
+
+// redfishtool, unmodified, invokes the TPM quote action (raw POST, as DMTF's
+// CLI has no subcommand for ComponentIntegrity) and the quote it prints
+// verifies with package attest over its nonce.
+func TestRedfishtoolQuote(t *testing.T) {
+	requireClients(t)
+	f := newTPMFixture(t)
+	nonce := make([]byte, 24)
+	rand.Read(nonce)
+	body := `{"Certificate": {"@odata.id": "` + redfish.AKCertificate + `"}, "Nonce": "` + hex.EncodeToString(nonce) +
+		`", "PCRSelection": "` + redfish.QuotePCRSelection() + `", "Scheme": "` + redfish.QuoteScheme() + `"}`
+	out, code := runClient(t, "redfishtool", "-r", f.addr, "-S", "Always", "-u", "admin", "-p", adminPass,
+		"raw", "POST", redfish.TPMSignedTarget, "-d", body)
+	if code != 0 {
+		t.Fatalf("redfishtool raw POST: exit %d:\n%s", code, out)
+	}
+	var resp redfish.TPMGetSignedMeasurementsResponse
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &resp); err != nil || resp.SignedMeasurements == "" {
+		t.Fatalf("redfishtool's answer %q: %v", out, err)
+	}
+	var ci redfish.ComponentIntegrityResource
+	if err := json.Unmarshal(f.do(t, "GET", redfish.TPMIntegrity, admin, "").body, &ci); err != nil || ci.TPM == nil {
+		t.Fatalf("ComponentIntegrity/TPM: %v", err)
+	}
+	q, err := redfish.QuoteFrom(resp, ci.TPM.MeasurementSet, nonce, contract.QuotePCRs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cert redfish.CertificateResource
+	if err := json.Unmarshal(f.do(t, "GET", redfish.AKCertificate, admin, "").body, &cert); err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode([]byte(cert.CertificateString))
+	if blk == nil {
+		t.Fatalf("certificate %q", cert.CertificateString)
+	}
+	ak, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := attest.VerifyCertified(q, ak, f.svc.tpm.issuer.Leaf, nonce, f.want); err != nil {
+		t.Fatalf("redfishtool's quote: %v", err)
+	}
+	out, code = runClient(t, "redfishtool", "-r", f.addr, "-S", "Always", "-u", "admin", "-p", adminPass,
+		"raw", "POST", redfish.TPMSignedTarget, "-d", strings.Replace(body, hex.EncodeToString(nonce), "nothex", 1))
+	if code == 0 || !strings.Contains(out, "400") {
+		t.Errorf("redfishtool with a bad nonce: exit %d:\n%s", code, out)
 	}
 }

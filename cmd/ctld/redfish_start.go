@@ -66,6 +66,7 @@ func (a *agent) startRedfish(ctx context.Context, h *contract.HostConfig, dataOK
 	vms := &vmManager{a: a, dataOK: dataOK, bridge: bridge, rebootHost: rebootHost, base: ctx}
 	svc := newRedfishService(rec, acc, vms, time.Now, log)
 	svc.upd = a.updateService(ctx, dataOK, rebootHost, log)
+	svc.tpm = newTPMService(linuxTPM, cert, rec.Board, rec.Serial)
 	addr, done, err := serveRedfish(ctx, a.mgmt, a.cfg.RedfishPort, cert, svc, log)
 	if err != nil {
 		return fail(err)

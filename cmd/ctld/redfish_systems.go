@@ -276,6 +276,10 @@ func (s *redfishService) hostSystem(ctx context.Context) (rf.ComputerSystem, err
 		Actions: rf.SystemActions{Reset: rf.ResetAction{Target: rf.ResetTarget(rf.HostID), ActionInfo: rf.ResetInfo(rf.HostID), Allowable: rf.HostResetTypes}},
 		Links:   rf.SystemLinks{ManagedBy: []rf.ODataID{{ID: rf.Managers + "/" + rf.ManagerID}}, Chassis: []rf.ODataID{{ID: rf.Chassis + "/" + rf.ChassisID}}},
 	}
+	if s.tpm != nil {
+		cs.TrustedModules = []rf.TrustedModule{{InterfaceType: "TPM2_0", Status: rf.Status{State: "Enabled", Health: "OK"}}}
+		cs.Certificates = &rf.ODataID{ID: rf.HostCertificates}
+	}
 	if s.vms == nil {
 		return cs, nil
 	}

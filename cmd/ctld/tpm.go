@@ -11,15 +11,16 @@ import (
 	"strings"
 
 	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/google/go-tpm/tpmutil"
 
 	"github.com/fwbuild/fwbuild/contract"
 )
 
 // The TPM: the measured line at boot (the firmware's PCRs 4 and 7 as the
 // kernel exposes them in sysfs, and whether the firmware's event log reached
-// the kernel), and quotes over a verifier's nonce (`ctld quote <nonce-hex>`;
-// the management API calls quote). ctld compares nothing itself: see
-// contract/attest.go for why the verifier does.
+// the kernel), and quotes over a verifier's nonce (`ctld quote <nonce-hex>`,
+// and the Redfish action in redfish_integrity.go: both are quoteOn). ctld
+// compares nothing itself: see contract/attest.go for why the verifier does.
 
 // tpmPaths are where the kernel exposes the TPM (a test points them at a
 // temporary tree).
@@ -108,25 +109,33 @@ var akTemplate = tpm2.Public{
 	},
 }
 
-// quote asks the TPM for a quote of PCRs 0-7 (SHA-256) over nonce, signed by
-// the attestation key, with the PCR values it covers.
-func quote(ctx context.Context, nonce []byte) (contract.Quote, error) {
-	var rw io.ReadWriteCloser
+// openTPM opens the machine's TPM, the resource manager first.
+func (p tpmPaths) open() (io.ReadWriteCloser, error) {
 	var err error
-	for _, d := range linuxTPM.devices {
+	for _, d := range p.devices {
+		var rw io.ReadWriteCloser
 		if rw, err = tpm2.OpenTPM(d); err == nil {
-			break
+			return rw, nil
 		}
 	}
-	if rw == nil {
-		return contract.Quote{}, fmt.Errorf("tpm: open %s: %w", strings.Join(linuxTPM.devices, " or "), err)
-	}
-	defer rw.Close()
-	return quoteOn(ctx, rw, nonce)
+	return nil, fmt.Errorf("tpm: open %s: %w", strings.Join(p.devices, " or "), err)
 }
 
-// quoteOn is quote on an open TPM.
-func quoteOn(ctx context.Context, rw io.ReadWriter, nonce []byte) (contract.Quote, error) {
+// quote asks the TPM for a quote of contract.QuotePCRs over nonce (`ctld
+// quote`; the Redfish action calls quoteOn on the service's TPM).
+func quote(ctx context.Context, nonce []byte) (contract.Quote, error) {
+	rw, err := linuxTPM.open()
+	if err != nil {
+		return contract.Quote{}, err
+	}
+	defer rw.Close()
+	return quoteOn(ctx, rw, nonce, contract.QuotePCRs)
+}
+
+// quoteOn quotes SHA-256 PCRs pcrs over nonce with the attestation key, and
+// reads the PCR values it covers. Every quote, the console's and the
+// Redfish API's, is this function.
+func quoteOn(ctx context.Context, rw io.ReadWriter, nonce []byte, pcrs []int) (contract.Quote, error) {
 	q := contract.Quote{Nonce: hex.EncodeToString(nonce), PCRs: map[string]string{}}
 	if len(nonce) == 0 || len(nonce) > 64 {
 		return q, fmt.Errorf("quote: nonce of %d bytes: give 1 to 64 (the TPM's digest buffer)", len(nonce))
@@ -134,19 +143,13 @@ func quoteOn(ctx context.Context, rw io.ReadWriter, nonce []byte) (contract.Quot
 	if err := ctx.Err(); err != nil {
 		return q, err
 	}
-	ak, _, err := tpm2.CreatePrimary(rw, tpm2.HandleEndorsement, tpm2.PCRSelection{}, "", "", akTemplate)
+	ak, public, err := loadAK(rw)
 	if err != nil {
-		return q, fmt.Errorf("tpm: create the attestation key: %w", err)
+		return q, err
 	}
 	defer tpm2.FlushContext(rw, ak)
-	public, _, _, err := tpm2.ReadPublic(rw, ak)
-	if err != nil {
-		return q, fmt.Errorf("tpm: read the attestation key: %w", err)
-	}
-	if q.AKPublic, err = public.Encode(); err != nil {
-		return q, fmt.Errorf("tpm: encode the attestation key: %w", err)
-	}
-	sel := tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: contract.QuotePCRs}
+	q.AKPublic = public
+	sel := tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: pcrs}
 	attest, sig, err := tpm2.Quote(rw, ak, "", "", nonce, sel, tpm2.AlgNull)
 	if err != nil {
 		return q, fmt.Errorf("tpm: quote: %w", err)
@@ -158,14 +161,53 @@ func quoteOn(ctx context.Context, rw io.ReadWriter, nonce []byte) (contract.Quot
 	if q.Signature, err = sig.Encode(); err != nil {
 		return q, fmt.Errorf("tpm: encode the signature: %w", err)
 	}
-	pcrs, err := tpm2.ReadPCRs(rw, sel)
-	if err != nil {
-		return q, fmt.Errorf("tpm: read PCRs: %w", err)
-	}
-	for i, v := range pcrs {
-		q.PCRs[fmt.Sprint(i)] = hex.EncodeToString(v)
+	if q.PCRs, err = readPCRsOn(rw, pcrs); err != nil {
+		return q, err
 	}
 	return q, nil
+}
+
+// loadAK makes the attestation key (the same one every time: see
+// akTemplate) and returns its handle, which the caller flushes, and its
+// TPMT_PUBLIC.
+func loadAK(rw io.ReadWriter) (tpmutil.Handle, []byte, error) {
+	ak, _, err := tpm2.CreatePrimary(rw, tpm2.HandleEndorsement, tpm2.PCRSelection{}, "", "", akTemplate)
+	if err != nil {
+		return 0, nil, fmt.Errorf("tpm: create the attestation key: %w", err)
+	}
+	public, _, _, err := tpm2.ReadPublic(rw, ak)
+	if err != nil {
+		tpm2.FlushContext(rw, ak)
+		return 0, nil, fmt.Errorf("tpm: read the attestation key: %w", err)
+	}
+	b, err := public.Encode()
+	if err != nil {
+		tpm2.FlushContext(rw, ak)
+		return 0, nil, fmt.Errorf("tpm: encode the attestation key: %w", err)
+	}
+	return ak, b, nil
+}
+
+// readPCRsOn reads SHA-256 PCRs, index -> hex. TPM2_PCR_Read answers at
+// most 8 digests at a time, so larger selections go in rounds.
+func readPCRsOn(rw io.ReadWriter, pcrs []int) (map[string]string, error) {
+	out := map[string]string{}
+	for len(pcrs) > 0 {
+		n := min(len(pcrs), 8)
+		vals, err := tpm2.ReadPCRs(rw, tpm2.PCRSelection{Hash: tpm2.AlgSHA256, PCRs: pcrs[:n]})
+		if err != nil {
+			return nil, fmt.Errorf("tpm: read PCRs %v: %w", pcrs[:n], err)
+		}
+		for _, i := range pcrs[:n] {
+			v, ok := vals[i]
+			if !ok {
+				return nil, fmt.Errorf("tpm: read PCRs: no SHA-256 value of PCR %d", i)
+			}
+			out[fmt.Sprint(i)] = hex.EncodeToString(v)
+		}
+		pcrs = pcrs[n:]
+	}
+	return out, nil
 }
 
 // runQuote is `ctld quote <nonce-hex>`: one line, the quote.

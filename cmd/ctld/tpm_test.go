@@ -48,7 +48,7 @@ func TestQuoteVerifies(t *testing.T) {
 	want := &contract.PathMeasurement{Payload: "payload-esp.efi", SHA256: measure.Hex(p.SHA256, 4, 7)}
 
 	nonce := []byte("fresh nonce from the verifier")
-	q, err := quoteOn(context.Background(), rw, nonce)
+	q, err := quoteOn(context.Background(), rw, nonce, contract.QuotePCRs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +96,14 @@ func TestQuoteVerifies(t *testing.T) {
 	}
 
 	// Same TPM, same key (the template makes it deterministic).
-	q2, err := quoteOn(context.Background(), rw, []byte{1})
+	q2, err := quoteOn(context.Background(), rw, []byte{1}, contract.QuotePCRs)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(q2.AKPublic) != string(q.AKPublic) {
 		t.Error("a second quote used another attestation key")
 	}
-	if _, err := quoteOn(context.Background(), rw, nil); err == nil {
+	if _, err := quoteOn(context.Background(), rw, nil, contract.QuotePCRs); err == nil {
 		t.Error("an empty nonce was accepted")
 	}
 }

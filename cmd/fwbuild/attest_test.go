@@ -111,6 +111,14 @@ func TestAttestCommand(t *testing.T) {
 	if code, _, _ = runCLI(t, "attest", "--manifest", this); code != 2 {
 		t.Errorf("missing flags: exit %d, want 2", code)
 	}
+	// --redfish without the pin: the attestation key's certificate would
+	// be checked against nothing.
+	if code, _, errOut = runCLI(t, "attest", "--manifest", this, "--redfish", "127.0.0.1:1", "--password-file", quoteFile); code != 2 || !strings.Contains(errOut, "--fingerprint") {
+		t.Errorf("--redfish without --fingerprint: exit %d, %q", code, errOut)
+	}
+	if code, _, _ = runCLI(t, "attest", "--manifest", this, "--redfish", "127.0.0.1:1", "--quote", quoteFile); code != 2 {
+		t.Errorf("--redfish with --quote: exit %d, want 2", code)
+	}
 }
 
 func hexs(b []byte) string {

@@ -20,6 +20,20 @@ type remoteOptions struct {
 	host, user, passwordFile, fingerprint string
 }
 
+// readPasswordFile reads an account's password: the file's first line.
+func readPasswordFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("remote: password file: %w", err)
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimRight(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("remote: password file %s: its first line is empty", path)
+	}
+	return pw, nil
+}
+
 func (e *env) remoteCommand() *cobra.Command {
 	var o remoteOptions
 	c := &cobra.Command{
@@ -46,14 +60,9 @@ func (e *env) remoteCommand() *cobra.Command {
 		if o.passwordFile == "" {
 			return nil, usagef("--password-file is required (a file holding the account's password)")
 		}
-		b, err := os.ReadFile(o.passwordFile)
+		pw, err := readPasswordFile(o.passwordFile)
 		if err != nil {
-			return nil, fmt.Errorf("remote: password file: %w", err)
-		}
-		pw, _, _ := strings.Cut(string(b), "\n")
-		pw = strings.TrimRight(pw, "\r")
-		if pw == "" {
-			return nil, fmt.Errorf("remote: password file %s: its first line is empty", o.passwordFile)
+			return nil, err
 		}
 		return remote.New(remote.Options{Host: o.host, User: o.user, Password: pw, Fingerprint: o.fingerprint})
 	}

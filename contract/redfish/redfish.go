@@ -140,8 +140,12 @@ type ComputerSystem struct {
 	Boot             Boot             `json:"Boot"`
 	Actions          SystemActions    `json:"Actions"`
 	VirtualMedia     *ODataID         `json:"VirtualMedia,omitempty"`
-	Links            SystemLinks      `json:"Links"`
-	Oem              *SystemOem       `json:"Oem,omitempty"`
+	// TrustedModules and Certificates: the host's TPM and its attestation
+	// key's certificate (integrity.go), when the unit has a TPM.
+	TrustedModules []TrustedModule `json:"TrustedModules,omitempty"`
+	Certificates   *ODataID        `json:"Certificates,omitempty"`
+	Links          SystemLinks     `json:"Links"`
+	Oem            *SystemOem      `json:"Oem,omitempty"`
 }
 
 // MemorySummary's TotalSystemMemoryGiB is the system's memory (Redfish
@@ -222,6 +226,7 @@ type ActionParameter struct {
 	Required        bool     `json:"Required"`
 	DataType        string   `json:"DataType"`
 	AllowableValues []string `json:"AllowableValues,omitempty"`
+	ObjectDataType  string   `json:"ObjectDataType,omitempty"`
 }
 
 // CreateSystem is the body of a POST to Systems: a new VM on the data disk.
@@ -415,22 +420,24 @@ type ChassisLinks struct {
 
 // ServiceRoot is /redfish/v1 (ServiceRoot.v1_15_0).
 type ServiceRoot struct {
-	ODataID        string    `json:"@odata.id"`
-	ODataType      string    `json:"@odata.type"`
-	ID             string    `json:"Id"`
-	Name           string    `json:"Name"`
-	RedfishVersion string    `json:"RedfishVersion"`
-	UUID           string    `json:"UUID"`
-	Product        string    `json:"Product"`
-	Vendor         string    `json:"Vendor"`
-	Systems        ODataID   `json:"Systems"`
-	Managers       ODataID   `json:"Managers"`
-	Chassis        ODataID   `json:"Chassis"`
-	SessionService ODataID   `json:"SessionService"`
-	AccountService ODataID   `json:"AccountService"`
-	UpdateService  *ODataID  `json:"UpdateService,omitempty"`
-	Tasks          *ODataID  `json:"Tasks,omitempty"`
-	Links          RootLinks `json:"Links"`
+	ODataID        string   `json:"@odata.id"`
+	ODataType      string   `json:"@odata.type"`
+	ID             string   `json:"Id"`
+	Name           string   `json:"Name"`
+	RedfishVersion string   `json:"RedfishVersion"`
+	UUID           string   `json:"UUID"`
+	Product        string   `json:"Product"`
+	Vendor         string   `json:"Vendor"`
+	Systems        ODataID  `json:"Systems"`
+	Managers       ODataID  `json:"Managers"`
+	Chassis        ODataID  `json:"Chassis"`
+	SessionService ODataID  `json:"SessionService"`
+	AccountService ODataID  `json:"AccountService"`
+	UpdateService  *ODataID `json:"UpdateService,omitempty"`
+	Tasks          *ODataID `json:"Tasks,omitempty"`
+	// ComponentIntegrity is there when the unit has a TPM.
+	ComponentIntegrity *ODataID  `json:"ComponentIntegrity,omitempty"`
+	Links              RootLinks `json:"Links"`
 }
 
 // RootLinks holds the Sessions link clients log in through.
@@ -463,6 +470,9 @@ const (
 	MsgServiceTemporarilyUnavailable = "ServiceTemporarilyUnavailable"
 	MsgCreated                       = "Created"
 	MsgResetRequired                 = "ResetRequired"
+	MsgActionParameterMissing        = "ActionParameterMissing"
+	MsgActionParameterValueFormat    = "ActionParameterValueFormatError"
+	MsgActionParameterValueError     = "ActionParameterValueError"
 )
 
 // MessageID prefixes a Base message key with the registry's version.
