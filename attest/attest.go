@@ -19,7 +19,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"github.com/google/go-tpm/legacy/tpm2"
 
 	"github.com/fwbuild/fwbuild/contract"
+	rf "github.com/fwbuild/fwbuild/contract/redfish"
 )
 
 // Mismatch lists every way a quote differs from what was expected.
@@ -58,10 +58,6 @@ func Verify(q contract.Quote, nonce []byte, want *contract.PathMeasurement) erro
 	return verifyWith(rsaKey, q, nonce, want)
 }
 
-// oidAIKCertificate is tcg-kp-AIKCertificate (TCG EK Credential Profile),
-// the extended key usage of an attestation key's certificate.
-var oidAIKCertificate = asn1.ObjectIdentifier{2, 23, 133, 8, 3}
-
 // VerifyCertified is Verify for a quote whose attestation key comes in a
 // certificate (the Redfish API's Certificate parameter) rather than as a
 // TPMT_PUBLIC: the certificate must be an attestation key's (tcg-kp-
@@ -76,7 +72,7 @@ func VerifyCertified(q contract.Quote, akCert, issuer *x509.Certificate, nonce [
 	}
 	aik := false
 	for _, u := range akCert.UnknownExtKeyUsage {
-		aik = aik || u.Equal(oidAIKCertificate)
+		aik = aik || u.Equal(rf.AIKCertificateEKU)
 	}
 	if !aik {
 		return errors.New("attest: the certificate is not an attestation key's (no tcg-kp-AIKCertificate extended key usage)")

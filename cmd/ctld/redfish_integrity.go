@@ -39,10 +39,6 @@ import (
 // (the endorsement key and ActivateCredential are the fleet's enrolment
 // step; see package attest).
 
-// oidAIKCertificate is tcg-kp-AIKCertificate (TCG EK Credential Profile),
-// the extended key usage of an attestation key's certificate.
-var oidAIKCertificate = asn1.ObjectIdentifier{2, 23, 133, 8, 3}
-
 // measuredPCRs are the PCRs ComponentIntegrity/TPM lists: all 24 of a PC
 // client TPM's SHA-256 bank, so that any selection a caller quotes can be
 // checked against them.
@@ -135,13 +131,21 @@ func (t *tpmService) issueAKCert(public []byte) ([]byte, error) {
 		NotBefore:          leaf.NotBefore,
 		NotAfter:           leaf.NotAfter,
 		KeyUsage:           x509.KeyUsageDigitalSignature,
-		UnknownExtKeyUsage: []asn1.ObjectIdentifier{oidAIKCertificate},
+		UnknownExtKeyUsage: []asn1.ObjectIdentifier{rf.AIKCertificateEKU},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, leaf, key, t.issuer.PrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("redfish: the attestation key's certificate: %w", err)
 	}
 	return der, nil
+}
+
+// tpmFailed answers 500 for a TPM that did not do what (logged too).
+func (s *redfishService) tpmFailed(w http.ResponseWriter, what string, err error) {
+	s.log.Warn("redfish: the TPM did not "+what, "err", err)
+	writeError(w, http.StatusInternalServerError, rf.NewError(rf.MsgGeneralError,
+		"A general error has occurred: the TPM did not "+what+" ("+err.Error()+").",
+		"Retry; if it persists, see the TPM's state on ctld's console (its measured line)."))
 }
 
 // noTPM answers a request for the TPM of a unit without one.
@@ -283,10 +287,7 @@ func (s *redfishService) tpmSigned(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		s.log.Warn("redfish: quote", "err", err)
-		writeError(w, http.StatusInternalServerError, rf.NewError(rf.MsgGeneralError,
-			"A general error has occurred: the TPM did not produce the quote ("+err.Error()+").",
-			"Retry; if it persists, see the TPM's state on ctld's console (its measured line)."))
+		s.tpmFailed(w, "produce the quote", err)
 		return
 	}
 	s.log.Info("redfish: quote", "pcrs", pcrs, "nonce", hex.EncodeToString(nonce))
@@ -313,10 +314,7 @@ func (s *redfishService) hostCertificates(w http.ResponseWriter, r *http.Request
 	s.only(w, r, "GET", func() {
 		der, err := s.tpm.certificate()
 		if err != nil {
-			s.log.Warn("redfish: attestation key certificate", "err", err)
-			writeError(w, http.StatusInternalServerError, rf.NewError(rf.MsgGeneralError,
-				"A general error has occurred: the TPM did not give its attestation key ("+err.Error()+").",
-				"Retry; if it persists, see the TPM's state on ctld's console (its measured line)."))
+			s.tpmFailed(w, "give its attestation key", err)
 			return
 		}
 		writeJSON(w, http.StatusOK, certificateResource(der))

@@ -109,7 +109,7 @@ var akTemplate = tpm2.Public{
 	},
 }
 
-// openTPM opens the machine's TPM, the resource manager first.
+// open opens the machine's TPM, the resource manager first.
 func (p tpmPaths) open() (io.ReadWriteCloser, error) {
 	var err error
 	for _, d := range p.devices {

@@ -18,7 +18,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -91,15 +90,15 @@ func (s xsSocket) Watch(ctx context.Context, path string) (<-chan struct{}, erro
 	return c.watch(ctx, path)
 }
 
-// xsConn is one connection: requests in order, one at a time.
+// xsConn is one connection, used by one goroutine: a request and its
+// reply at a time, or (after watch) the watch's reader alone.
 type xsConn struct {
 	rw    io.ReadWriter
 	close func() error
-	mu    sync.Mutex
 	reqID uint32
 }
 
-// xsError is xenstored's answer to a failed request (an errno name such
+// xsErr is xenstored's answer to a failed request (an errno name such
 // as ENOENT).
 type xsErr struct{ path, errno string }
 
@@ -141,8 +140,6 @@ func (c *xsConn) recv() (typ uint32, payload []byte, err error) {
 // call sends a request and returns its reply, skipping watch events that
 // arrive first.
 func (c *xsConn) call(typ uint32, path string, payload []byte) ([]byte, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if err := c.send(typ, payload); err != nil {
 		return nil, fmt.Errorf("xenstore %s: %w", path, err)
 	}

@@ -1,6 +1,7 @@
 package redfish
 
 import (
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -40,6 +41,11 @@ const (
 	// host's TrustedModules entry (RFC 6901 fragment), as the schema asks.
 	TPMTrustedModule = Systems + "/" + HostID + "#/TrustedModules/0"
 )
+
+// AIKCertificateEKU is tcg-kp-AIKCertificate (TCG EK Credential Profile),
+// the extended key usage ctld puts in the attestation key's certificate and
+// a verifier requires of it.
+var AIKCertificateEKU = asn1.ObjectIdentifier{2, 23, 133, 8, 3}
 
 // NonceSizeBytesMaximum is TPM.NonceSizeBytesMaximum: the largest
 // qualifyingData TPM2_Quote takes (TPM2B_DATA holds a TPMT_HA, 64 bytes
