@@ -1,6 +1,7 @@
 package boardcfg
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -127,7 +128,12 @@ func TestBadProfiles(t *testing.T) {
 		{"guest too big", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 1536MiB, kernel: dom0, autostart: true}\n", "t1.yaml:41:3: guests: guests need 1536MiB and dom0 512MiB, plus 128MiB for Xen: more than the board's 2GiB RAM"},
 		{"guest duplicate", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: dom0}\n  - {name: demo, memory: 64MiB, kernel: dom0}\n", `t1.yaml:42:12: guests[1].name: guest "demo" is declared twice`},
 		{"guest missing kernel", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB}\n", "t1.yaml:41:5: guests[0].kernel: required field is missing"},
-		{"guest bad kernel", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: ovmf}\n", `t1.yaml:41:41: guests[0].kernel: "ovmf": want "dom0" or a component with files.bzimage`},
+		{"guest bad kernel", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: ovmf}\n", `t1.yaml:41:41: guests[0].kernel: "ovmf": want "dom0", a component with files.bzimage or {source, base, fragment}`},
+		{"guest kernel build without a tarball", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {source: xen}}\n", `t1.yaml:41:50: guests[0].kernel.source: component "xen" needs files.tarball`},
+		{"guest kernel build without fragment", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {source: xen}}\n", "guests[0].kernel.fragment: required field is missing"},
+		{"guest kernel build bad base", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {source: xen, base: defconfig, fragment: g.config}}\n", `t1.yaml:41:61: guests[0].kernel.base: "defconfig": want tinyconfig or allnoconfig`},
+		{"guest kernel build by path", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {path: vmlinuz}}\n", "t1.yaml:41:42: guests[0].kernel.path: unknown field (known: source, base, fragment)"},
+		{"guest kernel a list", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: [dom0]}\n", "t1.yaml:41:41: guests[0].kernel: want dom0, a component name or a mapping {source, base, fragment}, got a list"},
 		{"guests region preserved", "preserve: true}", "preserve: true, guests: true}", `outputs.spi.regions[0].guests: region "vpd" holds the guests: it cannot also be preserve, firmware or fill`},
 		{"two guests regions", "      - {name: vpd, start: 0, size: 64KiB, preserve: true}", "      - {name: g1, start: 0, size: 32KiB, guests: true}\n      - {name: g2, start: 0x8000, size: 32KiB, guests: true}", "outputs.spi.regions: at most one region may be marked guests: true (found 2)"},
 		{"guests region not mapped", "    chip_size: 16MiB\n    payload_file: 7C04A583-9E3E-4F1C-AD65-E05268D0B4D1\n    regions:\n      - {name: vpd, start: 0, size: 64KiB, preserve: true}",
@@ -308,4 +314,40 @@ func TestExtendsDropsSection(t *testing.T) {
 func exists(p string) bool {
 	_, err := os.Lstat(p)
 	return err == nil
+}
+
+// A guest's kernel built from source: its fragment is resolved in the
+// boards directory, where the field was given is kept, and the profile's
+// shape survives printing.
+func TestGuestKernelBuild(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "guest.config"), []byte("CONFIG_XEN=y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(valid, "    files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}\n",
+		"    files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}\n  - {name: src, package: linux-source-6.1, version: \"6.1\", sha256: e73d3d1a8799f7f6fc16b73501d913edcdd86237556fbff30693e747e6dc262e, files: {tarball: usr/src/linux.tar.xz}}\n", 1) +
+		"guests:\n  - name: demo\n    memory: 64MiB\n    kernel:\n      source: src\n      base: tinyconfig\n      fragment: guest.config\n  - {name: other, memory: 64MiB, kernel: dom0}\n"
+	b, err := Load(writeProfile(t, dir, "t1.yaml", text), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := b.Guests[0].Kernel
+	if k.Build == nil || k.Build.Source != "src" || k.Build.Base != "tinyconfig" || k.Build.FragmentFile != filepath.Join(realDir(dir), "guest.config") || k.IsDom0() {
+		t.Fatalf("guests[0].kernel = %+v (build %+v)", k, k.Build)
+	}
+	if l := b.Loc("guests[0].kernel.fragment"); l.Line != 47 {
+		t.Errorf("fragment at %v, want line 47", l)
+	}
+	if !b.Guests[1].Kernel.IsDom0() || b.Guests[1].Kernel.Build != nil {
+		t.Errorf("guests[1].kernel = %+v, want dom0", b.Guests[1].Kernel)
+	}
+	js, err := json.Marshal(b.Guests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"Kernel":{"source":"src","base":"tinyconfig","fragment":"guest.config"}`, `"Kernel":"dom0"`} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("JSON %s lacks %s", js, want)
+		}
+	}
 }

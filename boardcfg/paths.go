@@ -102,27 +102,13 @@ func (b *Board) checkHostFiles(boardsDir string) []error {
 	var errs []error
 	boards := realDir(boardsDir)
 	k := &b.Hypervisor.Dom0.Kernel
-	if k.Fragment != "" {
-		const field = "hypervisor.dom0.kernel.fragment"
-		switch {
-		case filepath.IsAbs(k.Fragment):
-			errs = append(errs, b.errAt(field, "%q: give a path relative to the boards directory %s", k.Fragment, boardsDir))
-		case boards == "":
-			errs = append(errs, b.errAt(field, "no boards directory %q to find the fragment in (use --boards DIR)", boardsDir))
-		default:
-			real, err := confine(filepath.Join(boardsDir, filepath.FromSlash(k.Fragment)), k.Fragment, []string{boards}, kconfig.MaxFragmentFile, "fragment")
-			if err == nil {
-				// The build parses it the same way; doing it here makes
-				// `fwbuild check` refuse an #include outside boards/ (or
-				// a syntax error) before anything runs.
-				if _, err = kconfig.ParseFragmentIn(real, boards); errors.Unwrap(err) != nil {
-					err = errors.Unwrap(err) // the field already names the fragment
-				}
-			}
-			if err != nil {
-				errs = append(errs, b.errAt(field, "%v", err))
-			} else {
-				k.FragmentFile = real
+	if err := b.resolveFragment("hypervisor.dom0.kernel.fragment", k, boardsDir, boards); err != nil {
+		errs = append(errs, err)
+	}
+	for i := range b.Guests {
+		if gk := b.Guests[i].Kernel.Build; gk != nil {
+			if err := b.resolveFragment(fmt.Sprintf("guests[%d].kernel.fragment", i), gk, boardsDir, boards); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -158,4 +144,32 @@ func (b *Board) profileFile(field, value, boards string, max int64, what string)
 		return "", b.errAt(field, "%v", err)
 	}
 	return real, nil
+}
+
+// resolveFragment confines a kernel's fragment (field) to the boards
+// directory, parses it with its includes, and records the resolved path in
+// k.FragmentFile.
+func (b *Board) resolveFragment(field string, k *Kernel, boardsDir, boards string) error {
+	switch {
+	case k.Fragment == "":
+		return nil
+	case filepath.IsAbs(k.Fragment):
+		return b.errAt(field, "%q: give a path relative to the boards directory %s", k.Fragment, boardsDir)
+	case boards == "":
+		return b.errAt(field, "no boards directory %q to find the fragment in (use --boards DIR)", boardsDir)
+	}
+	real, err := confine(filepath.Join(boardsDir, filepath.FromSlash(k.Fragment)), k.Fragment, []string{boards}, kconfig.MaxFragmentFile, "fragment")
+	if err == nil {
+		// The build parses it the same way; doing it here makes `fwbuild
+		// check` refuse an #include outside boards/ (or a syntax error)
+		// before anything runs.
+		if _, err = kconfig.ParseFragmentIn(real, boards); errors.Unwrap(err) != nil {
+			err = errors.Unwrap(err) // the field already names the fragment
+		}
+	}
+	if err != nil {
+		return b.errAt(field, "%v", err)
+	}
+	k.FragmentFile = real
+	return nil
 }

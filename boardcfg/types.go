@@ -259,11 +259,11 @@ type Guest struct {
 	Name   string `yaml:"name"`
 	Memory Size   `yaml:"memory"`
 	VCPUs  int    `yaml:"vcpus,omitempty"`
-	// Kernel is "dom0" (the dom0 kernel, which runs as a PV guest too) or a
-	// component with files.bzimage; Image instead names a guest image
-	// (GuestImages), whose files ctld keeps on the data disk.
-	Kernel string `yaml:"kernel,omitempty"`
-	Image  string `yaml:"image,omitempty"`
+	// Kernel is the guest's own kernel (see GuestKernel); Image instead
+	// names a guest image (GuestImages), whose files ctld keeps on the data
+	// disk.
+	Kernel GuestKernel `yaml:"kernel,omitempty"`
+	Image  string      `yaml:"image,omitempty"`
 	// Type is the virtualization mode: GuestTypeAuto (the default: PVH when
 	// the kernel supports it, else PV), GuestTypePV or GuestTypePVH.
 	Type    string `yaml:"type,omitempty"`

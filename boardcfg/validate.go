@@ -229,15 +229,8 @@ func (b *Board) validate() error {
 			}
 		}
 	case k.Source != "":
-		ref("hypervisor.dom0.kernel.source", k.Source)
-		if c, ok := comps[k.Source]; ok {
-			if _, ok := c.Files["tarball"]; !ok {
-				add(b.errAt("hypervisor.dom0.kernel.source", "component %q needs files.tarball (the kernel source tarball)", k.Source))
-			}
-		}
-		req("hypervisor.dom0.kernel.fragment", k.Fragment)
-		if k.Base != "" && k.Base != "tinyconfig" && k.Base != "allnoconfig" {
-			add(b.errAt("hypervisor.dom0.kernel.base", "%q: want tinyconfig or allnoconfig", k.Base))
+		for _, err := range b.checkSourceKernel("hypervisor.dom0.kernel", k, comps) {
+			add(err)
 		}
 	}
 
@@ -388,21 +381,23 @@ func (b *Board) validateGuests(comps map[string]Component) []error {
 			errs = append(errs, b.errAt(f+".vcpus", "%d: want 0 (the default) to %d", g.VCPUs, maxVCPUs))
 		}
 		switch {
-		case g.Kernel != "" && g.Image != "":
+		case !g.Kernel.IsZero() && g.Image != "":
 			errs = append(errs, b.errAt(f+".image", "give kernel or image, not both: an image brings its own kernel"))
 		case g.Image != "":
 			if _, ok := b.GuestImage(g.Image); !ok {
 				errs = append(errs, b.errAt(f+".image", "no guest image named %q (declare it under guest_images)", g.Image))
 			}
-		case g.Kernel == "":
+		case g.Kernel.IsZero():
 			errs = append(errs, b.missing(f+".kernel"))
-		case g.Kernel == "dom0":
+		case g.Kernel.IsDom0():
 			if g.Type == GuestTypePVH {
 				errs = append(errs, b.errAt(f+".type", "the dom0 kernel boots only as a PV guest: use type pv or auto"))
 			}
+		case g.Kernel.Build != nil:
+			errs = append(errs, b.checkSourceKernel(f+".kernel", *g.Kernel.Build, comps)...)
 		default:
-			if c, ok := comps[g.Kernel]; !ok || c.Files["bzimage"] == "" {
-				errs = append(errs, b.errAt(f+".kernel", "%q: want \"dom0\" or a component with files.bzimage", g.Kernel))
+			if c, ok := comps[g.Kernel.Ref]; !ok || c.Files["bzimage"] == "" {
+				errs = append(errs, b.errAt(f+".kernel", "%q: want \"dom0\", a component with files.bzimage or {source, base, fragment}", g.Kernel.Ref))
 			}
 		}
 		switch g.Type {
@@ -689,4 +684,28 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// checkSourceKernel checks a kernel built from source (dom0's, a guest's)
+// at field: a source component with the tarball, a fragment, a known base.
+func (b *Board) checkSourceKernel(field string, k Kernel, comps map[string]Component) []error {
+	var errs []error
+	if k.Component != "" || k.Path != "" {
+		errs = append(errs, b.errAt(field, "a kernel built from source takes source, base and fragment only"))
+	}
+	switch c, ok := comps[k.Source]; {
+	case k.Source == "":
+		errs = append(errs, b.missing(field+".source"))
+	case !ok:
+		errs = append(errs, b.errAt(field+".source", "no component named %q (components: %s)", k.Source, strings.Join(sortedKeys(comps), ", ")))
+	case c.Files["tarball"] == "":
+		errs = append(errs, b.errAt(field+".source", "component %q needs files.tarball (the kernel source tarball)", k.Source))
+	}
+	if strings.TrimSpace(k.Fragment) == "" {
+		errs = append(errs, b.missing(field+".fragment"))
+	}
+	if k.Base != "" && k.Base != "tinyconfig" && k.Base != "allnoconfig" {
+		errs = append(errs, b.errAt(field+".base", "%q: want tinyconfig or allnoconfig", k.Base))
+	}
+	return errs
 }

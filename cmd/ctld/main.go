@@ -152,17 +152,19 @@ func main() {
 	err := a.start(ctx)
 	if err != nil {
 		a.slotsAfterFailure(ctx, err)
-	} else {
-		a.reportMeasured() // the TPM's PCRs, right after the ready line (tpm.go)
 	}
 	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig) || a.bootPath() == contract.BootESP || a.spiSlotBoot()) {
 		// u-root's init starts the shell only once ctld exits, so the
-		// guests are looked after by a detached copy.
+		// guests are looked after by a detached copy, started before the
+		// PCRs are read: the guests wait for nothing the TPM says.
 		if err := startHelper(a.cfg, "-guests"); err != nil {
 			for _, g := range gs {
 				a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 			}
 		}
+	}
+	if err == nil {
+		a.reportMeasured() // the TPM's PCRs, right after the ready line (tpm.go)
 	}
 	releaseTTY()
 	if err != nil {

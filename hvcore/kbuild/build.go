@@ -99,6 +99,7 @@ type keyInput struct {
 	Fragment     string            `json:"fragment"`
 	Compiler     string            `json:"compiler"`
 	Linker       string            `json:"linker"`
+	Compressors  map[string]string `json:"compressors"`
 	MakeVars     map[string]string `json:"make_vars"`
 	Epoch        int64             `json:"epoch"`
 }
@@ -206,6 +207,7 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 		Fragment:     string(frag.Text()),
 		Compiler:     tc.compiler,
 		Linker:       tc.linker,
+		Compressors:  tc.compressors,
 		MakeVars:     s.MakeVars,
 		Epoch:        s.epoch().Unix(),
 	}

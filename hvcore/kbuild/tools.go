@@ -12,6 +12,9 @@ type toolchainInfo struct {
 	cc       []string // compiler command (CC make variable, default gcc)
 	compiler string   // first line of `cc --version`
 	linker   string   // first line of `ld --version`
+	// compressors are the first lines of `xz --version` and `zstd --version`:
+	// the bzImage's payload is their output (CONFIG_KERNEL_XZ, _ZSTD).
+	compressors map[string]string
 }
 
 // toolchain identifies the compiler and linker for the cache key: a compiler upgrade
@@ -33,6 +36,12 @@ func toolchain(ctx context.Context, vars map[string]string) (toolchainInfo, erro
 	}
 	if t.linker, err = versionLine(ctx, ld, "binutils"); err != nil {
 		return t, err
+	}
+	t.compressors = map[string]string{}
+	for _, c := range []struct{ name, pkg string }{{"xz", "xz-utils"}, {"zstd", "zstd"}} {
+		if t.compressors[c.name], err = versionLine(ctx, []string{c.name}, c.pkg); err != nil {
+			return t, err
+		}
 	}
 	return t, nil
 }
@@ -58,6 +67,7 @@ var buildTools = []struct{ name, pkg string }{
 	{"perl", "perl"},
 	{"tar", "tar"},
 	{"xz", "xz-utils"},
+	{"zstd", "zstd"},
 	{"objcopy", "binutils"},
 }
 

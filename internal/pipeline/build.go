@@ -156,7 +156,7 @@ const (
 
 // Build runs the pipeline for a board and publishes its artefacts:
 //
-//	fetch -> kernel -> initramfs -> guests -> guestimages -> payload [-> sign -> release] -> usb, spi -> manifest
+//	fetch -> kernel -> initramfs -> [guestkernels ->] guests -> guestimages -> payload [-> sign -> release] -> usb, spi -> manifest
 func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Epoch.IsZero() {
 		o.Epoch = DefaultEpoch
@@ -210,7 +210,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	var gst stageResult
 	if r.hasGuests() {
-		if gst, err = timed(ctx, r, "guests", guestsTimeout, func(ctx context.Context) (stageResult, error) { return r.guests(ctx, k) }); err != nil {
+		gks := guestKernelsOut{}
+		if r.hasGuestKernels() {
+			if gks, err = timed(ctx, r, "guestkernels", kernelTimeout, r.guestKernels); err != nil {
+				return nil, err
+			}
+		}
+		if gst, err = timed(ctx, r, "guests", guestsTimeout, func(ctx context.Context) (stageResult, error) { return r.guests(ctx, k, gks) }); err != nil {
 			return nil, err
 		}
 		arts = append(arts, artefact("guests.cpio", gst.path("guests.cpio")))

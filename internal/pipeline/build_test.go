@@ -116,7 +116,7 @@ func TestBuildQemuQ35(t *testing.T) {
 	// A board whose payload cannot fit (Debian's 8 MB stock kernel, for dom0
 	// and, without a guests region, once more for the guest in the payload)
 	// fails with the budget table, and the outputs of the last good build stay.
-	stock := writeVariant(t, "stock-kernel", "hypervisor:\n  dom0:\n    kernel:\n      component: linux-image\nguests:\n  - {name: demo, memory: 128MiB}\n"+
+	stock := writeVariant(t, "stock-kernel", "hypervisor:\n  dom0:\n    kernel:\n      component: linux-image\nguests:\n  - {name: demo, memory: 128MiB, kernel: dom0}\n"+
 		"outputs:\n  spi:\n    regions:\n"+
 		"      - {name: fd, kind: descriptor, start: 0x0, size: 4KiB, preserve: true}\n"+
 		"      - {name: me, kind: me, start: 0x1000, size: 0x3FF000, preserve: true}\n"+
@@ -146,7 +146,7 @@ func TestBuildQemuQ35(t *testing.T) {
 	}
 	// A guest whose memory cannot hold its unpacked kernel fails at build
 	// time, not with "segment kernel too large" from xl create at boot.
-	o.Board = writeVariant(t, "tiny-guest", "guests:\n  - {name: demo, memory: 32MiB}\n")
+	o.Board = writeVariant(t, "tiny-guest", "guests:\n  - {name: demo, memory: 32MiB, kernel: dom0}\n")
 	_, err = Build(context.Background(), o)
 	if err == nil || !strings.Contains(err.Error(), "guests: demo (") || !strings.Contains(err.Error(), "memory 32MiB cannot hold its kernel") || !strings.Contains(err.Error(), "give it at least") {
 		t.Errorf("tiny-guest build: err = %v, want the guest memory error", err)

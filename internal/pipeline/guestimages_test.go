@@ -174,7 +174,7 @@ func TestGuestTypeAndXLConfig(t *testing.T) {
 		{boardcfg.Guest{Image: "debian", Type: "pv"}, pvh, "pv"},
 		{boardcfg.Guest{Image: "debian", Type: "pvh"}, "", "pvh"},
 		{boardcfg.Guest{Image: "installer"}, "", "pv"}, // no config to tell
-		{boardcfg.Guest{Kernel: "dom0"}, pvh, "pv"},
+		{boardcfg.Guest{Kernel: boardcfg.GuestKernel{Ref: boardcfg.GuestKernelDom0}}, pvh, "pv"},
 	} {
 		if got := guestType(c.g, c.cfg); got != c.want {
 			t.Errorf("guestType(%+v, %s) = %s, want %s", c.g, filepath.Base(c.cfg), got, c.want)

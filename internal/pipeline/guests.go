@@ -22,6 +22,16 @@ func guestsRegion(b *boardcfg.Board) (boardcfg.Region, bool) {
 	return b.Outputs.SPI.GuestsRegion()
 }
 
+// hasGuestKernels says whether a guest has a kernel built for it.
+func (r *run) hasGuestKernels() bool {
+	for _, g := range r.Board.Guests {
+		if g.Kernel.Build != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // hasGuests says whether the board has a guests stage: guests to pack, or a
 // guests region to fill (with an empty archive when there are none).
 func (r *run) hasGuests() bool {
@@ -90,7 +100,7 @@ func guestType(g boardcfg.Guest, kernelConfig string) string {
 	case boardcfg.GuestTypePV, boardcfg.GuestTypePVH:
 		return g.Type
 	}
-	if kernelConfig == "" || g.Kernel == "dom0" {
+	if kernelConfig == "" || g.Kernel.IsDom0() {
 		return boardcfg.GuestTypePV
 	}
 	cfg, err := os.ReadFile(kernelConfig)
@@ -106,7 +116,7 @@ func guestType(g boardcfg.Guest, kernelConfig string) string {
 // in the chip's guests region, which ctld unpacks at boot, because the
 // payload slot has no room for a second kernel. Every guest gets the same
 // tiny init, which reports its domain id from inside the VM.
-func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
+func (r *run) guests(ctx context.Context, k kernelOut, own guestKernelsOut) (stageResult, error) {
 	b := r.Board
 	var ids []string
 	for _, g := range b.Guests {
@@ -114,10 +124,12 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 			kc, _ := img.KernelRef()
 			c, _ := b.Component(kc)
 			ids = append(ids, "image:"+string(c.SHA256)+":"+jsonKey(c.Files))
-		} else if g.Kernel == "dom0" {
+		} else if g.Kernel.IsDom0() {
 			ids = append(ids, k.id)
+		} else if gk, ok := own.byGuest[g.Name]; ok {
+			ids = append(ids, gk.id)
 		} else {
-			c, _ := b.Component(g.Kernel)
+			c, _ := b.Component(g.Kernel.Ref)
 			ids = append(ids, string(c.SHA256)+":"+c.Files["bzimage"]+":"+c.Files["config"])
 		}
 	}
@@ -137,12 +149,14 @@ func (r *run) guests(ctx context.Context, k kernelOut) (stageResult, error) {
 				continue
 			}
 			kpath, cfg := k.path, k.config
-			if g.Kernel != "dom0" {
+			if gk, ok := own.byGuest[g.Name]; ok {
+				kpath, cfg = gk.path, gk.config
+			} else if !g.Kernel.IsDom0() {
 				var err error
-				if kpath, err = r.comps.File(g.Kernel, "bzimage", b); err != nil {
+				if kpath, err = r.comps.File(g.Kernel.Ref, "bzimage", b); err != nil {
 					return fmt.Errorf("guests: %s (%s): %w", g.Name, b.Loc(fmt.Sprintf("guests[%d].kernel", i)), err)
 				}
-				cfg, _ = r.comps.File(g.Kernel, "config", b)
+				cfg, _ = r.comps.File(g.Kernel.Ref, "config", b)
 			}
 			kernel, err := os.ReadFile(kpath)
 			if err != nil {

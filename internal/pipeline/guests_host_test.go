@@ -11,7 +11,7 @@ import (
 // hotplug script, the disk's target last (xl reads the rest of the spec as
 // the path).
 func TestXLConfigDevices(t *testing.T) {
-	g := boardcfg.Guest{Name: "store", Memory: 64 << 20, Kernel: "dom0",
+	g := boardcfg.Guest{Name: "store", Memory: 64 << 20, Kernel: boardcfg.GuestKernel{Ref: boardcfg.GuestKernelDom0},
 		Disks: []boardcfg.GuestDisk{{Name: "root", Size: 64 << 20}, {Name: "scratch", Size: 8 << 20}},
 		NICs:  []boardcfg.GuestNIC{{MAC: "00:16:3E:00:00:01"}, {}},
 	}
@@ -25,7 +25,7 @@ func TestXLConfigDevices(t *testing.T) {
 			t.Errorf("xl config lacks\n  %s\ngot\n%s", want, cfg)
 		}
 	}
-	if cfg := string(xlConfig(boardcfg.Guest{Name: "demo", Memory: 64 << 20, Kernel: "dom0"}, nil, "pv", "")); strings.Contains(cfg, "\ndisk =") || strings.Contains(cfg, "\nvif =") {
+	if cfg := string(xlConfig(boardcfg.Guest{Name: "demo", Memory: 64 << 20, Kernel: boardcfg.GuestKernel{Ref: boardcfg.GuestKernelDom0}}, nil, "pv", "")); strings.Contains(cfg, "\ndisk =") || strings.Contains(cfg, "\nvif =") {
 		t.Errorf("a guest without devices got device lines:\n%q", cfg)
 	}
 }
@@ -34,7 +34,7 @@ func TestXLConfigDevices(t *testing.T) {
 // names the management bridge.
 func TestXLConfigGuestBridge(t *testing.T) {
 	b := &boardcfg.Board{Network: &boardcfg.Network{NICs: []string{"pci:0000:00:03.0"}, Guests: &boardcfg.GuestNetwork{NICs: []string{"pci:0000:00:04.0"}}}}
-	g := boardcfg.Guest{Name: "web", Memory: 64 << 20, Kernel: "dom0", NICs: []boardcfg.GuestNIC{{}, {Bridge: "xenbr0"}}}
+	g := boardcfg.Guest{Name: "web", Memory: 64 << 20, Kernel: boardcfg.GuestKernel{Ref: boardcfg.GuestKernelDom0}, NICs: []boardcfg.GuestNIC{{}, {Bridge: "xenbr0"}}}
 	want := `vif = [ "bridge=xenbr1, script=/bbin/ctld", "bridge=xenbr0, script=/bbin/ctld" ]`
 	if cfg := string(xlConfig(g, nil, "pv", b.GuestBridge())); !strings.Contains(cfg, want+"\n") {
 		t.Errorf("xl config lacks\n  %s\ngot\n%s", want, cfg)

@@ -36,31 +36,7 @@ func (r *run) kernel(ctx context.Context) (kernelOut, error) {
 	kc := b.Hypervisor.Dom0.Kernel
 	switch {
 	case kc.Source != "":
-		tarball, err := r.comps.File(kc.Source, "tarball", b)
-		if err != nil {
-			return kernelOut{}, fmt.Errorf("kernel: %w", err)
-		}
-		// boardcfg.Load resolved the fragment in the boards directory and
-		// checked it and its includes; check again now, confined the same
-		// way, in case the files changed since.
-		frag := kc.FragmentFile
-		if frag == "" {
-			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s) was not checked: load the board with boardcfg.Load", kc.Fragment, b.Loc("hypervisor.dom0.kernel.fragment"))
-		}
-		if _, err := kconfig.ParseFragmentIn(frag, r.BoardsDir); err != nil {
-			return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", kc.Fragment, b.Loc("hypervisor.dom0.kernel.fragment"), err)
-		}
-		res, err := kbuild.Build(ctx, r.CacheDir, kbuild.Spec{
-			SourceTarball: tarball,
-			Base:          kc.Base,
-			Fragment:      frag,
-			Epoch:         r.Epoch,
-		}, func(line string) { r.log().Info("kernel build", "progress", line) })
-		if err != nil {
-			return kernelOut{}, fmt.Errorf("kernel: %w", err)
-		}
-		src, _ := b.Component(kc.Source)
-		return kernelOut{path: res.BzImage, config: res.Config, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version, dir: filepath.Dir(res.BzImage)}, nil
+		return r.sourceKernel(ctx, kc, "hypervisor.dom0.kernel")
 	case kc.Component != "":
 		bz, err := r.comps.File(kc.Component, "bzimage", b)
 		if err != nil {
@@ -135,3 +111,61 @@ func hasKernelOptions(config []byte, opts []string) bool {
 func hasKernelOption(config []byte, opt string) bool {
 	return strings.Contains("\n"+string(config), "\n"+opt+"=y\n")
 }
+
+// sourceKernel builds a kernel from a linux-source component with its
+// fragment (dom0's, or a guest's; field is where the profile gives it).
+func (r *run) sourceKernel(ctx context.Context, kc boardcfg.Kernel, field string) (kernelOut, error) {
+	b := r.Board
+	tarball, err := r.comps.File(kc.Source, "tarball", b)
+	if err != nil {
+		return kernelOut{}, fmt.Errorf("kernel: %w", err)
+	}
+	// boardcfg.Load resolved the fragment in the boards directory and
+	// checked it and its includes; check again now, confined the same
+	// way, in case the files changed since.
+	frag := kc.FragmentFile
+	if frag == "" {
+		return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s) was not checked: load the board with boardcfg.Load", kc.Fragment, b.Loc(field+".fragment"))
+	}
+	if _, err := kconfig.ParseFragmentIn(frag, r.BoardsDir); err != nil {
+		return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", kc.Fragment, b.Loc(field+".fragment"), err)
+	}
+	res, err := kbuild.Build(ctx, r.CacheDir, kbuild.Spec{
+		SourceTarball: tarball,
+		Base:          kc.Base,
+		Fragment:      frag,
+		Epoch:         r.Epoch,
+	}, func(line string) { r.log().Info("kernel build", "progress", line) })
+	if err != nil {
+		return kernelOut{}, fmt.Errorf("kernel: %w", err)
+	}
+	src, _ := b.Component(kc.Source)
+	return kernelOut{path: res.BzImage, config: res.Config, id: "kbuild:" + res.Key, cached: res.Cached, from: "source " + src.Package + "=" + src.Version, dir: filepath.Dir(res.BzImage)}, nil
+}
+
+// guestKernels builds the kernels guests have of their own
+// (guests[].kernel {source, base, fragment}), by guest name.
+func (r *run) guestKernels(ctx context.Context) (guestKernelsOut, error) {
+	out := guestKernelsOut{byGuest: map[string]kernelOut{}, cached: true}
+	for i, g := range r.Board.Guests {
+		if g.Kernel.Build == nil {
+			continue
+		}
+		k, err := r.sourceKernel(ctx, *g.Kernel.Build, fmt.Sprintf("guests[%d].kernel", i))
+		if err != nil {
+			return guestKernelsOut{}, fmt.Errorf("guest %s: %w", g.Name, err)
+		}
+		out.byGuest[g.Name] = k
+		out.cached = out.cached && k.cached
+	}
+	return out, nil
+}
+
+// guestKernelsOut is the guests' own kernels, by guest name.
+type guestKernelsOut struct {
+	byGuest map[string]kernelOut
+	cached  bool
+}
+
+func (g guestKernelsOut) fromCache() bool { return g.cached }
+func (g guestKernelsOut) entry() string   { return "" }
