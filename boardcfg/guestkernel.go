@@ -57,19 +57,15 @@ type guestKernelBuild struct {
 	Fragment string `yaml:"fragment" json:"fragment"`
 }
 
-// MarshalJSON writes the profile's shape: a name as a string, a build as
-// its mapping.
-func (k GuestKernel) MarshalJSON() ([]byte, error) {
+// shape is the profile's form of k: a name as a string, a build as its
+// mapping.
+func (k GuestKernel) shape() any {
 	if k.Build != nil {
-		return json.Marshal(guestKernelBuild{Source: k.Build.Source, Base: k.Build.Base, Fragment: k.Build.Fragment})
+		return guestKernelBuild{Source: k.Build.Source, Base: k.Build.Base, Fragment: k.Build.Fragment}
 	}
-	return json.Marshal(k.Ref)
+	return k.Ref
 }
 
-// MarshalYAML writes the profile's shape, as MarshalJSON.
-func (k GuestKernel) MarshalYAML() (any, error) {
-	if k.Build != nil {
-		return guestKernelBuild{Source: k.Build.Source, Base: k.Build.Base, Fragment: k.Build.Fragment}, nil
-	}
-	return k.Ref, nil
-}
+// MarshalJSON and MarshalYAML write the profile's shape (see shape).
+func (k GuestKernel) MarshalJSON() ([]byte, error) { return json.Marshal(k.shape()) }
+func (k GuestKernel) MarshalYAML() (any, error)    { return k.shape(), nil }

@@ -690,9 +690,6 @@ func sortedKeys[V any](m map[string]V) []string {
 // at field: a source component with the tarball, a fragment, a known base.
 func (b *Board) checkSourceKernel(field string, k Kernel, comps map[string]Component) []error {
 	var errs []error
-	if k.Component != "" || k.Path != "" {
-		errs = append(errs, b.errAt(field, "a kernel built from source takes source, base and fragment only"))
-	}
 	switch c, ok := comps[k.Source]; {
 	case k.Source == "":
 		errs = append(errs, b.missing(field+".source"))

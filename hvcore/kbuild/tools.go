@@ -38,9 +38,11 @@ func toolchain(ctx context.Context, vars map[string]string) (toolchainInfo, erro
 		return t, err
 	}
 	t.compressors = map[string]string{}
-	for _, c := range []struct{ name, pkg string }{{"xz", "xz-utils"}, {"zstd", "zstd"}} {
+	for _, c := range compressorTools {
+		// A missing one is reported with every other missing tool by
+		// checkTools, before a cold build needs it.
 		if t.compressors[c.name], err = versionLine(ctx, []string{c.name}, c.pkg); err != nil {
-			return t, err
+			t.compressors[c.name] = "missing"
 		}
 	}
 	return t, nil
@@ -58,18 +60,22 @@ func versionLine(ctx context.Context, argv []string, pkg string) (string, error)
 	return strings.TrimSpace(line), nil
 }
 
-// buildTools are the programs a kernel build runs, with the Debian package providing each.
-var buildTools = []struct{ name, pkg string }{
+// tool is a program a kernel build runs and the Debian package providing it.
+type tool struct{ name, pkg string }
+
+// compressorTools make the bzImage's payload: their versions are part of the key.
+var compressorTools = []tool{{"xz", "xz-utils"}, {"zstd", "zstd"}}
+
+// buildTools are the programs a kernel build runs.
+var buildTools = append([]tool{
 	{"make", "make"},
 	{"bc", "bc"},
 	{"bison", "bison"},
 	{"flex", "flex"},
 	{"perl", "perl"},
 	{"tar", "tar"},
-	{"xz", "xz-utils"},
-	{"zstd", "zstd"},
 	{"objcopy", "binutils"},
-}
+}, compressorTools...)
 
 // buildHeaders are host headers the build tools (objtool, the kconfig and signing helpers)
 // compile against.
