@@ -72,8 +72,8 @@ func vendorBoards(t *testing.T) (string, map[string]string) {
     payload: region
     regions:
       - {name: bios, firmware: true, start: 0x0, size: 16MiB}
-      - {name: guests, guests: true, start: 0x0, size: 0x500000}
-      - {name: payload, payload: true, start: 0x500000, size: 0x900000}
+      - {name: guests, guests: true, start: 0x0, size: 0x3C0000}
+      - {name: payload, payload: true, start: 0x3C0000, size: 0xA40000}
 `)
 	write("vendor-fullchip", "chip.bin", fullChip(t), `    chip_size: 32MiB
     descriptor: image
