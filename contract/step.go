@@ -65,3 +65,14 @@ const (
 	GuestPhaseConsole = "console" // xl console attached
 	GuestPhaseDomID   = "domid"   // xl list: the domain id for the running line
 )
+
+// Phases inside GuestPhaseCreate, split by xl's own log (ctld's
+// xlphases.go), in order; each is a step of its own, within the create step.
+const (
+	GuestPhaseXL      = "create.xl"      // xl started (the dynamic loader, libxl's context) and the config parsed
+	GuestPhaseDomain  = "create.domain"  // the domain made in Xen and xenstore, up to the domain builder
+	GuestPhaseKernel  = "create.kernel"  // kernel and ramdisk read, the kernel decompressed, its ELF notes parsed
+	GuestPhaseBuild   = "create.build"   // memory populated, segments copied, page tables and start info written
+	GuestPhaseDevices = "create.devices" // console, disk and network backends (their hotplug) until libxl unpauses
+	GuestPhaseUnpause = "create.exit"    // the domain unpaused and xl's exit
+)

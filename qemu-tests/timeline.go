@@ -1,6 +1,7 @@
 package qemutests
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"regexp"
@@ -216,7 +217,20 @@ func NewTimeline(lines []Line) Timeline {
 			}
 		}
 	}
-	slices.SortStableFunc(tl.Links, func(a, b Link) int { return int(a.Start - b.Start) })
+	// A step and its first phase ("create", "create.xl") start together:
+	// the whole comes first.
+	slices.SortStableFunc(tl.Links, func(a, b Link) int {
+		if c := cmp.Compare(a.Start, b.Start); c != 0 {
+			return c
+		}
+		switch {
+		case strings.HasPrefix(b.Name, a.Name+"."):
+			return -1
+		case strings.HasPrefix(a.Name, b.Name+"."):
+			return 1
+		}
+		return 0
+	})
 	return tl
 }
 

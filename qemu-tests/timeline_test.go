@@ -1,6 +1,7 @@
 package qemutests
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ func TestTimelineUSB(t *testing.T) {
 		{ms(21350), "fwbuild-ctld: step mount took=40ms at=16300ms"},
 		{ms(21900), "fwbuild-ctld: step xenstored took=500ms at=16800ms"},
 		{ms(22300), "fwbuild-ctld: ready xen=4.17.7 dom0_mem=512 guests=3"},
+		{ms(35300), "$ fwbuild-ctld: step guest demo create.xl took=3000ms at=21000ms"},
 		{ms(35400), "$ fwbuild-ctld: step guest demo create took=12000ms at=30000ms"},
 		{ms(36500), "fwbuild-ctld: guest demo running domid=1 type=pv"},
 		{ms(36800), "[guest demo] Linux version 6.1.170 (fwbuild@fwbuild)"},
@@ -58,6 +60,7 @@ func TestTimelineUSB(t *testing.T) {
 		{"ctld xenstored", 21350, 500, "dom0"},
 		{"ctld (ready line to the guest helper's first step)", 22300, 35050 - 12000 - 22300 + 0, "dom0"},
 		{"ctld guest demo create", 23050, 12000, "dom0"},
+		{"ctld guest demo create.xl", 23050, 3000, "dom0"},
 		{"guest demo (running line to its kernel's banner)", 36500, 300, "serial"},
 		{"guest demo kernel (banner to init)", 36800, 2700, "serial"},
 		{"guest demo init (to up)", 39500, 400, "serial"},
@@ -76,6 +79,11 @@ func TestTimelineUSB(t *testing.T) {
 	}
 	if len(got) != len(tl.Links) {
 		t.Errorf("duplicate links: %q", order)
+	}
+	// A step before its phases, though both start together and the phase's
+	// line came first.
+	if i, j := slices.Index(order, "ctld guest demo create"), slices.Index(order, "ctld guest demo create.xl"); i < 0 || j != i+1 {
+		t.Errorf("create at %d, its phase at %d: %q", i, j, order)
 	}
 	if tl.Ready != ms(22300) || tl.GuestUp["demo"] != ms(39900) {
 		t.Errorf("ready %v, demo up %v", tl.Ready, tl.GuestUp["demo"])

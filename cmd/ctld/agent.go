@@ -111,6 +111,9 @@ type runner interface {
 	// stream starts name and returns its merged standard output and error;
 	// Close stops it. Its standard input stays open and empty.
 	stream(ctx context.Context, name string, args ...string) (io.ReadCloser, error)
+	// traced runs name to completion like output, and calls each with
+	// every line of its standard error as it arrives (a log to time).
+	traced(ctx context.Context, each func(line string), name string, args ...string) ([]byte, error)
 }
 
 // daemon is a started long-running process.
@@ -248,11 +251,19 @@ func (a *agent) timed(name string, fn func() error) error {
 	}
 	t0 := a.now()
 	err := fn()
-	end := a.now()
+	a.stepLine(name, t0, a.now())
+	return err
+}
+
+// stepLine prints the step line of a step that ran from start to end on the
+// step clock, when a.steps is set.
+func (a *agent) stepLine(name string, start, end time.Duration) {
+	if a.steps == nil {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	fmt.Fprintln(a.steps, contract.Step{Name: name, Took: end - t0, At: end})
-	return err
+	fmt.Fprintln(a.steps, contract.Step{Name: name, Took: end - start, At: end})
 }
 
 // now reads the step clock.

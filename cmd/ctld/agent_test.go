@@ -62,6 +62,7 @@ func (r *fakeRunner) listCount() int {
 
 type fakeResult struct {
 	out string
+	log string // standard error, for traced
 	err error
 	// then changes the fake system when the command runs (e.g. a daemon
 	// becoming ready after some probes).
@@ -88,6 +89,22 @@ func (r *fakeRunner) output(_ context.Context, name string, args ...string) ([]b
 		res.then(r.sys)
 	}
 	return []byte(res.out), res.err
+}
+
+// traced answers as output does; a result's log is its standard error,
+// handed over a line at a time.
+func (r *fakeRunner) traced(ctx context.Context, each func(string), name string, args ...string) ([]byte, error) {
+	out, err := r.output(ctx, name, args...)
+	line := strings.TrimSpace(name + " " + strings.Join(args, " "))
+	r.mu.Lock()
+	log := r.results[line].log
+	r.mu.Unlock()
+	for _, l := range strings.Split(strings.TrimSuffix(log, "\n"), "\n") {
+		if l != "" {
+			each(l)
+		}
+	}
+	return out, err
 }
 
 func (r *fakeRunner) startDaemon(name, logPath string, args ...string) (daemon, error) {

@@ -123,7 +123,7 @@ func (a *agent) runGuests(ctx context.Context) error {
 // consoles, done on wg) and prints its running line, or its FAILED line and
 // false.
 func (a *agent) startGuest(ctx context.Context, g guest, consoles map[string]io.Closer, wg *sync.WaitGroup) bool {
-	args := []string{"create", g.Config}
+	args := []string{g.Config}
 	typ, note := g.Type, ""
 	if g.Auto && typ == "pvh" {
 		if ok, why := a.canPVH(ctx); !ok {
@@ -136,8 +136,7 @@ func (a *agent) startGuest(ctx context.Context, g guest, consoles map[string]io.
 	}
 	phase := func(p string, fn func() error) error { return a.timed(contract.GuestStepName(g.Name, p), fn) }
 	if err := phase(contract.GuestPhaseCreate, func() error {
-		_, err := a.xl(ctx, args...)
-		return err
+		return a.xlCreate(ctx, g.Name, args...)
 	}); err != nil {
 		a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
 		return false
@@ -199,6 +198,22 @@ func (a *agent) canPVH(ctx context.Context) (ok bool, why string) {
 		return false, "neither hap nor shadow in virt_caps"
 	}
 	return true, ""
+}
+
+// xlCreate runs xl create with its debug log and prints a step line for
+// each phase of it the log shows (xlphases.go).
+func (a *agent) xlCreate(ctx context.Context, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+	defer cancel()
+	var log []xlLine
+	start := a.now()
+	_, err := a.run.traced(ctx, func(l string) { log = append(log, xlLine{a.now(), l}) },
+		a.bin("xl"), append([]string{"-vvv", "create"}, args...)...)
+	end := a.now()
+	for _, p := range createPhases(log, start, end) {
+		a.stepLine(contract.GuestStepName(name, p.name), p.start, p.end)
+	}
+	return err
 }
 
 // xl runs one xl command; a hung toolstack must not stall the other guests.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fwbuild/fwbuild/contract"
 )
 
 const (
@@ -92,9 +95,13 @@ func TestBadGuestConfigFailsStart(t *testing.T) {
 
 func TestRunGuests(t *testing.T) {
 	a, r, _, out := withGuests(t, map[string]string{"web": "yes", "bad": "yes", "idle": "no", "crash": "yes"})
-	r.results[xl+" create "+guestsDir+"/web.cfg"] = fakeResult{}
-	r.results[xl+" create "+guestsDir+"/crash.cfg"] = fakeResult{}
-	r.results[xl+" create "+guestsDir+"/bad.cfg"] = fakeResult{err: errors.New(xl + " create " + guestsDir + "/bad.cfg: exit status 3: libxl: error: libxl_dom.c:592: Domain 4:failed to build: Cannot allocate memory")}
+	xlLog, err := os.ReadFile("testdata/xl-create-pv.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.results[xl+" -vvv create "+guestsDir+"/web.cfg"] = fakeResult{log: string(xlLog)}
+	r.results[xl+" -vvv create "+guestsDir+"/crash.cfg"] = fakeResult{}
+	r.results[xl+" -vvv create "+guestsDir+"/bad.cfg"] = fakeResult{err: errors.New(xl + " -vvv create " + guestsDir + "/bad.cfg: exit status 3: libxl: error: libxl_dom.c:592: Domain 4:failed to build: Cannot allocate memory")}
 	r.results[xl+" list web"] = fakeResult{out: "Name ID Mem VCPUs State Time(s)\nweb 5 128 1 -b---- 0.2\n"}
 	r.results[xl+" list crash"] = fakeResult{out: "Name ID Mem VCPUs State Time(s)\ncrash 6 64 1 r----- 0.1\n"}
 	r.streams[xl+" console web"] = "Linux version 6.1.0\r\nfwbuild-guest web: up domid=5\r\npartial"
@@ -119,11 +126,23 @@ func TestRunGuests(t *testing.T) {
 			t.Errorf("guest %s: phases and running line at %v:\n%s", g, at, got)
 		}
 	}
+	// web's xl printed its log: its create is split into xl's phases, each
+	// timed before the create step ends; crash's printed none.
+	var at []int
+	for _, p := range []string{contract.GuestPhaseXL, contract.GuestPhaseDomain, contract.GuestPhaseKernel, contract.GuestPhaseBuild, contract.GuestPhaseDevices, contract.GuestPhaseUnpause, contract.GuestPhaseCreate} {
+		at = append(at, strings.Index(got, "step "+contract.GuestStepName("web", p)+" took="))
+	}
+	if !sort.IntsAreSorted(at) || at[0] < 0 {
+		t.Errorf("web's create phases at %v:\n%s", at, got)
+	}
+	if strings.Contains(got, "step guest crash create.") {
+		t.Errorf("phases of a create without a log:\n%s", got)
+	}
 	if !strings.Contains(got, "step guest bad create took=") || strings.Contains(got, "step guest bad console") {
 		t.Errorf("the failed create is timed, and nothing after it:\n%s", got)
 	}
 	for _, want := range []string{
-		"fwbuild-ctld: guest bad FAILED: " + xl + " create " + guestsDir + "/bad.cfg: exit status 3: libxl: error: libxl_dom.c:592: Domain 4:failed to build: Cannot allocate memory\n",
+		"fwbuild-ctld: guest bad FAILED: " + xl + " -vvv create " + guestsDir + "/bad.cfg: exit status 3: libxl: error: libxl_dom.c:592: Domain 4:failed to build: Cannot allocate memory\n",
 		"fwbuild-ctld: guest web running domid=5 type=pv\n", // the type line of the test configs
 		"fwbuild-ctld: guest crash running domid=6 type=pv\n",
 		"[guest web] Linux version 6.1.0\n",
@@ -142,14 +161,14 @@ func TestRunGuests(t *testing.T) {
 	if strings.Index(got, "guest crash stopped") > strings.Index(got, "guest web stopped") {
 		t.Errorf("crash reported after web left:\n%s", got)
 	}
-	if contains(r.calls, xl+" create "+guestsDir+"/idle.cfg") {
+	if contains(r.calls, xl+" -vvv create "+guestsDir+"/idle.cfg") {
 		t.Error("created a guest with autostart=no")
 	}
 }
 
 func TestRunGuestsNotListed(t *testing.T) {
 	a, r, _, out := withGuests(t, map[string]string{"web": "yes"})
-	r.results[xl+" create "+guestsDir+"/web.cfg"] = fakeResult{}
+	r.results[xl+" -vvv create "+guestsDir+"/web.cfg"] = fakeResult{}
 	r.results[xl+" list web"] = fakeResult{err: errors.New(xl + " list web: exit status 1: web is an invalid domain identifier (rc=-6)")}
 	r.streams[xl+" console web"] = ""
 	if err := a.runGuests(context.Background()); err != nil {

@@ -129,7 +129,7 @@ func TestStartGuestPVFallback(t *testing.T) {
 			}
 			sys.files[guestsDir+"/debian.cfg"] = cfg
 			r.results[xl+" info"] = fakeResult{out: tc.info}
-			r.results[xl+" create "+guestsDir+"/debian.cfg"+tc.wantCreate] = fakeResult{}
+			r.results[xl+" -vvv create "+guestsDir+"/debian.cfg"+tc.wantCreate] = fakeResult{}
 			r.results[xl+" list debian"] = fakeResult{out: "Name ID Mem VCPUs State Time(s)\ndebian 2 256 1 -b---- 0.2\n"}
 			r.streams[xl+" console debian"] = "Linux version 6.1.0\r\n"
 			r.lists = []string{xlListDom0}

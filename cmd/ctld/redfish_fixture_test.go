@@ -93,6 +93,15 @@ func (x *fakeXen) output(_ context.Context, name string, args ...string) ([]byte
 	return nil, fmt.Errorf("xl %s: not in fake", args[0])
 }
 
+// traced is xl with its debug log (xl -vvv create): the same as without,
+// and no log.
+func (x *fakeXen) traced(ctx context.Context, _ func(string), name string, args ...string) ([]byte, error) {
+	if len(args) > 0 && args[0] == "-vvv" {
+		args = args[1:]
+	}
+	return x.output(ctx, name, args...)
+}
+
 func (x *fakeXen) startDaemon(string, string, ...string) (daemon, error) {
 	return nil, fmt.Errorf("no daemons in fakeXen")
 }

@@ -148,7 +148,7 @@ func (m *vmManager) reset(ctx context.Context, v vmInfo, typ string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	create := func() error {
-		if _, err := m.a.xl(ctx, "create", v.Config); err != nil {
+		if err := m.a.xlCreate(ctx, v.Name, v.Config); err != nil {
 			return err
 		}
 		m.started(v)

@@ -61,6 +61,47 @@ type process struct {
 func (p *process) done() <-chan struct{} { return p.ch }
 func (p *process) err() error            { return p.werr }
 
+func (execRunner) traced(ctx context.Context, each func(string), name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	pr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	// A debug log is long: a failure's message keeps its error lines, or
+	// else its last line.
+	var errs []string
+	last := ""
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		each(l)
+		if strings.Contains(l, ": error: ") && len(errs) < 4 {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+		if strings.TrimSpace(l) != "" {
+			last = strings.TrimSpace(l)
+		}
+	}
+	io.Copy(io.Discard, pr) // after an overlong line: let it finish
+	if err := cmd.Wait(); err != nil {
+		msg := strings.Join(errs, "; ")
+		if msg == "" {
+			msg = last
+		}
+		if msg != "" {
+			return stdout.Bytes(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
+		}
+		return stdout.Bytes(), fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return stdout.Bytes(), nil
+}
+
 func (execRunner) startDaemon(name, logPath string, args ...string) (daemon, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
