@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -535,5 +536,37 @@ func TestStartStepLines(t *testing.T) {
 	lines = strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if n := len(lines); n < 2 || !strings.HasPrefix(lines[n-2], "fwbuild-ctld: step xen-init-dom0 took=") || !strings.HasPrefix(lines[n-1], "fwbuild-ctld: FAILED xen-init-dom0: ") {
 		t.Errorf("output:\n%s", out)
+	}
+}
+
+// The ready line's facts come from dom0's kernel and xenstore, without an
+// xl run; where the kernel lacks a file, from xl as before.
+func TestStatusFromKernel(t *testing.T) {
+	a, r, sys, _ := world(t)
+	f := startFakeXenstored(t, map[string]string{"/local/domain/0/name": "Domain-0", "/local/domain/3/name": "web"})
+	a.xs = xsSocket{path: f.path}
+	a.cfg.XenBin = xenBin
+	sys.files["/sys/hypervisor/type"] = "xen\n"
+	sys.files["/sys/hypervisor/version/major"] = "4\n"
+	sys.files["/sys/hypervisor/version/minor"] = "17\n"
+	sys.files["/sys/hypervisor/version/extra"] = ".7\n"
+	sys.files[balloonKiB] = "523264\n"
+	st, err := a.status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (status{Version: "4.17.7", Dom0MemMiB: 511, Guests: 1}); st != want {
+		t.Errorf("status %+v, want %+v", st, want)
+	}
+	if len(r.calls) != 0 {
+		t.Errorf("ran %q", r.calls)
+	}
+
+	delete(sys.files, balloonKiB) // a dom0 kernel without the balloon driver
+	if st, err = a.status(context.Background()); err != nil || st.Dom0MemMiB != 512 || st.Version != "4.17.7" {
+		t.Errorf("without %s: %+v, %v; want xl's answer", balloonKiB, st, err)
+	}
+	if want := []string{xenBin + "/xl info", xenBin + "/xl list"}; !slices.Equal(r.calls, want) {
+		t.Errorf("ran %q, want %q", r.calls, want)
 	}
 }
