@@ -24,6 +24,18 @@ func (c Compression) Ext() string {
 	return ""
 }
 
+// Tool is the host program that compresses this way ("" for none): its
+// version is part of what the archive's bytes depend on.
+func (c Compression) Tool() string {
+	switch c {
+	case XZ, XZX86:
+		return "xz"
+	case Zstd:
+		return "zstd"
+	}
+	return ""
+}
+
 // KernelOptions are the Kconfig options (all =y) a kernel needs to unpack
 // an initramfs compressed this way.
 func (c Compression) KernelOptions() []string {

@@ -17,7 +17,6 @@ import (
 	"github.com/fwbuild/fwbuild/initramfs/internal/closure"
 	"github.com/fwbuild/fwbuild/internal/progress"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/u-root/mkuimage/cpio"
 )
 
@@ -115,10 +114,12 @@ func writeCPIO(w io.Writer, nodes map[string]*closure.Node, mtime int64) ([]Entr
 	return listing, nil
 }
 
-// compress applies the archive's compression. xz uses the xz tool because it
-// compresses better than the pure-Go encoder (see BenchmarkCompress);
-// single-threaded so the output does not depend on the machine. The kernel
-// accepts only CRC32 (or no) integrity checks in an xz initramfs.
+// compress applies the archive's compression with the host's xz or zstd:
+// both compress better than the pure-Go encoders (see BenchmarkCompress),
+// and every byte of the payload counts; single-threaded so the output does
+// not depend on the machine. The kernel accepts only CRC32 (or no) integrity
+// checks in an xz initramfs; zstd -19's 8 MiB window is what the kernel's
+// own initramfs build (usr/Makefile) uses.
 func compress(ctx context.Context, method boardcfg.Compression, raw []byte) ([]byte, error) {
 	switch method {
 	case boardcfg.NoCompression:
@@ -130,60 +131,41 @@ func compress(ctx context.Context, method boardcfg.Compression, raw []byte) ([]b
 		// have CONFIG_XZ_DEC_X86 (the default on x86).
 		return xzTool(ctx, raw, "--x86", "--lzma2=preset=9e")
 	case boardcfg.Zstd:
-		enc, err := zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-			zstd.WithEncoderConcurrency(1),
-			// The kernel's decoder allocates the window up front.
-			zstd.WithWindowSize(8<<20),
-			zstd.WithEncoderCRC(true))
-		if err != nil {
-			return nil, err
-		}
-		return encodeCtx(ctx, enc, raw)
+		return compressTool(ctx, raw, "zstd", "-19", "-T1", "-q", "--no-progress", "-c")
 	default:
 		return nil, fmt.Errorf("compression %q: want xz, xz-x86, zstd or none", method)
 	}
 }
 
-// encodeCtx runs the pure-Go zstd encoder so that ctx ends the wait. The
-// encoder takes no context and needs seconds for a large archive at its best
-// level; feeding it in pieces would change the frame layout (and so the
-// artefact's bytes), so on cancellation the encoding is left to finish in the
-// background, holding only memory, and its result is dropped.
-func encodeCtx(ctx context.Context, enc *zstd.Encoder, raw []byte) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		enc.Close()
-		return nil, err
-	}
-	done := make(chan []byte, 1)
-	go func() {
-		defer enc.Close()
-		done <- enc.EncodeAll(raw, nil)
-	}()
-	select {
-	case out := <-done:
-		return out, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+// xzTool runs xz with the options an initramfs needs and args.
+func xzTool(ctx context.Context, raw []byte, args ...string) ([]byte, error) {
+	return compressTool(ctx, raw, "xz", append([]string{"--format=xz", "--check=crc32", "--threads=1", "--stdout"}, args...)...)
 }
 
-func xzTool(ctx context.Context, raw []byte, args ...string) ([]byte, error) {
-	bin, err := exec.LookPath("xz")
+// compressTool pipes raw through tool (xz or zstd; both Debian packages are
+// named after the tool but xz's, xz-utils).
+func compressTool(ctx context.Context, raw []byte, tool string, args ...string) ([]byte, error) {
+	bin, err := exec.LookPath(tool)
 	if err != nil {
-		return nil, fmt.Errorf("xz compression needs the xz tool (apt-get install xz-utils): %w", err)
+		pkg := tool
+		if tool == "xz" {
+			pkg = "xz-utils"
+		}
+		return nil, fmt.Errorf("%s compression needs the %s tool (apt-get install %s): %w", tool, tool, pkg, err)
 	}
-	args = append([]string{"--format=xz", "--check=crc32", "--threads=1", "--stdout"}, args...)
 	cmd := exec.CommandContext(ctx, bin, args...)
-	// xz reads its input as it compresses: what it has read is its progress.
-	task := progress.Start(ctx, "initramfs: xz", progress.Bytes, int64(len(raw)))
+	// The tool reads its input as it compresses: what it has read is its progress.
+	task := progress.Start(ctx, "initramfs: "+tool, progress.Bytes, int64(len(raw)))
 	cmd.Stdin = progress.Reader(bytes.NewReader(raw), task)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	err = cmd.Run()
 	task.Done(err == nil)
 	if err != nil {
-		return nil, fmt.Errorf("xz %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s %s: %w: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return out.Bytes(), nil
 }

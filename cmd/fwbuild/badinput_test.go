@@ -176,7 +176,7 @@ func TestBadInputs(t *testing.T) {
 			name: "firmware with no room for the launcher",
 			profile: "outputs:\n  spi:\n    firmware: ovmf:fd-2m\n    descriptor: \"\"\n    chip_size: 16MiB\n    mapped: 16MiB\n    regions:\n" +
 				"      - {name: bios, firmware: true, start: 0x0, size: 16MiB}\n      - {name: guests, guests: true, start: 0x0, size: 0x3C0000}\n" +
-				"      - {name: payload, payload: true, start: 0x3C0000, size: 0xA40000}\n",
+				"      - {name: payload, payload: true, start: 0x3C0000, size: 0xA40000}\ncontrol_domain:\n  compression: xz-x86\n",
 			want: []string{"no room: volume 48DB5E17-707C-472D-91CD-1613E7EF51B0", "outputs.spi.remove", "nothing was written"},
 		},
 		{

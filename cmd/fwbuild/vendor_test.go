@@ -64,7 +64,7 @@ func vendorBoards(t *testing.T) (string, map[string]string) {
     regions:
       - {name: bios, firmware: true, start: 0x0, size: 32MiB}
       - {name: guests, guests: true, start: 0x0, size: 0x600000}
-      - {name: payload, payload: true, start: 0x1000000, size: 0xA00000}   # up to galago, the top 6 MiB
+      - {name: payload, payload: true, start: 0xE00000, size: 0xC00000}   # up to galago, the top 6 MiB
 `)
 	write("vendor-vbox", "vbox.fd", vbox, `    chip_size: 16MiB
     descriptor: ""
@@ -74,6 +74,8 @@ func vendorBoards(t *testing.T) (string, map[string]string) {
       - {name: bios, firmware: true, start: 0x0, size: 16MiB}
       - {name: guests, guests: true, start: 0x0, size: 0x3C0000}
       - {name: payload, payload: true, start: 0x3C0000, size: 0xA40000}
+control_domain:
+  compression: xz-x86   # qemu-q35's zstd control domain is for its 32 MiB chip
 `)
 	write("vendor-fullchip", "chip.bin", fullChip(t), `    chip_size: 32MiB
     descriptor: image

@@ -37,7 +37,11 @@ func (r *run) initramfs(ctx context.Context) (stageResult, error) {
 	if err != nil {
 		return stageResult{}, err
 	}
-	k := key("initramfs/1", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), string(cd.Compression), r.Epoch.UTC().Format(time.RFC3339), jsonKey(extra))
+	var compressor map[string]string
+	if t := cd.Compression.Tool(); t != "" {
+		compressor = toolVersions(ctx, t)
+	}
+	k := key("initramfs/2", r.tool, jsonKey(cd.Commands), jsonKey(cd.Toolstack), jsonKey(pkgIDs), string(cd.Compression), jsonKey(compressor), r.Epoch.UTC().Format(time.RFC3339), jsonKey(extra))
 	return r.stage(ctx, "initramfs", k, func(dir string) error {
 		arch, err := initramfs.Build(ctx, initramfs.Spec{
 			Extra:       extra,
