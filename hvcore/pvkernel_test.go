@@ -42,12 +42,51 @@ func TestPVKernel(t *testing.T) {
 	if len(f.Sections) != 0 || f.Type != elf.ET_EXEC || f.Machine != elf.EM_X86_64 {
 		t.Errorf("sections %d type %v machine %v", len(f.Sections), f.Type, f.Machine)
 	}
+	// Every segment the kernel was linked with, byte for byte where its
+	// header says, at a page-aligned offset; the padding between them gone.
+	payload, err := bzPayload(bz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("xz", "--decompress", "--stdout", "--single-stream")
+	cmd.Stdin = bytes.NewReader(payload)
+	vmlinux, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := elf.NewFile(bytes.NewReader(vmlinux))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(orig.Progs) != len(f.Progs) {
+		t.Fatalf("%d program headers, the kernel has %d", len(f.Progs), len(orig.Progs))
+	}
 	notes := false
-	for _, p := range f.Progs {
-		notes = notes || p.Type == elf.PT_NOTE
+	var segBytes uint64
+	for i, want := range orig.Progs {
+		got := f.Progs[i]
+		if got.Type != want.Type || got.Vaddr != want.Vaddr || got.Paddr != want.Paddr || got.Filesz != want.Filesz || got.Memsz != want.Memsz || got.Flags != want.Flags {
+			t.Errorf("segment %d: %+v, the kernel's %+v", i, got.ProgHeader, want.ProgHeader)
+			continue
+		}
+		if got.Type == elf.PT_LOAD && (got.Off%0x1000 != got.Vaddr%0x1000 || got.Align > 0x1000) {
+			t.Errorf("segment %d at offset %#x, address %#x, align %#x", i, got.Off, got.Vaddr, got.Align)
+		}
+		a, _ := io.ReadAll(got.Open())
+		b, _ := io.ReadAll(want.Open())
+		if !bytes.Equal(a, b) {
+			t.Errorf("segment %d (%v at %#x): bytes differ", i, got.Type, got.Vaddr)
+		}
+		notes = notes || got.Type == elf.PT_NOTE
+		if got.Type == elf.PT_LOAD {
+			segBytes += got.Filesz
+		}
 	}
 	if !notes {
 		t.Error("no PT_NOTE: the domain builder finds Xen's notes there")
+	}
+	if uint64(len(raw)) > segBytes+uint64(len(f.Progs)+1)*0x1000 {
+		t.Errorf("ELF %d bytes for %d bytes of segments: padding left", len(raw), segBytes)
 	}
 	t.Logf("bzImage %d bytes -> ELF %d bytes, gzip'd %d bytes", len(bz), len(raw), len(out))
 }
