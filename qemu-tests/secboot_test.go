@@ -172,7 +172,7 @@ func TestSecureBootOwnerKeys(t *testing.T) {
 	}
 	// One byte of the control domain (inside the .ramdisk section) flipped.
 	flipped := bytes.Clone(signed)
-	initrd, err := os.ReadFile(filepath.Join(out, "initramfs.cpio.xz"))
+	initrd, err := os.ReadFile(filepath.Join(out, "initramfs.cpio"+b.ControlDomain.Compression.Ext()))
 	if err != nil {
 		t.Fatal(err)
 	}
