@@ -43,25 +43,26 @@ func (k *GuestKernel) decodeNode(d *decoder, n *yaml.Node, path string) error {
 		if err := d.decode(n, path, reflect.ValueOf(&build).Elem()); err != nil {
 			return err
 		}
-		k.Build = &Kernel{Source: build.Source, Base: build.Base, Fragment: build.Fragment}
+		k.Build = &Kernel{Source: build.Source, Base: build.Base, Fragment: build.Fragment, Patches: build.Patches}
 		return nil
 	}
-	return d.errf(n, path, "want dom0, a component name or a mapping {source, base, fragment}, got %s", kindName(n))
+	return d.errf(n, path, "want dom0, a component name or a mapping {source, base, fragment, patches}, got %s", kindName(n))
 }
 
 // guestKernelBuild is the mapping form of a GuestKernel: a guest's kernel
 // is built from source (a component or a file is the scalar form).
 type guestKernelBuild struct {
-	Source   string `yaml:"source" json:"source"`
-	Base     string `yaml:"base,omitempty" json:"base,omitempty"`
-	Fragment string `yaml:"fragment" json:"fragment"`
+	Source   string   `yaml:"source" json:"source"`
+	Base     string   `yaml:"base,omitempty" json:"base,omitempty"`
+	Fragment string   `yaml:"fragment" json:"fragment"`
+	Patches  []string `yaml:"patches,omitempty" json:"patches,omitempty"`
 }
 
 // shape is the profile's form of k: a name as a string, a build as its
 // mapping.
 func (k GuestKernel) shape() any {
 	if k.Build != nil {
-		return guestKernelBuild{Source: k.Build.Source, Base: k.Build.Base, Fragment: k.Build.Fragment}
+		return guestKernelBuild{Source: k.Build.Source, Base: k.Build.Base, Fragment: k.Build.Fragment, Patches: k.Build.Patches}
 	}
 	return k.Ref
 }

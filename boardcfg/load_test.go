@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -132,8 +133,8 @@ func TestBadProfiles(t *testing.T) {
 		{"guest kernel build without a tarball", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {source: xen}}\n", `t1.yaml:41:50: guests[0].kernel.source: component "xen" needs files.tarball`},
 		{"guest kernel build without fragment", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {source: xen}}\n", "guests[0].kernel.fragment: required field is missing"},
 		{"guest kernel build bad base", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {source: xen, base: defconfig, fragment: g.config}}\n", `t1.yaml:41:61: guests[0].kernel.base: "defconfig": want tinyconfig or allnoconfig`},
-		{"guest kernel build by path", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {path: vmlinuz}}\n", "t1.yaml:41:42: guests[0].kernel.path: unknown field (known: source, base, fragment)"},
-		{"guest kernel a list", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: [dom0]}\n", "t1.yaml:41:41: guests[0].kernel: want dom0, a component name or a mapping {source, base, fragment}, got a list"},
+		{"guest kernel build by path", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: {path: vmlinuz}}\n", "t1.yaml:41:42: guests[0].kernel.path: unknown field (known: source, base, fragment, patches)"},
+		{"guest kernel a list", "  memory: 2GiB\n", "  memory: 2GiB\nguests:\n  - {name: demo, memory: 64MiB, kernel: [dom0]}\n", "t1.yaml:41:41: guests[0].kernel: want dom0, a component name or a mapping {source, base, fragment, patches}, got a list"},
 		{"guests region preserved", "preserve: true}", "preserve: true, guests: true}", `outputs.spi.regions[0].guests: region "vpd" holds the guests: it cannot also be preserve, firmware or fill`},
 		{"two guests regions", "      - {name: vpd, start: 0, size: 64KiB, preserve: true}", "      - {name: g1, start: 0, size: 32KiB, guests: true}\n      - {name: g2, start: 0x8000, size: 32KiB, guests: true}", "outputs.spi.regions: at most one region may be marked guests: true (found 2)"},
 		{"guests region not mapped", "    chip_size: 16MiB\n    payload_file: 7C04A583-9E3E-4F1C-AD65-E05268D0B4D1\n    regions:\n      - {name: vpd, start: 0, size: 64KiB, preserve: true}",
@@ -324,15 +325,19 @@ func TestGuestKernelBuild(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "guest.config"), []byte("CONFIG_XEN=y\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "guest.patch"), []byte("--- a/x\n+++ b/x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	text := strings.Replace(valid, "    files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}\n",
 		"    files: {code: usr/share/OVMF/OVMF_CODE_4M.fd}\n  - {name: src, package: linux-source-6.1, version: \"6.1\", sha256: e73d3d1a8799f7f6fc16b73501d913edcdd86237556fbff30693e747e6dc262e, files: {tarball: usr/src/linux.tar.xz}}\n", 1) +
-		"guests:\n  - name: demo\n    memory: 64MiB\n    kernel:\n      source: src\n      base: tinyconfig\n      fragment: guest.config\n  - {name: other, memory: 64MiB, kernel: dom0}\n"
+		"guests:\n  - name: demo\n    memory: 64MiB\n    kernel:\n      source: src\n      base: tinyconfig\n      fragment: guest.config\n      patches: [guest.patch]\n  - {name: other, memory: 64MiB, kernel: dom0}\n"
 	b, err := Load(writeProfile(t, dir, "t1.yaml", text), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := b.Guests[0].Kernel
-	if k.Build == nil || k.Build.Source != "src" || k.Build.Base != "tinyconfig" || k.Build.FragmentFile != filepath.Join(realDir(dir), "guest.config") || k.IsDom0() {
+	if k.Build == nil || k.Build.Source != "src" || k.Build.Base != "tinyconfig" || k.Build.FragmentFile != filepath.Join(realDir(dir), "guest.config") || k.IsDom0() ||
+		!slices.Equal(k.Build.PatchFiles, []string{filepath.Join(realDir(dir), "guest.patch")}) {
 		t.Fatalf("guests[0].kernel = %+v (build %+v)", k, k.Build)
 	}
 	if l := b.Loc("guests[0].kernel.fragment"); l.Line != 47 {
@@ -345,7 +350,18 @@ func TestGuestKernelBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"Kernel":{"source":"src","base":"tinyconfig","fragment":"guest.config"}`, `"Kernel":"dom0"`} {
+	// A patch that is not there, or one outside boards/, is refused where
+	// the profile names it.
+	for _, c := range []struct{ patch, want string }{
+		{"missing.patch", `t1.yaml:48:17: guests[0].kernel.patches[0]: patch "missing.patch"`},
+		{"../../etc/passwd", `guests[0].kernel.patches[0]: patch "../../etc/passwd"`},
+	} {
+		bad := strings.Replace(text, "patches: [guest.patch]", "patches: ["+c.patch+"]", 1)
+		if _, err := Load(writeProfile(t, dir, "t1.yaml", bad), dir); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("patch %s: error %v, want %q", c.patch, err, c.want)
+		}
+	}
+	for _, want := range []string{`"Kernel":{"source":"src","base":"tinyconfig","fragment":"guest.config","patches":["guest.patch"]}`, `"Kernel":"dom0"`} {
 		if !strings.Contains(string(js), want) {
 			t.Errorf("JSON %s lacks %s", js, want)
 		}

@@ -21,6 +21,8 @@ import (
 //     boards/, a regular file of at most 1 MiB.
 //   - hypervisor.dom0.kernel.fragment: relative to boards/ and in boards/,
 //     as is every file it #includes; each a regular file of at most 1 MiB.
+//   - a source kernel's patches (hypervisor.dom0.kernel.patches,
+//     guests[].kernel.patches): as the fragment, each at most MaxPatchFile.
 //   - hypervisor.dom0.kernel.path: relative to the profile that sets it; in
 //     that profile's directory tree or in boards/, a regular file of at most
 //     256 MiB.
@@ -34,6 +36,9 @@ import (
 
 // MaxKernelFile bounds a dom0 kernel given by path: bzImages are tens of MiB.
 const MaxKernelFile = 256 << 20
+
+// MaxPatchFile bounds a kernel patch: a board's patches are small.
+const MaxPatchFile = 1 << 20
 
 // realDir is dir with symlinks resolved, absolute; "" if it does not exist,
 // so that no file can be inside it.
@@ -105,11 +110,13 @@ func (b *Board) checkHostFiles(boardsDir string) []error {
 	if err := b.resolveFragment("hypervisor.dom0.kernel.fragment", k, boardsDir, boards); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, b.resolvePatches("hypervisor.dom0.kernel.patches", k, boardsDir, boards)...)
 	for i := range b.Guests {
 		if gk := b.Guests[i].Kernel.Build; gk != nil {
 			if err := b.resolveFragment(fmt.Sprintf("guests[%d].kernel.fragment", i), gk, boardsDir, boards); err != nil {
 				errs = append(errs, err)
 			}
+			errs = append(errs, b.resolvePatches(fmt.Sprintf("guests[%d].kernel.patches", i), gk, boardsDir, boards)...)
 		}
 	}
 	if k.Path != "" {
@@ -172,4 +179,36 @@ func (b *Board) resolveFragment(field string, k *Kernel, boardsDir, boards strin
 	}
 	k.FragmentFile = real
 	return nil
+}
+
+// resolvePatches confines a source kernel's patches (field, a list) to the
+// boards directory as resolveFragment does its fragment, and records the
+// resolved paths in k.PatchFiles.
+func (b *Board) resolvePatches(field string, k *Kernel, boardsDir, boards string) []error {
+	if len(k.Patches) == 0 {
+		return nil
+	}
+	if k.Source == "" {
+		return []error{b.errAt(field, "patches apply to a kernel built from source: give source and fragment, or drop patches")}
+	}
+	var errs []error
+	k.PatchFiles = nil
+	for i, p := range k.Patches {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		switch {
+		case filepath.IsAbs(p):
+			errs = append(errs, b.errAt(f, "%q: give a path relative to the boards directory %s", p, boardsDir))
+			continue
+		case boards == "":
+			errs = append(errs, b.errAt(f, "no boards directory %q to find the patch in (use --boards DIR)", boardsDir))
+			continue
+		}
+		real, err := confine(filepath.Join(boardsDir, filepath.FromSlash(p)), p, []string{boards}, MaxPatchFile, "patch")
+		if err != nil {
+			errs = append(errs, b.errAt(f, "%v", err))
+			continue
+		}
+		k.PatchFiles = append(k.PatchFiles, real)
+	}
+	return errs
 }

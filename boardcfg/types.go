@@ -76,13 +76,17 @@ type Kernel struct {
 	Base      string `yaml:"base,omitempty"`
 	// Fragment is a Kconfig fragment, relative to the boards directory.
 	Fragment string `yaml:"fragment,omitempty"`
+	// Patches are unified diffs (-p1) applied in order to the source
+	// before it is configured, relative to the boards directory.
+	Patches []string `yaml:"patches,omitempty"`
 	// Path is a kernel file, relative to the profile that sets it.
 	Path string `yaml:"path,omitempty"`
 
-	// FragmentFile and PathFile are Fragment and Path as Load resolved and
+	// FragmentFile, PathFile and PatchFiles are Fragment, Path and Patches as Load resolved and
 	// checked them (see paths.go): what the build reads.
-	FragmentFile string `yaml:"-" json:"-"`
-	PathFile     string `yaml:"-" json:"-"`
+	FragmentFile string   `yaml:"-" json:"-"`
+	PathFile     string   `yaml:"-" json:"-"`
+	PatchFiles   []string `yaml:"-" json:"-"`
 }
 
 type ControlDomain struct {

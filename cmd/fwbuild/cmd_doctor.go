@@ -61,6 +61,7 @@ func hostTools() []hostTool {
 		{Name: "libelf headers", Check: "/usr/include/gelf.h", Package: "libelf-dev", Why: "dom0 kernel build (objtool)"},
 		{Name: "openssl headers", Check: "/usr/include/openssl/ssl.h", Package: "libssl-dev", Why: "dom0 kernel build"},
 		{Name: "perl", Check: "perl", Package: "perl", Why: "dom0 kernel build"},
+		{Name: "patch", Check: "patch", Package: "patch", Why: "kernel builds with patches (qemu-q35's demo guest kernel)"},
 		{Name: "file", Check: "file", Package: "file", Why: "tests that identify outputs"},
 		{Name: "pgrep", Check: "pgrep", Package: "procps", Why: "tests that check no child process survives"},
 		{Name: "git", Check: "git", Package: "git", Why: "the version test builds fwbuild from a clone; a `go run` fwbuild asks git for its revision"},

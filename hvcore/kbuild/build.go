@@ -64,6 +64,9 @@ type Spec struct {
 	Base string
 	// Fragment is the path of the top Kconfig fragment (see kconfig.ParseFragment).
 	Fragment string
+	// Patches are unified diffs (-p1) applied to a copy of the source, in
+	// order, before it is configured.
+	Patches []string
 	// MakeVars are extra make variables (CC, KCFLAGS, ...), passed on every make command line.
 	MakeVars map[string]string
 	// Epoch is the build timestamp embedded in the kernel (SOURCE_DATE_EPOCH); zero means
@@ -97,6 +100,7 @@ type keyInput struct {
 	SourceSHA256 string            `json:"source_sha256"`
 	Base         string            `json:"base"`
 	Fragment     string            `json:"fragment"`
+	Patches      []string          `json:"patches,omitempty"` // name and SHA-256 of each
 	Compiler     string            `json:"compiler"`
 	Linker       string            `json:"linker"`
 	Compressors  map[string]string `json:"compressors"`
@@ -200,7 +204,12 @@ func Build(ctx context.Context, cacheDir string, s Spec, progress func(string)) 
 	if err != nil {
 		return Result{}, err
 	}
+	patches, err := patchKeys(s.Patches)
+	if err != nil {
+		return Result{}, err
+	}
 	in := keyInput{
+		Patches:      patches,
 		Version:      keyVersion,
 		SourceSHA256: srcSum,
 		Base:         s.base(),
@@ -350,6 +359,16 @@ func (b *builder) run(ctx context.Context, res *Result) error {
 	b.log = &logWriter{f: lf} // closed by build
 
 	t := time.Now()
+	if len(b.spec.Patches) > 0 {
+		b.progress(fmt.Sprintf("kbuild: %s: applying %d patch(es) to a copy of the source", short(b.key), len(b.spec.Patches)))
+		patched := filepath.Join(b.work, "src")
+		if err := patchedTree(ctx, b.src, patched, b.spec.Patches); err != nil {
+			return err
+		}
+		b.src = patched
+		res.Stages = append(res.Stages, Stage{"patch", time.Since(t)})
+		t = time.Now()
+	}
 	base := b.spec.base()
 	b.progress(fmt.Sprintf("kbuild: %s: make %s + fragment %s + olddefconfig", short(b.key), base, b.spec.Fragment))
 	if err := b.make(ctx, base); err != nil {

@@ -130,10 +130,14 @@ func (r *run) sourceKernel(ctx context.Context, kc boardcfg.Kernel, field string
 	if _, err := kconfig.ParseFragmentIn(frag, r.BoardsDir); err != nil {
 		return kernelOut{}, fmt.Errorf("kernel: fragment %s (%s): %w", kc.Fragment, b.Loc(field+".fragment"), err)
 	}
+	if len(kc.PatchFiles) != len(kc.Patches) {
+		return kernelOut{}, fmt.Errorf("kernel: patches %v (%s) were not checked: load the board with boardcfg.Load", kc.Patches, b.Loc(field+".patches"))
+	}
 	res, err := kbuild.Build(ctx, r.CacheDir, kbuild.Spec{
 		SourceTarball: tarball,
 		Base:          kc.Base,
 		Fragment:      frag,
+		Patches:       kc.PatchFiles,
 		Epoch:         r.Epoch,
 	}, func(line string) { r.log().Info("kernel build", "progress", line) })
 	if err != nil {
