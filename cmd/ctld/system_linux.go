@@ -73,7 +73,9 @@ func (execRunner) traced(ctx context.Context, each func(string), name string, ar
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	// A debug log is long: a failure's message keeps its error lines, or
-	// else its last line.
+	// else its last line that is not debug detail (xl's own messages, such
+	// as a config's parse error, have no level; its exit prints debug
+	// statistics after them).
 	var errs []string
 	last := ""
 	sc := bufio.NewScanner(pr)
@@ -81,11 +83,14 @@ func (execRunner) traced(ctx context.Context, each func(string), name string, ar
 	for sc.Scan() {
 		l := sc.Text()
 		each(l)
-		if strings.Contains(l, ": error: ") && len(errs) < 4 {
-			errs = append(errs, strings.TrimSpace(l))
-		}
-		if strings.TrimSpace(l) != "" {
-			last = strings.TrimSpace(l)
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.Contains(t, ": error: "):
+			if len(errs) < 4 {
+				errs = append(errs, t)
+			}
+		case t != "" && !strings.Contains(t, ": debug: ") && !strings.Contains(t, ": detail: ") && !strings.Contains(t, ": info: "):
+			last = t
 		}
 	}
 	io.Copy(io.Discard, pr) // after an overlong line: let it finish
