@@ -122,7 +122,7 @@ func TestCancelMidBootLeavesNoQEMU(t *testing.T) {
 		LogPath: filepath.Join(t.TempDir(), "serial.log"),
 		OnStart: func(p int) {
 			pid = p
-			if !isQEMU(p) {
+			if !becomesQEMU(p) {
 				t.Errorf("pid %d is not QEMU", p)
 			}
 		},
@@ -205,6 +205,21 @@ func helperMain() int {
 }
 
 // isQEMU reports whether pid is a live QEMU process.
+// becomesQEMU is isQEMU for a process just started: exec has returned to
+// the parent before the kernel fills in the new program's command line
+// (load_elf_binary sets it after the close-on-exec pipe that signals success
+// is closed), so an empty one is read again for a moment.
+func becomesQEMU(pid int) bool {
+	for end := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if isQEMU(pid) {
+			return true
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
+}
+
 func isQEMU(pid int) bool {
 	cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	st, ok := procStat(pid)
