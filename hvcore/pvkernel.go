@@ -20,10 +20,10 @@ import (
 // domain's user space before it builds the domain: for qemu-q35's
 // xz-compressed kernel that was 6.3 s of the demo guest's 12 s xl create
 // under TCG (18.6 MB of output). It inflates a gzip'd ELF with zlib, several
-// times faster than xz, and the packed ELF is little more than its segments. A kernel
-// whose payload is not xz (gzip already, or one the builder may not know),
-// or one that is no bzImage of boot protocol 2.08 or later, is returned
-// unchanged. The xz payload is unpacked with the host's xz (part of the
+// times faster than xz, and the packed ELF is little more than its
+// segments. A kernel whose payload is not xz (gzip already, or one the
+// builder may not know), or one that is no bzImage of boot protocol 2.08 or
+// later, is returned unchanged. The xz payload is unpacked with the host's xz (part of the
 // guests stage's key), so the bytes are reproducible.
 func PVKernel(ctx context.Context, bzImage []byte) ([]byte, error) {
 	payload, err := bzPayload(bzImage)

@@ -4,14 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/fwbuild/fwbuild/internal/atomicfile"
 )
 
 // patchKeys names each patch by its file name and content hash, in order:
@@ -19,12 +19,11 @@ import (
 func patchKeys(patches []string) ([]string, error) {
 	var keys []string
 	for _, p := range patches {
-		data, err := os.ReadFile(p)
+		sum, _, err := atomicfile.HashFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("kbuild: patch: %w", err)
 		}
-		sum := sha256.Sum256(data)
-		keys = append(keys, filepath.Base(p)+" "+hex.EncodeToString(sum[:]))
+		keys = append(keys, filepath.Base(p)+" "+sum)
 	}
 	return keys, nil
 }
@@ -91,8 +90,9 @@ func patchTargets(p string) ([]string, error) {
 	return files, nil
 }
 
-// unlinkCopy replaces a hard link with a copy of its own; a file that does
-// not exist yet (a patch creating it) is left to patch.
+// unlinkCopy replaces a hard link with a copy of its own (written beside it
+// and renamed over the link); a file that does not exist yet (a patch
+// creating it) is left to patch.
 func unlinkCopy(p string) error {
 	in, err := os.Open(p)
 	if os.IsNotExist(err) {
@@ -106,19 +106,8 @@ func unlinkCopy(p string) error {
 	if err != nil {
 		return err
 	}
-	tmp := p + ".fwbuild-copy"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
-	if err != nil {
+	return atomicfile.Write(p, st.Mode().Perm(), func(f *os.File) error {
+		_, err := io.Copy(f, in)
 		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, p)
+	})
 }
