@@ -13,8 +13,9 @@
 // line, or fails the "guests" step (see bundle.go).
 //
 // When the profile declares guests (xl configs in contract.GuestsDir), the
-// ready line counts them, and before exiting ctld starts a copy of itself
-// with -guests in its own session. That copy creates each autostart guest,
+// ready line counts them, and a copy of ctld with -guests in its own
+// session, started as ctld starts and let go after the ready line
+// (earlyHelper, so its own start does not delay the guests), creates each autostart guest,
 // forwards its console (contract.GuestConsole) and reports each guest with
 // contract.GuestRunning, GuestFailed and GuestStopped.
 //
@@ -45,10 +46,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -77,6 +80,7 @@ func main() {
 	flag.StringVar(&cfg.GuestsDir, "guests-dir", cfg.GuestsDir, "directory of guest xl configs, <name>.cfg")
 	guests := flag.Bool("guests", false, "start the autostart guests and watch them (ctld runs itself this way after the ready line)")
 	startName := flag.String("start", "", "start this guest and forward its console (`ctld start <guest>` runs itself this way)")
+	waitGo := flag.Bool("wait-go", false, "with -guests: wait for the boot-time ctld's go line on file descriptor 3 first")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: ctld [flags]        bring the control domain up (boot time, as uinit)\n       ctld status|guests|unit  report on a running control domain\n       ctld start <guest>  start a guest, its console forwarded to this terminal\n       ctld quote <nonce-hex>  a TPM2 quote of PCRs 0-7 over the nonce, one line\n       ctld update FILE [-downgrade]  install a signed update artefact into the inactive ESP slot\n")
 		flag.PrintDefaults()
@@ -118,6 +122,19 @@ func main() {
 		// u-root's DHCP client logs each attempt with package log; ctld
 		// prints its own line for the outcome.
 		log.SetOutput(io.Discard)
+		if *waitGo {
+			f := os.NewFile(helperGoFD, "go")
+			xenBin, ok, err := waitForGo(f)
+			f.Close() // not for xl and the other programs it starts
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "ctld:", err)
+				os.Exit(1)
+			}
+			if !ok {
+				return
+			}
+			cfg.XenBin = xenBin
+		}
 		a := &agent{cfg: cfg, run: execRunner{}, sys: linuxSystem{}, xs: xsSocket{path: xenstoredSocket}, dev: linuxHost{}, out: os.Stdout, steps: os.Stdout, clock: monotonic}
 		if a.cfg.XenBin == "" {
 			if err := a.findToolstack(ctx); err != nil {
@@ -148,20 +165,34 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ctld: the control domain is already up (xenstored answers): use `ctld status` or `ctld guests`")
 		os.Exit(2)
 	}
+	// u-root's init starts the shell only once ctld exits, so the guests
+	// are looked after by a detached copy, started now and let go after
+	// the ready line (earlyHelper); without it, started then.
+	early, earlyErr := startEarlyHelper(a.cfg)
+	if earlyErr != nil {
+		slog.Warn("ctld: guest helper not started ahead; starting it after the ready line", "err", earlyErr)
+	}
 	// start prints the status line itself, ready or FAILED.
 	err := a.start(ctx)
 	if err != nil {
 		a.slotsAfterFailure(ctx, err)
 	}
 	if gs := a.autostart(); err == nil && (len(gs) > 0 || a.sys.exists(a.cfg.HostConfig) || a.bootPath() == contract.BootESP || a.spiSlotBoot()) {
-		// u-root's init starts the shell only once ctld exits, so the
-		// guests are looked after by a detached copy, started before the
-		// PCRs are read: the guests wait for nothing the TPM says.
-		if err := startHelper(a.cfg, "-guests"); err != nil {
+		// Before the PCRs are read: the guests wait for nothing the TPM says.
+		herr := errors.New("no early helper")
+		if early != nil {
+			herr = early.start(a.cfg.XenBin)
+		}
+		if herr != nil {
+			herr = startHelper(a.cfg, "-guests")
+		}
+		if herr != nil {
 			for _, g := range gs {
-				a.say(contract.GuestFailed{Name: g.Name, Reason: err.Error()})
+				a.say(contract.GuestFailed{Name: g.Name, Reason: herr.Error()})
 			}
 		}
+	} else if early != nil {
+		early.cancel()
 	}
 	if err == nil {
 		a.reportMeasured() // the TPM's PCRs, right after the ready line (tpm.go)
