@@ -223,7 +223,8 @@ func TestBootSPICorruptGuestsStops(t *testing.T) {
 // run and alternating with it, the stock baseline (Debian's distribution
 // kernel as dom0, same Xen, same QEMU; USB only, as its payload does not fit
 // the SPI region), and report medians over the b.N boots of each: boot to
-// ctld's ready line and ready to the demo guest's own up line, in seconds
+// ctld's ready line, the firmware's hand-over (to the launcher or the
+// payload) to ready, and ready to the demo guest's own up line, in seconds
 // and as ratios to the baseline. Boot times on a shared machine are noisy;
 // the ratios, measured side by side, are what to compare:
 //
@@ -244,6 +245,9 @@ func benchBoot(b *testing.B, path string) {
 		comps pipeline.Components
 		ready []time.Duration
 		guest []time.Duration
+		// From the firmware's hand-over (Timeline.HandOver) to ready: the
+		// part of the boot that what fwbuild builds decides.
+		ownPart []time.Duration
 	}
 	var subjects []*subject
 	for _, name := range []string{"qemu-q35", "qemu-q35-stock"} {
@@ -273,8 +277,12 @@ func benchBoot(b *testing.B, path string) {
 			if !ok {
 				b.Fatalf("%s: no up line from the demo guest (log %s)", s.board.Name, rep.LogPath)
 			}
+			if rep.Timeline.HandOver <= 0 {
+				b.Fatalf("%s: no line where the firmware hands over (log %s)", s.board.Name, rep.LogPath)
+			}
 			s.ready = append(s.ready, rep.ReadyAt)
 			s.guest = append(s.guest, up-rep.ReadyAt)
+			s.ownPart = append(s.ownPart, rep.ReadyAt-rep.Timeline.HandOver)
 			var sb strings.Builder
 			rep.Timeline.Format(&sb, "  ")
 			b.Logf("%s, %s path:\n%s", s.board.Name, s.path, sb.String())
@@ -284,6 +292,9 @@ func benchBoot(b *testing.B, path string) {
 	b.ReportMetric(median(own.ready).Seconds(), "s-to-ready")
 	b.ReportMetric(median(base.ready).Seconds(), "s-to-ready-stock")
 	b.ReportMetric(median(own.ready).Seconds()/median(base.ready).Seconds(), "ready-ratio")
+	b.ReportMetric(median(own.ownPart).Seconds(), "s-handover-to-ready")
+	b.ReportMetric(median(base.ownPart).Seconds(), "s-handover-to-ready-stock")
+	b.ReportMetric(median(own.ownPart).Seconds()/median(base.ownPart).Seconds(), "handover-ratio")
 	b.ReportMetric(median(own.guest).Seconds(), "s-ready-to-guest-up")
 	b.ReportMetric(median(base.guest).Seconds(), "s-ready-to-guest-up-stock")
 	b.ReportMetric(median(own.guest).Seconds()/median(base.guest).Seconds(), "guest-ratio")

@@ -20,6 +20,11 @@ type Timeline struct {
 	Links []Link
 	// Ready is the arrival of ctld's ready line; zero if none came.
 	Ready time.Duration
+	// HandOver is the arrival of the line where the board's firmware hands
+	// over to what fwbuild built: fwbuild's launcher starting the payload
+	// (SPI), else BDS starting the boot option; zero if neither came.
+	// Ready-HandOver is the part of the boot the build decides.
+	HandOver time.Duration
 	// GuestUp is each guest's up line (its own report from inside the VM,
 	// or the stock image's first line), by guest name.
 	GuestUp map[string]time.Duration
@@ -110,6 +115,12 @@ func NewTimeline(lines []Line) Timeline {
 	grub := -1
 	if bds >= 0 {
 		grub = findText(text, bds, xen, "Welcome to GRUB!")
+	}
+	switch {
+	case launcher >= 0:
+		tl.HandOver = lines[launcher].At
+	case bds >= 0:
+		tl.HandOver = lines[bds].At
 	}
 	if launcher >= 0 {
 		serial("firmware (power-on to the launcher)", -1, launcher)
@@ -268,6 +279,9 @@ func (tl Timeline) Format(w io.Writer, indent string) {
 	}
 	if tl.Ready > 0 {
 		fmt.Fprintf(w, "%sboot to ready: %.2fs", indent, tl.Ready.Seconds())
+		if tl.HandOver > 0 && tl.HandOver < tl.Ready {
+			fmt.Fprintf(w, " (%.2fs after the firmware's hand-over)", (tl.Ready - tl.HandOver).Seconds())
+		}
 		names := make([]string, 0, len(tl.GuestUp))
 		for n := range tl.GuestUp {
 			names = append(names, n)

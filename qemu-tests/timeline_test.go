@@ -85,12 +85,12 @@ func TestTimelineUSB(t *testing.T) {
 	if i, j := slices.Index(order, "ctld guest demo create"), slices.Index(order, "ctld guest demo create.xl"); i < 0 || j != i+1 {
 		t.Errorf("create at %d, its phase at %d: %q", i, j, order)
 	}
-	if tl.Ready != ms(22300) || tl.GuestUp["demo"] != ms(39900) {
-		t.Errorf("ready %v, demo up %v", tl.Ready, tl.GuestUp["demo"])
+	if tl.Ready != ms(22300) || tl.GuestUp["demo"] != ms(39900) || tl.HandOver != ms(8000) {
+		t.Errorf("ready %v, demo up %v, hand-over %v", tl.Ready, tl.GuestUp["demo"], tl.HandOver)
 	}
 	var b strings.Builder
 	tl.Format(&b, "  ")
-	for _, want := range []string{"  link ", "ctld guest demo create", "boot to ready: 22.30s; ready to guest demo up: 17.60s\n", `5.1s before "Unpacking initramfs..."`} {
+	for _, want := range []string{"  link ", "ctld guest demo create", "boot to ready: 22.30s (14.30s after the firmware's hand-over); ready to guest demo up: 17.60s\n", `5.1s before "Unpacking initramfs..."`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
@@ -114,5 +114,9 @@ func TestTimelineSPIPartial(t *testing.T) {
 	want := "firmware (power-on to the launcher)|launcher (to BDS starting the payload)|GRUB (BDS to GRUB)|GRUB (loading Xen and dom0's modules)"
 	if strings.Join(names, "|") != want || tl.Ready != 0 {
 		t.Errorf("links %q ready %v, want %q", strings.Join(names, "|"), tl.Ready, want)
+	}
+	// The launcher is fwbuild's: the firmware hands over to it, not to BDS's later line.
+	if tl.HandOver != ms(7000) {
+		t.Errorf("hand-over %v, want the launcher's line at 7s", tl.HandOver)
 	}
 }
