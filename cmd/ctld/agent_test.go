@@ -539,6 +539,31 @@ func TestStartStepLines(t *testing.T) {
 	}
 }
 
+// With xenstore's socket to talk to, ctld asks xenstored itself whether it
+// answers; no xenstore-list runs on the way to the ready line.
+func TestStartProbesXenstoredItself(t *testing.T) {
+	a, r, _, out := world(t)
+	f := startFakeXenstored(t, map[string]string{"/tool/xenstored": ""})
+	a.xs = xsSocket{path: f.path}
+	if err := a.start(context.Background()); err != nil {
+		t.Fatalf("start: %v\noutput: %s", err, out)
+	}
+	if slices.Contains(r.calls, "/usr/bin/xenstore-list /") {
+		t.Errorf("ran xenstore-list: %q", r.calls)
+	}
+	if !strings.HasPrefix(out.String(), "fwbuild-ctld: ready ") {
+		t.Errorf("output %q", out)
+	}
+
+	// A xenstored that never answers still fails the step by its timeout.
+	a, _, _, out = world(t)
+	a.cfg.Timeout = 50 * time.Millisecond
+	a.xs = xsSocket{path: t.TempDir() + "/none"}
+	if err := a.start(context.Background()); err == nil || !strings.HasPrefix(out.String(), "fwbuild-ctld: FAILED xenstored: not ready after 50ms: xenstore: ") {
+		t.Errorf("start: %v, output %q", err, out)
+	}
+}
+
 // The ready line's facts come from dom0's kernel and xenstore, without an
 // xl run; where the kernel lacks a file, from xl as before.
 func TestStatusFromKernel(t *testing.T) {

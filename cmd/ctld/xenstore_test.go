@@ -92,8 +92,9 @@ func (f *fakeXenstored) serve(c net.Conn) {
 		case xsDirectory:
 			var kids []byte
 			seen := map[string]bool{}
+			prefix := strings.TrimSuffix(args[0], "/") + "/" // the root is "/"
 			for k := range f.nodes {
-				rest, ok := strings.CutPrefix(k, args[0]+"/")
+				rest, ok := strings.CutPrefix(k, prefix)
 				if !ok {
 					continue
 				}
