@@ -36,8 +36,10 @@ type fakeRunner struct {
 
 func (r *fakeRunner) stream(_ context.Context, name string, args ...string) (io.ReadCloser, error) {
 	line := strings.TrimSpace(name + " " + strings.Join(args, " "))
+	r.mu.Lock()
 	r.calls = append(r.calls, "stream "+line)
 	out, ok := r.streams[line]
+	r.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("%s: no such command in fake", line)
 	}
@@ -68,26 +70,39 @@ type fakeResult struct {
 	// then changes the fake system when the command runs (e.g. a daemon
 	// becoming ready after some probes).
 	then func(*fakeSystem)
+	// wait, when set, holds the command until it is closed (or the
+	// command's context ends).
+	wait <-chan struct{}
 }
 
-func (r *fakeRunner) output(_ context.Context, name string, args ...string) ([]byte, error) {
+func (r *fakeRunner) output(ctx context.Context, name string, args ...string) ([]byte, error) {
 	line := strings.TrimSpace(name + " " + strings.Join(args, " "))
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.calls = append(r.calls, line)
 	if line == xenBin+"/xl list" && len(r.lists) > 0 {
 		out := r.lists[0]
 		if len(r.lists) > 1 {
 			r.lists = r.lists[1:]
 		}
+		r.mu.Unlock()
 		return []byte(out), nil
 	}
 	res, ok := r.results[line]
+	r.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("%s: no such command in fake", line)
 	}
+	if res.wait != nil {
+		select {
+		case <-res.wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if res.then != nil {
+		r.sys.mu.Lock()
 		res.then(r.sys)
+		r.sys.mu.Unlock()
 	}
 	return []byte(res.out), res.err
 }
@@ -109,11 +124,15 @@ func (r *fakeRunner) traced(ctx context.Context, each func(string), name string,
 }
 
 func (r *fakeRunner) startDaemon(name, logPath string, args ...string) (daemon, error) {
+	r.mu.Lock()
 	r.calls = append(r.calls, "start "+strings.TrimSpace(name+" "+strings.Join(args, " "))+" >"+logPath)
 	f, ok := r.daemons[name]
+	r.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("start %s: no such file or directory", name)
 	}
+	r.sys.mu.Lock()
+	defer r.sys.mu.Unlock()
 	return f(r.sys), nil
 }
 
@@ -134,6 +153,9 @@ func exited(err error) *fakeDaemon {
 }
 
 type fakeSystem struct {
+	// mu guards the maps for steps that run side by side (runStage); the
+	// fakeRunner holds it while a command changes the system.
+	mu      sync.Mutex
 	files   map[string]string
 	perms   map[string]fs.FileMode
 	dirs    map[string]bool
@@ -148,6 +170,8 @@ type fakeSystem struct {
 
 func (s *fakeSystem) mounts() ([]mountPoint, error) { return s.mounted, nil }
 func (s *fakeSystem) mount(source, target, fstype string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.calls = append(s.calls, "mount "+fstype+" "+target)
 	s.mounted = append(s.mounted, mountPoint{target, fstype})
 	if fstype == "xenfs" {
@@ -156,6 +180,8 @@ func (s *fakeSystem) mount(source, target, fstype string) error {
 	return nil
 }
 func (s *fakeSystem) mkdirAll(p string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.calls = append(s.calls, "mkdir "+p)
 	if s.dirs == nil {
 		s.dirs = map[string]bool{}
@@ -166,12 +192,19 @@ func (s *fakeSystem) mkdirAll(p string) error {
 	return nil
 }
 func (s *fakeSystem) readFile(p string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if c, ok := s.files[p]; ok {
 		return []byte(c), nil
 	}
 	return nil, &os.PathError{Op: "open", Path: p, Err: os.ErrNotExist}
 }
-func (s *fakeSystem) exists(p string) bool { _, ok := s.files[p]; return ok || s.dirs[p] }
+func (s *fakeSystem) exists(p string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.files[p]
+	return ok || s.dirs[p]
+}
 func (s *fakeSystem) loadModule(p string) error {
 	if p == s.failMod {
 		return errors.New("finit_module: exec format error")
@@ -180,6 +213,8 @@ func (s *fakeSystem) loadModule(p string) error {
 	return nil
 }
 func (s *fakeSystem) glob(pattern string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []string
 	for p := range s.files {
 		if ok, _ := path.Match(pattern, p); ok {
@@ -189,6 +224,8 @@ func (s *fakeSystem) glob(pattern string) ([]string, error) {
 	return out, nil
 }
 func (s *fakeSystem) writeFile(p string, data []byte, perm fs.FileMode) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.calls = append(s.calls, "write "+p)
 	s.files[p] = string(data)
 	if s.perms == nil {
@@ -212,6 +249,8 @@ func (s *fakeSystem) readlink(p string) (string, error) {
 	return p, nil
 }
 func (s *fakeSystem) dialUnix(p string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.sockets[p] {
 		return nil
 	}
@@ -292,6 +331,10 @@ func TestStartReady(t *testing.T) {
 		"start " + xenBin + "/xenconsoled -i --log=all >/var/log/xen/xenconsoled.log",
 		xenBin + "/xl info",
 		xenBin + "/xl list",
+	}
+	// xen-init-dom0 and xenconsoled start side by side, in either order.
+	if len(r.calls) == len(wantCalls) && r.calls[2] == wantCalls[3] {
+		r.calls[2], r.calls[3] = r.calls[3], r.calls[2]
 	}
 	if strings.Join(r.calls, "\n") != strings.Join(wantCalls, "\n") {
 		t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(r.calls, "\n"), strings.Join(wantCalls, "\n"))
@@ -501,27 +544,42 @@ func contains(list []string, s string) bool {
 // FAILED line.
 func TestStartStepLines(t *testing.T) {
 	a, _, _, out := world(t)
+	var mu sync.Mutex
 	var tick time.Duration
-	a.steps, a.clock = out, func() time.Duration { tick += 5 * time.Millisecond; return tick }
+	a.steps, a.clock = out, func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		tick += 5 * time.Millisecond
+		return tick
+	}
 	if err := a.start(context.Background()); err != nil {
 		t.Fatalf("start: %v\noutput: %s", err, out)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	// xen-init-dom0 and xenconsoled run side by side (one stage), so they
+	// may end, and print, in either order, and their clock reads interleave.
+	side := map[string]bool{"xen-init-dom0": true, "xenconsoled": true}
 	var names []string
 	for i, l := range lines[:len(lines)-1] {
 		s, err := contract.ParseStep(l)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Two clock reads a step: took 5ms, ending 10ms after the last.
-		if s.Took != 5*time.Millisecond || s.At != time.Duration(i+1)*10*time.Millisecond {
+		if side[s.Name] {
+			// Two reads of their own, up to two of the sibling's between.
+			if s.Took < 5*time.Millisecond || s.Took > 15*time.Millisecond {
+				t.Errorf("step %s took %v, want 5-15ms", s.Name, s.Took)
+			}
+		} else if s.Took != 5*time.Millisecond || s.At != time.Duration(i+1)*10*time.Millisecond {
+			// Two clock reads a step: took 5ms, ending 10ms after the last.
 			t.Errorf("step %s took %v at %v, want 5ms at %v", s.Name, s.Took, s.At, time.Duration(i+1)*10*time.Millisecond)
 		}
 		names = append(names, s.Name)
 	}
+	got := strings.Replace(strings.Join(names, " "), "xenconsoled xen-init-dom0", "xen-init-dom0 xenconsoled", 1)
 	want := "mount version modules xenfs toolstack dirs xenstored xen-init-dom0 xenconsoled loopback guests status find-guests"
-	if strings.Join(names, " ") != want {
-		t.Errorf("steps %q, want %q", strings.Join(names, " "), want)
+	if got != want {
+		t.Errorf("steps %q, want %q (the middle pair in either order)", strings.Join(names, " "), want)
 	}
 	if _, err := contract.ParseReady(lines[len(lines)-1]); err != nil {
 		t.Errorf("last line: %v", err)
@@ -533,9 +591,57 @@ func TestStartStepLines(t *testing.T) {
 	if err := a.start(context.Background()); err == nil {
 		t.Fatal("start succeeded")
 	}
-	lines = strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if n := len(lines); n < 2 || !strings.HasPrefix(lines[n-2], "fwbuild-ctld: step xen-init-dom0 took=") || !strings.HasPrefix(lines[n-1], "fwbuild-ctld: FAILED xen-init-dom0: ") {
+	text := out.String()
+	lines = strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if n := len(lines); n < 2 || !strings.Contains(text, "fwbuild-ctld: step xen-init-dom0 took=") || !strings.HasPrefix(lines[n-1], "fwbuild-ctld: FAILED xen-init-dom0: ") {
 		t.Errorf("output:\n%s", out)
+	}
+}
+
+// xen-init-dom0 and xenconsoled need only xenstored: ctld runs them side by
+// side. xen-init-dom0 here cannot finish before xenconsoled has started, so
+// run one after the other they would never end.
+func TestStartRunsXenInitDom0BesideXenconsoled(t *testing.T) {
+	a, r, _, out := world(t)
+	started := make(chan struct{})
+	r.results[xenBin+"/xen-init-dom0"] = fakeResult{out: "Done setting up Dom0\n", wait: started}
+	consoled := r.daemons[xenBin+"/xenconsoled"]
+	r.daemons[xenBin+"/xenconsoled"] = func(s *fakeSystem) *fakeDaemon {
+		close(started)
+		return consoled(s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.start(ctx); err != nil {
+		t.Fatalf("start: %v\noutput: %s", err, out)
+	}
+	if _, err := contract.ParseReady(strings.TrimSpace(out.String())); err != nil {
+		t.Errorf("output %q: %v", out, err)
+	}
+}
+
+// When one of two steps side by side fails, the FAILED line names it, not
+// the sibling its failure cancelled, and comes without waiting for the
+// sibling's timeout.
+func TestStartSideBySideFailureNamesTheCause(t *testing.T) {
+	a, r, _, out := world(t)
+	a.cfg.Timeout = time.Minute
+	never := make(chan struct{})
+	r.results[xenBin+"/xen-init-dom0"] = fakeResult{wait: never}
+	r.daemons[xenBin+"/xenconsoled"] = func(*fakeSystem) *fakeDaemon { return exited(errors.New("exit status 1")) }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	err := a.start(ctx)
+	var se *stepError
+	if !errors.As(err, &se) || se.step != "xenconsoled" {
+		t.Fatalf("start: %v, want the xenconsoled step's failure\noutput: %s", err, out)
+	}
+	if !strings.HasPrefix(out.String(), "fwbuild-ctld: FAILED xenconsoled: exited: exit status 1") {
+		t.Errorf("output %q", out)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("FAILED after %v: the cancelled sibling held it back", d)
 	}
 }
 
