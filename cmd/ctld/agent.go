@@ -254,15 +254,11 @@ type step struct {
 	fn   func(context.Context) error
 }
 
-// runStage runs the steps of one stage, side by side when there are
-// several, and returns the step that failed first. That failure cancels
+// runStage runs the steps of one stage side by side and returns the step
+// that failed first. That failure cancels
 // its siblings, so the FAILED line names the cause, not a sibling that the
 // cancellation stopped, and does not wait for a daemon's whole timeout.
 func (a *agent) runStage(ctx context.Context, steps []step) (string, error) {
-	if len(steps) == 1 {
-		s := steps[0]
-		return s.name, a.timed(s.name, func() error { return s.fn(ctx) })
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
