@@ -255,9 +255,9 @@ type step struct {
 }
 
 // runStage runs the steps of one stage side by side and returns the step
-// that failed first. That failure cancels
-// its siblings, so the FAILED line names the cause, not a sibling that the
-// cancellation stopped, and does not wait for a daemon's whole timeout.
+// that failed first. That failure cancels its siblings, so the FAILED line
+// names the cause, not a sibling that the cancellation stopped, and does not
+// wait for a daemon's whole timeout.
 func (a *agent) runStage(ctx context.Context, steps []step) (string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
